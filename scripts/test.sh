@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (idempotently), then
+# runs the format check, clippy, every test, and the shared scenarios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== format"
+cargo fmt --check
+
+echo "== clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== tests"
+cargo test --locked
+
+echo "== scenarios"
+scen_src="../shared/scenarios"
+if [ -f "$scen_src/gen.py" ] && [ -f "$scen_src/check.py" ]; then
+  cargo build --release --locked
+  target_dir="${CARGO_TARGET_DIR:-target}"
+  scen_dir="$(mktemp -d)"
+  trap 'rm -rf "$scen_dir"' EXIT
+  python3 "$scen_src/gen.py" "$scen_dir" >/dev/null
+  python3 "$scen_src/check.py" "$scen_dir" "$target_dir/release/rollbackd"
+else
+  echo "shared scenarios not found beside this checkout: skipped"
+fi

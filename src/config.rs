@@ -1,0 +1,816 @@
+//! Configuration: TOML → validated [`Config`] (CONTRACT §7).
+//!
+//! Every key has a default (the named `default_*` functions say where each
+//! value comes from), durations and sizes are human strings, and unknown keys
+//! or invalid values are errors that name the key. Per-service `[slo]`
+//! overrides are resolved here, once, into an effective [`Policy`] per
+//! service, so the engine never merges config on its hot path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::engine::stats::z_for_confidence;
+use crate::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// How OTLP payloads on the telemetry topics are encoded, as the
+/// Collector's Kafka exporter names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpEncoding {
+    #[serde(rename = "otlp_proto")]
+    Proto,
+    #[serde(rename = "otlp_json")]
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Passed to librdkafka as is (security.protocol, sasl.*, ssl.*).
+    #[serde(default)]
+    pub properties: BTreeMap<String, toml::Value>,
+}
+
+// The broker a local install listens on.
+fn default_brokers() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_group_id() -> String {
+    "rollbackd".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    pub deploy_events: String,
+    pub otlp_spans: String,
+    pub otlp_metrics: String,
+    pub otlp_encoding: OtlpEncoding,
+    pub commands: String,
+    pub results: String,
+    pub audit: String,
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    // The OpenTelemetry Collector Kafka exporter's default topic names and
+    // encoding, and rollbackd's own topics.
+    fn default() -> Self {
+        Topics {
+            deploy_events: "deploy-events".into(),
+            otlp_spans: "otlp_spans".into(),
+            otlp_metrics: "otlp_metrics".into(),
+            otlp_encoding: OtlpEncoding::Proto,
+            commands: "rollback-commands".into(),
+            results: "rollback-results".into(),
+            audit: "rollbackd-audit".into(),
+            dead_letter: "rollbackd-dlq".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub webhook_token_env: String,
+    pub admin_token_env: String,
+    pub max_body: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            // 9464 is the port OpenTelemetry's Prometheus exporters use; loopback
+            // by default so nothing is exposed until an operator says so.
+            listen: "127.0.0.1:9464".into(),
+            webhook_token_env: "ROLLBACKD_WEBHOOK_TOKEN".into(),
+            admin_token_env: "ROLLBACKD_ADMIN_TOKEN".into(),
+            max_body: "4MiB".into(),
+        }
+    }
+}
+
+/// One multi-window burn-rate pair (Google SRE workbook, ch. 5).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowPair {
+    pub short: Duration,
+    pub long: Duration,
+    pub burn_rate: f64,
+}
+
+/// `[slo]` and `[slo.services.NAME]`: every key optional; absent keys
+/// inherit (service → `[slo]` → built-in default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SloTable {
+    objective: Option<f64>,
+    latency_threshold: Option<Duration>,
+    latency_objective: Option<f64>,
+    min_requests: Option<u64>,
+    confidence: Option<f64>,
+    warmup: Option<Duration>,
+    evaluation_interval: Option<Duration>,
+    watch_after_complete: Option<Duration>,
+    windows: Option<Vec<WindowPair>>,
+    /// Only valid inside `[slo.services.NAME]`.
+    dry_run: Option<bool>,
+    /// Only valid at the top level.
+    services: Option<BTreeMap<String, SloTable>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardsConfig {
+    pub dry_run: bool,
+    pub cooldown: Duration,
+    pub breaker_max_rollbacks: u32,
+    pub breaker_window: Duration,
+}
+
+impl Default for GuardsConfig {
+    fn default() -> Self {
+        GuardsConfig {
+            dry_run: false,
+            // Long enough for a rollback to finish and its effect to show.
+            cooldown: Duration::from_secs(600),
+            breaker_max_rollbacks: 3,
+            breaker_window: Duration::from_secs(900),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub rollback_on_severity: Vec<String>,
+    pub service_label: String,
+    pub deploy_id_label: String,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            rollback_on_severity: vec!["critical".into()],
+            service_label: "service".into(),
+            deploy_id_label: "deploy_id".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_active_deploys: usize,
+    pub max_series: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_active_deploys: 10_000,
+            max_series: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    kafka: Option<KafkaConfig>,
+    #[serde(default)]
+    topics: Topics,
+    #[serde(default)]
+    http: HttpConfig,
+    #[serde(default)]
+    slo: SloTable,
+    #[serde(default)]
+    guards: GuardsConfig,
+    #[serde(default)]
+    alerts: AlertsConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
+    #[serde(default)]
+    audit: AuditConfig,
+    #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
+    telemetry: TelemetryConfig,
+}
+
+/// The effective SLO policy of one service, with derived constants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub objective: f64,
+    pub latency_threshold: Duration,
+    pub latency_objective: f64,
+    pub min_requests: u64,
+    pub confidence: f64,
+    pub warmup: Duration,
+    pub evaluation_interval: Duration,
+    pub watch_after_complete: Duration,
+    pub windows: Vec<WindowPair>,
+    pub dry_run: bool,
+    /// The normal quantile for `confidence` (one-sided).
+    pub z: f64,
+    /// Distinct window lengths, ascending; windows are kept per length.
+    pub lengths: Vec<Duration>,
+    /// For each pair, the indices of its short and long length in `lengths`.
+    pub pair_index: Vec<(usize, usize)>,
+}
+
+impl Policy {
+    pub fn longest(&self) -> Duration {
+        self.lengths.last().copied().unwrap_or(Duration::ZERO)
+    }
+
+    pub fn error_budget(&self) -> f64 {
+        1.0 - self.objective
+    }
+
+    pub fn latency_budget(&self) -> f64 {
+        1.0 - self.latency_objective
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: Option<KafkaConfig>,
+    pub topics: Topics,
+    pub http: HttpConfig,
+    pub http_listen: SocketAddr,
+    pub http_max_body: usize,
+    pub guards: GuardsConfig,
+    pub alerts: AlertsConfig,
+    pub limits: LimitsConfig,
+    pub audit: AuditConfig,
+    pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
+    pub default_policy: Arc<Policy>,
+    pub service_policies: HashMap<String, Arc<Policy>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_toml("").expect("built-in defaults are valid")
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim().into()))?;
+        Config::validate(raw)
+    }
+
+    /// The effective policy for `service`.
+    pub fn policy(&self, service: &str) -> &Arc<Policy> {
+        self.service_policies
+            .get(service)
+            .unwrap_or(&self.default_policy)
+    }
+
+    /// The longest window of any policy: how far back telemetry matters.
+    pub fn longest_window(&self) -> Duration {
+        self.service_policies
+            .values()
+            .map(|p| p.longest())
+            .chain(std::iter::once(self.default_policy.longest()))
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        if let Some(k) = &raw.kafka {
+            if k.brokers.trim().is_empty() {
+                return Err(invalid("kafka.brokers", "must not be empty"));
+            }
+            if k.group_id.trim().is_empty() {
+                return Err(invalid("kafka.group_id", "must not be empty"));
+            }
+            for (key, v) in &k.properties {
+                if kafka_property_string(v).is_none() {
+                    return Err(invalid(
+                        format!("kafka.properties.{key}"),
+                        "must be a string, integer, float or boolean",
+                    ));
+                }
+            }
+        }
+        for (key, v) in [
+            ("topics.deploy_events", &raw.topics.deploy_events),
+            ("topics.otlp_spans", &raw.topics.otlp_spans),
+            ("topics.otlp_metrics", &raw.topics.otlp_metrics),
+            ("topics.commands", &raw.topics.commands),
+            ("topics.results", &raw.topics.results),
+            ("topics.audit", &raw.topics.audit),
+            ("topics.dead_letter", &raw.topics.dead_letter),
+        ] {
+            if v.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+            if v == "alertmanager" {
+                return Err(invalid(
+                    key,
+                    "\"alertmanager\" is reserved for replay records",
+                ));
+            }
+        }
+        let http_listen: SocketAddr = raw.http.listen.parse().map_err(|_| {
+            invalid(
+                "http.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    raw.http.listen
+                ),
+            )
+        })?;
+        let http_max_body = parse_size(&raw.http.max_body).ok_or_else(|| {
+            invalid(
+                "http.max_body",
+                format!("{:?} is not a size like \"4MiB\"", raw.http.max_body),
+            )
+        })?;
+        if http_max_body == 0 {
+            return Err(invalid("http.max_body", "must be greater than zero"));
+        }
+        if raw.guards.cooldown.nanos() < 0 {
+            return Err(invalid("guards.cooldown", "must not be negative"));
+        }
+        if raw.guards.breaker_max_rollbacks == 0 {
+            return Err(invalid(
+                "guards.breaker_max_rollbacks",
+                "must be at least 1",
+            ));
+        }
+        if raw.guards.breaker_window.nanos() <= 0 {
+            return Err(invalid(
+                "guards.breaker_window",
+                "must be greater than zero",
+            ));
+        }
+        if raw.alerts.service_label.is_empty() {
+            return Err(invalid("alerts.service_label", "must not be empty"));
+        }
+        if raw.alerts.deploy_id_label.is_empty() {
+            return Err(invalid("alerts.deploy_id_label", "must not be empty"));
+        }
+        if raw.limits.max_active_deploys == 0 {
+            return Err(invalid("limits.max_active_deploys", "must be at least 1"));
+        }
+        if raw.limits.max_series == 0 {
+            return Err(invalid("limits.max_series", "must be at least 1"));
+        }
+        if raw.slo.dry_run.is_some() {
+            return Err(invalid(
+                "slo.dry_run",
+                "unknown key here: use guards.dry_run, or dry_run in [slo.services.NAME]",
+            ));
+        }
+        let base = resolve_policy("slo", &SloTable::default(), &raw.slo, raw.guards.dry_run)?;
+        let mut service_policies = HashMap::new();
+        for (name, table) in raw.slo.services.iter().flatten() {
+            let prefix = format!("slo.services.{name}");
+            if table.services.is_some() {
+                return Err(invalid(
+                    format!("{prefix}.services"),
+                    "services cannot be nested",
+                ));
+            }
+            let inherited = SloTable {
+                services: None,
+                dry_run: None,
+                ..raw.slo.clone()
+            };
+            let policy = resolve_policy(&prefix, &inherited, table, raw.guards.dry_run)?;
+            service_policies.insert(name.clone(), Arc::new(policy));
+        }
+        Ok(Config {
+            kafka: raw.kafka,
+            topics: raw.topics,
+            http: raw.http,
+            http_listen,
+            http_max_body,
+            guards: raw.guards,
+            alerts: raw.alerts,
+            limits: raw.limits,
+            audit: raw.audit,
+            log: raw.log,
+            telemetry: raw.telemetry,
+            default_policy: Arc::new(base),
+            service_policies,
+        })
+    }
+
+    /// A human-readable listing of the effective policy per configured service.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        match &self.kafka {
+            Some(k) => {
+                let _ = writeln!(
+                    out,
+                    "kafka: brokers {} group {} ({} extra properties)",
+                    k.brokers,
+                    k.group_id,
+                    k.properties.len()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "kafka: none (HTTP in, commands on stdout)");
+            }
+        }
+        let t = &self.topics;
+        let _ = writeln!(
+            out,
+            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={}",
+            t.deploy_events,
+            t.otlp_spans,
+            t.otlp_metrics,
+            match t.otlp_encoding {
+                OtlpEncoding::Proto => "otlp_proto",
+                OtlpEncoding::Json => "otlp_json",
+            },
+            t.commands,
+            t.results,
+            t.audit,
+            t.dead_letter
+        );
+        let _ = writeln!(
+            out,
+            "http: listen {} max_body {} bytes",
+            self.http_listen, self.http_max_body
+        );
+        let g = &self.guards;
+        let _ = writeln!(
+            out,
+            "guards: dry_run={} cooldown={} breaker={} rollbacks per {}",
+            g.dry_run, g.cooldown, g.breaker_max_rollbacks, g.breaker_window
+        );
+        let _ = writeln!(
+            out,
+            "alerts: severities {:?} service_label={} deploy_id_label={}",
+            self.alerts.rollback_on_severity,
+            self.alerts.service_label,
+            self.alerts.deploy_id_label
+        );
+        let _ = writeln!(
+            out,
+            "limits: max_active_deploys={} max_series={}",
+            self.limits.max_active_deploys, self.limits.max_series
+        );
+        describe_policy(&mut out, "(default)", &self.default_policy);
+        let mut names: Vec<_> = self.service_policies.keys().collect();
+        names.sort();
+        for name in names {
+            describe_policy(&mut out, name, &self.service_policies[name]);
+        }
+        out
+    }
+}
+
+fn describe_policy(out: &mut String, name: &str, p: &Policy) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "policy {name}:");
+    let _ = writeln!(
+        out,
+        "  errors: objective {} (budget {:.4}%)",
+        p.objective,
+        p.error_budget() * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "  latency: {} of requests faster than {} (budget {:.4}%)",
+        p.latency_objective,
+        p.latency_threshold,
+        p.latency_budget() * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "  evidence: min_requests {} confidence {} (z {:.3}) warmup {} every {} watch_after_complete {}",
+        p.min_requests, p.confidence, p.z, p.warmup, p.evaluation_interval, p.watch_after_complete
+    );
+    for w in &p.windows {
+        let _ = writeln!(
+            out,
+            "  window: short {} long {} burn_rate {} (errors fire at {:.3}%, latency at {:.3}%)",
+            w.short,
+            w.long,
+            w.burn_rate,
+            w.burn_rate * p.error_budget() * 100.0,
+            w.burn_rate * p.latency_budget() * 100.0
+        );
+    }
+    let _ = writeln!(out, "  dry_run: {}", p.dry_run);
+}
+
+/// A Kafka property as the string librdkafka wants.
+pub fn kafka_property_string(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+// The contract's defaults (CONTRACT §7): a 99.9% availability and 99% of
+// requests under 500ms, with the SRE workbook's fast- and slow-burn pairs.
+fn default_windows() -> Vec<WindowPair> {
+    vec![
+        WindowPair {
+            short: Duration::from_secs(60),
+            long: Duration::from_secs(300),
+            burn_rate: 14.4,
+        },
+        WindowPair {
+            short: Duration::from_secs(300),
+            long: Duration::from_secs(1800),
+            burn_rate: 6.0,
+        },
+    ]
+}
+
+fn resolve_policy(
+    prefix: &str,
+    parent: &SloTable,
+    own: &SloTable,
+    global_dry_run: bool,
+) -> Result<Policy, ConfigError> {
+    macro_rules! pick {
+        ($field:ident, $default:expr) => {
+            own.$field
+                .clone()
+                .or_else(|| parent.$field.clone())
+                .unwrap_or_else(|| $default)
+        };
+    }
+    let objective = pick!(objective, 0.999);
+    let latency_threshold = pick!(latency_threshold, Duration::from_millis(500));
+    let latency_objective = pick!(latency_objective, 0.99);
+    let min_requests = pick!(min_requests, 100);
+    let confidence = pick!(confidence, 0.95);
+    let warmup = pick!(warmup, Duration::from_secs(30));
+    let evaluation_interval = pick!(evaluation_interval, Duration::from_secs(5));
+    let watch_after_complete = pick!(watch_after_complete, Duration::from_secs(900));
+    let windows = pick!(windows, default_windows());
+    let key = |k: &str| format!("{prefix}.{k}");
+
+    if !(objective > 0.0 && objective < 1.0) {
+        return Err(invalid(
+            key("objective"),
+            "must be between 0 and 1 (exclusive)",
+        ));
+    }
+    if !(latency_objective > 0.0 && latency_objective < 1.0) {
+        return Err(invalid(
+            key("latency_objective"),
+            "must be between 0 and 1 (exclusive)",
+        ));
+    }
+    if latency_threshold.nanos() <= 0 {
+        return Err(invalid(
+            key("latency_threshold"),
+            "must be greater than zero",
+        ));
+    }
+    if min_requests == 0 {
+        return Err(invalid(key("min_requests"), "must be at least 1"));
+    }
+    if !(0.5..1.0).contains(&confidence) {
+        return Err(invalid(key("confidence"), "must be in [0.5, 1)"));
+    }
+    if warmup.nanos() < 0 {
+        return Err(invalid(key("warmup"), "must not be negative"));
+    }
+    if evaluation_interval.nanos() < 1_000_000 {
+        return Err(invalid(key("evaluation_interval"), "must be at least 1ms"));
+    }
+    if watch_after_complete.nanos() < 0 {
+        return Err(invalid(key("watch_after_complete"), "must not be negative"));
+    }
+    if windows.is_empty() {
+        return Err(invalid(key("windows"), "needs at least one window pair"));
+    }
+    for (i, w) in windows.iter().enumerate() {
+        let wk = format!("{prefix}.windows[{i}]");
+        if w.short.nanos() < 1_000_000_000 {
+            return Err(invalid(format!("{wk}.short"), "must be at least 1s"));
+        }
+        if w.long.nanos() < w.short.nanos() {
+            return Err(invalid(
+                format!("{wk}.long"),
+                "must not be shorter than short",
+            ));
+        }
+        if w.long.nanos() > 7 * 86_400 * 1_000_000_000 {
+            return Err(invalid(format!("{wk}.long"), "must be at most 7d"));
+        }
+        if !(w.burn_rate.is_finite() && w.burn_rate > 0.0) {
+            return Err(invalid(
+                format!("{wk}.burn_rate"),
+                "must be greater than zero",
+            ));
+        }
+    }
+    let mut lengths: Vec<Duration> = windows.iter().flat_map(|w| [w.short, w.long]).collect();
+    lengths.sort();
+    lengths.dedup();
+    let index = |d: Duration| lengths.iter().position(|&l| l == d).unwrap_or(0);
+    let pair_index = windows
+        .iter()
+        .map(|w| (index(w.short), index(w.long)))
+        .collect();
+    Ok(Policy {
+        objective,
+        latency_threshold,
+        latency_objective,
+        min_requests,
+        confidence,
+        warmup,
+        evaluation_interval,
+        watch_after_complete,
+        dry_run: global_dry_run || own.dry_run.unwrap_or(false),
+        z: z_for_confidence(confidence),
+        windows,
+        lengths,
+        pair_index,
+    })
+}
+
+/// `"4MiB"`, `"512KiB"`, `"1GiB"`, `"1MB"`, `"4096"` → bytes.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_the_contract_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.kafka.is_none());
+        assert_eq!(c.topics.commands, "rollback-commands");
+        assert_eq!(c.topics.otlp_encoding, OtlpEncoding::Proto);
+        assert_eq!(c.http_max_body, 4 << 20);
+        let p = &c.default_policy;
+        assert_eq!(p.objective, 0.999);
+        assert_eq!(p.latency_threshold, Duration::from_millis(500));
+        assert_eq!(p.windows.len(), 2);
+        assert_eq!(
+            p.lengths,
+            vec![
+                Duration::from_secs(60),
+                Duration::from_secs(300),
+                Duration::from_secs(1800)
+            ]
+        );
+        assert_eq!(p.pair_index, vec![(0, 1), (1, 2)]);
+        assert!((p.z - 1.6449).abs() < 1e-3);
+        assert_eq!(c.longest_window(), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn services_inherit_and_override() {
+        let c = Config::from_toml(
+            r#"
+            [slo]
+            min_requests = 50
+            [slo.services.checkout]
+            objective = 0.9995
+            dry_run = true
+            "#,
+        )
+        .unwrap();
+        let p = c.policy("checkout");
+        assert_eq!(p.objective, 0.9995);
+        assert_eq!(p.min_requests, 50);
+        assert!(p.dry_run);
+        assert!(!c.policy("other").dry_run);
+        assert_eq!(c.policy("other").min_requests, 50);
+    }
+
+    #[test]
+    fn kafka_table_present() {
+        let c = Config::from_toml("[kafka]\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"linger.ms\" = 2\n").unwrap();
+        let k = c.kafka.unwrap();
+        assert_eq!(k.brokers, "127.0.0.1:9092");
+        assert_eq!(
+            kafka_property_string(&k.properties["linger.ms"]).unwrap(),
+            "2"
+        );
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err("[slo]\nobjectiv = 0.9\n").contains("objectiv"));
+        assert!(err("[slo]\nobjective = 1.5\n").contains("slo.objective"));
+        assert!(err("[slo]\nwarmup = \"5x\"\n").contains("warmup"));
+        assert!(err("[slo.services.a]\nconfidence = 0.2\n").contains("slo.services.a.confidence"));
+        assert!(
+            err("[slo]\nwindows = [{short = \"5m\", long = \"1m\", burn_rate = 2.0}]\n")
+                .contains("slo.windows[0].long")
+        );
+        assert!(
+            err("[guards]\nbreaker_max_rollbacks = 0\n").contains("guards.breaker_max_rollbacks")
+        );
+        assert!(err("[http]\nmax_body = \"lots\"\n").contains("http.max_body"));
+        assert!(err("[http]\nlisten = \"nowhere\"\n").contains("http.listen"));
+        assert!(err("[topics]\notlp_encoding = \"otlp_xml\"\n").contains("otlp_encoding"));
+        assert!(err("[nope]\n").contains("nope"));
+        assert!(err("[slo]\ndry_run = true\n").contains("slo.dry_run"));
+        assert!(err("[log]\nformat = \"xml\"\n").contains("format"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4MiB"), Some(4 << 20));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1 KB"), Some(1000));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("99999999999999999999GiB"), None);
+    }
+}

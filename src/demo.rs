@@ -1,0 +1,460 @@
+//! `rollbackd demo`: the real engine on a built-in, simulated canary rollout.
+//!
+//! A healthy deploy is watched and left alone, then a bad one is caught. The
+//! traffic is generated as OTLP protobuf exports, decoded by the same
+//! decoders as production and fed to the same engine on a simulated clock,
+//! so what the demo prints is what `run` would decide. No setup, no network,
+//! no sleeping: it finishes in well under a second.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+use crate::config::Config;
+use crate::engine::evaluate::{PairState, Verdict};
+use crate::engine::window::Sli;
+use crate::engine::{DeployView, Engine};
+use crate::ingest;
+use crate::model::{
+    DataMigration, DeployEvent, DeployEventKind, ExecutorResult, Output, ResultStatus,
+};
+use crate::time::{Duration, Timestamp};
+
+const SEC: i64 = 1_000_000_000;
+
+/// A small deterministic generator (SplitMix64), so the demo prints the
+/// same story every time.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One version's traffic: requests per second and its error and slow shares.
+struct Traffic {
+    version: &'static str,
+    rps: f64,
+    error: f64,
+    slow: f64,
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn export(rng: &mut Rng, t: &Traffic, second_end: i64) -> Vec<u8> {
+    let n = (t.rps + rng.unit() - 0.5).round().max(0.0) as usize;
+    let spans = (0..n)
+        .map(|_| {
+            let end = second_end - (rng.unit() * SEC as f64) as i64;
+            let is_err = rng.unit() < t.error;
+            let latency = if rng.unit() < t.slow {
+                0.6 + rng.unit() * 1.5
+            } else {
+                0.02 + rng.unit() * 0.08
+            };
+            let code = if is_err { 503 } else { 200 };
+            Span {
+                trace_id: rng.next_u64().to_be_bytes().repeat(2),
+                span_id: rng.next_u64().to_be_bytes().to_vec(),
+                name: "POST /checkout".into(),
+                kind: 2,
+                start_time_unix_nano: (end - (latency * SEC as f64) as i64) as u64,
+                end_time_unix_nano: end as u64,
+                attributes: vec![KeyValue {
+                    key: "http.response.status_code".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::IntValue(code)),
+                    }),
+                    ..Default::default()
+                }],
+                status: Some(Status {
+                    code: if is_err { 2 } else { 0 },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "checkout"),
+                    kv("service.version", t.version),
+                    kv("deployment.environment.name", "prod"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn started(id: &str, version: &str, previous: &str, at: Timestamp) -> DeployEvent {
+    DeployEvent {
+        kind: DeployEventKind::Started,
+        deploy_id: id.into(),
+        service: "checkout".into(),
+        version: version.into(),
+        at,
+        environment: Some("prod".into()),
+        previous_version: Some(previous.into()),
+        strategy: Some("canary".into()),
+        release_id: None,
+        data_migration: DataMigration::None,
+        canary_weight: Some(10.0),
+        labels: [("team".to_string(), "payments".to_string())].into(),
+    }
+}
+
+struct Demo<'a, W: Write> {
+    engine: Engine,
+    rng: Rng,
+    t0: i64,
+    out: &'a mut W,
+    commands: Vec<crate::model::Command>,
+}
+
+impl<W: Write> Demo<'_, W> {
+    fn clock(&self, s: i64) -> Timestamp {
+        Timestamp(self.t0 + s * SEC)
+    }
+
+    fn hms(&self, s: i64) -> String {
+        let t = self.clock(s).to_string();
+        t[11..19].to_string()
+    }
+
+    /// One simulated second: every version exports its spans, then the
+    /// engine evaluates on the new clock.
+    fn second(&mut self, s: i64, traffic: &[Traffic]) -> io::Result<Vec<Output>> {
+        let now = self.clock(s);
+        self.engine.set_clock(now);
+        for t in traffic {
+            let bytes = export(&mut self.rng, t, now.0);
+            if let Ok(batch) = ingest::otlp::decode_traces_proto(&bytes) {
+                self.engine.apply_telemetry(&batch);
+            }
+        }
+        let outputs = self.engine.tick();
+        for o in &outputs {
+            if let Output::Command(c) = o {
+                self.commands.push(c.clone());
+            }
+        }
+        Ok(outputs)
+    }
+
+    fn event(&mut self, s: i64, ev: DeployEvent) -> Vec<Output> {
+        self.engine.set_clock(self.clock(s));
+        self.engine.apply_deploy_event(ev)
+    }
+
+    fn status_line(&mut self, s: i64, view: &DeployView) -> io::Result<()> {
+        let ev = &view.evaluation;
+        let pair = |i: usize, sli: Sli| {
+            ev.pairs
+                .iter()
+                .filter(|p| p.sli == sli)
+                .nth(i)
+                .map(|p| (p.burn_short, p.burn_long, p.state))
+        };
+        let fast = pair(0, Sli::Errors);
+        let slow = pair(1, Sli::Errors);
+        let first = ev.pairs.first();
+        let (c_req, c_ratio, b_ratio) = first.map_or((0, 0.0, 0.0), |p| {
+            (
+                p.candidate_short.requests,
+                p.candidate_short.ratio(Sli::Errors),
+                p.baseline_long.ratio(Sli::Errors),
+            )
+        });
+        let verdict = match ev.verdict {
+            Verdict::WarmingUp => "warming up".to_string(),
+            Verdict::Healthy => {
+                if ev
+                    .pairs
+                    .iter()
+                    .all(|p| p.state == PairState::InsufficientData)
+                {
+                    "healthy (gathering evidence)".to_string()
+                } else {
+                    "healthy".to_string()
+                }
+            }
+            v => v.as_str().to_string(),
+        };
+        let fmt_pair = |p: Option<(f64, f64, PairState)>| {
+            p.map_or("-".to_string(), |(s, l, _)| format!("{s:5.1}x/{l:5.1}x"))
+        };
+        writeln!(
+            self.out,
+            "  {}  {:>5.1} rps  errors {:>5.2}% (baseline {:>5.2}%)  burn 1m/5m {}  5m/30m {}  → {}",
+            self.hms(s),
+            c_req as f64 / 60f64.min((s - (view.started_at.0 - self.t0) / SEC).max(1) as f64),
+            c_ratio * 100.0,
+            b_ratio * 100.0,
+            fmt_pair(fast),
+            fmt_pair(slow),
+            verdict
+        )
+    }
+}
+
+/// Runs the demo, writing the timeline to `out`.
+pub fn run(out: &mut impl Write) -> io::Result<()> {
+    let config = Arc::new(Config::default());
+    let policy = config.default_policy.clone();
+    let t0 = Timestamp::parse_rfc3339("2026-11-26T12:00:00Z")
+        .map(|t| t.0)
+        .unwrap_or(0);
+    let mut demo = Demo {
+        engine: Engine::new(config),
+        rng: Rng(42),
+        t0,
+        out,
+        commands: Vec::new(),
+    };
+    let w = &policy.windows;
+    writeln!(demo.out, "rollbackd demo — the real engine on a simulated canary rollout of service \"checkout\" (prod)")?;
+    writeln!(
+        demo.out,
+        "policy: {:.1}% of requests succeed (error budget {:.2}%), {:.0}% under {}; a window pair fires when the",
+        policy.objective * 100.0,
+        policy.error_budget() * 100.0,
+        policy.latency_objective * 100.0,
+        policy.latency_threshold
+    )?;
+    writeln!(
+        demo.out,
+        "canary burns its budget faster than the pair's rate in both windows ({}/{} at {}x, {}/{} at {}x),",
+        w[0].short, w[0].long, w[0].burn_rate, w[1].short, w[1].long, w[1].burn_rate
+    )?;
+    writeln!(
+        demo.out,
+        "with {:.0}% confidence, at least {} requests, after a {} warm-up, and worse than the old version.",
+        policy.confidence * 100.0,
+        policy.min_requests,
+        policy.warmup
+    )?;
+    writeln!(
+        demo.out,
+        "burn = observed error ratio / error budget (1m/5m = short/long window)."
+    )?;
+    writeln!(demo.out)?;
+
+    // The old version serves 90% of traffic throughout.
+    let v41 = Traffic {
+        version: "v41",
+        rps: 90.0,
+        error: 0.0005,
+        slow: 0.001,
+    };
+    let warm: Vec<Traffic> = vec![Traffic {
+        version: "v41",
+        rps: 100.0,
+        error: 0.0005,
+        slow: 0.001,
+    }];
+    for s in 1..=30 {
+        demo.second(s, &warm)?;
+    }
+
+    // Deploy 1: a healthy canary.
+    let d1_start = 30;
+    writeln!(
+        demo.out,
+        "── {} deploy d-demo-1: checkout v41 → v42, canary 10% ── (v42 is as good as v41)",
+        demo.hms(d1_start)
+    )?;
+    demo.event(
+        d1_start,
+        started("d-demo-1", "v42", "v41", demo.clock(d1_start)),
+    );
+    let good = [
+        Traffic {
+            version: "v41",
+            ..v41
+        },
+        Traffic {
+            version: "v42",
+            rps: 10.0,
+            error: 0.0005,
+            slow: 0.001,
+        },
+    ];
+    let d1_end = d1_start + 330;
+    for s in d1_start + 1..=d1_end {
+        demo.second(s, &good)?;
+        if (s - d1_start) % 30 == 0 {
+            if let Some(v) = demo.engine.deploy_view("d-demo-1") {
+                demo.status_line(s, &v)?;
+            }
+        }
+    }
+    let d1_verdict = demo
+        .engine
+        .deploy_view("d-demo-1")
+        .map(|v| v.evaluation.verdict);
+    let mut done = started("d-demo-1", "v42", "v41", demo.clock(d1_end));
+    done.kind = DeployEventKind::Completed;
+    demo.event(d1_end, done);
+    writeln!(
+        demo.out,
+        "  {}  deploy.completed: v42 promoted to 100%; no command was issued\n",
+        demo.hms(d1_end)
+    )?;
+
+    // Deploy 2: a bad canary.
+    let d2_start = d1_end + 60;
+    let v42_full = [Traffic {
+        version: "v42",
+        rps: 100.0,
+        error: 0.0005,
+        slow: 0.001,
+    }];
+    for s in d1_end + 1..d2_start {
+        demo.second(s, &v42_full)?;
+    }
+    writeln!(
+        demo.out,
+        "── {} deploy d-demo-2: checkout v42 → v43, canary 10% ── (v43 fails 6% of requests)",
+        demo.hms(d2_start)
+    )?;
+    demo.event(
+        d2_start,
+        started("d-demo-2", "v43", "v42", demo.clock(d2_start)),
+    );
+    let bad = [
+        Traffic {
+            version: "v42",
+            rps: 90.0,
+            error: 0.0005,
+            slow: 0.001,
+        },
+        Traffic {
+            version: "v43",
+            rps: 10.0,
+            error: 0.06,
+            slow: 0.001,
+        },
+    ];
+    let mut decided_at = None;
+    for s in d2_start + 1..=d2_start + 300 {
+        let outputs = demo.second(s, &bad)?;
+        let command = outputs.iter().find_map(|o| match o {
+            Output::Command(c) => Some(c.clone()),
+            _ => None,
+        });
+        if (s - d2_start) % 5 == 0 || command.is_some() {
+            if let Some(v) = demo.engine.deploy_view("d-demo-2") {
+                demo.status_line(s, &v)?;
+            }
+        }
+        if let Some(cmd) = command {
+            decided_at = Some(s);
+            let ev = &cmd.evidence;
+            writeln!(demo.out)?;
+            writeln!(
+                demo.out,
+                "  DECISION at {}: roll back d-demo-2 ({} after the deploy started)",
+                demo.hms(s),
+                Duration::from_secs(s - d2_start)
+            )?;
+            writeln!(
+                demo.out,
+                "    evidence: {} SLI, windows {}/{}: canary {} bad of {} requests (burn {}x long, {}x short,",
+                ev["sli"].as_str().unwrap_or("?"),
+                ev["short"].as_str().unwrap_or("?"),
+                ev["long"].as_str().unwrap_or("?"),
+                ev["candidate"]["bad"],
+                ev["candidate"]["requests"],
+                ev["candidate"]["burn_long"],
+                ev["candidate"]["burn_short"]
+            )?;
+            writeln!(
+                demo.out,
+                "              {:.0}% lower bound {:.2}% ≥ threshold {:.2}%); baseline v42 {} bad of {} — significantly better",
+                policy.confidence * 100.0,
+                ev["candidate"]["lower_bound"].as_f64().unwrap_or(0.0) * 100.0,
+                ev["threshold"].as_f64().unwrap_or(0.0) * 100.0,
+                ev["baseline"]["bad"],
+                ev["baseline"]["requests"]
+            )?;
+            writeln!(demo.out, "    guards: first command for this deploy, automation not paused, no dry run, no cooldown, breaker closed")?;
+            writeln!(demo.out, "    command published to rollback-commands:")?;
+            let json = serde_json::to_string_pretty(&cmd).unwrap_or_default();
+            for line in json.lines() {
+                writeln!(demo.out, "      {line}")?;
+            }
+            break;
+        }
+    }
+    let mut executed = None;
+    if let (Some(s), Some(cmd)) = (decided_at, demo.commands.first().cloned()) {
+        let at = demo.clock(s + 12);
+        demo.engine.set_clock(at);
+        let (_, took) = demo.engine.apply_result(&ExecutorResult {
+            command_id: cmd.command_id.clone(),
+            deploy_id: cmd.deploy_id.clone(),
+            status: ResultStatus::Succeeded,
+            at,
+            executor: "argo-rollouts".into(),
+            message: "rollout aborted, stable v42 serving 100%".into(),
+        });
+        executed = took;
+        writeln!(
+            demo.out,
+            "\n  {}  executor result: succeeded (argo-rollouts: rollout aborted, v42 serving 100%); deploy retired",
+            demo.hms(s + 12)
+        )?;
+    }
+    writeln!(demo.out)?;
+    let d1 = match d1_verdict {
+        Some(Verdict::Healthy) => "left alone (healthy)",
+        Some(_) => "left alone",
+        None => "retired",
+    };
+    match decided_at {
+        Some(s) => writeln!(
+            demo.out,
+            "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) caught {} after it started and rolled back{}; {} command(s) issued",
+            Duration::from_secs(s - d2_start),
+            executed.map_or(String::new(), |d| format!(" {d} after the decision")),
+            demo.commands.len()
+        )?,
+        None => writeln!(
+            demo.out,
+            "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) was NOT caught; {} command(s) issued",
+            demo.commands.len()
+        )?,
+    }
+    Ok(())
+}

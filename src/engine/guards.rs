@@ -1,0 +1,155 @@
+//! Guard state (CONTRACT §3): commands already emitted, automation pause,
+//! cooldowns per service and environment, and the circuit breaker.
+//!
+//! The order in which guards apply lives in the engine; this module owns the
+//! state and answers questions about it. Everything here can be rebuilt from
+//! the commands topic ([`Guards::restore`]).
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::config::GuardsConfig;
+use crate::model::{Command, Trigger};
+use crate::time::{Duration, Timestamp};
+
+/// How many emitted command ids are remembered. Far more than any fleet
+/// rolls back within a retention period; the oldest are forgotten first.
+const MAX_REMEMBERED_COMMANDS: usize = 1_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Guards {
+    cooldown: Duration,
+    breaker_max: usize,
+    breaker_window: Duration,
+    /// command id → decided_at, for once-per-deploy and time to rollback.
+    emitted: HashMap<String, Timestamp>,
+    emitted_order: VecDeque<String>,
+    /// Set by the admin API; who and when, for the audit and `/readyz`-side views.
+    paused: Option<(Timestamp, String)>,
+    /// (service, environment) → decided_at of the last automatic command.
+    last_automatic: HashMap<(String, String), Timestamp>,
+    /// decided_at of the automatic decisions the breaker counts.
+    breaker_events: VecDeque<Timestamp>,
+    breaker_open_since: Option<Timestamp>,
+}
+
+impl Guards {
+    pub fn new(cfg: &GuardsConfig) -> Guards {
+        Guards {
+            cooldown: cfg.cooldown,
+            breaker_max: cfg.breaker_max_rollbacks as usize,
+            breaker_window: cfg.breaker_window,
+            emitted: HashMap::new(),
+            emitted_order: VecDeque::new(),
+            paused: None,
+            last_automatic: HashMap::new(),
+            breaker_events: VecDeque::new(),
+            breaker_open_since: None,
+        }
+    }
+
+    pub fn was_emitted(&self, command_id: &str) -> bool {
+        self.emitted.contains_key(command_id)
+    }
+
+    pub fn emitted_at(&self, command_id: &str) -> Option<Timestamp> {
+        self.emitted.get(command_id).copied()
+    }
+
+    pub fn paused(&self) -> Option<&(Timestamp, String)> {
+        self.paused.as_ref()
+    }
+
+    /// Returns whether the state changed.
+    pub fn pause(&mut self, now: Timestamp, actor: &str) -> bool {
+        if self.paused.is_some() {
+            return false;
+        }
+        self.paused = Some((now, actor.to_string()));
+        true
+    }
+
+    /// Returns whether the state changed.
+    pub fn resume(&mut self) -> bool {
+        self.paused.take().is_some()
+    }
+
+    /// When the cooldown of (service, environment) ends, if it is running.
+    pub fn cooldown_until(&self, service: &str, env: &str, now: Timestamp) -> Option<Timestamp> {
+        let last = self
+            .last_automatic
+            .get(&(service.to_string(), env.to_string()))?;
+        let until = last.saturating_add(self.cooldown);
+        (now < until).then_some(until)
+    }
+
+    pub fn breaker_open_since(&self) -> Option<Timestamp> {
+        self.breaker_open_since
+    }
+
+    /// Automatic decisions counted by the breaker within its window.
+    pub fn breaker_count(&self, now: Timestamp) -> usize {
+        let from = now.saturating_sub(self.breaker_window);
+        self.breaker_events.iter().filter(|&&t| t > from).count()
+    }
+
+    /// Closes the breaker and forgets what it counted. Returns whether it was open.
+    pub fn reset_breaker(&mut self) -> bool {
+        self.breaker_events.clear();
+        self.breaker_open_since.take().is_some()
+    }
+
+    /// Records an emitted command. `counts_for_breaker` is false for manual
+    /// commands and for the extra commands of a release rollback. Returns
+    /// true when this command opened the breaker.
+    pub fn record(&mut self, cmd: &Command, counts_for_breaker: bool) -> bool {
+        self.remember(&cmd.command_id, cmd.decided_at);
+        if cmd.trigger.is_manual() {
+            return false;
+        }
+        let key = (cmd.service.clone(), cmd.environment.clone());
+        let last = self.last_automatic.entry(key).or_insert(cmd.decided_at);
+        *last = (*last).max(cmd.decided_at);
+        if counts_for_breaker {
+            self.count_for_breaker(cmd.decided_at)
+        } else {
+            false
+        }
+    }
+
+    /// Counts one automatic decision that produced no command of its own
+    /// (a release cascade started by a deploy event). Returns true when it
+    /// opened the breaker.
+    pub fn count_for_breaker(&mut self, at: Timestamp) -> bool {
+        self.breaker_events.push_back(at);
+        let from = at.saturating_sub(self.breaker_window);
+        while self.breaker_events.front().is_some_and(|&t| t <= from) {
+            self.breaker_events.pop_front();
+        }
+        if self.breaker_open_since.is_none() && self.breaker_events.len() >= self.breaker_max {
+            self.breaker_open_since = Some(at);
+            return true;
+        }
+        false
+    }
+
+    /// Rebuilds state from one command read back from the commands topic.
+    /// Returns true when it opened the breaker.
+    pub fn restore(&mut self, cmd: &Command) -> bool {
+        if self.was_emitted(&cmd.command_id) {
+            return false;
+        }
+        let counts = matches!(cmd.trigger, Trigger::BurnRate | Trigger::Alert);
+        self.record(cmd, counts)
+    }
+
+    fn remember(&mut self, id: &str, at: Timestamp) {
+        if self.emitted.insert(id.to_string(), at).is_none() {
+            self.emitted_order.push_back(id.to_string());
+            if self.emitted_order.len() > MAX_REMEMBERED_COMMANDS {
+                if let Some(old) = self.emitted_order.pop_front() {
+                    self.emitted.remove(&old);
+                }
+            }
+        }
+    }
+}

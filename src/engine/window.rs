@@ -1,0 +1,342 @@
+//! Rolling windows in event time: time-bucketed request counters.
+//!
+//! A [`SeriesWindows`] keeps, for each distinct window length of a policy,
+//! a ring of [`BUCKETS`] buckets of width `length / BUCKETS`. Adding an
+//! observation touches one bucket per length (O(1)); a window sum reads one
+//! ring. Memory is fixed when the series is created, whatever the traffic.
+//!
+//! A bucket remembers its epoch (bucket index since the Unix epoch), so a
+//! slot that still holds older data is reset lazily by the next write, and a
+//! read counts only epochs inside `(now − length, now]`. A write older than
+//! what a slot already holds is too old for that ring and is dropped there.
+//!
+//! Spans and histogram points are counted separately in each bucket, because a
+//! window uses metrics when it saw any histogram data and spans otherwise —
+//! never both added together.
+
+use crate::time::{Duration, Timestamp};
+
+/// Buckets per window length: the window's edges are exact to 1/60 of its
+/// length (1s for a 1m window, 30s for a 30m one).
+pub const BUCKETS: usize = 60;
+
+/// Request counters of one bucket from one kind of source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cell {
+    requests: u32,
+    errors: u32,
+    slow: u32,
+}
+
+impl Cell {
+    fn add(&mut self, requests: u64, errors: u64, slow: u64) {
+        let sat = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        self.requests = self.requests.saturating_add(sat(requests));
+        self.errors = self.errors.saturating_add(sat(errors));
+        self.slow = self.slow.saturating_add(sat(slow));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bucket {
+    epoch: i64,
+    spans: Cell,
+    metrics: Cell,
+    /// Histogram data points seen (a point may carry zero requests).
+    metric_points: u32,
+}
+
+const EMPTY: Bucket = Bucket {
+    epoch: i64::MIN,
+    spans: Cell {
+        requests: 0,
+        errors: 0,
+        slow: 0,
+    },
+    metrics: Cell {
+        requests: 0,
+        errors: 0,
+        slow: 0,
+    },
+    metric_points: 0,
+};
+
+/// Where a window's counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    None,
+    Spans,
+    Metrics,
+}
+
+/// The totals of one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WindowCounts {
+    pub requests: u64,
+    pub errors: u64,
+    pub slow: u64,
+    pub source: Source,
+}
+
+impl WindowCounts {
+    pub const EMPTY: WindowCounts = WindowCounts {
+        requests: 0,
+        errors: 0,
+        slow: 0,
+        source: Source::None,
+    };
+
+    pub fn bad(&self, sli: Sli) -> u64 {
+        match sli {
+            Sli::Errors => self.errors,
+            Sli::Latency => self.slow,
+        }
+    }
+
+    /// Bad share of requests; zero when there were none.
+    pub fn ratio(&self, sli: Sli) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.bad(sli) as f64 / self.requests as f64
+        }
+    }
+}
+
+/// The two service level indicators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sli {
+    Errors,
+    Latency,
+}
+
+impl Sli {
+    pub const ALL: [Sli; 2] = [Sli::Errors, Sli::Latency];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sli::Errors => "errors",
+            Sli::Latency => "latency",
+        }
+    }
+}
+
+/// Which source an observation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Span,
+    Metric,
+}
+
+#[derive(Debug, Clone)]
+struct Ring {
+    width: i64,
+    buckets: Box<[Bucket; BUCKETS]>,
+}
+
+impl Ring {
+    fn new(length: Duration) -> Ring {
+        let len = length.nanos().max(BUCKETS as i64);
+        let width = (len + BUCKETS as i64 - 1) / BUCKETS as i64;
+        Ring {
+            width,
+            buckets: Box::new([EMPTY; BUCKETS]),
+        }
+    }
+
+    fn add(&mut self, t: Timestamp, kind: Kind, requests: u64, errors: u64, slow: u64) {
+        let epoch = t.nanos().div_euclid(self.width);
+        let slot = epoch.rem_euclid(BUCKETS as i64) as usize;
+        let b = &mut self.buckets[slot];
+        if b.epoch < epoch {
+            *b = Bucket { epoch, ..EMPTY };
+        } else if b.epoch > epoch {
+            return;
+        }
+        match kind {
+            Kind::Span => b.spans.add(requests, errors, slow),
+            Kind::Metric => {
+                b.metrics.add(requests, errors, slow);
+                b.metric_points = b.metric_points.saturating_add(1);
+            }
+        }
+    }
+
+    fn sum(&self, now: Timestamp) -> WindowCounts {
+        let newest = now.nanos().div_euclid(self.width);
+        let oldest = newest - BUCKETS as i64; // exclusive
+        let (mut spans, mut metrics, mut points) = ([0u64; 3], [0u64; 3], 0u64);
+        for b in self.buckets.iter() {
+            if b.epoch > oldest && b.epoch <= newest {
+                spans[0] += u64::from(b.spans.requests);
+                spans[1] += u64::from(b.spans.errors);
+                spans[2] += u64::from(b.spans.slow);
+                metrics[0] += u64::from(b.metrics.requests);
+                metrics[1] += u64::from(b.metrics.errors);
+                metrics[2] += u64::from(b.metrics.slow);
+                points += u64::from(b.metric_points);
+            }
+        }
+        let (c, source) = if points > 0 {
+            (metrics, Source::Metrics)
+        } else if spans[0] > 0 {
+            (spans, Source::Spans)
+        } else {
+            return WindowCounts::EMPTY;
+        };
+        WindowCounts {
+            requests: c[0],
+            errors: c[1],
+            slow: c[2],
+            source,
+        }
+    }
+}
+
+/// All windows of one series (a deploy's candidate or its baseline).
+#[derive(Debug, Clone)]
+pub struct SeriesWindows {
+    rings: Vec<Ring>,
+}
+
+impl SeriesWindows {
+    /// One ring per distinct window length, in the order of `lengths`.
+    pub fn new(lengths: &[Duration]) -> SeriesWindows {
+        SeriesWindows {
+            rings: lengths.iter().map(|&l| Ring::new(l)).collect(),
+        }
+    }
+
+    /// Counts `requests` (of which `errors` failed and `slow` were slow) at
+    /// event time `t`. Callers clamp `t` to the clock, so nothing lands in
+    /// the future.
+    pub fn add(&mut self, t: Timestamp, kind: Kind, requests: u64, errors: u64, slow: u64) {
+        for ring in &mut self.rings {
+            ring.add(t, kind, requests, errors, slow);
+        }
+    }
+
+    /// The totals of window `index` (an index into the policy's lengths) at `now`.
+    pub fn window(&self, index: usize, now: Timestamp) -> WindowCounts {
+        self.rings
+            .get(index)
+            .map_or(WindowCounts::EMPTY, |r| r.sum(now))
+    }
+
+    /// Bytes of heap and inline state, for the memory bench.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.rings.len()
+                * (std::mem::size_of::<Ring>() + std::mem::size_of::<[Bucket; BUCKETS]>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SEC: i64 = 1_000_000_000;
+
+    #[test]
+    fn window_counts_only_its_range() {
+        let mut w = SeriesWindows::new(&[Duration::from_secs(60), Duration::from_secs(300)]);
+        for s in 0..600 {
+            w.add(Timestamp(s * SEC), Kind::Span, 1, u64::from(s % 10 == 0), 0);
+        }
+        let now = Timestamp(599 * SEC);
+        let short = w.window(0, now);
+        assert_eq!(short.requests, 60);
+        assert_eq!(short.errors, 6);
+        assert_eq!(short.source, Source::Spans);
+        assert_eq!(w.window(1, now).requests, 300);
+        // Ten minutes later everything has aged out.
+        assert_eq!(w.window(1, Timestamp(1200 * SEC)), WindowCounts::EMPTY);
+    }
+
+    #[test]
+    fn metrics_win_over_spans_within_a_window() {
+        let mut w = SeriesWindows::new(&[Duration::from_secs(60)]);
+        w.add(Timestamp(10 * SEC), Kind::Span, 100, 50, 0);
+        w.add(Timestamp(20 * SEC), Kind::Metric, 40, 1, 2);
+        let c = w.window(0, Timestamp(30 * SEC));
+        assert_eq!(
+            (c.requests, c.errors, c.slow, c.source),
+            (40, 1, 2, Source::Metrics)
+        );
+        // A point with zero requests still means "this window uses metrics".
+        let mut w = SeriesWindows::new(&[Duration::from_secs(60)]);
+        w.add(Timestamp(10 * SEC), Kind::Span, 100, 50, 0);
+        w.add(Timestamp(20 * SEC), Kind::Metric, 0, 0, 0);
+        assert_eq!(w.window(0, Timestamp(30 * SEC)).requests, 0);
+    }
+
+    #[test]
+    fn late_writes_do_not_clobber_newer_buckets() {
+        let mut w = SeriesWindows::new(&[Duration::from_secs(60)]);
+        w.add(Timestamp(100 * SEC), Kind::Span, 5, 0, 0);
+        // 60s earlier maps to the same slot: too old for this ring.
+        w.add(Timestamp(40 * SEC), Kind::Span, 7, 7, 0);
+        assert_eq!(w.window(0, Timestamp(100 * SEC)).requests, 5);
+    }
+
+    #[test]
+    fn memory_is_small_and_fixed() {
+        let w = SeriesWindows::new(&[
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            Duration::from_secs(1800),
+        ]);
+        assert!(w.memory_bytes() < 8 * 1024, "{}", w.memory_bytes());
+    }
+
+    proptest! {
+        /// Against a reference model: with times no later than `now`, a
+        /// window's sum equals the naive count of observations whose bucket
+        /// lies in the window's bucket range.
+        #[test]
+        fn matches_a_naive_model(
+            len_s in 1i64..600,
+            obs in proptest::collection::vec((0i64..4000, 0u64..5, 0u64..5, any::<bool>()), 0..300),
+            extra in 0i64..200,
+        ) {
+            let length = Duration::from_secs(len_s);
+            let mut w = SeriesWindows::new(&[length]);
+            let mut sorted = obs.clone();
+            sorted.sort_by_key(|o| o.0);
+            let now_s = sorted.last().map_or(0, |o| o.0) + extra;
+            let now = Timestamp(now_s * SEC);
+            for &(t, req, err, metric) in &sorted {
+                let kind = if metric { Kind::Metric } else { Kind::Span };
+                w.add(Timestamp(t * SEC), kind, req, err.min(req), 0);
+            }
+            let width = (length.nanos() + BUCKETS as i64 - 1) / BUCKETS as i64;
+            let newest = now.nanos().div_euclid(width);
+            let in_window: Vec<_> = sorted.iter().filter(|o| {
+                let e = (o.0 * SEC).div_euclid(width);
+                e > newest - BUCKETS as i64 && e <= newest
+            }).collect();
+            let any_metric = in_window.iter().any(|o| o.3);
+            let want: u64 = in_window.iter().filter(|o| o.3 == any_metric).map(|o| o.1).sum();
+            let got = w.window(0, now);
+            prop_assert_eq!(got.requests, want);
+            let want_err: u64 = in_window.iter().filter(|o| o.3 == any_metric).map(|o| o.2.min(o.1)).sum();
+            prop_assert_eq!(got.errors, want_err);
+            // The covered span is between length − width and length.
+            prop_assert!(BUCKETS as i64 * width >= length.nanos());
+        }
+
+        #[test]
+        fn out_of_order_writes_within_the_window_are_kept(
+            times in proptest::collection::vec(0i64..60, 1..100),
+        ) {
+            let mut w = SeriesWindows::new(&[Duration::from_secs(60)]);
+            for &t in &times {
+                w.add(Timestamp((1000 + t) * SEC), Kind::Span, 1, 0, 0);
+            }
+            prop_assert_eq!(w.window(0, Timestamp(1059 * SEC)).requests, times.len() as u64);
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! rollbackd decides, within seconds, that a deploy is hurting users and
+//! publishes the command to roll it back — and says nothing when a deploy is
+//! fine.
+//!
+//! # Layout
+//!
+//! A pure, deterministic engine inside thin adapters:
+//!
+//! - [`time`]: RFC 3339 timestamps and human durations.
+//! - [`config`]: TOML → validated [`config::Config`], with the effective
+//!   SLO [`config::Policy`] per service.
+//! - [`model`]: domain values shared by every layer: deploy events, request
+//!   observations, alerts, executor results, commands, audit records.
+//! - [`ingest`]: bytes → domain values, pure and panic-free: deploy events
+//!   (JSON, CloudEvents), OTLP traces and metrics (protobuf, OTLP/JSON),
+//!   Alertmanager webhooks, executor results.
+//! - [`engine`]: all state and all decisions. [`engine::registry`] (deploys,
+//!   correlation), [`engine::window`] (rolling windows), [`engine::stats`]
+//!   (Wilson bound, two-proportion test), [`engine::evaluate`] (burn-rate
+//!   pairs and attribution), [`engine::guards`] (once, pause, dry run,
+//!   cooldown, breaker, approval).
+//! - [`replay`]: `rollbackd replay`, the JSONL reader and writers.
+//! - [`demo`]: `rollbackd demo`, a built-in simulated rollout.
+//!
+//! The engine is given its clock and never does I/O, so `replay` of a file
+//! reproduces the decisions `run` made on the same records.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod ingest;
+pub mod model;
+pub mod replay;
+pub mod time;

@@ -1,0 +1,386 @@
+//! Domain values shared by every layer: what ingest produces and what the
+//! engine consumes and emits. No I/O and no decision logic lives here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::time::Timestamp;
+
+/// The schema tag of every command (CONTRACT §3.1).
+pub const COMMAND_SCHEMA: &str = "rollbackd.command/v1";
+/// The schema tag of every audit record (CONTRACT §3.3).
+pub const AUDIT_SCHEMA: &str = "rollbackd.audit/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeployEventKind {
+    #[serde(rename = "deploy.started")]
+    Started,
+    #[serde(rename = "deploy.progressed")]
+    Progressed,
+    #[serde(rename = "deploy.completed")]
+    Completed,
+    #[serde(rename = "deploy.rolled_back")]
+    RolledBack,
+    #[serde(rename = "deploy.aborted")]
+    Aborted,
+}
+
+impl DeployEventKind {
+    pub fn parse(s: &str) -> Option<DeployEventKind> {
+        Some(match s {
+            "deploy.started" => DeployEventKind::Started,
+            "deploy.progressed" => DeployEventKind::Progressed,
+            "deploy.completed" => DeployEventKind::Completed,
+            "deploy.rolled_back" => DeployEventKind::RolledBack,
+            "deploy.aborted" => DeployEventKind::Aborted,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployEventKind::Started => "deploy.started",
+            DeployEventKind::Progressed => "deploy.progressed",
+            DeployEventKind::Completed => "deploy.completed",
+            DeployEventKind::RolledBack => "deploy.rolled_back",
+            DeployEventKind::Aborted => "deploy.aborted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataMigration {
+    #[default]
+    None,
+    Reversible,
+    Irreversible,
+}
+
+impl DataMigration {
+    pub fn parse(s: &str) -> Option<DataMigration> {
+        Some(match s {
+            "none" => DataMigration::None,
+            "reversible" => DataMigration::Reversible,
+            "irreversible" => DataMigration::Irreversible,
+            _ => return None,
+        })
+    }
+}
+
+/// A validated deploy event (CONTRACT §1.1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeployEvent {
+    #[serde(rename = "type")]
+    pub kind: DeployEventKind,
+    pub deploy_id: String,
+    pub service: String,
+    pub version: String,
+    pub at: Timestamp,
+    /// `None` when the event did not say; the deploy then reports `"default"`
+    /// and matches telemetry from any environment.
+    pub environment: Option<String>,
+    pub previous_version: Option<String>,
+    pub strategy: Option<String>,
+    pub release_id: Option<String>,
+    pub data_migration: DataMigration,
+    pub canary_weight: Option<f64>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl DeployEvent {
+    pub fn environment_or_default(&self) -> &str {
+        self.environment.as_deref().unwrap_or(DEFAULT_ENVIRONMENT)
+    }
+}
+
+pub const DEFAULT_ENVIRONMENT: &str = "default";
+
+/// The identity of the process that produced a batch of telemetry, taken
+/// from OTLP resource attributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceIdent {
+    pub service: Option<String>,
+    pub version: Option<String>,
+    pub environment: Option<String>,
+    pub deployment_id: Option<String>,
+    /// Order-independent hash of all resource attributes; part of a metric
+    /// series' identity.
+    pub attrs_hash: u64,
+}
+
+/// One SERVER span reduced to what the SLIs need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanObs {
+    /// Event time: the span's end.
+    pub end: Timestamp,
+    /// End − start in nanoseconds (zero when the clocks disagree).
+    pub latency_ns: i64,
+    pub error: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporality {
+    Delta,
+    Cumulative,
+}
+
+/// One `http.server.request.duration` histogram data point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistPoint {
+    /// Identity of the series (resource, metric and point attributes).
+    pub series: u64,
+    /// Zero when the exporter did not say.
+    pub start: Timestamp,
+    pub time: Timestamp,
+    pub count: u64,
+    /// Explicit bounds in the metric's unit; `bucket_counts` has one more
+    /// entry than `bounds`, or is empty.
+    pub bounds: Vec<f64>,
+    pub bucket_counts: Vec<u64>,
+    /// How many of the metric's unit make one second (1 for `s`, 1000 for `ms`).
+    pub unit_per_sec: f64,
+    /// Whether the point's status code is ≥ 500.
+    pub error: bool,
+    pub temporality: Temporality,
+}
+
+impl HistPoint {
+    /// Requests in buckets whose lower bound is at or above `threshold_secs`.
+    pub fn slow_count(&self, threshold_secs: f64) -> u64 {
+        let threshold = threshold_secs * self.unit_per_sec;
+        let mut slow = 0u64;
+        for (i, &c) in self.bucket_counts.iter().enumerate() {
+            let lower = if i == 0 {
+                f64::NEG_INFINITY
+            } else {
+                self.bounds.get(i - 1).copied().unwrap_or(f64::INFINITY)
+            };
+            if lower >= threshold {
+                slow = slow.saturating_add(c);
+            }
+        }
+        slow
+    }
+}
+
+/// The telemetry of one resource in one export.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceTelemetry {
+    pub ident: ResourceIdent,
+    pub spans: Vec<SpanObs>,
+    pub points: Vec<HistPoint>,
+}
+
+/// One decoded OTLP export (trace or metrics), reduced to request observations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TelemetryBatch {
+    pub resources: Vec<ResourceTelemetry>,
+}
+
+impl TelemetryBatch {
+    pub fn observation_count(&self) -> usize {
+        self.resources
+            .iter()
+            .map(|r| r.spans.len() + r.points.len())
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+/// One alert of an Alertmanager webhook notification (CONTRACT §1.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: Timestamp,
+    pub fingerprint: String,
+    pub generator_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    Succeeded,
+    Failed,
+    Rejected,
+}
+
+/// An executor's report on a command (CONTRACT §1.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutorResult {
+    pub command_id: String,
+    pub deploy_id: String,
+    pub status: ResultStatus,
+    pub at: Timestamp,
+    #[serde(default)]
+    pub executor: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Rollback,
+    ApprovalRequired,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Rollback => "rollback",
+            Action::ApprovalRequired => "approval_required",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    BurnRate,
+    Alert,
+    Manual,
+    Release,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::BurnRate => "burn_rate",
+            Trigger::Alert => "alert",
+            Trigger::Manual => "manual",
+            Trigger::Release => "release",
+        }
+    }
+
+    /// Whether a person asked for it (bypasses guards 2–6).
+    pub fn is_manual(self) -> bool {
+        self == Trigger::Manual
+    }
+}
+
+/// A rollback command (CONTRACT §3.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub schema: String,
+    pub command_id: String,
+    pub action: Action,
+    pub trigger: Trigger,
+    pub deploy_id: String,
+    pub release_id: Option<String>,
+    pub service: String,
+    pub environment: String,
+    pub from_version: String,
+    pub to_version: Option<String>,
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub evidence: serde_json::Value,
+    pub decided_at: Timestamp,
+    pub issued_at: Timestamp,
+}
+
+/// The command id for (`deploy_id`, `action`): the same everywhere and
+/// forever, so an id already on the commands topic is never emitted again.
+pub fn command_id(deploy_id: &str, action: Action) -> String {
+    let mut h = Sha256::new();
+    h.update(b"rollbackd/command/v1\0");
+    h.update(deploy_id.as_bytes());
+    h.update(b"\0");
+    h.update(action.as_str().as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// One audit record (CONTRACT §3.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub schema: String,
+    pub at: Timestamp,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl AuditRecord {
+    pub fn new(at: Timestamp, kind: &str, detail: serde_json::Value) -> AuditRecord {
+        AuditRecord {
+            schema: AUDIT_SCHEMA.into(),
+            at,
+            kind: kind.into(),
+            deploy_id: None,
+            service: None,
+            detail,
+        }
+    }
+
+    pub fn for_deploy(mut self, deploy_id: &str, service: &str) -> AuditRecord {
+        self.deploy_id = Some(deploy_id.into());
+        self.service = Some(service.into());
+        self
+    }
+}
+
+/// What the engine asks its adapters to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Command(Command),
+    Audit(AuditRecord),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_ids_are_stable_and_distinct() {
+        let a = command_id("d-42", Action::Rollback);
+        assert_eq!(a, command_id("d-42", Action::Rollback));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, command_id("d-42", Action::ApprovalRequired));
+        assert_ne!(a, command_id("d-43", Action::Rollback));
+    }
+
+    #[test]
+    fn slow_count_uses_bucket_lower_bounds() {
+        let p = HistPoint {
+            series: 1,
+            start: Timestamp(0),
+            time: Timestamp(1),
+            count: 10,
+            bounds: vec![0.1, 0.5, 1.0],
+            bucket_counts: vec![1, 2, 3, 4],
+            unit_per_sec: 1.0,
+            error: false,
+            temporality: Temporality::Delta,
+        };
+        // buckets: (-inf,0.1] (0.1,0.5] (0.5,1] (1,inf)
+        assert_eq!(p.slow_count(0.5), 7);
+        assert_eq!(p.slow_count(0.3), 7);
+        assert_eq!(p.slow_count(1.5), 0);
+        assert_eq!(p.slow_count(0.05), 9);
+        let ms = HistPoint {
+            bounds: vec![100.0, 500.0, 1000.0],
+            unit_per_sec: 1000.0,
+            ..p
+        };
+        assert_eq!(ms.slow_count(0.5), 7);
+    }
+}

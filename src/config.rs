@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::engine::stats::z_for_confidence;
+use crate::engine::stats::z_for_family;
 use crate::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -265,7 +265,9 @@ pub struct Policy {
     pub watch_after_complete: Duration,
     pub windows: Vec<WindowPair>,
     pub dry_run: bool,
-    /// The normal quantile for `confidence` (one-sided).
+    /// The one-sided normal quantile each (window pair, SLI) test uses, so
+    /// that the verdict — any of them firing — holds at `confidence`
+    /// (Bonferroni over `2 × windows` tests).
     pub z: f64,
     /// Distinct window lengths, ascending; windows are kept per length.
     pub lengths: Vec<Duration>,
@@ -695,7 +697,7 @@ fn resolve_policy(
         evaluation_interval,
         watch_after_complete,
         dry_run: global_dry_run || own.dry_run.unwrap_or(false),
-        z: z_for_confidence(confidence),
+        z: z_for_family(confidence, windows.len() * 2),
         windows,
         lengths,
         pair_index,
@@ -745,7 +747,8 @@ mod tests {
             ]
         );
         assert_eq!(p.pair_index, vec![(0, 1), (1, 2)]);
-        assert!((p.z - 1.6449).abs() < 1e-3);
+        // two pairs × two SLIs at 95% overall: 98.75% each
+        assert!((p.z - 2.2414).abs() < 1e-3);
         assert_eq!(c.longest_window(), Duration::from_secs(1800));
     }
 

@@ -11,11 +11,29 @@ pub fn z_for_confidence(confidence: f64) -> f64 {
 }
 
 /// Lower bound of the one-sided Wilson score interval for `bad` out of `n`
-/// at the normal quantile `z`. Zero when `n` is zero.
+/// at the normal quantile `z`, with continuity correction (Newcombe 1998,
+/// method 4). Zero when `n` or `bad` is zero.
+///
+/// The plain Wilson bound is anti-conservative when only a handful of bad
+/// requests were seen — exactly the low-traffic case where acting on noise
+/// is most tempting; the correction matters there and vanishes as counts grow.
 pub fn wilson_lower_bound(bad: u64, n: u64, z: f64) -> f64 {
-    if n == 0 {
+    let bad = bad.min(n);
+    if n == 0 || bad == 0 {
         return 0.0;
     }
+    let n_f = n as f64;
+    let p = bad as f64 / n_f;
+    let z2 = z * z;
+    let inner = z2 - 2.0 - 1.0 / n_f + 4.0 * p * (n_f * (1.0 - p) + 1.0);
+    let num = 2.0 * n_f * p + z2 - 1.0 - z * inner.max(0.0).sqrt();
+    (num / (2.0 * (n_f + z2))).clamp(0.0, 1.0)
+}
+
+/// The plain Wilson score lower bound (no continuity correction), kept for
+/// comparison in tests.
+#[cfg(test)]
+fn wilson_plain(bad: u64, n: u64, z: f64) -> f64 {
     let n_f = n as f64;
     let p = (bad.min(n) as f64) / n_f;
     let z2 = z * z;
@@ -23,6 +41,13 @@ pub fn wilson_lower_bound(bad: u64, n: u64, z: f64) -> f64 {
     let center = p + z2 / (2.0 * n_f);
     let margin = z * ((p * (1.0 - p) / n_f) + z2 / (4.0 * n_f * n_f)).sqrt();
     ((center - margin) / denom).clamp(0.0, 1.0)
+}
+
+/// The per-test quantile that keeps a verdict built from `tests`
+/// simultaneous one-sided tests at `confidence` overall (Bonferroni).
+pub fn z_for_family(confidence: f64, tests: usize) -> f64 {
+    let alpha = (1.0 - confidence) / tests.max(1) as f64;
+    z_for_confidence(1.0 - alpha)
 }
 
 /// The pooled two-proportion z statistic for H1: candidate ratio > baseline
@@ -157,12 +182,25 @@ mod tests {
     }
 
     #[test]
-    fn wilson_matches_a_worked_example() {
-        // 12 bad of 150 at z = 1.645: textbook value ≈ 0.0506.
-        let lb = wilson_lower_bound(12, 150, z_for_confidence(0.95));
-        assert!((lb - 0.0506).abs() < 5e-4, "{lb}");
+    fn wilson_matches_worked_examples() {
+        // 12 bad of 150 at z = 1.645: plain Wilson ≈ 0.0506, corrected ≈ 0.0480.
+        let z = z_for_confidence(0.95);
+        assert!((wilson_plain(12, 150, z) - 0.0506).abs() < 5e-4);
+        let lb = wilson_lower_bound(12, 150, z);
+        assert!((lb - 0.0480).abs() < 5e-4, "{lb}");
+        // Newcombe (1998), method 4, 15/148 at 95% two-sided: 0.0598.
+        let lb = wilson_lower_bound(15, 148, z_for_confidence(0.975));
+        assert!((lb - 0.0598).abs() < 2e-4, "{lb}");
         assert_eq!(wilson_lower_bound(0, 0, 1.645), 0.0);
         assert_eq!(wilson_lower_bound(0, 1000, 1.645), 0.0);
+        assert_eq!(wilson_lower_bound(5, 0, 1.645), 0.0);
+    }
+
+    #[test]
+    fn family_quantile_is_bonferroni() {
+        assert!((z_for_family(0.95, 1) - z_for_confidence(0.95)).abs() < 1e-12);
+        assert!((z_for_family(0.95, 4) - z_for_confidence(0.9875)).abs() < 1e-12);
+        assert!(z_for_family(0.95, 0).is_finite());
     }
 
     #[test]
@@ -183,6 +221,8 @@ mod tests {
             let lb = wilson_lower_bound(bad, n, z);
             prop_assert!((0.0..=1.0).contains(&lb));
             prop_assert!(lb <= bad as f64 / n as f64 + 1e-12);
+            // The continuity correction only ever makes the bound more cautious.
+            prop_assert!(lb <= wilson_plain(bad, n, z) + 1e-12);
         }
 
         #[test]

@@ -1,0 +1,575 @@
+//! Black-box tests of `rollbackd replay` on fixtures generated here: exact
+//! commands for every behaviour of CONTRACT §2 and §3.
+
+mod common;
+
+use common::{secs, Encoding, Fixture, Stream};
+use rollbackd::model::{command_id, Action};
+use serde_json::{json, Value};
+
+fn audit_kinds<'a>(audit: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    audit.iter().filter(|a| a["kind"] == kind).collect()
+}
+
+fn suppressed_reasons(audit: &[Value]) -> Vec<String> {
+    audit_kinds(audit, "suppressed")
+        .iter()
+        .map(|a| a["detail"]["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn healthy_canary_gets_no_command() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-1", "checkout", "v2", "v1");
+    f.spans(Stream::new("checkout", "v1", 45.0).errors(0.0005));
+    f.spans(
+        Stream::new("checkout", "v2", 5.0)
+            .errors(0.0005)
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(900.0);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.commands.is_empty(), "{}", out.stdout);
+    assert!(audit_kinds(&out.audit, "decision").is_empty());
+}
+
+#[test]
+fn bad_canary_errors_gets_exactly_one_rollback() {
+    let mut f = Fixture::new();
+    f.deploy(
+        60.0,
+        "deploy.started",
+        "d-42",
+        "checkout",
+        "v2",
+        json!({"previous_version": "v1", "strategy": "canary", "environment": "prod",
+               "canary_weight": 10, "labels": {"team": "payments"}}),
+    );
+    f.spans(
+        Stream::new("checkout", "v1", 45.0)
+            .errors(0.0005)
+            .env("prod"),
+    );
+    f.spans(
+        Stream::new("checkout", "v2", 5.0)
+            .errors(0.08)
+            .env("prod")
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    let c = &out.commands[0];
+    assert_eq!(c["schema"], "rollbackd.command/v1");
+    assert_eq!(c["command_id"], command_id("d-42", Action::Rollback));
+    assert_eq!(c["action"], "rollback");
+    assert_eq!(c["trigger"], "burn_rate");
+    assert_eq!(c["deploy_id"], "d-42");
+    assert_eq!(c["release_id"], Value::Null);
+    assert_eq!(c["service"], "checkout");
+    assert_eq!(c["environment"], "prod");
+    assert_eq!(c["from_version"], "v2");
+    assert_eq!(c["to_version"], "v1");
+    assert_eq!(c["strategy"], "canary");
+    assert_eq!(c["labels"], json!({"team": "payments"}));
+    let e = &c["evidence"];
+    assert_eq!(e["sli"], "errors");
+    assert_eq!(e["short"], "1m");
+    assert_eq!(e["long"], "5m");
+    assert_eq!(e["burn_rate"], 14.4);
+    assert!(e["candidate"]["burn_long"].as_f64().unwrap() > 14.4);
+    assert!(e["candidate"]["requests"].as_u64().unwrap() >= 100);
+    assert!(e["baseline"]["requests"].as_u64().unwrap() >= 100);
+    // Decided after warm-up, within seconds of enough evidence.
+    let at = secs(&c["decided_at"]);
+    assert!((90.0..=110.0).contains(&at), "decided at +{at}s");
+    assert_eq!(c["issued_at"], c["decided_at"]);
+    let commands = audit_kinds(&out.audit, "command");
+    assert_eq!(commands.len(), 1);
+    assert_eq!(
+        audit_kinds(&out.audit, "decision")[0]["detail"]["verdict"],
+        "rollback"
+    );
+}
+
+#[test]
+fn latency_regression_rolls_back_on_latency() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-3", "search", "v8", "v7");
+    f.spans(Stream::new("search", "v7", 40.0).slow(0.001));
+    f.spans(
+        Stream::new("search", "v8", 10.0)
+            .slow(0.2)
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    let c = &out.commands[0];
+    assert_eq!(c["evidence"]["sli"], "latency");
+    assert_eq!(c["to_version"], "v7");
+    assert!(secs(&c["decided_at"]) <= 210.0);
+}
+
+#[test]
+fn baseline_burning_alike_is_not_attributable() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-4", "cart", "v3", "v2");
+    f.spans(
+        Stream::new("cart", "v2", 40.0)
+            .errors(0.0005)
+            .between(0.0, 90.0),
+    );
+    f.spans(
+        Stream::new("cart", "v2", 40.0)
+            .errors(0.06)
+            .between(90.0, 1e9),
+    );
+    f.spans(
+        Stream::new("cart", "v3", 10.0)
+            .errors(0.0005)
+            .between(60.0, 90.0),
+    );
+    f.spans(
+        Stream::new("cart", "v3", 10.0)
+            .errors(0.06)
+            .between(90.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert!(out.commands.is_empty(), "{}", out.stdout);
+    let decisions = audit_kinds(&out.audit, "decision");
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["detail"]["verdict"] == "not_attributable"),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn irreversible_migration_asks_for_approval() {
+    let mut f = Fixture::new();
+    f.deploy(
+        60.0,
+        "deploy.started",
+        "d-5",
+        "billing",
+        "v5",
+        json!({"previous_version": "v4", "data_migration": "irreversible"}),
+    );
+    f.spans(Stream::new("billing", "v4", 40.0).errors(0.0005));
+    f.spans(
+        Stream::new("billing", "v5", 10.0)
+            .errors(0.1)
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    assert_eq!(out.commands[0]["action"], "approval_required");
+    assert_eq!(
+        out.commands[0]["command_id"],
+        command_id("d-5", Action::ApprovalRequired)
+    );
+}
+
+#[test]
+fn critical_alert_triggers_once_despite_repeats() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-6", "auth", "v12", "v11");
+    f.spans(
+        Stream::new("auth", "v12", 30.0)
+            .errors(0.0005)
+            .between(60.0, 1e9),
+    );
+    let labels =
+        |sev: &str| json!({"alertname": "HighErrorRate", "service": "auth", "severity": sev});
+    f.alert(100.0, labels("critical"), "firing", 30.0, "early"); // started before the deploy
+    f.alert(200.0, labels("warning"), "firing", 190.0, "warn");
+    f.alert(240.0, labels("critical"), "firing", 235.0, "crit");
+    f.alert(250.0, labels("critical"), "firing", 235.0, "crit"); // HA re-delivery
+    f.alert(300.0, labels("critical"), "firing", 235.0, "crit");
+    let out = f.replay(420.0);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    let c = &out.commands[0];
+    assert_eq!(c["trigger"], "alert");
+    assert_eq!(c["to_version"], "v11");
+    assert_eq!(secs(&c["decided_at"]), 240.0);
+    assert_eq!(c["evidence"]["alert"]["fingerprint"], "crit");
+    let alerts = audit_kinds(&out.audit, "alert");
+    assert_eq!(alerts.len(), 3, "repeats change nothing: {alerts:?}");
+}
+
+#[test]
+fn alert_by_deploy_id_label_and_resolved_alerts() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-7", "auth", "v2", "v1");
+    f.alert(
+        100.0,
+        json!({"alertname": "X", "deploy_id": "d-7", "severity": "critical"}),
+        "resolved",
+        90.0,
+        "a",
+    );
+    f.alert(
+        110.0,
+        json!({"alertname": "X", "deploy_id": "nope", "service": "other", "severity": "critical"}),
+        "firing",
+        90.0,
+        "b",
+    );
+    f.alert(
+        120.0,
+        json!({"alertname": "X", "deploy_id": "d-7", "severity": "critical"}),
+        "firing",
+        90.0,
+        "c",
+    );
+    let out = f.replay(200.0);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    assert_eq!(out.commands[0]["deploy_id"], "d-7");
+    assert_eq!(secs(&out.commands[0]["decided_at"]), 120.0);
+}
+
+#[test]
+fn cooldown_holds_the_second_deploy_until_it_ends() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-9a", "feed", "v2", "v1");
+    f.spans(
+        Stream::new("feed", "v2", 20.0)
+            .errors(0.1)
+            .between(60.0, 300.0),
+    );
+    f.started(300.0, "d-9b", "feed", "v3", "v1");
+    f.spans(
+        Stream::new("feed", "v3", 20.0)
+            .errors(0.1)
+            .between(300.0, 1e9),
+    );
+    let out = f.replay(900.0);
+    assert_eq!(out.commands.len(), 2, "{}", out.stdout);
+    let first = secs(&out.commands[0]["decided_at"]);
+    let second = secs(&out.commands[1]["decided_at"]);
+    assert_eq!(out.commands[0]["deploy_id"], "d-9a");
+    assert_eq!(out.commands[1]["deploy_id"], "d-9b");
+    assert!(second >= first + 600.0, "{first} {second}");
+    assert!(
+        second <= first + 610.0,
+        "decided again as soon as the cooldown ended"
+    );
+    assert!(suppressed_reasons(&out.audit).contains(&"cooldown".to_string()));
+    // Suppression is audited when it starts, not on every evaluation.
+    assert_eq!(suppressed_reasons(&out.audit).len(), 1);
+}
+
+#[test]
+fn breaker_opens_after_three_and_stops_the_fourth() {
+    let mut f = Fixture::new();
+    for (i, svc) in ["a", "b", "c", "d"].iter().enumerate() {
+        let start = 60.0 + 90.0 * i as f64;
+        f.started(
+            start,
+            &format!("d-10{svc}"),
+            &format!("svc-{svc}"),
+            "v2",
+            "v1",
+        );
+        f.spans(
+            Stream::new(&format!("svc-{svc}"), "v2", 20.0)
+                .errors(0.1)
+                .between(start, 1e9),
+        );
+    }
+    let out = f.replay(720.0);
+    let ids: Vec<_> = out
+        .commands
+        .iter()
+        .map(|c| c["deploy_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["d-10a", "d-10b", "d-10c"]);
+    assert!(suppressed_reasons(&out.audit).contains(&"breaker_open".to_string()));
+    let breaker = audit_kinds(&out.audit, "breaker");
+    assert_eq!(breaker.len(), 1);
+    assert_eq!(breaker[0]["detail"]["state"], "open");
+}
+
+#[test]
+fn release_rolls_back_together() {
+    let mut f = Fixture::new();
+    f.deploy(
+        60.0,
+        "deploy.started",
+        "d-11a",
+        "web",
+        "v9",
+        json!({"previous_version": "v8", "release_id": "r-11"}),
+    );
+    f.deploy(
+        61.0,
+        "deploy.started",
+        "d-11b",
+        "api",
+        "v4",
+        json!({"previous_version": "v3", "release_id": "r-11"}),
+    );
+    f.spans(Stream::new("web", "v8", 40.0).errors(0.0005));
+    f.spans(
+        Stream::new("web", "v9", 10.0)
+            .errors(0.0005)
+            .between(60.0, 1e9),
+    );
+    f.spans(Stream::new("api", "v3", 40.0).errors(0.0005));
+    f.spans(
+        Stream::new("api", "v4", 10.0)
+            .errors(0.09)
+            .between(61.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert_eq!(out.commands.len(), 2, "{}", out.stdout);
+    let (a, b) = (&out.commands[0], &out.commands[1]);
+    assert_eq!(
+        (a["deploy_id"].as_str(), a["trigger"].as_str()),
+        (Some("d-11b"), Some("burn_rate"))
+    );
+    assert_eq!(
+        (b["deploy_id"].as_str(), b["trigger"].as_str()),
+        (Some("d-11a"), Some("release"))
+    );
+    assert_eq!(b["release_id"], "r-11");
+    assert_eq!(b["to_version"], "v8");
+    assert_eq!(b["evidence"]["caused_by"], "d-11b");
+    assert_eq!(a["decided_at"], b["decided_at"]);
+}
+
+#[test]
+fn release_rolled_back_by_hand_takes_the_others_along() {
+    let mut f = Fixture::new();
+    f.deploy(
+        60.0,
+        "deploy.started",
+        "d-12a",
+        "web",
+        "v9",
+        json!({"previous_version": "v8", "release_id": "r-12"}),
+    );
+    f.deploy(
+        61.0,
+        "deploy.started",
+        "d-12b",
+        "api",
+        "v4",
+        json!({"previous_version": "v3", "release_id": "r-12"}),
+    );
+    f.deploy(100.0, "deploy.rolled_back", "d-12a", "web", "v9", json!({}));
+    let out = f.replay(200.0);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    assert_eq!(out.commands[0]["deploy_id"], "d-12b");
+    assert_eq!(out.commands[0]["trigger"], "release");
+}
+
+#[test]
+fn rolled_back_deploy_is_forgotten() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-13", "mail", "v2", "v1");
+    f.spans(
+        Stream::new("mail", "v2", 20.0)
+            .errors(0.1)
+            .between(60.0, 80.0),
+    );
+    f.deploy(80.0, "deploy.rolled_back", "d-13", "mail", "v2", json!({}));
+    f.spans(
+        Stream::new("mail", "v1", 20.0)
+            .errors(0.0005)
+            .between(80.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert!(out.commands.is_empty(), "{}", out.stdout);
+}
+
+#[test]
+fn dry_run_audits_instead_of_emitting() {
+    let mut f = Fixture::new();
+    f.config_extra = "[slo.services.checkout]\ndry_run = true\n".into();
+    f.started(60.0, "d-14", "checkout", "v2", "v1");
+    f.spans(Stream::new("checkout", "v1", 45.0));
+    f.spans(
+        Stream::new("checkout", "v2", 5.0)
+            .errors(0.2)
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(300.0);
+    assert!(out.commands.is_empty(), "{}", out.stdout);
+    let dry = audit_kinds(&out.audit, "suppressed");
+    assert_eq!(dry.len(), 1);
+    assert_eq!(dry[0]["detail"]["reason"], "dry_run");
+    assert_eq!(dry[0]["detail"]["detail"]["command"]["deploy_id"], "d-14");
+}
+
+#[test]
+fn histogram_metrics_cumulative() {
+    let mut f = Fixture::new();
+    f.export_every = 10.0;
+    f.started(60.0, "d-15", "orders", "v31", "v30");
+    f.metrics(Stream::new("orders", "v30", 45.0).errors(0.0005));
+    f.metrics(
+        Stream::new("orders", "v31", 5.0)
+            .errors(0.12)
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    assert_eq!(out.commands[0]["evidence"]["source"], "metrics");
+    assert_eq!(out.commands[0]["evidence"]["sli"], "errors");
+    assert!(secs(&out.commands[0]["decided_at"]) <= 220.0);
+}
+
+#[test]
+fn histogram_metrics_latency() {
+    let mut f = Fixture::new();
+    f.export_every = 10.0;
+    f.started(60.0, "d-16", "orders", "v31", "v30");
+    f.metrics(Stream::new("orders", "v30", 45.0).slow(0.001));
+    f.metrics(
+        Stream::new("orders", "v31", 10.0)
+            .slow(0.25)
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    assert_eq!(out.commands[0]["evidence"]["sli"], "latency");
+}
+
+#[test]
+fn protobuf_records_decide_like_json() {
+    let build = || {
+        let mut f = Fixture::new();
+        f.started(60.0, "d-17", "checkout", "v2", "v1");
+        f.spans(Stream::new("checkout", "v1", 45.0).errors(0.0005));
+        f.spans(
+            Stream::new("checkout", "v2", 5.0)
+                .errors(0.08)
+                .between(60.0, 1e9),
+        );
+        f
+    };
+    let json_out = build().replay_with(300.0, Encoding::Json);
+    let proto_out = build().replay_with(300.0, Encoding::ProtoBase64);
+    assert_eq!(json_out.commands.len(), 1);
+    assert_eq!(json_out.stdout, proto_out.stdout);
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-18", "checkout", "v2", "v1");
+    f.spans(Stream::new("checkout", "v1", 45.0).errors(0.0005));
+    f.spans(
+        Stream::new("checkout", "v2", 5.0)
+            .errors(0.08)
+            .between(60.0, 1e9),
+    );
+    let (input, config) = f.write(300.0, Encoding::Json);
+    let a = common::run_replay(&input, &config);
+    let b = common::run_replay(&input, &config);
+    assert_eq!(a.commands.len(), 1);
+    assert_eq!(a.stdout, b.stdout);
+    assert_eq!(a.audit, b.audit);
+}
+
+#[test]
+fn malformed_lines_are_reported_and_skipped() {
+    let mut f = Fixture::new();
+    f.raw(30.0, r#"{"topic": "deploy-events", "timestamp": "2026-11-26T12:00:30Z", "value": {"type": "deploy.started", "deploy_id": "#);
+    f.started(60.0, "d-19", "checkout", "v2", "v1");
+    f.record(
+        70.0,
+        "deploy-events",
+        json!({"type": "deploy.started", "service": "checkout", "at": common::ts(70.0)}),
+    );
+    f.record(75.0, "deploy-events", json!({"type": "deploy.exploded", "deploy_id": "x", "service": "checkout", "version": "v9", "at": common::ts(75.0)}));
+    f.record(90.0, "otlp_spans", json!({"resourceSpans": "not-a-list"}));
+    f.record(91.0, "no-such-topic", json!({}));
+    f.raw(
+        92.0,
+        r#"{"topic": "otlp_spans", "timestamp": "yesterday", "value": {}}"#,
+    );
+    f.raw(
+        93.0,
+        r#"{"topic": "otlp_spans", "timestamp": "2026-11-26T12:01:33Z", "value_base64": "!!"}"#,
+    );
+    f.raw(94.0, "\u{7f}\u{0}binary");
+    f.raw(95.0, r#"{"topic": "alertmanager", "timestamp": "2026-11-26T12:01:35Z", "value": {"version": "3", "alerts": []}}"#);
+    f.raw(96.0, r#"{"topic": "rollback-results", "timestamp": "2026-11-26T12:01:36Z", "value": {"status": "succeeded"}}"#);
+    f.spans(Stream::new("checkout", "v1", 45.0).errors(0.0005));
+    f.spans(
+        Stream::new("checkout", "v2", 5.0)
+            .errors(0.08)
+            .between(60.0, 1e9),
+    );
+    let (input, config) = f.write(300.0, Encoding::Json);
+    let out = common::run_replay(&input, &config);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .collect();
+    assert_eq!(errors.len(), 10, "{}", out.stderr);
+    let text = std::fs::read_to_string(&input).unwrap();
+    let truncated = text
+        .lines()
+        .position(|l| l.ends_with("\"deploy_id\": "))
+        .unwrap()
+        + 1;
+    assert!(
+        errors[0].starts_with(&format!("line {truncated}: ")),
+        "{}",
+        errors[0]
+    );
+    assert!(out.stderr.contains("missing required field deploy_id"));
+    assert!(out.stderr.contains("unknown event type"));
+    assert!(out.stderr.contains("unknown topic"));
+    assert_eq!(audit_kinds(&out.audit, "malformed").len(), 10);
+    // Nothing malformed created a deploy.
+    assert!(!out.audit.iter().any(|a| a["deploy_id"] == "x"));
+}
+
+#[test]
+fn arbitrary_bytes_never_crash_replay() {
+    let mut seed = 0x1234_5678_u64;
+    let mut body = Vec::new();
+    for _ in 0..3000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = (seed >> 58) as usize;
+        for i in 0..len {
+            body.push((seed >> (i % 7 * 8)) as u8);
+        }
+        body.push(b'\n');
+    }
+    // Also structurally plausible records with garbage values.
+    for topic in [
+        "deploy-events",
+        "otlp_spans",
+        "otlp_metrics",
+        "rollback-results",
+        "rollback-commands",
+        "alertmanager",
+    ] {
+        for v in ["null", "1", "\"x\"", "[]", "{}", "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"kind\":2,\"endTimeUnixNano\":\"18446744073709551615\"}]}]}]}",
+                  "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"name\":\"http.server.request.duration\",\"histogram\":{\"aggregationTemporality\":2,\"dataPoints\":[{\"timeUnixNano\":\"1\",\"count\":\"5\",\"bucketCounts\":[\"9\"],\"explicitBounds\":[]}]}}]}]}]}"] {
+            body.extend_from_slice(format!("{{\"topic\":\"{topic}\",\"timestamp\":\"2026-11-26T12:00:00Z\",\"value\":{v}}}\n").as_bytes());
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("rollbackd-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("input.jsonl");
+    std::fs::write(&input, body).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let out = common::run_replay(&input, &config);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.commands.is_empty());
+    assert!(!out.stderr.contains("panicked"));
+}

@@ -362,7 +362,7 @@ impl Config {
                 }
             }
         }
-        for (key, v) in [
+        let topics = [
             ("topics.deploy_events", &raw.topics.deploy_events),
             ("topics.otlp_spans", &raw.topics.otlp_spans),
             ("topics.otlp_metrics", &raw.topics.otlp_metrics),
@@ -370,15 +370,19 @@ impl Config {
             ("topics.results", &raw.topics.results),
             ("topics.audit", &raw.topics.audit),
             ("topics.dead_letter", &raw.topics.dead_letter),
-        ] {
+        ];
+        for (i, (key, v)) in topics.iter().enumerate() {
             if v.trim().is_empty() {
-                return Err(invalid(key, "must not be empty"));
+                return Err(invalid(*key, "must not be empty"));
             }
-            if v == "alertmanager" {
+            if v.as_str() == "alertmanager" {
                 return Err(invalid(
-                    key,
+                    *key,
                     "\"alertmanager\" is reserved for replay records",
                 ));
+            }
+            if let Some((other, _)) = topics[..i].iter().find(|(_, o)| o == v) {
+                return Err(invalid(*key, format!("{v:?} is already used by {other}")));
             }
         }
         let http_listen: SocketAddr = raw.http.listen.parse().map_err(|_| {
@@ -806,6 +810,7 @@ mod tests {
         assert!(err("[nope]\n").contains("nope"));
         assert!(err("[slo]\ndry_run = true\n").contains("slo.dry_run"));
         assert!(err("[log]\nformat = \"xml\"\n").contains("format"));
+        assert!(err("[topics]\ncommands = \"otlp_spans\"\n").contains("topics.commands"));
     }
 
     #[test]

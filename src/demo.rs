@@ -27,6 +27,9 @@ use crate::time::{Duration, Timestamp};
 
 const SEC: i64 = 1_000_000_000;
 
+/// The demo's configuration, also shipped as `config/demo.toml`.
+pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+
 /// A small deterministic generator (SplitMix64), so the demo prints the
 /// same story every time.
 struct Rng(u64);
@@ -230,7 +233,10 @@ impl<W: Write> Demo<'_, W> {
 
 /// Runs the demo, writing the timeline to `out`.
 pub fn run(out: &mut impl Write) -> io::Result<()> {
-    let config = Arc::new(Config::default());
+    let config = match Config::from_toml(DEMO_CONFIG) {
+        Ok(c) => Arc::new(c),
+        Err(e) => return Err(io::Error::other(e.to_string())),
+    };
     let policy = config.default_policy.clone();
     let t0 = Timestamp::parse_rfc3339("2026-11-26T12:00:00Z")
         .map(|t| t.0)

@@ -144,7 +144,7 @@ pub fn decode_metrics_proto(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError>
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
 pub fn decode_traces_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
     require_object(bytes)?;
-    let req: JTraceRequest<'_> = serde_json::from_slice(bytes)?;
+    let req: JTraceRequest<'_> = serde_json::from_slice(bytes).map_err(json_error)?;
     let mut batch = TelemetryBatch::default();
     for rs in req.resource_spans {
         let mut ident = IdentBuilder::default();
@@ -189,7 +189,7 @@ pub fn decode_traces_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
 /// Decodes an OTLP/JSON `ExportMetricsServiceRequest`.
 pub fn decode_metrics_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
     require_object(bytes)?;
-    let req: JMetricsRequest<'_> = serde_json::from_slice(bytes)?;
+    let req: JMetricsRequest<'_> = serde_json::from_slice(bytes).map_err(json_error)?;
     let mut batch = TelemetryBatch::default();
     for rm in req.resource_metrics {
         let mut ident = IdentBuilder::default();
@@ -426,6 +426,10 @@ fn hist_point(
         error: http_status.is_some_and(|c| c >= 500),
         temporality,
     }))
+}
+
+fn json_error(e: serde_json::Error) -> DecodeError {
+    DecodeError::new(format!("invalid OTLP/JSON export: {e}"))
 }
 
 fn require_object(bytes: &[u8]) -> Result<(), DecodeError> {

@@ -1,0 +1,416 @@
+//! Hot paths: OTLP decoding alone, decoding plus the engine, window updates,
+//! and a whole `replay` of a large OTLP/JSON file.
+//!
+//! Run with `cargo bench --bench pipeline`; numbers are reported in the README.
+
+use std::hint::black_box;
+use std::io::{self, BufReader};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1 as pm;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use rollbackd::config::Config;
+use rollbackd::engine::window::{Kind, SeriesWindows};
+use rollbackd::engine::Engine;
+use rollbackd::ingest::otlp;
+use rollbackd::model::{DataMigration, DeployEvent, DeployEventKind};
+use rollbackd::replay::{self, ReplaySinks};
+use rollbackd::time::Timestamp;
+
+const SEC: u64 = 1_000_000_000;
+const T0: u64 = 1_795_694_400 * SEC; // 2026-11-26T12:00:00Z
+const SPANS_PER_EXPORT: usize = 512;
+const SERIES_PER_EXPORT: usize = 256;
+
+fn kv_s(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn kv_i(k: &str, v: i64) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(v)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Resource attributes as an SDK plus the Collector's k8s processor set them.
+fn resource(service: &str, version: &str) -> Resource {
+    Resource {
+        attributes: vec![
+            kv_s("service.name", service),
+            kv_s("service.version", version),
+            kv_s("deployment.environment.name", "prod"),
+            kv_s("telemetry.sdk.name", "opentelemetry"),
+            kv_s("telemetry.sdk.language", "go"),
+            kv_s("telemetry.sdk.version", "1.38.0"),
+            kv_s("k8s.namespace.name", "shop"),
+            kv_s("k8s.pod.name", "checkout-7d9f8b6c5-x2x9q"),
+            kv_s("k8s.node.name", "ip-10-0-12-34.ec2.internal"),
+            kv_s("host.name", "checkout-7d9f8b6c5-x2x9q"),
+        ],
+        ..Default::default()
+    }
+}
+
+/// A realistic export: SERVER spans with the usual HTTP attributes, from
+/// the baseline and the candidate of one deploy.
+fn span_export(end_s: u64) -> Vec<u8> {
+    let mut resource_spans = Vec::new();
+    for (version, share) in [("v1", 9), ("v2", 1)] {
+        let n = SPANS_PER_EXPORT * share / 10;
+        let spans = (0..n)
+            .map(|i| {
+                let end = T0 + end_s * SEC - (i as u64 * 7_919_000) % SEC;
+                let code = if i % 97 == 0 { 503 } else { 200 };
+                Span {
+                    trace_id: (i as u128 * 0x9e37_79b9_7f4a_7c15).to_be_bytes().to_vec(),
+                    span_id: (i as u64 * 0x9e37_79b9).to_be_bytes().to_vec(),
+                    parent_span_id: Vec::new(),
+                    name: "POST /api/v1/checkout".into(),
+                    kind: 2,
+                    start_time_unix_nano: end - 35_000_000 - (i as u64 % 50) * 1_000_000,
+                    end_time_unix_nano: end,
+                    attributes: vec![
+                        kv_s("http.request.method", "POST"),
+                        kv_s("http.route", "/api/v1/checkout"),
+                        kv_s("url.path", "/api/v1/checkout"),
+                        kv_s("url.scheme", "https"),
+                        kv_i("http.response.status_code", code),
+                        kv_s("server.address", "checkout.shop.svc"),
+                        kv_s("network.protocol.version", "1.1"),
+                        kv_s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)"),
+                    ],
+                    status: Some(Status {
+                        code: if code >= 500 { 2 } else { 0 },
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        resource_spans.push(ResourceSpans {
+            resource: Some(resource("checkout", version)),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    ExportTraceServiceRequest { resource_spans }.encode_to_vec()
+}
+
+const BOUNDS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// A realistic metrics export: `http.server.request.duration` per (method,
+/// route, status) series, cumulative, from the baseline and the candidate.
+fn metric_export(time_s: u64) -> Vec<u8> {
+    let mut resource_metrics = Vec::new();
+    for version in ["v1", "v2"] {
+        let points = (0..SERIES_PER_EXPORT / 2)
+            .map(|i| {
+                let counts: Vec<u64> = (0..15)
+                    .map(|b| (time_s + i as u64) * (15 - b) / 3)
+                    .collect();
+                pm::HistogramDataPoint {
+                    attributes: vec![
+                        kv_s(
+                            "http.request.method",
+                            if i % 2 == 0 { "GET" } else { "POST" },
+                        ),
+                        kv_s("http.route", &format!("/api/v1/r{}", i / 4)),
+                        kv_i(
+                            "http.response.status_code",
+                            if i % 4 == 3 { 500 } else { 200 },
+                        ),
+                        kv_s("url.scheme", "https"),
+                    ],
+                    start_time_unix_nano: T0,
+                    time_unix_nano: T0 + time_s * SEC,
+                    count: counts.iter().sum(),
+                    sum: Some(12.5),
+                    bucket_counts: counts,
+                    explicit_bounds: BOUNDS.to_vec(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        resource_metrics.push(pm::ResourceMetrics {
+            resource: Some(resource("checkout", version)),
+            scope_metrics: vec![pm::ScopeMetrics {
+                metrics: vec![pm::Metric {
+                    name: otlp::DURATION_METRIC.into(),
+                    unit: "s".into(),
+                    data: Some(pm::metric::Data::Histogram(pm::Histogram {
+                        data_points: points,
+                        aggregation_temporality: 2,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    ExportMetricsServiceRequest { resource_metrics }.encode_to_vec()
+}
+
+fn engine_with_deploy() -> Engine {
+    let mut engine = Engine::new(Arc::new(Config::default()));
+    engine.set_clock(Timestamp(T0 as i64));
+    engine.apply_deploy_event(DeployEvent {
+        kind: DeployEventKind::Started,
+        deploy_id: "d-1".into(),
+        service: "checkout".into(),
+        version: "v2".into(),
+        at: Timestamp(T0 as i64),
+        environment: Some("prod".into()),
+        previous_version: Some("v1".into()),
+        strategy: Some("canary".into()),
+        release_id: None,
+        data_migration: DataMigration::None,
+        canary_weight: Some(10.0),
+        labels: Default::default(),
+    });
+    engine
+}
+
+fn spans(c: &mut Criterion) {
+    let exports: Vec<Vec<u8>> = (1..=60).map(span_export).collect();
+    let spans_per = (SPANS_PER_EXPORT * 9 / 10 + SPANS_PER_EXPORT / 10) as u64;
+    println!(
+        "otlp_proto_spans: {} spans per export, {} bytes per span on the wire",
+        spans_per,
+        exports[0].len() as u64 / spans_per
+    );
+    let mut g = c.benchmark_group("otlp_proto_spans");
+    g.throughput(Throughput::Elements(spans_per));
+    g.bench_function("decode", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % exports.len();
+            black_box(otlp::decode_traces_proto(&exports[i]).unwrap())
+        })
+    });
+    g.bench_function("decode_and_engine", |b| {
+        let mut engine = engine_with_deploy();
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % exports.len();
+            engine.set_clock(Timestamp((T0 + (i as u64 + 1) * SEC) as i64));
+            let batch = otlp::decode_traces_proto(&exports[i]).unwrap();
+            black_box(engine.apply_telemetry(&batch));
+            black_box(engine.tick());
+        })
+    });
+    g.finish();
+}
+
+fn histograms(c: &mut Criterion) {
+    let exports: Vec<Vec<u8>> = (1..=60).map(metric_export).collect();
+    println!(
+        "otlp_proto_histograms: {SERIES_PER_EXPORT} data points per export, {} bytes per point on the wire",
+        exports[0].len() / SERIES_PER_EXPORT
+    );
+    let mut g = c.benchmark_group("otlp_proto_histograms");
+    g.throughput(Throughput::Elements(SERIES_PER_EXPORT as u64));
+    g.bench_function("decode", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % exports.len();
+            black_box(otlp::decode_metrics_proto(&exports[i]).unwrap())
+        })
+    });
+    g.bench_function("decode_and_engine", |b| {
+        let mut engine = engine_with_deploy();
+        let mut i = 0;
+        let mut round = 0u64;
+        b.iter(|| {
+            i += 1;
+            if i == exports.len() {
+                // Exports repeat: move the clock on so cumulative series stay
+                // in order (a repeat would be skipped as already counted).
+                i = 0;
+                round += 1;
+                engine = engine_with_deploy();
+            }
+            engine.set_clock(Timestamp((T0 + (i as u64 + 1) * SEC) as i64));
+            let batch = otlp::decode_metrics_proto(&exports[i]).unwrap();
+            black_box(engine.apply_telemetry(&batch));
+            black_box(engine.tick());
+            black_box(round)
+        })
+    });
+    g.finish();
+}
+
+fn windows(c: &mut Criterion) {
+    let policy = Config::default().default_policy.clone();
+    let mut g = c.benchmark_group("window");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("add_1000", |b| {
+        let mut w = SeriesWindows::new(&policy.lengths);
+        let mut t = T0 as i64;
+        b.iter(|| {
+            for i in 0..1000u64 {
+                t += 1_000_000;
+                w.add(Timestamp(t), Kind::Span, 1, u64::from(i % 50 == 0), 0);
+            }
+        })
+    });
+    g.bench_function("sum_three_lengths", |b| {
+        let mut w = SeriesWindows::new(&policy.lengths);
+        for s in 0..1800 {
+            w.add(Timestamp(T0 as i64 + s * SEC as i64), Kind::Span, 10, 1, 0);
+        }
+        let now = Timestamp(T0 as i64 + 1800 * SEC as i64);
+        b.iter(|| black_box((w.window(0, now), w.window(1, now), w.window(2, now))))
+    });
+    g.finish();
+}
+
+/// A replay file like the shared scenarios, but larger: OTLP/JSON spans from
+/// a baseline and a bad canary, exported every 5 seconds.
+fn large_replay_file() -> Vec<u8> {
+    let mut out = Vec::new();
+    let ts = |s: u64| Timestamp((T0 + s * SEC) as i64).to_string();
+    out.extend_from_slice(
+        format!(
+            "{{\"topic\":\"deploy-events\",\"timestamp\":\"{}\",\"value\":{{\"type\":\"deploy.started\",\"deploy_id\":\"d-1\",\"service\":\"checkout\",\"version\":\"v2\",\"previous_version\":\"v1\",\"at\":\"{}\"}}}}\n",
+            ts(60),
+            ts(60)
+        )
+        .as_bytes(),
+    );
+    for step in 1..=240u64 {
+        let t = step * 5;
+        for (version, rps, err_every) in [("v1", 450u64, 2000u64), ("v2", 50, 12)] {
+            let mut spans = String::new();
+            for i in 0..rps * 5 {
+                let end = T0 + t * SEC - i * (5 * SEC / (rps * 5));
+                let err = i % err_every == 0;
+                if i > 0 {
+                    spans.push(',');
+                }
+                spans.push_str(&format!(
+                    "{{\"traceId\":\"{:032x}\",\"spanId\":\"{:016x}\",\"name\":\"GET /api\",\"kind\":2,\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\",\"attributes\":[{{\"key\":\"http.request.method\",\"value\":{{\"stringValue\":\"GET\"}}}},{{\"key\":\"http.response.status_code\",\"value\":{{\"intValue\":\"{}\"}}}}],\"status\":{}}}",
+                    (t * 100_000 + i) as u128 * 0x9e37_79b9_7f4a_7c15,
+                    t * 100_000 + i,
+                    end - 40_000_000,
+                    end,
+                    if err { 500 } else { 200 },
+                    if err { "{\"code\":2}" } else { "{}" }
+                ));
+            }
+            out.extend_from_slice(
+                format!(
+                    "{{\"topic\":\"otlp_spans\",\"timestamp\":\"{}\",\"value\":{{\"resourceSpans\":[{{\"resource\":{{\"attributes\":[{{\"key\":\"service.name\",\"value\":{{\"stringValue\":\"checkout\"}}}},{{\"key\":\"service.version\",\"value\":{{\"stringValue\":\"{version}\"}}}}]}},\"scopeSpans\":[{{\"scope\":{{\"name\":\"gen\"}},\"spans\":[{spans}]}}]}}]}}}}\n",
+                    ts(t)
+                )
+                .as_bytes(),
+            );
+        }
+    }
+    out
+}
+
+fn replay_file(c: &mut Criterion) {
+    let file = large_replay_file();
+    let config = Arc::new(
+        Config::from_toml("[topics]\notlp_encoding = \"otlp_json\"\n").expect("valid config"),
+    );
+    println!("replay: a {:.1} MB OTLP/JSON file", file.len() as f64 / 1e6);
+    let mut g = c.benchmark_group("replay");
+    g.throughput(Throughput::Bytes(file.len() as u64));
+    g.sample_size(10);
+    g.bench_function("otlp_json_file", |b| {
+        b.iter_batched(
+            || Engine::new(config.clone()),
+            |mut engine| {
+                let mut commands = io::sink();
+                let mut errors = io::sink();
+                let mut sinks = ReplaySinks {
+                    commands: &mut commands,
+                    audit: None,
+                    errors: &mut errors,
+                };
+                let s = replay::replay(&mut engine, BufReader::new(&file[..]), &mut sinks).unwrap();
+                assert_eq!(s.commands, 1);
+                s
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// Window state per active deploy, printed once (memory is not timed).
+fn memory(c: &mut Criterion) {
+    let mut engine = Engine::new(Arc::new(Config::default()));
+    engine.set_clock(Timestamp(T0 as i64));
+    let deploys = 1000;
+    for d in 0..deploys {
+        engine.apply_deploy_event(DeployEvent {
+            kind: DeployEventKind::Started,
+            deploy_id: format!("d-{d}"),
+            service: format!("svc-{d}"),
+            version: "v2".into(),
+            at: Timestamp(T0 as i64),
+            environment: None,
+            previous_version: Some("v1".into()),
+            strategy: None,
+            release_id: None,
+            data_migration: DataMigration::None,
+            canary_weight: None,
+            labels: Default::default(),
+        });
+    }
+    // Feed both sides of every deploy so every window exists.
+    for d in 0..deploys {
+        for version in ["v1", "v2"] {
+            let req = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(resource(&format!("svc-{d}"), version)),
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span {
+                            kind: 2,
+                            start_time_unix_nano: T0,
+                            end_time_unix_nano: T0 + 1,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            let batch = otlp::decode_traces_proto(&req.encode_to_vec()).unwrap();
+            engine.apply_telemetry(&batch);
+        }
+    }
+    let per_deploy = engine.window_bytes() / deploys;
+    println!(
+        "memory: window state per active deploy = {per_deploy} bytes ({:.1} KiB) with the default windows",
+        per_deploy as f64 / 1024.0
+    );
+    c.bench_function("memory/noop", |b| b.iter(|| black_box(per_deploy)));
+}
+
+criterion_group!(benches, spans, histograms, windows, replay_file, memory);
+criterion_main!(benches);

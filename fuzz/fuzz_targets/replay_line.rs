@@ -1,0 +1,18 @@
+//! Whole replay inputs through a live engine: decoding, state changes and
+//! evaluation must never panic, whatever the bytes.
+#![no_main]
+
+use std::io::{self, BufReader};
+use std::sync::Arc;
+
+use libfuzzer_sys::fuzz_target;
+use rollbackd::config::Config;
+use rollbackd::engine::Engine;
+use rollbackd::replay::{replay, ReplaySinks};
+
+fuzz_target!(|data: &[u8]| {
+    let mut engine = Engine::new(Arc::new(Config::default()));
+    let (mut c, mut e) = (io::sink(), io::sink());
+    let mut sinks = ReplaySinks { commands: &mut c, audit: None, errors: &mut e };
+    let _ = replay(&mut engine, BufReader::new(data), &mut sinks);
+});

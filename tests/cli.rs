@@ -1,0 +1,108 @@
+//! Black-box tests of the command line: config checking, the demo, and
+//! replay's handling of its arguments.
+
+use std::process::Command;
+
+fn rollbackd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(args)
+        .output()
+        .expect("run rollbackd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(name: &str, body: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("rollbackd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn shipped_configs_are_valid_and_described() {
+    for file in ["config/rollbackd.toml", "config/demo.toml"] {
+        let (code, out, err) = rollbackd(&["check-config", "--config", &repo(file)]);
+        assert_eq!(code, 0, "{file}: {err}");
+        assert!(out.contains("policy (default):"), "{out}");
+        assert!(
+            out.contains("window: short 1m long 5m burn_rate 14.4"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn check_config_prints_each_service_policy() {
+    let p = write(
+        "services.toml",
+        "[slo.services.checkout]\nobjective = 0.9995\ndry_run = true\n[slo.services.search]\nlatency_threshold = \"250ms\"\n",
+    );
+    let (code, out, _) = rollbackd(&["check-config", "--config", &p]);
+    assert_eq!(code, 0);
+    assert!(out.contains("policy checkout:"));
+    assert!(out.contains("objective 0.9995"));
+    assert!(out.contains("policy search:"));
+    assert!(out.contains("faster than 250ms"));
+    assert!(out.contains("dry_run: true"));
+}
+
+#[test]
+fn invalid_config_names_the_key_and_exits_2() {
+    for (body, key) in [
+        ("[slo]\nobjectiv = 0.9\n", "objectiv"),
+        ("[slo]\nobjective = 2\n", "slo.objective"),
+        ("[guards]\ncooldown = \"ten minutes\"\n", "cooldown"),
+        ("[slo.services.a]\nwindows = []\n", "slo.services.a.windows"),
+        ("[topics]\ncommands = \"otlp_spans\"\n", "topics.commands"),
+        ("not toml at all [", "TOML"),
+    ] {
+        let p = write("bad.toml", body);
+        for cmd in ["check-config", "replay"] {
+            let mut args = vec![cmd, "--config", &p];
+            if cmd == "replay" {
+                args.extend(["--input", "/nonexistent"]);
+            }
+            let (code, out, err) = rollbackd(&args);
+            assert_eq!(code, 2, "{cmd} {body:?}: {err}");
+            assert!(out.is_empty());
+            assert!(err.contains(key), "{body:?}: {err}");
+        }
+    }
+    let (code, _, err) = rollbackd(&["check-config", "--config", "/nonexistent.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read config"));
+}
+
+#[test]
+fn replay_of_a_missing_file_fails_clearly() {
+    let p = write("empty.toml", "");
+    let (code, out, err) = rollbackd(&["replay", "--config", &p, "--input", "/nonexistent.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("cannot open /nonexistent.jsonl"), "{err}");
+}
+
+#[test]
+fn demo_catches_the_bad_deploy_and_leaves_the_good_one() {
+    let (code, out, err) = rollbackd(&["demo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("DECISION at"), "{out}");
+    assert!(out.contains("\"deploy_id\": \"d-demo-2\""));
+    assert!(!out.contains("\"deploy_id\": \"d-demo-1\""));
+    let summary = out.lines().last().unwrap();
+    assert!(
+        summary.starts_with("summary: d-demo-1 (v42) left alone"),
+        "{summary}"
+    );
+    assert!(summary.contains("d-demo-2 (v43) caught"), "{summary}");
+    assert!(summary.ends_with("1 command(s) issued"), "{summary}");
+}

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+echo "== dependencies"
+./scripts/deps.sh
+
 echo "== format"
 cargo fmt --check
 
@@ -13,6 +16,8 @@ echo "== clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== tests"
+# The Kafka tests start their own tansu broker processes on free loopback
+# ports; they find tansu where scripts/kafka-broker.sh installed it.
 cargo test --locked
 
 echo "== scenarios"

@@ -21,16 +21,22 @@
 //!   cooldown, breaker, approval).
 //! - [`replay`]: `rollbackd replay`, the JSONL reader and writers.
 //! - [`demo`]: `rollbackd demo`, a built-in simulated rollout.
+//! - [`kafka`]: consumers (control topics read whole, telemetry in a
+//!   consumer group), the producer of commands, audit and dead letters.
+//! - [`app`]: `rollbackd run` over Kafka: threads, recovery, readiness,
+//!   graceful shutdown.
 //!
 //! The engine is given its clock and never does I/O, so `replay` of a file
 //! reproduces the decisions `run` made on the same records.
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod ingest;
+pub mod kafka;
 pub mod model;
 pub mod replay;
 pub mod time;

@@ -36,13 +36,188 @@ enum Cmd {
         #[arg(long)]
         audit: Option<PathBuf>,
     },
+    /// Run the agent: consume Kafka, decide, publish commands
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the engine on a built-in simulated canary rollout
     Demo,
+    /// Publish a deploy event (from a CI/CD pipeline)
+    Announce(Box<AnnounceArgs>),
+    /// Print the commands topic as JSON lines
+    Tail {
+        #[arg(long)]
+        config: PathBuf,
+        /// Start from the oldest retained command instead of now
+        #[arg(long)]
+        from_beginning: bool,
+    },
     /// Validate a config file and print the effective policy per service
     CheckConfig {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum Phase {
+    Started,
+    Completed,
+    RolledBack,
+    Aborted,
+}
+
+#[derive(clap::Args)]
+struct AnnounceArgs {
+    /// started, completed, rolled-back or aborted
+    #[arg(value_enum)]
+    phase: Phase,
+    #[arg(long)]
+    deploy_id: String,
+    #[arg(long)]
+    service: String,
+    #[arg(long)]
+    version: String,
+    #[arg(long)]
+    previous_version: Option<String>,
+    #[arg(long)]
+    environment: Option<String>,
+    #[arg(long)]
+    strategy: Option<String>,
+    #[arg(long)]
+    release_id: Option<String>,
+    /// none, reversible or irreversible
+    #[arg(long)]
+    data_migration: Option<String>,
+    /// Percent of traffic on the new version
+    #[arg(long)]
+    canary_weight: Option<f64>,
+    /// A label copied into commands, as key=value (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// When it happened (RFC 3339); default now
+    #[arg(long)]
+    at: Option<String>,
+    /// Publish to the Kafka configured here
+    #[arg(long, conflicts_with = "url")]
+    config: Option<PathBuf>,
+    /// POST to a rollbackd at this base URL instead (token from ROLLBACKD_WEBHOOK_TOKEN)
+    #[arg(long)]
+    url: Option<String>,
+}
+
+fn announce(args: AnnounceArgs) -> ExitCode {
+    use rollbackd::time::Timestamp;
+    let kind = match args.phase {
+        Phase::Started => "deploy.started",
+        Phase::Completed => "deploy.completed",
+        Phase::RolledBack => "deploy.rolled_back",
+        Phase::Aborted => "deploy.aborted",
+    };
+    let mut labels = serde_json::Map::new();
+    for l in &args.labels {
+        match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                labels.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+            }
+            _ => {
+                eprintln!("rollbackd: announce: --label {l:?} is not KEY=VALUE");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let at = args
+        .at
+        .clone()
+        .unwrap_or_else(|| Timestamp::now_wall().to_string());
+    let mut ev = serde_json::json!({
+        "type": kind,
+        "deploy_id": args.deploy_id,
+        "service": args.service,
+        "version": args.version,
+        "at": at,
+    });
+    if let serde_json::Value::Object(m) = &mut ev {
+        for (k, v) in [
+            ("previous_version", &args.previous_version),
+            ("environment", &args.environment),
+            ("strategy", &args.strategy),
+            ("release_id", &args.release_id),
+            ("data_migration", &args.data_migration),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), serde_json::Value::String(v.clone()));
+            }
+        }
+        if let Some(w) = args.canary_weight {
+            m.insert("canary_weight".into(), serde_json::json!(w));
+        }
+        if !labels.is_empty() {
+            m.insert("labels".into(), serde_json::Value::Object(labels));
+        }
+    }
+    // The same validation the agent applies: a bad event never leaves here.
+    if let Err(e) = rollbackd::ingest::deploy::from_value(&ev) {
+        eprintln!("rollbackd: announce: {e}");
+        return ExitCode::from(2);
+    }
+    let payload = ev.to_string();
+    let result = match (&args.config, &args.url) {
+        (Some(path), _) => {
+            let cfg = match load_config(path) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let Some(k) = &cfg.kafka else {
+                eprintln!(
+                    "rollbackd: announce: {} has no [kafka] table",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            };
+            rollbackd::kafka::tools::announce_kafka(
+                k,
+                &cfg.topics.deploy_events,
+                &args.service,
+                payload.as_bytes(),
+            )
+            .map(|(p, o)| format!("{} partition {p} offset {o}", cfg.topics.deploy_events))
+        }
+        (None, Some(url)) => {
+            let token = std::env::var("ROLLBACKD_WEBHOOK_TOKEN").ok();
+            rollbackd::kafka::tools::announce_http(url, token.as_deref(), payload.as_bytes())
+                .map(|status| format!("{url} ({status})"))
+        }
+        (None, None) => {
+            eprintln!("rollbackd: announce: give --config (Kafka) or --url (HTTP)");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(where_) => {
+            println!("{payload}");
+            eprintln!("announced {kind} for {} to {where_}", args.deploy_id);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rollbackd: announce: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: rollbackd::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLBACKD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false);
+    let _ = match format {
+        rollbackd::config::LogFormat::Json => builder.json().try_init(),
+        rollbackd::config::LogFormat::Text => builder.try_init(),
+    };
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
@@ -63,6 +238,43 @@ fn main() -> ExitCode {
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("rollbackd: demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Run { config } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(cfg.log.format);
+            if cfg.kafka.is_none() {
+                eprintln!("rollbackd: run: {} has no [kafka] table; the HTTP-only mode is not available in this build", config.display());
+                return ExitCode::from(2);
+            }
+            match rollbackd::app::run_kafka(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "rollbackd failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Announce(args) => announce(*args),
+        Cmd::Tail {
+            config,
+            from_beginning,
+        } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(cfg.log.format);
+            let stdout = io::stdout();
+            match rollbackd::kafka::tools::tail(&cfg, from_beginning, &mut stdout.lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rollbackd: tail: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -229,6 +229,7 @@ impl Engine {
                     .windows
                     .entry(key)
                     .or_insert_with(|| SeriesWindows::new(&d.policy.lengths));
+                d.touched.store(true, Ordering::Relaxed);
                 for s in &res.spans {
                     if s.end < d.info.at {
                         // Before the deploy: outside every window of it.
@@ -370,7 +371,18 @@ impl Engine {
                     "data_migration": ev.data_migration,
                     "at": ev.at,
                 })));
+                let deploy_id = ev.deploy_id.clone();
                 self.registry.insert(ev, policy, now);
+                // Restored commands (read back before the deploy events on a
+                // restart) already decided this deploy.
+                for action in [Action::Rollback, Action::ApprovalRequired] {
+                    let id = command_id(&deploy_id, action);
+                    if self.guards.was_emitted(&id) {
+                        if let Some(d) = self.registry.get_mut(&deploy_id) {
+                            d.decided = Some((id, action));
+                        }
+                    }
+                }
             }
             DeployEventKind::Progressed => match self.registry.get_mut(&ev.deploy_id) {
                 Some(d) => {
@@ -446,9 +458,10 @@ impl Engine {
                     continue;
                 }
             }
-            if now < d.next_eval {
+            if now < d.next_eval && !d.touched.swap(false, Ordering::Relaxed) {
                 continue;
             }
+            d.touched.store(false, Ordering::Relaxed);
             let interval = d.policy.evaluation_interval.nanos().max(1);
             let next_eval = Timestamp((now.0.div_euclid(interval) + 1).saturating_mul(interval));
             let ev = self.evaluate_deploy(d, now);

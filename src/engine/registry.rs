@@ -3,6 +3,7 @@
 //! baseline), a resource's telemetry belongs to.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -25,7 +26,7 @@ pub enum Role {
 const MAX_RETIRED_REMEMBERED: usize = 100_000;
 
 /// One watched deploy.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Deploy {
     /// Arrival order; never reused. Keys the deploy's windows.
     pub seq: u64,
@@ -43,6 +44,10 @@ pub struct Deploy {
     /// The last suppression reason audited, for the same reason.
     pub audited_suppression: Option<String>,
     pub next_eval: Timestamp,
+    /// Set when telemetry lands in its windows: evaluated at the next tick
+    /// rather than at the next interval, so a decision follows the record
+    /// that made it within milliseconds.
+    pub touched: AtomicBool,
     pub last_eval: Option<Evaluation>,
 }
 
@@ -139,6 +144,7 @@ impl Registry {
                 audited_verdict: None,
                 audited_suppression: None,
                 next_eval: now,
+                touched: AtomicBool::new(false),
                 last_eval: None,
             },
         );

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing rollbackd needs, once; a second run
+# only checks. Debian packages for librdkafka's build (built from source
+# by rdkafka-sys), then the tansu broker the Kafka tests run against.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg in build-essential perl pkg-config zlib1g-dev libssl-dev python3; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${need[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+./scripts/kafka-broker.sh install

@@ -1,0 +1,460 @@
+//! `rollbackd run` over Kafka: wiring, recovery, readiness and shutdown
+//! (CONTRACT §5).
+//!
+//! Threads and what connects them:
+//! - the **control thread** follows `deploy-events`, `rollback-results` and
+//!   `rollback-commands`, applies them, and ticks the engine on the wall
+//!   clock (warm-ups ending, cooldowns ending, watches expiring);
+//! - the **telemetry thread** polls the telemetry topics in batches,
+//!   decodes a batch on every core (scoped threads), applies it under the
+//!   engine's read lock, evaluates the deploys it touched, and only then
+//!   stores the batch's offsets;
+//! - the **publisher** (a tokio task) produces commands, audit records and
+//!   dead letters; its queue is bounded, so a stalled broker blocks the
+//!   engine threads instead of growing memory.
+//!
+//! Start-up: commands are read back first (guard state), then deploy
+//! events, then results; telemetry partitions are rewound to
+//! `now − longest window`. Only when all of that is applied does the
+//! agent evaluate, and report ready.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::config::{Config, OtlpEncoding};
+use crate::engine::Engine;
+use crate::ingest::{self, DecodeError};
+use crate::kafka::consumer::{ControlReader, TelemetryConsumer};
+use crate::kafka::producer::{self, Outgoing, Publisher};
+use crate::kafka::InRecord;
+use crate::model::{Command, Output, TelemetryBatch};
+use crate::replay::{self, Source};
+use crate::time::Timestamp;
+
+/// How long shutdown may take before the process exits anyway.
+const GRACE: Duration = Duration::from_secs(20);
+/// At most this many records are decoded as one batch.
+const BATCH: usize = 256;
+
+/// Counters of the run loop, by input outcome.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    pub records_ok: AtomicU64,
+    pub records_malformed: AtomicU64,
+    pub records_late: AtomicU64,
+    pub records_unmatched: AtomicU64,
+}
+
+/// Shared state of a running agent.
+pub struct Agent {
+    pub config: Arc<Config>,
+    pub engine: RwLock<Engine>,
+    pub publisher: Publisher,
+    pub shutdown: AtomicBool,
+    /// Recovery done and windows rebuilt: the engine may decide.
+    pub recovered: AtomicBool,
+    pub ready: AtomicBool,
+    pub stats: RunStats,
+}
+
+impl Agent {
+    fn publish(&self, outputs: Vec<Output>) {
+        for o in outputs {
+            let out = match o {
+                Output::Command(c) => Outgoing::Command(c),
+                Output::Audit(a) => Outgoing::Audit(a),
+            };
+            if !self.publisher.send_blocking(out) {
+                error!("publisher is gone; output dropped");
+            }
+        }
+    }
+
+    fn tick(&self) {
+        if !self.recovered.load(Ordering::Acquire) {
+            return;
+        }
+        let outputs = match self.engine.write() {
+            Ok(mut e) => {
+                e.set_clock(Timestamp::now_wall());
+                e.tick()
+            }
+            Err(_) => return,
+        };
+        self.publish(outputs);
+    }
+
+    fn malformed(&self, rec: &InRecord, source: &str, err: &DecodeError) {
+        self.stats.records_malformed.fetch_add(1, Ordering::Relaxed);
+        warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, error = %err, "malformed record sent to the dead-letter topic");
+        let audit = match self.engine.read() {
+            Ok(e) => e.malformed_audit(
+                source,
+                &err.0,
+                serde_json::json!({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}),
+            ),
+            Err(_) => return,
+        };
+        self.publisher.send_blocking(Outgoing::Audit(audit));
+        self.publisher.send_blocking(Outgoing::DeadLetter {
+            source_topic: rec.topic.clone(),
+            partition: rec.partition,
+            offset: rec.offset,
+            error: err.0.clone(),
+            key: rec.key.clone(),
+            payload: rec.payload.clone(),
+        });
+    }
+
+    /// Applies one control record; during recovery audit outputs are not
+    /// published again (they were when the record was first applied).
+    fn apply_control(&self, rec: &InRecord, recovering: bool) {
+        let Some(source) = Source::from_topic(&self.config, &rec.topic) else {
+            return;
+        };
+        if source == Source::Commands {
+            match serde_json::from_slice::<Command>(&rec.payload) {
+                Ok(cmd) => {
+                    self.publisher
+                        .state
+                        .on_topic
+                        .insert(cmd.command_id.clone(), ());
+                    let outputs = match self.engine.write() {
+                        Ok(mut e) => e.restore_command(&cmd),
+                        Err(_) => return,
+                    };
+                    if !recovering {
+                        self.publish(outputs);
+                    }
+                    self.stats.records_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => self.malformed(
+                    rec,
+                    "commands",
+                    &DecodeError::new(format!("invalid command: {e}")),
+                ),
+            }
+            return;
+        }
+        let result = match self.engine.write() {
+            Ok(mut e) => {
+                e.set_clock(Timestamp::now_wall());
+                replay::apply(&mut e, source, &rec.payload, false)
+            }
+            Err(_) => return,
+        };
+        match result {
+            Ok(outputs) => {
+                self.stats.records_ok.fetch_add(1, Ordering::Relaxed);
+                if recovering {
+                    // Commands made while replaying history (a release
+                    // cascade whose commands never landed) still go out.
+                    self.publish(
+                        outputs
+                            .into_iter()
+                            .filter(|o| matches!(o, Output::Command(_)))
+                            .collect(),
+                    );
+                } else {
+                    self.publish(outputs);
+                }
+            }
+            Err(e) => self.malformed(rec, replay::source_label(source), &e),
+        }
+    }
+}
+
+fn decode_telemetry(
+    config: &Config,
+    rec: &InRecord,
+) -> Option<Result<TelemetryBatch, DecodeError>> {
+    let t = &config.topics;
+    let json = t.otlp_encoding == OtlpEncoding::Json;
+    Some(if rec.topic == t.otlp_spans {
+        if json {
+            ingest::otlp::decode_traces_json(&rec.payload)
+        } else {
+            ingest::otlp::decode_traces_proto(&rec.payload)
+        }
+    } else if rec.topic == t.otlp_metrics {
+        if json {
+            ingest::otlp::decode_metrics_json(&rec.payload)
+        } else {
+            ingest::otlp::decode_metrics_proto(&rec.payload)
+        }
+    } else {
+        return None;
+    })
+}
+
+fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
+    let workers = thread::available_parallelism().map_or(2, |n| n.get());
+    let lookback = agent.config.longest_window();
+    let mut batch: Vec<InRecord> = Vec::with_capacity(BATCH);
+    let mut last_settle = Instant::now();
+    while !agent.shutdown.load(Ordering::Acquire) {
+        batch.clear();
+        let deadline = Instant::now() + Duration::from_millis(5);
+        while batch.len() < BATCH {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match consumer.poll(if batch.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                wait
+            }) {
+                Some(Ok(r)) => batch.push(r),
+                Some(Err(e)) => {
+                    warn!(error = %e, "telemetry consumer error");
+                    break;
+                }
+                None => break,
+            }
+        }
+        if last_settle.elapsed() > Duration::from_millis(200) {
+            consumer.settle_empty();
+            last_settle = Instant::now();
+            // Until the group assignment arrives and every partition is read
+            // back, decisions wait: a window with half its history decides
+            // differently.
+            if !agent.recovered.load(Ordering::Acquire) && consumer.caught_up() {
+                agent.recovered.store(true, Ordering::Release);
+                info!("telemetry windows rebuilt");
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        // Records older than every window only cost decoding: skip them by
+        // their Kafka timestamp (the bounded scan of a rewind).
+        let horizon_ms = Timestamp::now_wall().saturating_sub(lookback).nanos() / 1_000_000;
+        let chunk = batch.len().div_ceil(workers);
+        let config = agent.config.clone();
+        let decoded: Vec<Option<Result<TelemetryBatch, DecodeError>>> = thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .chunks(chunk)
+                .map(|part| {
+                    let config = &config;
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|r| {
+                                if r.timestamp_ms.is_some_and(|t| t < horizon_ms) {
+                                    None
+                                } else {
+                                    decode_telemetry(config, r)
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        if let Ok(e) = agent.engine.read() {
+            e.set_clock(Timestamp::now_wall());
+        }
+        for (rec, d) in batch.iter().zip(decoded) {
+            match d {
+                None => {
+                    agent.stats.records_late.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Ok(b)) => {
+                    let outcome = match agent.engine.read() {
+                        Ok(e) => e.apply_telemetry(&b),
+                        Err(_) => continue,
+                    };
+                    let counter = match outcome.label() {
+                        "late" => &agent.stats.records_late,
+                        "unmatched" => &agent.stats.records_unmatched,
+                        _ => &agent.stats.records_ok,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Err(err)) => {
+                    let label = if rec.topic == agent.config.topics.otlp_spans {
+                        "otlp_spans"
+                    } else {
+                        "otlp_metrics"
+                    };
+                    agent.malformed(rec, label, &err);
+                }
+            }
+        }
+        agent.tick();
+        // Effects applied (and any command handed to the publisher): now
+        // the offsets may move.
+        let mut last: std::collections::HashMap<(&str, i32), i64> = Default::default();
+        for r in &batch {
+            let e = last
+                .entry((r.topic.as_str(), r.partition))
+                .or_insert(r.offset);
+            *e = (*e).max(r.offset);
+        }
+        for ((topic, p), off) in last {
+            consumer.applied(topic, p, off);
+        }
+    }
+    if let Err(e) = consumer.commit() {
+        warn!(error = %e, "final offset commit failed");
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run_kafka(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let k = config
+        .kafka
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no [kafka] table in the config"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("rollbackd-io")
+        .build()?;
+    let producer = producer::producer(&k)?;
+    let (publisher, publisher_task) = producer::spawn(rt.handle(), producer, config.topics.clone());
+    let agent = Arc::new(Agent {
+        config: config.clone(),
+        engine: RwLock::new(Engine::new(config.clone())),
+        publisher,
+        shutdown: AtomicBool::new(false),
+        recovered: AtomicBool::new(false),
+        ready: AtomicBool::new(false),
+        stats: RunStats::default(),
+    });
+    {
+        let agent = agent.clone();
+        rt.spawn(async move {
+            wait_for_signal().await;
+            info!("shutdown requested");
+            agent.shutdown.store(true, Ordering::Release);
+        });
+    }
+
+    // Recovery: guard state, then deploys, then results.
+    let started = Instant::now();
+    let mut control = ControlReader::new(&k)?;
+    let t = &config.topics;
+    if let Ok(e) = agent.engine.read() {
+        e.set_clock(Timestamp::now_wall());
+    }
+    for topic in [&t.commands, &t.deploy_events, &t.results] {
+        let n = loop {
+            match control.read_whole(topic, |rec| agent.apply_control(&rec, true)) {
+                Ok(n) => break n,
+                Err(e) => {
+                    warn!(topic = %topic, error = %e, "recovery read failed; retrying");
+                    if agent.shutdown.load(Ordering::Acquire) {
+                        return Ok(());
+                    }
+                    thread::sleep(Duration::from_secs(1));
+                }
+            }
+        };
+        info!(topic = %topic, records = n, "recovered");
+    }
+    control.follow(&[&t.commands, &t.deploy_events, &t.results])?;
+    let telemetry = TelemetryConsumer::new(
+        &k,
+        &[&t.otlp_spans, &t.otlp_metrics],
+        Duration::from_nanos(config.longest_window().nanos().max(0) as u64),
+    )?;
+    let telemetry_thread = {
+        let agent = agent.clone();
+        thread::Builder::new()
+            .name("telemetry".into())
+            .spawn(move || telemetry_loop(agent, telemetry))?
+    };
+
+    // The control loop runs on this thread.
+    let mut last_tick = Instant::now();
+    let mut last_check = Instant::now() - Duration::from_secs(10);
+    let mut broker_ok = true;
+    while !agent.shutdown.load(Ordering::Acquire) {
+        match control.poll(Duration::from_millis(50)) {
+            Some(Ok(rec)) => agent.apply_control(&rec, false),
+            Some(Err(e)) => warn!(error = %e, "control consumer error"),
+            None => {}
+        }
+        if last_tick.elapsed() >= Duration::from_millis(200) {
+            agent.tick();
+            last_tick = Instant::now();
+        }
+        if last_check.elapsed() >= Duration::from_secs(2) {
+            broker_ok = control.broker_reachable(&t.commands);
+            last_check = Instant::now();
+        }
+        let ready = agent.recovered.load(Ordering::Acquire)
+            && broker_ok
+            && agent.publisher.state.can_emit();
+        if agent.ready.swap(ready, Ordering::AcqRel) != ready {
+            if ready {
+                info!(
+                    after_ms = started.elapsed().as_millis() as u64,
+                    "rollbackd ready"
+                );
+            } else {
+                warn!(
+                    broker_reachable = broker_ok,
+                    can_emit = agent.publisher.state.can_emit(),
+                    "rollbackd not ready"
+                );
+            }
+        }
+    }
+
+    // Shutdown: stop fetching, let the telemetry thread finish its batch and
+    // commit, then flush the producer.
+    let deadline = Instant::now() + GRACE;
+    if telemetry_thread.join().is_err() {
+        error!("telemetry thread panicked");
+    }
+    drop(control);
+    let Agent { publisher, .. } = match Arc::try_unwrap(agent) {
+        Ok(a) => a,
+        Err(_) => {
+            warn!("agent still shared at shutdown");
+            return Ok(());
+        }
+    };
+    drop(publisher);
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    rt.block_on(async {
+        if tokio::time::timeout(remaining, publisher_task)
+            .await
+            .is_err()
+        {
+            warn!("producer did not flush within the grace period");
+        }
+    });
+    info!("rollbackd stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,279 @@
+//! The producer side: commands to `rollback-commands` (key = service,
+//! header `command_id`), audit records to `rollbackd-audit`, malformed
+//! records to `rollbackd-dlq` with headers `source_topic`, `partition`,
+//! `offset`, `error`.
+//!
+//! The producer is idempotent with `acks=all` and a short linger: decisions
+//! are latency-critical and rare. A command counts as emitted only once the
+//! broker acknowledged it. When a delivery fails the command is sent again
+//! with the same `command_id` — unless it already shows up on the commands
+//! topic (read back by the control consumer), since a failed delivery report
+//! may still mean "possibly persisted". While a command waits for its
+//! acknowledgement longer than [`STUCK_AFTER`], the agent reports itself not
+//! ready.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{KafkaConfig, Topics};
+use crate::model::{AuditRecord, Command};
+use crate::time::Timestamp;
+
+/// A command unacknowledged for this long makes the agent not ready.
+pub const STUCK_AFTER: Duration = Duration::from_secs(3);
+
+/// Records waiting for the publisher. Bounded: when it fills, the engine
+/// thread that produced the outputs blocks, which stops consumption — back
+/// pressure rather than unbounded memory.
+const QUEUE: usize = 4096;
+
+/// What the agent publishes.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Command(Command),
+    Audit(AuditRecord),
+    DeadLetter {
+        source_topic: String,
+        partition: i32,
+        offset: i64,
+        error: String,
+        key: Option<Vec<u8>>,
+        payload: Vec<u8>,
+    },
+}
+
+/// Shared producer state, read by readiness and metrics.
+#[derive(Debug, Default)]
+pub struct PublisherState {
+    /// Commands handed to the producer and not yet acknowledged, by id,
+    /// with when they were first handed over.
+    pub pending_commands: DashMap<String, Instant>,
+    /// Command ids read back from the commands topic (by the control
+    /// consumer): the record of what was emitted.
+    pub on_topic: DashMap<String, ()>,
+    pub commands_acked: AtomicU64,
+    pub delivery_failures: AtomicU64,
+    pub audit_failures: AtomicU64,
+}
+
+impl PublisherState {
+    /// Whether every command was acknowledged (or is young enough).
+    pub fn can_emit(&self) -> bool {
+        self.pending_commands
+            .iter()
+            .all(|e| e.value().elapsed() < STUCK_AFTER)
+    }
+}
+
+/// A cheap, cloneable handle to the publisher task.
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Outgoing>,
+    pub state: Arc<PublisherState>,
+}
+
+impl Publisher {
+    /// Hands a record over from a non-async thread; blocks while the queue
+    /// is full. Returns false once the publisher has shut down.
+    pub fn send_blocking(&self, o: Outgoing) -> bool {
+        if let Outgoing::Command(c) = &o {
+            self.state
+                .pending_commands
+                .entry(c.command_id.clone())
+                .or_insert_with(Instant::now);
+        }
+        self.tx.blocking_send(o).is_ok()
+    }
+}
+
+/// The producer settings the adapter relies on.
+pub fn producer(k: &KafkaConfig) -> rdkafka::error::KafkaResult<FutureProducer> {
+    super::client_config(
+        k,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "1"),
+            ("message.timeout.ms", "15000"),
+            ("compression.type", "zstd"),
+        ],
+    )
+    .create()
+}
+
+/// Starts the publisher task on `rt`. It ends when every [`Publisher`]
+/// handle is dropped, after flushing what is in flight.
+pub fn spawn(
+    rt: &tokio::runtime::Handle,
+    producer: FutureProducer,
+    topics: Topics,
+) -> (Publisher, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let state = Arc::new(PublisherState::default());
+    let task = rt.spawn(run(producer, topics, rx, state.clone()));
+    (Publisher { tx, state }, task)
+}
+
+async fn run(
+    producer: FutureProducer,
+    topics: Topics,
+    mut rx: mpsc::Receiver<Outgoing>,
+    state: Arc<PublisherState>,
+) {
+    let topics = Arc::new(topics);
+    let mut inflight = JoinSet::new();
+    while let Some(o) = rx.recv().await {
+        let (p, t, s) = (producer.clone(), topics.clone(), state.clone());
+        match o {
+            Outgoing::Command(c) => {
+                inflight.spawn(deliver_command(p, t, s, c));
+            }
+            other => {
+                inflight.spawn(deliver_other(p, t, s, other));
+            }
+        }
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
+    if let Err(e) = producer.flush(Timeout::After(Duration::from_secs(10))) {
+        error!(error = %e, "producer flush failed at shutdown");
+    }
+}
+
+async fn deliver_command(
+    producer: FutureProducer,
+    topics: Arc<Topics>,
+    state: Arc<PublisherState>,
+    mut cmd: Command,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if state.on_topic.contains_key(&cmd.command_id) {
+            // A delivery that reported failure was persisted after all.
+            state.pending_commands.remove(&cmd.command_id);
+            info!(command_id = %cmd.command_id, "command found on the commands topic; not sent again");
+            return;
+        }
+        cmd.issued_at = Timestamp::now_wall();
+        let payload = match serde_json::to_vec(&cmd) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(command_id = %cmd.command_id, error = %e, "command not serializable");
+                return;
+            }
+        };
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "command_id",
+            value: Some(cmd.command_id.as_bytes()),
+        });
+        let record = FutureRecord::to(&topics.commands)
+            .key(&cmd.service)
+            .payload(&payload)
+            .headers(headers);
+        match producer
+            .send(record, Timeout::After(Duration::from_secs(5)))
+            .await
+        {
+            Ok(delivery) => {
+                state.pending_commands.remove(&cmd.command_id);
+                state.commands_acked.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    command_id = %cmd.command_id,
+                    deploy_id = %cmd.deploy_id,
+                    service = %cmd.service,
+                    action = cmd.action.as_str(),
+                    trigger = cmd.trigger.as_str(),
+                    partition = delivery.partition,
+                    offset = delivery.offset,
+                    "command acknowledged"
+                );
+                return;
+            }
+            Err((e, _)) => {
+                state.delivery_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(command_id = %cmd.command_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "command delivery failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn deliver_other(
+    producer: FutureProducer,
+    topics: Arc<Topics>,
+    state: Arc<PublisherState>,
+    o: Outgoing,
+) {
+    // Audit records and dead letters are retried a few times, then counted
+    // as lost: they must never hold back commands.
+    for attempt in 0..5u32 {
+        let result = match &o {
+            Outgoing::Audit(a) => {
+                let payload = serde_json::to_vec(a).unwrap_or_default();
+                let key = a.service.clone().unwrap_or_default();
+                producer
+                    .send(
+                        FutureRecord::to(&topics.audit).key(&key).payload(&payload),
+                        Timeout::After(Duration::from_secs(5)),
+                    )
+                    .await
+            }
+            Outgoing::DeadLetter {
+                source_topic,
+                partition,
+                offset,
+                error,
+                key,
+                payload,
+            } => {
+                let (p, off) = (partition.to_string(), offset.to_string());
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "source_topic",
+                        value: Some(source_topic.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "partition",
+                        value: Some(p.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "offset",
+                        value: Some(off.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "error",
+                        value: Some(error.as_bytes()),
+                    });
+                let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topics.dead_letter)
+                    .payload(payload.as_slice())
+                    .headers(headers);
+                if let Some(k) = key {
+                    rec = rec.key(k.as_slice());
+                }
+                producer
+                    .send(rec, Timeout::After(Duration::from_secs(5)))
+                    .await
+            }
+            Outgoing::Command(_) => return,
+        };
+        match result {
+            Ok(_) => return,
+            Err((e, _)) => {
+                debug!(attempt, error = %e, "audit or dead-letter delivery failed");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    state.audit_failures.fetch_add(1, Ordering::Relaxed);
+    error!("audit or dead-letter record dropped after 5 failed deliveries");
+}

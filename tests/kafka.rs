@@ -1,0 +1,278 @@
+//! The `run` daemon against a real broker process (tansu on loopback):
+//! end to end, restarts, dead letters, broker outages, scale-out.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use rollbackd::model::{command_id, Action};
+use support::*;
+
+/// Sends `secs` seconds of traffic, five exports a second: the baseline
+/// (v1) healthy, the candidate (v2) failing `cand_err_pct` percent.
+fn traffic(broker: &Broker, service: &str, secs: f64, cand_err_pct: usize) {
+    let p = producer(broker);
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        produce(&p, "otlp_spans", None, &spans_proto(service, "v1", 40, 0));
+        produce(
+            &p,
+            "otlp_spans",
+            None,
+            &spans_proto(service, "v2", 20, 20 * cand_err_pct / 100),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    flush(&p);
+}
+
+fn started(cfg: &std::path::Path, deploy: &str, service: &str) {
+    announce(
+        cfg,
+        &[
+            "started",
+            "--deploy-id",
+            deploy,
+            "--service",
+            service,
+            "--version",
+            "v2",
+            "--previous-version",
+            "v1",
+            "--strategy",
+            "canary",
+            "--label",
+            "team=test",
+        ],
+    );
+}
+
+fn commands_for(got: &[Got], deploy: &str) -> usize {
+    got.iter()
+        .filter(|g| g.payload["deploy_id"] == deploy)
+        .count()
+}
+
+#[test]
+fn bad_canary_gets_one_command_and_healthy_none() {
+    let broker = Broker::start(false);
+    let cfg = agent_config(&broker, "g-e2e", "");
+    let agent = Agent::start(&cfg);
+    agent.wait_ready();
+    started(&cfg, "d-bad", "checkout");
+    started(&cfg, "d-good", "search");
+    let b = std::thread::scope(|s| {
+        s.spawn(|| traffic(&broker, "search", 8.0, 0));
+        traffic(&broker, "checkout", 8.0, 10);
+        wait_topic(&broker, "rollback-commands", Duration::from_secs(30), |g| {
+            commands_for(g, "d-bad") >= 1
+        })
+    });
+    // Give a duplicate time to show up, if there were one.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
+    assert_eq!(
+        commands_for(&got, "d-bad"),
+        1,
+        "{b:?}\n{}",
+        agent.log_text()
+    );
+    assert_eq!(commands_for(&got, "d-good"), 0);
+    let c = got
+        .iter()
+        .find(|g| g.payload["deploy_id"] == "d-bad")
+        .unwrap();
+    assert_eq!(c.key.as_deref(), Some("checkout"));
+    let id = command_id("d-bad", Action::Rollback);
+    assert!(
+        c.headers.contains(&("command_id".into(), id.clone())),
+        "{:?}",
+        c.headers
+    );
+    let p = &c.payload;
+    assert_eq!(p["schema"], "rollbackd.command/v1");
+    assert_eq!(p["command_id"], id);
+    assert_eq!(p["action"], "rollback");
+    assert_eq!(p["trigger"], "burn_rate");
+    assert_eq!(p["from_version"], "v2");
+    assert_eq!(p["to_version"], "v1");
+    assert_eq!(p["environment"], "default");
+    assert_eq!(p["labels"]["team"], "test");
+    assert_eq!(p["evidence"]["sli"], "errors");
+    assert!(p["issued_at"].as_str().unwrap() >= p["decided_at"].as_str().unwrap());
+    // The audit topic has the decision and the command.
+    let audit = read_topic(&broker, "rollbackd-audit", Duration::from_secs(2));
+    assert!(audit
+        .iter()
+        .any(|a| a.payload["kind"] == "command" && a.payload["deploy_id"] == "d-bad"));
+}
+
+#[test]
+fn otlp_json_histograms_over_kafka() {
+    let broker = Broker::start(false);
+    let cfg = agent_config(
+        &broker,
+        "g-json",
+        "[topics]\notlp_encoding = \"otlp_json\"\n",
+    );
+    let agent = Agent::start(&cfg);
+    agent.wait_ready();
+    started(&cfg, "d-hist", "orders");
+    started(&cfg, "d-hist-ok", "cart");
+    let p = producer(&broker);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        produce(
+            &p,
+            "otlp_metrics",
+            None,
+            &metrics_json("orders", "v1", 40, 0),
+        );
+        produce(
+            &p,
+            "otlp_metrics",
+            None,
+            &metrics_json("orders", "v2", 18, 2),
+        );
+        produce(&p, "otlp_metrics", None, &metrics_json("cart", "v1", 40, 0));
+        produce(&p, "otlp_metrics", None, &metrics_json("cart", "v2", 20, 0));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    flush(&p);
+    let got = wait_topic(&broker, "rollback-commands", Duration::from_secs(20), |g| {
+        commands_for(g, "d-hist") >= 1
+    });
+    assert_eq!(commands_for(&got, "d-hist"), 1, "{}", agent.log_text());
+    assert_eq!(commands_for(&got, "d-hist-ok"), 0);
+    let c = got
+        .iter()
+        .find(|g| g.payload["deploy_id"] == "d-hist")
+        .unwrap();
+    assert_eq!(c.payload["evidence"]["source"], "metrics");
+}
+
+#[test]
+fn kill_9_before_and_after_the_decision_never_repeats_a_command() {
+    let broker = Broker::start(false);
+    let cfg = agent_config(&broker, "g-restart", "");
+    let mut agent = Agent::start(&cfg);
+    agent.wait_ready();
+    started(&cfg, "d-r", "pay");
+    // Some bad traffic, not yet enough time past the warm-up… then kill -9.
+    traffic(&broker, "pay", 1.0, 10);
+    agent.kill9();
+    let before = read_topic(&broker, "rollback-commands", Duration::from_secs(1));
+    agent.restart();
+    agent.wait_ready();
+    traffic(&broker, "pay", 6.0, 10);
+    let got = wait_topic(&broker, "rollback-commands", Duration::from_secs(20), |g| {
+        commands_for(g, "d-r") >= 1
+    });
+    assert_eq!(
+        commands_for(&got, "d-r"),
+        1,
+        "before kill: {}, log:\n{}",
+        before.len(),
+        agent.log_text()
+    );
+    // Now kill -9 after the decision, restart, keep the canary failing.
+    agent.kill9();
+    agent.restart();
+    agent.wait_ready();
+    traffic(&broker, "pay", 5.0, 10);
+    std::thread::sleep(Duration::from_secs(2));
+    let got = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
+    assert_eq!(commands_for(&got, "d-r"), 1, "{}", agent.log_text());
+}
+
+#[test]
+fn malformed_records_go_to_the_dead_letter_topic_and_change_nothing() {
+    let broker = Broker::start(false);
+    let cfg = agent_config(&broker, "g-dlq", "");
+    let agent = Agent::start(&cfg);
+    agent.wait_ready();
+    let p = producer(&broker);
+    produce(
+        &p,
+        "deploy-events",
+        Some("x"),
+        br#"{"type":"deploy.started","service":"x"}"#,
+    );
+    produce(&p, "deploy-events", Some("x"), b"not json");
+    produce(&p, "otlp_spans", None, b"\x0a\xff\xff\xff\xff\x0f garbage");
+    produce(
+        &p,
+        "otlp_metrics",
+        None,
+        b"\x0a\xff\xff\xff\xff\x0f metrics",
+    );
+    produce(&p, "rollback-results", None, br#"{"status":"succeeded"}"#);
+    produce(&p, "rollback-commands", Some("x"), b"{}");
+    flush(&p);
+    let dlq = wait_topic(&broker, "rollbackd-dlq", Duration::from_secs(20), |g| {
+        g.len() >= 6
+    });
+    assert_eq!(dlq.len(), 6, "{}", agent.log_text());
+    for g in &dlq {
+        let h = |k: &str| {
+            g.headers
+                .iter()
+                .find(|(hk, _)| hk == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert!(
+            h("source_topic").is_some() && h("partition").is_some() && h("offset").is_some(),
+            "{g:?}"
+        );
+        assert!(!h("error").unwrap_or_default().is_empty());
+    }
+    let sources: std::collections::BTreeSet<_> = dlq
+        .iter()
+        .filter_map(|g| {
+            g.headers
+                .iter()
+                .find(|(k, _)| k == "source_topic")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert_eq!(sources.len(), 5, "{sources:?}");
+    let bad = dlq
+        .iter()
+        .find(|g| g.raw == b"not json")
+        .expect("payload copied as is");
+    assert_eq!(bad.key.as_deref(), Some("x"));
+    // Still consuming, state unchanged: a real bad canary is decided, and
+    // nothing was made of the garbage.
+    started(&cfg, "d-after", "mail");
+    traffic(&broker, "mail", 6.0, 10);
+    let got = wait_topic(&broker, "rollback-commands", Duration::from_secs(20), |g| {
+        commands_for(g, "d-after") >= 1
+    });
+    assert_eq!(commands_for(&got, "d-after"), 1, "{}", agent.log_text());
+    assert_eq!(
+        got.iter()
+            .filter(|g| g.payload["schema"] == "rollbackd.command/v1")
+            .count(),
+        1
+    );
+    let audit = read_topic(&broker, "rollbackd-audit", Duration::from_secs(2));
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.payload["kind"] == "malformed")
+            .count(),
+        6
+    );
+}
+
+#[test]
+fn sigterm_exits_cleanly() {
+    let broker = Broker::start(false);
+    let cfg = agent_config(&broker, "g-term", "");
+    let mut agent = Agent::start(&cfg);
+    agent.wait_ready();
+    let t = Instant::now();
+    assert_eq!(agent.terminate(), Some(0), "{}", agent.log_text());
+    assert!(t.elapsed() < Duration::from_secs(25));
+    assert!(agent.log_text().contains("rollbackd stopped"));
+}

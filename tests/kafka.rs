@@ -276,3 +276,41 @@ fn sigterm_exits_cleanly() {
     assert!(t.elapsed() < Duration::from_secs(25));
     assert!(agent.log_text().contains("rollbackd stopped"));
 }
+
+#[test]
+fn broker_restart_is_survived_without_loss_or_duplicates() {
+    let mut broker = Broker::start(true);
+    let cfg = agent_config(&broker, "g-outage", "");
+    let agent = Agent::start(&cfg);
+    agent.wait_ready();
+    started(&cfg, "d-o", "ledger");
+    traffic(&broker, "ledger", 1.0, 0);
+    broker.stop();
+    assert!(
+        agent.wait_log("rollbackd not ready", Duration::from_secs(20)),
+        "readiness did not reflect the outage:\n{}",
+        agent.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+    let readies = agent.count_log("rollbackd ready");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent.count_log("rollbackd ready") == readies && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        agent.count_log("rollbackd ready") > readies,
+        "never ready again:\n{}",
+        agent.log_text()
+    );
+    // The deploy announced before the outage is still known: its bad
+    // traffic after the outage is decided, once.
+    traffic(&broker, "ledger", 6.0, 10);
+    let got = wait_topic(&broker, "rollback-commands", Duration::from_secs(30), |g| {
+        commands_for(g, "d-o") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let got2 = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
+    assert_eq!(commands_for(&got, "d-o"), 1, "{}", agent.log_text());
+    assert_eq!(commands_for(&got2, "d-o"), 1);
+}

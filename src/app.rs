@@ -63,9 +63,14 @@ pub struct Agent {
 
 impl Agent {
     fn publish(&self, outputs: Vec<Output>) {
+        self.publish_decided(outputs, None);
+    }
+
+    /// Publishes outputs that the record consumed at `consumed_at` caused.
+    fn publish_decided(&self, outputs: Vec<Output>, consumed_at: Option<Instant>) {
         for o in outputs {
             let out = match o {
-                Output::Command(c) => Outgoing::Command(c),
+                Output::Command(c) => Outgoing::Command(c, consumed_at),
                 Output::Audit(a) => Outgoing::Audit(a),
             };
             if !self.publisher.send_blocking(out) {
@@ -75,6 +80,10 @@ impl Agent {
     }
 
     fn tick(&self) {
+        self.tick_after(None);
+    }
+
+    fn tick_after(&self, consumed_at: Option<Instant>) {
         if !self.recovered.load(Ordering::Acquire) {
             return;
         }
@@ -85,7 +94,7 @@ impl Agent {
             }
             Err(_) => return,
         };
-        self.publish(outputs);
+        self.publish_decided(outputs, consumed_at);
     }
 
     fn malformed(&self, rec: &InRecord, source: &str, err: &DecodeError) {
@@ -117,6 +126,15 @@ impl Agent {
             return;
         };
         if source == Source::Commands {
+            let next = rec.offset + 1;
+            let mut e = self
+                .publisher
+                .state
+                .commands_next
+                .entry(rec.partition)
+                .or_insert(next);
+            *e = (*e).max(next);
+            drop(e);
             match serde_json::from_slice::<Command>(&rec.payload) {
                 Ok(cmd) => {
                     self.publisher
@@ -198,6 +216,7 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
     let mut last_settle = Instant::now();
     while !agent.shutdown.load(Ordering::Acquire) {
         batch.clear();
+        let mut consumed_at = None;
         let deadline = Instant::now() + Duration::from_millis(5);
         while batch.len() < BATCH {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -206,7 +225,10 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
             } else {
                 wait
             }) {
-                Some(Ok(r)) => batch.push(r),
+                Some(Ok(r)) => {
+                    consumed_at.get_or_insert_with(Instant::now);
+                    batch.push(r)
+                }
                 Some(Err(e)) => {
                     warn!(error = %e, "telemetry consumer error");
                     break;
@@ -286,7 +308,7 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
                 }
             }
         }
-        agent.tick();
+        agent.tick_after(consumed_at);
         // Effects applied (and any command handed to the publisher): now
         // the offsets may move.
         let mut last: std::collections::HashMap<(&str, i32), i64> = Default::default();
@@ -364,6 +386,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         &k,
         &[&t.otlp_spans, &t.otlp_metrics],
         Duration::from_nanos(config.longest_window().nanos().max(0) as u64),
+        agent.publisher.state.first_claimer.clone(),
     )?;
     let telemetry_thread = {
         let agent = agent.clone();

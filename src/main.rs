@@ -213,6 +213,7 @@ fn init_logging(format: rollbackd::config::LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false);
     let _ = match format {
         rollbackd::config::LogFormat::Json => builder.json().try_init(),

@@ -55,6 +55,7 @@ fn commands_for(got: &[Got], deploy: &str) -> usize {
 
 #[test]
 fn bad_canary_gets_one_command_and_healthy_none() {
+    let _serial = serial();
     let broker = Broker::start(false);
     let cfg = agent_config(&broker, "g-e2e", "");
     let agent = Agent::start(&cfg);
@@ -105,10 +106,12 @@ fn bad_canary_gets_one_command_and_healthy_none() {
     assert!(audit
         .iter()
         .any(|a| a.payload["kind"] == "command" && a.payload["deploy_id"] == "d-bad"));
+    eprintln!("{}", agent.log_text());
 }
 
 #[test]
 fn otlp_json_histograms_over_kafka() {
+    let _serial = serial();
     let broker = Broker::start(false);
     let cfg = agent_config(
         &broker,
@@ -153,6 +156,7 @@ fn otlp_json_histograms_over_kafka() {
 
 #[test]
 fn kill_9_before_and_after_the_decision_never_repeats_a_command() {
+    let _serial = serial();
     let broker = Broker::start(false);
     let cfg = agent_config(&broker, "g-restart", "");
     let mut agent = Agent::start(&cfg);
@@ -187,6 +191,7 @@ fn kill_9_before_and_after_the_decision_never_repeats_a_command() {
 
 #[test]
 fn malformed_records_go_to_the_dead_letter_topic_and_change_nothing() {
+    let _serial = serial();
     let broker = Broker::start(false);
     let cfg = agent_config(&broker, "g-dlq", "");
     let agent = Agent::start(&cfg);
@@ -267,6 +272,7 @@ fn malformed_records_go_to_the_dead_letter_topic_and_change_nothing() {
 
 #[test]
 fn sigterm_exits_cleanly() {
+    let _serial = serial();
     let broker = Broker::start(false);
     let cfg = agent_config(&broker, "g-term", "");
     let mut agent = Agent::start(&cfg);
@@ -279,6 +285,7 @@ fn sigterm_exits_cleanly() {
 
 #[test]
 fn broker_restart_is_survived_without_loss_or_duplicates() {
+    let _serial = serial();
     let mut broker = Broker::start(true);
     let cfg = agent_config(&broker, "g-outage", "");
     let agent = Agent::start(&cfg);
@@ -313,4 +320,102 @@ fn broker_restart_is_survived_without_loss_or_duplicates() {
     let got2 = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
     assert_eq!(commands_for(&got, "d-o"), 1, "{}", agent.log_text());
     assert_eq!(commands_for(&got2, "d-o"), 1);
+}
+
+#[test]
+fn two_instances_share_partitions_and_emit_once() {
+    let _serial = serial();
+    let broker = Broker::start(false);
+    let cfg = agent_config(&broker, "g-pair", "");
+    let a = Agent::start(&cfg);
+    a.wait_ready();
+    let b = Agent::start(&cfg);
+    b.wait_ready();
+    // Let the group settle: both members hold partitions.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let last_assigned = |agent: &Agent| -> Option<usize> {
+        agent
+            .log_text()
+            .lines()
+            .rev()
+            .find(|l| l.contains("telemetry partitions assigned"))
+            .and_then(|l| l.split("partitions=").nth(1))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    while Instant::now() < deadline {
+        if let (Some(x), Some(y)) = (last_assigned(&a), last_assigned(&b)) {
+            if x + y == 6 && x > 0 && y > 0 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        last_assigned(&a).unwrap_or(0) + last_assigned(&b).unwrap_or(0),
+        6,
+        "each of the 6 telemetry partitions is processed by one instance\nA:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    // A bad canary whose telemetry lands on every partition: both
+    // instances see part of it, one command is emitted.
+    started(&cfg, "d-pair", "shop");
+    // A release: rolling one deploy back by hand takes the other along,
+    // and both instances see that event.
+    announce(
+        &cfg,
+        &[
+            "started",
+            "--deploy-id",
+            "d-rel-a",
+            "--service",
+            "web",
+            "--version",
+            "v2",
+            "--previous-version",
+            "v1",
+            "--release-id",
+            "r-1",
+        ],
+    );
+    announce(
+        &cfg,
+        &[
+            "started",
+            "--deploy-id",
+            "d-rel-b",
+            "--service",
+            "api",
+            "--version",
+            "v2",
+            "--previous-version",
+            "v1",
+            "--release-id",
+            "r-1",
+        ],
+    );
+    traffic(&broker, "shop", 8.0, 10);
+    announce(
+        &cfg,
+        &[
+            "rolled-back",
+            "--deploy-id",
+            "d-rel-a",
+            "--service",
+            "web",
+            "--version",
+            "v2",
+        ],
+    );
+    let got = wait_topic(&broker, "rollback-commands", Duration::from_secs(30), |g| {
+        commands_for(g, "d-pair") >= 1 && commands_for(g, "d-rel-b") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let got2 = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
+    let logs = format!("A:\n{}\nB:\n{}", a.log_text(), b.log_text());
+    assert_eq!(commands_for(&got, "d-pair"), 1, "{logs}");
+    assert_eq!(commands_for(&got2, "d-pair"), 1, "{logs}");
+    assert_eq!(commands_for(&got2, "d-rel-b"), 1, "{logs}");
+    assert_eq!(commands_for(&got2, "d-rel-a"), 0);
+    eprintln!("{logs}");
 }

@@ -163,6 +163,9 @@ pub struct RewindContext {
     /// High watermarks at assignment: readiness waits until applied.
     catch_up: Mutex<HashMap<(String, i32), i64>>,
     assigned_once: std::sync::atomic::AtomicBool,
+    /// Set while this instance holds partition 0 of the first topic.
+    first: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    first_topic: String,
 }
 
 impl ClientContext for RewindContext {}
@@ -237,7 +240,17 @@ impl ConsumerContext for RewindContext {
                         }
                     }
                 }
-                info!(partitions = tpl.count(), "telemetry partitions assigned");
+                let first = tpl
+                    .elements()
+                    .iter()
+                    .any(|e| e.topic() == self.first_topic && e.partition() == 0);
+                self.first
+                    .store(first, std::sync::atomic::Ordering::Release);
+                info!(
+                    partitions = tpl.count(),
+                    claims_first = first,
+                    "telemetry partitions assigned"
+                );
                 if let Err(e) = base.assign(&assign) {
                     warn!(error = %e, "assigning telemetry partitions failed");
                 }
@@ -263,12 +276,16 @@ pub struct TelemetryConsumer {
 }
 
 impl TelemetryConsumer {
+    /// `first` is set while this instance holds partition 0 of `topics[0]`.
     pub fn new(
         k: &KafkaConfig,
         topics: &[&str],
         lookback: Duration,
+        first: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> KafkaResult<TelemetryConsumer> {
         let ctx = RewindContext {
+            first,
+            first_topic: topics.first().map(|t| t.to_string()).unwrap_or_default(),
             lookback,
             applied: Mutex::new(HashMap::new()),
             catch_up: Mutex::new(HashMap::new()),

@@ -3,16 +3,28 @@
 //! records to `rollbackd-dlq` with headers `source_topic`, `partition`,
 //! `offset`, `error`.
 //!
-//! The producer is idempotent with `acks=all` and a short linger: decisions
-//! are latency-critical and rare. A command counts as emitted only once the
-//! broker acknowledged it. When a delivery fails the command is sent again
-//! with the same `command_id` — unless it already shows up on the commands
-//! topic (read back by the control consumer), since a failed delivery report
-//! may still mean "possibly persisted". While a command waits for its
-//! acknowledgement longer than [`STUCK_AFTER`], the agent reports itself not
-//! ready.
+//! Everything goes through one idempotent producer with `acks=all` and a
+//! short linger: decisions are latency-critical and rare.
+//!
+//! Commands are *claimed*. Several instances (one consumer group) may reach
+//! the same decision at about the same moment — a release cascade or an
+//! alert is seen by all of them, and telemetry without a key is spread over
+//! every partition — and a command id must reach the commands topic once.
+//! So before producing, an instance makes sure it has read the commands
+//! topic up to its current end and produces only if the command is not
+//! there; and only the
+//! instance holding partition 0 of the spans topic claims at once, the
+//! others [`FOLLOWER_DELAY`] later, by which time the first one's command is
+//! on the topic. (Two instances could still both emit if the first claimer
+//! decided that much later than another one; Kafka transactions would close
+//! that gap, but they are not available on every Kafka-compatible broker.)
+//!
+//! A command counts as emitted only when the broker acknowledged it. A
+//! failure is retried with the same `command_id`, and the claim makes the
+//! retry safe when the failed attempt was in fact persisted. While a command
+//! waits longer than [`STUCK_AFTER`], the agent reports itself not ready.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +43,9 @@ use crate::time::Timestamp;
 /// A command unacknowledged for this long makes the agent not ready.
 pub const STUCK_AFTER: Duration = Duration::from_secs(3);
 
+/// How long an instance that does not claim first waits before claiming.
+pub const FOLLOWER_DELAY: Duration = Duration::from_millis(500);
+
 /// Records waiting for the publisher. Bounded: when it fills, the engine
 /// thread that produced the outputs blocks, which stops consumption — back
 /// pressure rather than unbounded memory.
@@ -39,7 +54,9 @@ const QUEUE: usize = 4096;
 /// What the agent publishes.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    Command(Command),
+    /// A command, and when the record that decided it was consumed (for
+    /// the decision latency), if a record did.
+    Command(Command, Option<Instant>),
     Audit(AuditRecord),
     DeadLetter {
         source_topic: String,
@@ -60,9 +77,16 @@ pub struct PublisherState {
     /// Command ids read back from the commands topic (by the control
     /// consumer): the record of what was emitted.
     pub on_topic: DashMap<String, ()>,
+    /// Per partition of the commands topic, the next offset the control
+    /// consumer will read: how far `on_topic` is complete.
+    pub commands_next: DashMap<i32, i64>,
     pub commands_acked: AtomicU64,
     pub delivery_failures: AtomicU64,
     pub audit_failures: AtomicU64,
+    /// Whether this instance claims commands first: it holds partition 0
+    /// of the spans topic (a single instance always does). Others wait
+    /// [`FOLLOWER_DELAY`] before claiming.
+    pub first_claimer: Arc<AtomicBool>,
 }
 
 impl PublisherState {
@@ -85,7 +109,7 @@ impl Publisher {
     /// Hands a record over from a non-async thread; blocks while the queue
     /// is full. Returns false once the publisher has shut down.
     pub fn send_blocking(&self, o: Outgoing) -> bool {
-        if let Outgoing::Command(c) = &o {
+        if let Outgoing::Command(c, _) = &o {
             self.state
                 .pending_commands
                 .entry(c.command_id.clone())
@@ -134,8 +158,8 @@ async fn run(
     while let Some(o) = rx.recv().await {
         let (p, t, s) = (producer.clone(), topics.clone(), state.clone());
         match o {
-            Outgoing::Command(c) => {
-                inflight.spawn(deliver_command(p, t, s, c));
+            Outgoing::Command(c, consumed_at) => {
+                inflight.spawn(deliver_command(p, t, s, c, consumed_at));
             }
             other => {
                 inflight.spawn(deliver_other(p, t, s, other));
@@ -153,59 +177,110 @@ async fn deliver_command(
     producer: FutureProducer,
     topics: Arc<Topics>,
     state: Arc<PublisherState>,
-    mut cmd: Command,
+    cmd: Command,
+    consumed_at: Option<Instant>,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Duration::from_millis(20);
+    let started = Instant::now();
+    if !state.first_claimer.load(Ordering::Relaxed) {
+        // Let the instance that goes first claim first (module docs).
+        tokio::time::sleep(FOLLOWER_DELAY).await;
+    }
     loop {
         if state.on_topic.contains_key(&cmd.command_id) {
-            // A delivery that reported failure was persisted after all.
             state.pending_commands.remove(&cmd.command_id);
-            info!(command_id = %cmd.command_id, "command found on the commands topic; not sent again");
+            info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, "command already on the commands topic; not sent again");
             return;
         }
-        cmd.issued_at = Timestamp::now_wall();
-        let payload = match serde_json::to_vec(&cmd) {
-            Ok(p) => p,
-            Err(e) => {
-                error!(command_id = %cmd.command_id, error = %e, "command not serializable");
-                return;
-            }
-        };
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "command_id",
-            value: Some(cmd.command_id.as_bytes()),
-        });
-        let record = FutureRecord::to(&topics.commands)
-            .key(&cmd.service)
-            .payload(&payload)
-            .headers(headers);
-        match producer
-            .send(record, Timeout::After(Duration::from_secs(5)))
-            .await
-        {
-            Ok(delivery) => {
+        match claim(&producer, &topics, &state, &cmd).await {
+            Ok(sent) => {
                 state.pending_commands.remove(&cmd.command_id);
-                state.commands_acked.fetch_add(1, Ordering::Relaxed);
-                info!(
-                    command_id = %cmd.command_id,
-                    deploy_id = %cmd.deploy_id,
-                    service = %cmd.service,
-                    action = cmd.action.as_str(),
-                    trigger = cmd.trigger.as_str(),
-                    partition = delivery.partition,
-                    offset = delivery.offset,
-                    "command acknowledged"
-                );
+                state.on_topic.insert(cmd.command_id.clone(), ());
+                if sent {
+                    state.commands_acked.fetch_add(1, Ordering::Relaxed);
+                    info!(
+                        command_id = %cmd.command_id,
+                        deploy_id = %cmd.deploy_id,
+                        service = %cmd.service,
+                        action = cmd.action.as_str(),
+                        trigger = cmd.trigger.as_str(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        decision_latency_us = consumed_at.map(|t| t.elapsed().as_micros() as u64),
+                        "command acknowledged"
+                    );
+                } else {
+                    info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, "command found on the commands topic; not sent again");
+                }
                 return;
             }
-            Err((e, _)) => {
+            Err(e) => {
                 state.delivery_failures.fetch_add(1, Ordering::Relaxed);
                 warn!(command_id = %cmd.command_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "command delivery failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The claim: make sure the control consumer has read the commands topic
+/// up to its current end, and produce the command (idempotent, `acks=all`)
+/// only if it is not there. Returns whether this call emitted it.
+async fn claim(
+    producer: &FutureProducer,
+    topics: &Arc<Topics>,
+    state: &Arc<PublisherState>,
+    cmd: &Command,
+) -> anyhow::Result<bool> {
+    let (p, topic) = (producer.clone(), topics.commands.clone());
+    let ends = tokio::task::spawn_blocking(move || end_offsets(&p, &topic))
+        .await
+        .map_err(|e| anyhow::anyhow!("claim task failed: {e}"))??;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ends
+        .iter()
+        .all(|(p, end)| state.commands_next.get(p).map_or(0, |n| *n) >= *end)
+    {
+        if Instant::now() > deadline {
+            anyhow::bail!("the commands topic was not read to its end within 5s");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    if state.on_topic.contains_key(&cmd.command_id) {
+        return Ok(false);
+    }
+    let mut cmd = cmd.clone();
+    cmd.issued_at = Timestamp::now_wall();
+    let payload = serde_json::to_vec(&cmd)?;
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "command_id",
+        value: Some(cmd.command_id.as_bytes()),
+    });
+    producer
+        .send(
+            FutureRecord::to(&topics.commands)
+                .key(&cmd.service)
+                .payload(&payload)
+                .headers(headers),
+            Timeout::After(Duration::from_secs(5)),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(true)
+}
+
+/// The end (high watermark) of every partition of `topic`.
+fn end_offsets(producer: &FutureProducer, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+    let client = producer.client();
+    let md = client.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let mut ends = Vec::new();
+    for t in md.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (_, high) = client.fetch_watermarks(topic, p.id(), Duration::from_secs(5))?;
+            ends.push((p.id(), high));
+        }
+    }
+    Ok(ends)
 }
 
 async fn deliver_other(
@@ -264,7 +339,7 @@ async fn deliver_other(
                     .send(rec, Timeout::After(Duration::from_secs(5)))
                     .await
             }
-            Outgoing::Command(_) => return,
+            Outgoing::Command(..) => return,
         };
         match result {
             Ok(_) => return,

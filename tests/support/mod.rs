@@ -32,6 +32,14 @@ pub const TOPICS: [(&str, i32); 7] = [
     ("otlp_metrics", 3),
 ];
 
+/// Kafka tests run one at a time: each starts a broker and agents and
+/// measures behaviour in wall time, which two cores cannot do for several
+/// tests at once without making them flaky.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn tansu() -> PathBuf {
     if let Ok(p) = std::env::var("ROLLBACKD_TANSU") {
         return PathBuf::from(p);
@@ -141,8 +149,19 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Stops the broker: SIGTERM, then SIGKILL if it lingers.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

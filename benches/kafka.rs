@@ -1,0 +1,381 @@
+//! The `run` daemon against a real broker on this machine: how fast it
+//! consumes OTLP from Kafka through decode and engine, and how long a
+//! decision takes from the decisive record to the command on the topic.
+//!
+//! Needs the tansu broker (`scripts/kafka-broker.sh install`). Run with
+//! `cargo bench --bench kafka`; numbers are reported in the README.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1 as pm;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message as _;
+use support::*;
+
+const SERVICES: usize = 8;
+const SPANS_PER_EXPORT: usize = 512;
+const SPAN_EXPORTS: usize = 1600; // 819,200 spans
+const POINTS_PER_EXPORT: usize = 256;
+const METRIC_EXPORTS: usize = 3200; // 819,200 points
+
+fn kv_s(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn kv_i(k: &str, v: i64) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(v)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn resource(service: &str, version: &str) -> Resource {
+    Resource {
+        attributes: vec![
+            kv_s("service.name", service),
+            kv_s("service.version", version),
+            kv_s("deployment.environment.name", "prod"),
+            kv_s("telemetry.sdk.name", "opentelemetry"),
+            kv_s("telemetry.sdk.language", "go"),
+            kv_s("k8s.namespace.name", "shop"),
+            kv_s("k8s.pod.name", "svc-7d9f8b6c5-x2x9q"),
+            kv_s("host.name", "svc-7d9f8b6c5-x2x9q"),
+        ],
+        ..Default::default()
+    }
+}
+
+fn span_export(i: usize) -> Vec<u8> {
+    let end = now_ns();
+    let service = format!("svc-{}", i % SERVICES);
+    let version = if i % 10 == 0 { "v2" } else { "v1" };
+    let spans = (0..SPANS_PER_EXPORT)
+        .map(|j| Span {
+            trace_id: ((i * SPANS_PER_EXPORT + j) as u128).to_be_bytes().to_vec(),
+            span_id: ((i * SPANS_PER_EXPORT + j) as u64).to_be_bytes().to_vec(),
+            name: "POST /api/v1/checkout".into(),
+            kind: 2,
+            start_time_unix_nano: end - 35_000_000,
+            end_time_unix_nano: end - j as u64 * 1000,
+            attributes: vec![
+                kv_s("http.request.method", "POST"),
+                kv_s("http.route", "/api/v1/checkout"),
+                kv_s("url.path", "/api/v1/checkout"),
+                kv_i("http.response.status_code", 200),
+                kv_s("server.address", "checkout.shop.svc"),
+                kv_s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)"),
+            ],
+            status: Some(Status::default()),
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource(&service, version)),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn metric_export(i: usize) -> Vec<u8> {
+    let t = now_ns();
+    let service = format!("svc-{}", i % SERVICES);
+    let version = if i % 10 == 0 { "v2" } else { "v1" };
+    let points = (0..POINTS_PER_EXPORT)
+        .map(|j| {
+            let counts: Vec<u64> = (0..15)
+                .map(|b| ((i + j) as u64 % 7 + 1) * (15 - b))
+                .collect();
+            pm::HistogramDataPoint {
+                attributes: vec![
+                    kv_s("http.request.method", "GET"),
+                    kv_s("http.route", &format!("/api/r{j}")),
+                    kv_i("http.response.status_code", 200),
+                ],
+                start_time_unix_nano: t - 1_000_000_000,
+                time_unix_nano: t,
+                count: counts.iter().sum(),
+                bucket_counts: counts,
+                explicit_bounds: vec![
+                    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![pm::ResourceMetrics {
+            resource: Some(resource(&service, version)),
+            scope_metrics: vec![pm::ScopeMetrics {
+                metrics: vec![pm::Metric {
+                    name: "http.server.request.duration".into(),
+                    unit: "s".into(),
+                    data: Some(pm::metric::Data::Histogram(pm::Histogram {
+                        data_points: points,
+                        aggregation_temporality: 1,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn log_time(line: &str) -> Option<f64> {
+    let ts = line.split_whitespace().next()?;
+    let t = rollbackd::time::Timestamp::parse_rfc3339(ts).ok()?;
+    Some(t.nanos() as f64 / 1e9)
+}
+
+/// Starts an agent in a fresh group on `spans_topic`/`metrics_topic` and
+/// returns how long it took from the partition assignment to having every
+/// preloaded record applied.
+fn catch_up(broker: &Broker, group: &str, spans_topic: &str, metrics_topic: &str) -> Duration {
+    let cfg = agent_config(
+        broker,
+        group,
+        &format!("[topics]\notlp_spans = \"{spans_topic}\"\notlp_metrics = \"{metrics_topic}\"\n"),
+    );
+    let agent = Agent::start(&cfg);
+    assert!(
+        agent.wait_log("telemetry windows rebuilt", Duration::from_secs(600)),
+        "{}",
+        agent.log_text()
+    );
+    let log = agent.log_text();
+    let assigned = log
+        .lines()
+        .find(|l| l.contains("telemetry partitions assigned"))
+        .and_then(log_time);
+    let rebuilt = log
+        .lines()
+        .find(|l| l.contains("telemetry windows rebuilt"))
+        .and_then(log_time);
+    match (assigned, rebuilt) {
+        (Some(a), Some(r)) => Duration::from_secs_f64((r - a).max(0.0)),
+        _ => panic!("no timestamps in the agent log"),
+    }
+}
+
+fn consumption(c: &mut Criterion) {
+    let broker = Broker::start(false);
+    for t in ["bench_spans", "bench_metrics", "bench_empty"] {
+        broker.create_topic(t, 3);
+    }
+    let cfg = agent_config(&broker, "bench-setup", "");
+    for s in 0..SERVICES {
+        announce(
+            &cfg,
+            &[
+                "started",
+                "--deploy-id",
+                &format!("d-{s}"),
+                "--service",
+                &format!("svc-{s}"),
+                "--version",
+                "v2",
+                "--previous-version",
+                "v1",
+            ],
+        );
+    }
+    let p = producer(&broker);
+    let t = Instant::now();
+    for i in 0..SPAN_EXPORTS {
+        produce(&p, "bench_spans", None, &span_export(i));
+    }
+    for i in 0..METRIC_EXPORTS {
+        produce(&p, "bench_metrics", None, &metric_export(i));
+    }
+    flush(&p);
+    println!(
+        "kafka: preloaded {} spans and {} histogram points in {:.1}s",
+        SPAN_EXPORTS * SPANS_PER_EXPORT,
+        METRIC_EXPORTS * POINTS_PER_EXPORT,
+        t.elapsed().as_secs_f64()
+    );
+    let mut g = c.benchmark_group("kafka_consume");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(
+        (SPAN_EXPORTS * SPANS_PER_EXPORT) as u64,
+    ));
+    let mut n = 0;
+    g.bench_function("otlp_proto_spans", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    n += 1;
+                    catch_up(
+                        &broker,
+                        &format!("bench-s-{n}"),
+                        "bench_spans",
+                        "bench_empty",
+                    )
+                })
+                .sum()
+        })
+    });
+    g.throughput(Throughput::Elements(
+        (METRIC_EXPORTS * POINTS_PER_EXPORT) as u64,
+    ));
+    g.bench_function("otlp_proto_histogram_points", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    n += 1;
+                    catch_up(
+                        &broker,
+                        &format!("bench-m-{n}"),
+                        "bench_empty",
+                        "bench_metrics",
+                    )
+                })
+                .sum()
+        })
+    });
+    g.finish();
+}
+
+/// Decision latency: the decisive record produced → the command readable
+/// on the commands topic, for many deploys one after another.
+fn decision_latency(c: &mut Criterion) {
+    let broker = Broker::start(false);
+    // Forty rollbacks in a row would open the circuit breaker by design.
+    let cfg = agent_config(
+        &broker,
+        "bench-latency",
+        "[guards]\nbreaker_max_rollbacks = 1000\n",
+    );
+    let agent = Agent::start(&cfg);
+    agent.wait_ready();
+    let deploys = 40;
+    for d in 0..deploys {
+        announce(
+            &cfg,
+            &[
+                "started",
+                "--deploy-id",
+                &format!("lat-{d}"),
+                "--service",
+                &format!("lat-{d}"),
+                "--version",
+                "v2",
+                "--previous-version",
+                "v1",
+            ],
+        );
+    }
+    let p = producer(&broker);
+    // Healthy evidence past the warm-up for every deploy.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        for d in 0..deploys {
+            let s = format!("lat-{d}");
+            produce(&p, "otlp_spans", None, &spans_proto(&s, "v1", 20, 0));
+            produce(&p, "otlp_spans", None, &spans_proto(&s, "v2", 20, 0));
+        }
+        flush(&p);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let reader = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "bench-latency-reader")
+        .set("fetch.wait.max.ms", "5")
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .unwrap();
+    use rdkafka::consumer::Consumer;
+    use rdkafka::message::Message;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("rollback-commands", 0, rdkafka::Offset::End)
+        .unwrap();
+    reader.assign(&tpl).unwrap();
+    let _ = reader.poll(Duration::from_millis(500));
+    let mut latencies = Vec::new();
+    for d in 0..deploys {
+        let s = format!("lat-{d}");
+        // One export that makes the verdict: 60 of 60 requests failing.
+        let t0 = Instant::now();
+        produce(&p, "otlp_spans", None, &spans_proto(&s, "v2", 60, 60));
+        flush(&p);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(Ok(m)) = reader.poll(Duration::from_millis(1)) {
+                let v: serde_json::Value =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+                if v["deploy_id"] == s.as_str() {
+                    latencies.push(t0.elapsed());
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no command for {s}:\n{}",
+                agent.log_text()
+            );
+        }
+    }
+    latencies.sort();
+    let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "kafka: decision latency over {} decisions: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3
+    );
+    let mut inside: Vec<f64> = agent
+        .log_text()
+        .lines()
+        .filter_map(|l| {
+            l.split("decision_latency_us=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|us| us / 1000.0)
+        .collect();
+    inside.sort_by(|a, b| a.total_cmp(b));
+    if !inside.is_empty() {
+        let q = |x: f64| inside[((inside.len() as f64 - 1.0) * x).round() as usize];
+        println!(
+            "kafka: decision latency inside the agent (decisive record consumed → command acknowledged) over {} decisions: p50 {:.1} ms, p99 {:.1} ms",
+            inside.len(),
+            q(0.5),
+            q(0.99)
+        );
+    }
+    let lat = latencies.clone();
+    c.bench_function("kafka_decision_latency/recorded", |b| {
+        b.iter_custom(|iters| (0..iters as usize).map(|i| lat[i % lat.len()]).sum())
+    });
+}
+
+criterion_group!(benches, consumption, decision_latency);
+criterion_main!(benches);

@@ -377,5 +377,117 @@ fn decision_latency(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, consumption, decision_latency);
+/// Sustained load: a producer sends spans at a fixed rate while the agent
+/// consumes; the lag when production stops and the time to drain it show
+/// whether consumption keeps up.
+fn sustained(c: &mut Criterion) {
+    sustained_on("spans", &[150_000, 250_000, 300_000]);
+    sustained_on("metrics", &[300_000, 500_000]);
+    c.bench_function("kafka_sustained/done", |b| b.iter(|| 0));
+}
+
+fn sustained_on(kind: &str, rates: &[usize]) {
+    use rdkafka::consumer::Consumer;
+    let broker = Broker::start(false);
+    broker.create_topic("live_spans", 3);
+    broker.create_topic("live_empty", 3);
+    let group = format!("bench-live-{kind}");
+    let group = group.as_str();
+    let topics = if kind == "spans" {
+        "[topics]\notlp_spans = \"live_spans\"\notlp_metrics = \"live_empty\"\n"
+    } else {
+        "[topics]\notlp_spans = \"live_empty\"\notlp_metrics = \"live_spans\"\n"
+    };
+    let cfg = agent_config(&broker, group, topics);
+    for s in 0..SERVICES {
+        announce(
+            &cfg,
+            &[
+                "started",
+                "--deploy-id",
+                &format!("live-{s}"),
+                "--service",
+                &format!("svc-{s}"),
+                "--version",
+                "v2",
+                "--previous-version",
+                "v1",
+            ],
+        );
+    }
+    let agent = Agent::start(&cfg);
+    agent.wait_ready();
+    let (exports, per_export): (Vec<Vec<u8>>, usize) = if kind == "spans" {
+        ((0..64).map(span_export).collect(), SPANS_PER_EXPORT)
+    } else {
+        ((0..64).map(metric_export).collect(), POINTS_PER_EXPORT)
+    };
+    let lag = || -> i64 {
+        let q: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", broker.brokers())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition("live_spans", p);
+        }
+        let committed = q.committed_offsets(tpl, Duration::from_secs(5)).unwrap();
+        (0..3)
+            .map(|p| {
+                let (_, high) = q
+                    .fetch_watermarks("live_spans", p, Duration::from_secs(5))
+                    .unwrap();
+                let done = match committed
+                    .find_partition("live_spans", p)
+                    .map(|e| e.offset())
+                {
+                    Some(rdkafka::Offset::Offset(o)) => o,
+                    _ => 0,
+                };
+                high - done
+            })
+            .sum()
+    };
+    for &rate in rates {
+        let p = producer(&broker);
+        let secs = 15.0;
+        let per_tick = rate as f64 / 100.0 / per_export as f64;
+        let start = Instant::now();
+        let (mut owed, mut sent, mut i) = (0.0f64, 0usize, 0usize);
+        let mut peak_lag = 0i64;
+        let mut last_probe = Instant::now();
+        while start.elapsed().as_secs_f64() < secs {
+            owed += per_tick;
+            while owed >= 1.0 {
+                produce(&p, "live_spans", None, &exports[i % exports.len()]);
+                owed -= 1.0;
+                sent += 1;
+                i += 1;
+            }
+            if last_probe.elapsed() > Duration::from_secs(3) {
+                peak_lag = peak_lag.max(lag());
+                last_probe = Instant::now();
+            }
+            let next =
+                start + Duration::from_millis(10 * (1 + (start.elapsed().as_millis() as u64 / 10)));
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        flush(&p);
+        let produced_rate = (sent * per_export) as f64 / start.elapsed().as_secs_f64();
+        let stop = Instant::now();
+        let at_stop = lag();
+        while lag() > 0 && stop.elapsed() < Duration::from_secs(120) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        println!(
+            "kafka: sustained {:.0} {kind}/s offered ({:.0} achieved by the generator) for {secs}s: lag sampled every 3s peaked at {peak_lag} exports, {at_stop} at stop, drained {:.1}s after (offsets commit every 1s)",
+            rate as f64,
+            produced_rate,
+            stop.elapsed().as_secs_f64()
+        );
+    }
+}
+
+criterion_group!(benches, consumption, decision_latency, sustained);
 criterion_main!(benches);

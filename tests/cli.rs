@@ -106,3 +106,88 @@ fn demo_catches_the_bad_deploy_and_leaves_the_good_one() {
     assert!(summary.contains("d-demo-2 (v43) caught"), "{summary}");
     assert!(summary.ends_with("1 command(s) issued"), "{summary}");
 }
+
+#[test]
+fn announce_validates_before_sending() {
+    let cfg = write("nobroker.toml", "[kafka]\nbrokers = \"127.0.0.1:1\"\n");
+    let (code, out, err) = rollbackd(&[
+        "announce",
+        "started",
+        "--deploy-id",
+        "d-1",
+        "--service",
+        "s",
+        "--version",
+        "v2",
+        "--data-migration",
+        "sometimes",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("data_migration"), "{err}");
+    let (code, _, err) = rollbackd(&[
+        "announce",
+        "started",
+        "--deploy-id",
+        "d-1",
+        "--service",
+        "s",
+        "--version",
+        "v2",
+        "--label",
+        "novalue",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    let (code, _, err) = rollbackd(&[
+        "announce",
+        "started",
+        "--deploy-id",
+        "d-1",
+        "--service",
+        "s",
+        "--version",
+        "v2",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--config") && err.contains("--url"), "{err}");
+}
+
+#[test]
+fn announce_fails_when_nobody_acknowledges() {
+    // Nothing listens on port 1: the broker never acknowledges.
+    let cfg = write("nobroker2.toml", "[kafka]\nbrokers = \"127.0.0.1:1\"\n");
+    let (code, out, err) = rollbackd(&[
+        "announce",
+        "completed",
+        "--deploy-id",
+        "d-1",
+        "--service",
+        "s",
+        "--version",
+        "v2",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("did not acknowledge"), "{err}");
+    let (code, _, err) = rollbackd(&[
+        "announce",
+        "completed",
+        "--deploy-id",
+        "d-1",
+        "--service",
+        "s",
+        "--version",
+        "v2",
+        "--url",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot connect"), "{err}");
+}

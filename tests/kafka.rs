@@ -60,6 +60,26 @@ fn bad_canary_gets_one_command_and_healthy_none() {
     let cfg = agent_config(&broker, "g-e2e", "");
     let agent = Agent::start(&cfg);
     agent.wait_ready();
+    // What an on-call engineer watches: `rollbackd tail`.
+    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["tail", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tail_out = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(tail_out)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
     started(&cfg, "d-bad", "checkout");
     started(&cfg, "d-good", "search");
     let b = std::thread::scope(|s| {
@@ -106,7 +126,13 @@ fn bad_canary_gets_one_command_and_healthy_none() {
     assert!(audit
         .iter()
         .any(|a| a.payload["kind"] == "command" && a.payload["deploy_id"] == "d-bad"));
-    eprintln!("{}", agent.log_text());
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tail printed the command");
+    let printed: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(printed["command_id"], id);
+    let _ = tail.kill();
+    let _ = tail.wait();
 }
 
 #[test]
@@ -417,5 +443,4 @@ fn two_instances_share_partitions_and_emit_once() {
     assert_eq!(commands_for(&got2, "d-pair"), 1, "{logs}");
     assert_eq!(commands_for(&got2, "d-rel-b"), 1, "{logs}");
     assert_eq!(commands_for(&got2, "d-rel-a"), 0);
-    eprintln!("{logs}");
 }

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1 as pm;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+mod common;
+
+use common::{kv_i, kv_s, resource, BOUNDS};
 use prost::Message as _;
 use support::*;
 
@@ -25,42 +26,6 @@ const SPANS_PER_EXPORT: usize = 512;
 const SPAN_EXPORTS: usize = 1600; // 819,200 spans
 const POINTS_PER_EXPORT: usize = 256;
 const METRIC_EXPORTS: usize = 3200; // 819,200 points
-
-fn kv_s(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn kv_i(k: &str, v: i64) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(v)),
-        }),
-        ..Default::default()
-    }
-}
-
-fn resource(service: &str, version: &str) -> Resource {
-    Resource {
-        attributes: vec![
-            kv_s("service.name", service),
-            kv_s("service.version", version),
-            kv_s("deployment.environment.name", "prod"),
-            kv_s("telemetry.sdk.name", "opentelemetry"),
-            kv_s("telemetry.sdk.language", "go"),
-            kv_s("k8s.namespace.name", "shop"),
-            kv_s("k8s.pod.name", "svc-7d9f8b6c5-x2x9q"),
-            kv_s("host.name", "svc-7d9f8b6c5-x2x9q"),
-        ],
-        ..Default::default()
-    }
-}
 
 fn span_export(i: usize) -> Vec<u8> {
     let end = now_ns();
@@ -118,9 +83,7 @@ fn metric_export(i: usize) -> Vec<u8> {
                 time_unix_nano: t,
                 count: counts.iter().sum(),
                 bucket_counts: counts,
-                explicit_bounds: vec![
-                    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-                ],
+                explicit_bounds: BOUNDS.to_vec(),
                 ..Default::default()
             }
         })

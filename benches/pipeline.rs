@@ -10,10 +10,11 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1 as pm;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+mod common;
+
+use common::{kv_i, kv_s, resource, BOUNDS};
 use prost::Message;
 use rollbackd::config::Config;
 use rollbackd::engine::window::{Kind, SeriesWindows};
@@ -27,45 +28,6 @@ const SEC: u64 = 1_000_000_000;
 const T0: u64 = 1_795_694_400 * SEC; // 2026-11-26T12:00:00Z
 const SPANS_PER_EXPORT: usize = 512;
 const SERIES_PER_EXPORT: usize = 256;
-
-fn kv_s(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn kv_i(k: &str, v: i64) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(v)),
-        }),
-        ..Default::default()
-    }
-}
-
-/// Resource attributes as an SDK plus the Collector's k8s processor set them.
-fn resource(service: &str, version: &str) -> Resource {
-    Resource {
-        attributes: vec![
-            kv_s("service.name", service),
-            kv_s("service.version", version),
-            kv_s("deployment.environment.name", "prod"),
-            kv_s("telemetry.sdk.name", "opentelemetry"),
-            kv_s("telemetry.sdk.language", "go"),
-            kv_s("telemetry.sdk.version", "1.38.0"),
-            kv_s("k8s.namespace.name", "shop"),
-            kv_s("k8s.pod.name", "checkout-7d9f8b6c5-x2x9q"),
-            kv_s("k8s.node.name", "ip-10-0-12-34.ec2.internal"),
-            kv_s("host.name", "checkout-7d9f8b6c5-x2x9q"),
-        ],
-        ..Default::default()
-    }
-}
 
 /// A realistic export: SERVER spans with the usual HTTP attributes, from
 /// the baseline and the candidate of one deploy.
@@ -114,10 +76,6 @@ fn span_export(end_s: u64) -> Vec<u8> {
     }
     ExportTraceServiceRequest { resource_spans }.encode_to_vec()
 }
-
-const BOUNDS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
 
 /// A realistic metrics export: `http.server.request.duration` per (method,
 /// route, status) series, cumulative, from the baseline and the candidate.

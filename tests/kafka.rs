@@ -120,7 +120,8 @@ fn bad_canary_gets_one_command_and_healthy_none() {
     assert_eq!(p["environment"], "default");
     assert_eq!(p["labels"]["team"], "test");
     assert_eq!(p["evidence"]["sli"], "errors");
-    assert!(p["issued_at"].as_str().unwrap() >= p["decided_at"].as_str().unwrap());
+    let time = |k: &str| rollbackd::time::Timestamp::parse_rfc3339(p[k].as_str().unwrap()).unwrap();
+    assert!(time("issued_at") >= time("decided_at"));
     // The audit topic has the decision and the command.
     let audit = read_topic(&broker, "rollbackd-audit", Duration::from_secs(2));
     assert!(audit

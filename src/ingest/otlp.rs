@@ -38,105 +38,19 @@ const TEMPORALITY_CUMULATIVE: i32 = 2;
 pub fn decode_traces_proto(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
     let req = ExportTraceServiceRequest::decode(bytes)?;
     let mut batch = TelemetryBatch::default();
-    for rs in req.resource_spans {
-        let mut ident = IdentBuilder::default();
-        if let Some(r) = &rs.resource {
-            for kv in &r.attributes {
-                ident.push(&kv.key, proto_attr(kv));
-            }
-        }
-        let mut out = ResourceTelemetry {
-            ident: ident.finish(),
-            ..Default::default()
-        };
-        for ss in &rs.scope_spans {
-            for span in &ss.spans {
-                if span.kind != SPAN_KIND_SERVER {
-                    continue;
-                }
-                let mut http_status = None;
-                for kv in &span.attributes {
-                    if is_status_key(&kv.key) {
-                        http_status = status_code(proto_attr(kv)).or(http_status);
-                    }
-                }
-                let code = span.status.as_ref().map_or(0, |s| s.code);
-                if let Some(obs) = span_obs(
-                    span.start_time_unix_nano,
-                    span.end_time_unix_nano,
-                    code,
-                    http_status,
-                )? {
-                    out.spans.push(obs);
-                }
-            }
-        }
-        if !out.spans.is_empty() {
-            batch.resources.push(out);
-        }
-    }
-    Ok(batch)
-}
-
-/// Decodes a protobuf `ExportMetricsServiceRequest`.
-pub fn decode_metrics_proto(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
-    let req = ExportMetricsServiceRequest::decode(bytes)?;
-    let mut batch = TelemetryBatch::default();
-    for rm in req.resource_metrics {
-        let mut ident = IdentBuilder::default();
-        if let Some(r) = &rm.resource {
-            for kv in &r.attributes {
-                ident.push(&kv.key, proto_attr(kv));
-            }
-        }
-        let mut out = ResourceTelemetry {
-            ident: ident.finish(),
-            ..Default::default()
-        };
-        for sm in rm.scope_metrics {
-            let scope = sm.scope.as_ref().map_or("", |s| s.name.as_str());
-            let scope_hash = hash_str(scope);
-            for m in sm.metrics {
-                if m.name != DURATION_METRIC {
-                    continue;
-                }
-                let Some(metric::Data::Histogram(h)) = m.data else {
-                    continue;
-                };
-                let Some(unit_per_sec) = unit_per_sec(&m.unit) else {
-                    continue;
-                };
-                let temporality = temporality(h.aggregation_temporality)?;
-                for dp in h.data_points {
-                    let mut attrs_hash = 0u64;
-                    let mut http_status = None;
-                    for kv in &dp.attributes {
-                        let v = proto_attr(kv);
-                        attrs_hash = attrs_hash.wrapping_add(hash_kv(&kv.key, v));
-                        if is_status_key(&kv.key) {
-                            http_status = status_code(v).or(http_status);
-                        }
-                    }
-                    let series = series_hash(out.ident.attrs_hash, scope_hash, attrs_hash);
-                    if let Some(p) = hist_point(
-                        series,
-                        dp.start_time_unix_nano,
-                        dp.time_unix_nano,
-                        dp.count,
-                        dp.explicit_bounds,
-                        dp.bucket_counts,
-                        unit_per_sec,
-                        http_status,
-                        temporality,
-                    )? {
-                        out.points.push(p);
-                    }
-                }
-            }
-        }
-        if !out.points.is_empty() {
-            batch.resources.push(out);
-        }
+    for rs in &req.resource_spans {
+        let attrs = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+        let spans = rs.scope_spans.iter().flat_map(|ss| &ss.spans).map(|s| {
+            let code = s.status.as_ref().map_or(0, |st| st.code);
+            (
+                s.kind,
+                s.start_time_unix_nano,
+                s.end_time_unix_nano,
+                code,
+                &s.attributes[..],
+            )
+        });
+        push_spans(&mut batch, resource_ident(attrs), spans)?;
     }
     Ok(batch)
 }
@@ -146,40 +60,62 @@ pub fn decode_traces_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
     require_object(bytes)?;
     let req: JTraceRequest<'_> = serde_json::from_slice(bytes).map_err(json_error)?;
     let mut batch = TelemetryBatch::default();
-    for rs in req.resource_spans {
-        let mut ident = IdentBuilder::default();
-        if let Some(r) = &rs.resource {
-            for kv in &r.attributes {
-                ident.push(&kv.key, json_attr(kv));
-            }
-        }
+    for rs in &req.resource_spans {
+        let attrs = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+        let spans = rs.scope_spans.iter().flat_map(|ss| &ss.spans).map(|s| {
+            let code = s.status.as_ref().map_or(0, |st| st.code);
+            (
+                s.kind,
+                s.start_time_unix_nano.0,
+                s.end_time_unix_nano.0,
+                code,
+                &s.attributes[..],
+            )
+        });
+        push_spans(&mut batch, resource_ident(attrs), spans)?;
+    }
+    Ok(batch)
+}
+
+/// Decodes a protobuf `ExportMetricsServiceRequest`.
+pub fn decode_metrics_proto(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
+    let req = ExportMetricsServiceRequest::decode(bytes)?;
+    let mut batch = TelemetryBatch::default();
+    for rm in req.resource_metrics {
+        let attrs = rm.resource.as_ref().map_or(&[][..], |r| &r.attributes);
         let mut out = ResourceTelemetry {
-            ident: ident.finish(),
+            ident: resource_ident(attrs),
             ..Default::default()
         };
-        for ss in &rs.scope_spans {
-            for span in &ss.spans {
-                if span.kind != SPAN_KIND_SERVER {
+        for sm in rm.scope_metrics {
+            let scope_hash = hash_str(sm.scope.as_ref().map_or("", |s| s.name.as_str()));
+            for m in sm.metrics {
+                let Some(metric::Data::Histogram(h)) = m.data else {
                     continue;
-                }
-                let mut http_status = None;
-                for kv in &span.attributes {
-                    if is_status_key(&kv.key) {
-                        http_status = status_code(json_attr(kv)).or(http_status);
-                    }
-                }
-                let code = span.status.as_ref().map_or(0, |s| s.code);
-                if let Some(obs) = span_obs(
-                    span.start_time_unix_nano.0,
-                    span.end_time_unix_nano.0,
-                    code,
-                    http_status,
-                )? {
-                    out.spans.push(obs);
+                };
+                let Some((unit_per_sec, temporality)) =
+                    duration_histogram(&m.name, &m.unit, h.aggregation_temporality)?
+                else {
+                    continue;
+                };
+                for dp in h.data_points {
+                    let (attrs_hash, http_status) = point_identity(&dp.attributes);
+                    let series = series_hash(out.ident.attrs_hash, scope_hash, attrs_hash);
+                    out.points.extend(hist_point(
+                        series,
+                        dp.start_time_unix_nano,
+                        dp.time_unix_nano,
+                        dp.count,
+                        dp.explicit_bounds,
+                        dp.bucket_counts,
+                        unit_per_sec,
+                        http_status,
+                        temporality,
+                    )?);
                 }
             }
         }
-        if !out.spans.is_empty() {
+        if !out.points.is_empty() {
             batch.resources.push(out);
         }
     }
@@ -192,40 +128,24 @@ pub fn decode_metrics_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> 
     let req: JMetricsRequest<'_> = serde_json::from_slice(bytes).map_err(json_error)?;
     let mut batch = TelemetryBatch::default();
     for rm in req.resource_metrics {
-        let mut ident = IdentBuilder::default();
-        if let Some(r) = &rm.resource {
-            for kv in &r.attributes {
-                ident.push(&kv.key, json_attr(kv));
-            }
-        }
+        let attrs = rm.resource.as_ref().map_or(&[][..], |r| &r.attributes);
         let mut out = ResourceTelemetry {
-            ident: ident.finish(),
+            ident: resource_ident(attrs),
             ..Default::default()
         };
         for sm in rm.scope_metrics {
-            let scope = sm.scope.as_ref().map_or("", |s| s.name.as_ref());
-            let scope_hash = hash_str(scope);
+            let scope_hash = hash_str(sm.scope.as_ref().map_or("", |s| s.name.as_ref()));
             for m in sm.metrics {
-                if m.name != DURATION_METRIC {
-                    continue;
-                }
                 let Some(h) = m.histogram else { continue };
-                let Some(unit_per_sec) = unit_per_sec(&m.unit) else {
+                let Some((unit_per_sec, temporality)) =
+                    duration_histogram(&m.name, &m.unit, h.aggregation_temporality)?
+                else {
                     continue;
                 };
-                let temporality = temporality(h.aggregation_temporality)?;
                 for dp in h.data_points {
-                    let mut attrs_hash = 0u64;
-                    let mut http_status = None;
-                    for kv in &dp.attributes {
-                        let v = json_attr(kv);
-                        attrs_hash = attrs_hash.wrapping_add(hash_kv(&kv.key, v));
-                        if is_status_key(&kv.key) {
-                            http_status = status_code(v).or(http_status);
-                        }
-                    }
+                    let (attrs_hash, http_status) = point_identity(&dp.attributes);
                     let series = series_hash(out.ident.attrs_hash, scope_hash, attrs_hash);
-                    if let Some(p) = hist_point(
+                    out.points.extend(hist_point(
                         series,
                         dp.start_time_unix_nano.0,
                         dp.time_unix_nano.0,
@@ -235,9 +155,7 @@ pub fn decode_metrics_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> 
                         unit_per_sec,
                         http_status,
                         temporality,
-                    )? {
-                        out.points.push(p);
-                    }
+                    )?);
                 }
             }
         }
@@ -246,6 +164,94 @@ pub fn decode_metrics_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> 
         }
     }
     Ok(batch)
+}
+
+/// An attribute of either representation.
+trait Kv {
+    fn key(&self) -> &str;
+    fn attr(&self) -> Attr<'_>;
+}
+
+impl Kv for KeyValue {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn attr(&self) -> Attr<'_> {
+        proto_attr(self)
+    }
+}
+
+impl Kv for JKeyValue<'_> {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn attr(&self) -> Attr<'_> {
+        json_attr(self)
+    }
+}
+
+fn resource_ident<K: Kv>(attrs: &[K]) -> ResourceIdent {
+    let mut ident = IdentBuilder::default();
+    for kv in attrs {
+        ident.push(kv.key(), kv.attr());
+    }
+    ident.finish()
+}
+
+fn http_status<K: Kv>(attrs: &[K]) -> Option<i64> {
+    attrs
+        .iter()
+        .filter(|kv| is_status_key(kv.key()))
+        .fold(None, |found, kv| status_code(kv.attr()).or(found))
+}
+
+/// A data point's attributes: their order-independent hash, and the HTTP
+/// status code among them.
+fn point_identity<K: Kv>(attrs: &[K]) -> (u64, Option<i64>) {
+    let hash = attrs
+        .iter()
+        .fold(0u64, |h, kv| h.wrapping_add(hash_kv(kv.key(), kv.attr())));
+    (hash, http_status(attrs))
+}
+
+/// Adds the SERVER spans among `spans` — (kind, start, end, status code,
+/// attributes) — as one resource's observations.
+fn push_spans<'a, K: Kv + 'a>(
+    batch: &mut TelemetryBatch,
+    ident: ResourceIdent,
+    spans: impl Iterator<Item = (i32, u64, u64, i32, &'a [K])>,
+) -> Result<(), DecodeError> {
+    let mut out = ResourceTelemetry {
+        ident,
+        ..Default::default()
+    };
+    for (kind, start, end, code, attrs) in spans {
+        if kind != SPAN_KIND_SERVER {
+            continue;
+        }
+        out.spans
+            .extend(span_obs(start, end, code, http_status(attrs))?);
+    }
+    if !out.spans.is_empty() {
+        batch.resources.push(out);
+    }
+    Ok(())
+}
+
+/// Whether a metric is the request-duration histogram rollbackd reads, and
+/// if so its unit scale and temporality.
+fn duration_histogram(
+    name: &str,
+    unit: &str,
+    temporality_code: i32,
+) -> Result<Option<(f64, Temporality)>, DecodeError> {
+    if name != DURATION_METRIC {
+        return Ok(None);
+    }
+    let Some(unit_per_sec) = unit_per_sec(unit) else {
+        return Ok(None);
+    };
+    Ok(Some((unit_per_sec, temporality(temporality_code)?)))
 }
 
 // ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@
 //! `now − longest window`. Only when all of that is applied does the
 //! agent evaluate, and report ready.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,21 +33,13 @@ use crate::kafka::producer::{self, Outgoing, Publisher};
 use crate::kafka::InRecord;
 use crate::model::{Command, Output, TelemetryBatch};
 use crate::replay::{self, Source};
+use crate::telemetry::Metrics;
 use crate::time::Timestamp;
 
 /// How long shutdown may take before the process exits anyway.
 const GRACE: Duration = Duration::from_secs(20);
 /// At most this many records are decoded as one batch.
 const BATCH: usize = 256;
-
-/// Counters of the run loop, by input outcome.
-#[derive(Debug, Default)]
-pub struct RunStats {
-    pub records_ok: AtomicU64,
-    pub records_malformed: AtomicU64,
-    pub records_late: AtomicU64,
-    pub records_unmatched: AtomicU64,
-}
 
 /// Shared state of a running agent.
 pub struct Agent {
@@ -58,16 +50,45 @@ pub struct Agent {
     /// Recovery done and windows rebuilt: the engine may decide.
     pub recovered: AtomicBool,
     pub ready: AtomicBool,
-    pub stats: RunStats,
+    pub metrics: Metrics,
 }
 
 impl Agent {
+    /// Copies engine state into the gauges (at scrape time).
+    pub fn refresh_gauges(&self) {
+        if let Ok(e) = self.engine.read() {
+            self.metrics.active_deploys.set(e.active_deploys() as i64);
+            self.metrics.breaker_open.set(i64::from(e.breaker_open()));
+            self.metrics.paused.set(i64::from(e.paused()));
+        }
+        self.metrics
+            .ready
+            .set(i64::from(self.ready.load(Ordering::Acquire)));
+    }
+
+    fn count_record(&self, source: &str, outcome: &str) {
+        self.metrics
+            .records
+            .with_label_values(&[source, outcome])
+            .inc();
+    }
+
     fn publish(&self, outputs: Vec<Output>) {
         self.publish_decided(outputs, None);
     }
 
     /// Publishes outputs that the record consumed at `consumed_at` caused.
     fn publish_decided(&self, outputs: Vec<Output>, consumed_at: Option<Instant>) {
+        self.metrics.count_outputs(
+            outputs.iter().filter_map(|o| match o {
+                Output::Command(c) => Some(c),
+                _ => None,
+            }),
+            outputs.iter().filter_map(|o| match o {
+                Output::Audit(a) => Some(a),
+                _ => None,
+            }),
+        );
         for o in outputs {
             let out = match o {
                 Output::Command(c) => Outgoing::Command(c, consumed_at),
@@ -98,7 +119,8 @@ impl Agent {
     }
 
     fn malformed(&self, rec: &InRecord, source: &str, err: &DecodeError) {
-        self.stats.records_malformed.fetch_add(1, Ordering::Relaxed);
+        self.count_record(source, "malformed");
+        self.metrics.dead_letters.inc();
         warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, error = %err, "malformed record sent to the dead-letter topic");
         let audit = match self.engine.read() {
             Ok(e) => e.malformed_audit(
@@ -148,7 +170,7 @@ impl Agent {
                     if !recovering {
                         self.publish(outputs);
                     }
-                    self.stats.records_ok.fetch_add(1, Ordering::Relaxed);
+                    self.count_record("commands", "ok");
                 }
                 Err(e) => self.malformed(
                     rec,
@@ -161,13 +183,25 @@ impl Agent {
         let result = match self.engine.write() {
             Ok(mut e) => {
                 e.set_clock(Timestamp::now_wall());
-                replay::apply(&mut e, source, &rec.payload, false)
+                if source == Source::Results {
+                    ingest::result::decode(&rec.payload).map(|r| {
+                        let (outputs, took) = e.apply_result(&r);
+                        if let Some(took) = took {
+                            self.metrics
+                                .time_to_rollback_seconds
+                                .observe(took.as_secs_f64().max(0.0));
+                        }
+                        outputs
+                    })
+                } else {
+                    replay::apply(&mut e, source, &rec.payload, false)
+                }
             }
             Err(_) => return,
         };
         match result {
             Ok(outputs) => {
-                self.stats.records_ok.fetch_add(1, Ordering::Relaxed);
+                self.count_record(replay::source_label(source), "ok");
                 if recovering {
                     // Commands made while replaying history (a release
                     // cascade whose commands never landed) still go out.
@@ -183,6 +217,14 @@ impl Agent {
             }
             Err(e) => self.malformed(rec, replay::source_label(source), &e),
         }
+    }
+}
+
+fn telemetry_label(config: &Config, rec: &InRecord) -> &'static str {
+    if rec.topic == config.topics.otlp_spans {
+        "otlp_spans"
+    } else {
+        "otlp_metrics"
     }
 }
 
@@ -283,29 +325,16 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
         }
         for (rec, d) in batch.iter().zip(decoded) {
             match d {
-                None => {
-                    agent.stats.records_late.fetch_add(1, Ordering::Relaxed);
-                }
+                None => agent.count_record(telemetry_label(&agent.config, rec), "late"),
                 Some(Ok(b)) => {
                     let outcome = match agent.engine.read() {
                         Ok(e) => e.apply_telemetry(&b),
                         Err(_) => continue,
                     };
-                    let counter = match outcome.label() {
-                        "late" => &agent.stats.records_late,
-                        "unmatched" => &agent.stats.records_unmatched,
-                        _ => &agent.stats.records_ok,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    agent.metrics.observations.inc_by(outcome.observations);
+                    agent.count_record(telemetry_label(&agent.config, rec), outcome.label());
                 }
-                Some(Err(err)) => {
-                    let label = if rec.topic == agent.config.topics.otlp_spans {
-                        "otlp_spans"
-                    } else {
-                        "otlp_metrics"
-                    };
-                    agent.malformed(rec, label, &err);
-                }
+                Some(Err(err)) => agent.malformed(rec, telemetry_label(&agent.config, rec), &err),
             }
         }
         agent.tick_after(consumed_at);
@@ -340,7 +369,13 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         .thread_name("rollbackd-io")
         .build()?;
     let producer = producer::producer(&k)?;
-    let (publisher, publisher_task) = producer::spawn(rt.handle(), producer, config.topics.clone());
+    let metrics = Metrics::new();
+    let (publisher, publisher_task) = producer::spawn(
+        rt.handle(),
+        producer,
+        config.topics.clone(),
+        metrics.decision_latency_seconds.clone(),
+    );
     let agent = Arc::new(Agent {
         config: config.clone(),
         engine: RwLock::new(Engine::new(config.clone())),
@@ -348,8 +383,23 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         shutdown: AtomicBool::new(false),
         recovered: AtomicBool::new(false),
         ready: AtomicBool::new(false),
-        stats: RunStats::default(),
+        metrics,
     });
+    let listener = rt.block_on(crate::http::bind(config.http_listen))?;
+    let http_task = {
+        let agent = agent.clone();
+        let stop = agent.clone();
+        rt.spawn(async move {
+            let shutdown = async move {
+                while !stop.shutdown.load(Ordering::Acquire) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            if let Err(e) = crate::http::serve(listener, agent, shutdown).await {
+                error!(error = %e, "http server failed");
+            }
+        })
+    };
     {
         let agent = agent.clone();
         rt.spawn(async move {
@@ -439,6 +489,9 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         error!("telemetry thread panicked");
     }
     drop(control);
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    });
     let Agent { publisher, .. } = match Arc::try_unwrap(agent) {
         Ok(a) => a,
         Err(_) => {

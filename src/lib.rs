@@ -25,6 +25,8 @@
 //!   consumer group), the producer of commands, audit and dead letters.
 //! - [`app`]: `rollbackd run` over Kafka: threads, recovery, readiness,
 //!   graceful shutdown.
+//! - [`http`]: the HTTP listener (`/healthz`, `/readyz`, `/metrics`).
+//! - [`telemetry`]: rollbackd's own Prometheus metrics.
 //!
 //! The engine is given its clock and never does I/O, so `replay` of a file
 //! reproduces the decisions `run` made on the same records.
@@ -35,8 +37,10 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod model;
 pub mod replay;
+pub mod telemetry;
 pub mod time;

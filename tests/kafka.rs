@@ -127,6 +127,46 @@ fn bad_canary_gets_one_command_and_healthy_none() {
     assert!(audit
         .iter()
         .any(|a| a.payload["kind"] == "command" && a.payload["deploy_id"] == "d-bad"));
+    // /metrics: Prometheus text whose counters moved.
+    let (code, text) = agent.get("/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        metric(
+            &text,
+            r#"rollbackd_commands_total{action="rollback",trigger="burn_rate"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"rollbackd_decisions_total{verdict="rollback"}"#),
+        1.0
+    );
+    assert!(
+        metric(
+            &text,
+            r#"rollbackd_records_total{outcome="ok",source="otlp_spans"}"#
+        ) > 10.0,
+        "{text}"
+    );
+    assert!(metric(&text, "rollbackd_observations_total") > 1000.0);
+    assert_eq!(metric(&text, "rollbackd_active_deploys"), 2.0);
+    assert_eq!(metric(&text, "rollbackd_ready"), 1.0);
+    assert_eq!(
+        metric(&text, "rollbackd_decision_latency_seconds_count"),
+        1.0
+    );
+    assert_eq!(metric(&text, "rollbackd_detection_seconds_count"), 1.0);
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, value) = line.rsplit_once(' ').expect("sample value");
+        assert!(name.starts_with("rollbackd_"), "{line}");
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    assert_eq!(agent.get("/healthz").0, 200);
+    assert_eq!(agent.get("/readyz").0, 200);
     let line = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("tail printed the command");
@@ -295,6 +335,15 @@ fn malformed_records_go_to_the_dead_letter_topic_and_change_nothing() {
             .count(),
         6
     );
+    let (_, text) = agent.get("/metrics");
+    assert_eq!(metric(&text, "rollbackd_dead_letters_total"), 6.0, "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            r#"rollbackd_records_total{outcome="malformed",source="deploy_events"}"#
+        ),
+        2.0
+    );
 }
 
 #[test]
@@ -319,12 +368,15 @@ fn broker_restart_is_survived_without_loss_or_duplicates() {
     agent.wait_ready();
     started(&cfg, "d-o", "ledger");
     traffic(&broker, "ledger", 1.0, 0);
+    assert_eq!(agent.get("/readyz").0, 200);
     broker.stop();
     assert!(
         agent.wait_log("rollbackd not ready", Duration::from_secs(20)),
         "readiness did not reflect the outage:\n{}",
         agent.log_text()
     );
+    assert_eq!(agent.get("/readyz").0, 503);
+    assert_eq!(agent.get("/healthz").0, 200, "alive, though not ready");
     std::thread::sleep(Duration::from_secs(2));
     broker.restart();
     let readies = agent.count_log("rollbackd ready");
@@ -345,6 +397,7 @@ fn broker_restart_is_survived_without_loss_or_duplicates() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let got2 = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
+    assert_eq!(agent.get("/readyz").0, 200);
     assert_eq!(commands_for(&got, "d-o"), 1, "{}", agent.log_text());
     assert_eq!(commands_for(&got2, "d-o"), 1);
 }

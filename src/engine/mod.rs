@@ -617,12 +617,14 @@ impl Engine {
         if let Some(d) = self.registry.get_mut(&cmd.deploy_id) {
             d.decided = Some((cmd.command_id.clone(), cmd.action));
         }
+        let started = self.registry.get(&cmd.deploy_id).map(|d| d.info.at);
         let mut detail = json!({
             "command_id": cmd.command_id,
             "action": cmd.action,
             "trigger": cmd.trigger,
             "to_version": cmd.to_version,
             "evidence": cmd.evidence,
+            "detected_after_seconds": started.map(|at| cmd.decided_at.since(at).as_secs_f64()),
         });
         if let (Some(actor), Value::Object(m)) = (actor, &mut detail) {
             m.insert("actor".into(), Value::String(actor.into()));

@@ -87,6 +87,8 @@ pub struct PublisherState {
     /// of the spans topic (a single instance always does). Others wait
     /// [`FOLLOWER_DELAY`] before claiming.
     pub first_claimer: Arc<AtomicBool>,
+    /// Observes decisive record → acknowledgement, when known.
+    pub decision_latency: Option<prometheus::Histogram>,
 }
 
 impl PublisherState {
@@ -140,9 +142,13 @@ pub fn spawn(
     rt: &tokio::runtime::Handle,
     producer: FutureProducer,
     topics: Topics,
+    decision_latency: prometheus::Histogram,
 ) -> (Publisher, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let state = Arc::new(PublisherState::default());
+    let state = Arc::new(PublisherState {
+        decision_latency: Some(decision_latency),
+        ..Default::default()
+    });
     let task = rt.spawn(run(producer, topics, rx, state.clone()));
     (Publisher { tx, state }, task)
 }
@@ -198,6 +204,9 @@ async fn deliver_command(
                 state.on_topic.insert(cmd.command_id.clone(), ());
                 if sent {
                     state.commands_acked.fetch_add(1, Ordering::Relaxed);
+                    if let (Some(h), Some(t)) = (&state.decision_latency, consumed_at) {
+                        h.observe(t.elapsed().as_secs_f64());
+                    }
                     info!(
                         command_id = %cmd.command_id,
                         deploy_id = %cmd.deploy_id,

@@ -194,6 +194,9 @@ group_id = "{group}"
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
 
+[http]
+listen = "127.0.0.1:0"
+
 [slo]
 warmup = "2s"
 evaluation_interval = "1s"
@@ -303,6 +306,66 @@ impl Agent {
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// The address the agent's HTTP listener bound (the last start's).
+    pub fn http_addr(&self) -> String {
+        assert!(
+            self.wait_log("http listening", Duration::from_secs(30)),
+            "{}",
+            self.log_text()
+        );
+        self.log_text()
+            .lines()
+            .rev()
+            .find(|l| l.contains("http listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .expect("http listening addr=")
+            .to_string()
+    }
+
+    /// GET `path` from the agent: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.http_addr(), path)
+    }
+}
+
+/// A minimal HTTP/1.1 GET.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the agent");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a sample in Prometheus text, e.g. `rollbackd_commands_total{action="rollback",trigger="burn_rate"}`.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 impl Drop for Agent {

@@ -1,0 +1,205 @@
+//! rollbackd's own metrics (Prometheus text format, prefix `rollbackd_`).
+//!
+//! Label values are bounded sets (sources, outcomes, verdicts, actions,
+//! triggers, reasons, statuses); deploy ids and services never become
+//! labels — they are in the logs and the audit records.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::model::{AuditRecord, Command};
+
+/// Every metric handle, registered in one registry.
+pub struct Metrics {
+    pub registry: Registry,
+    pub records: IntCounterVec,
+    pub observations: IntCounter,
+    pub active_deploys: IntGauge,
+    pub decisions: IntCounterVec,
+    pub commands: IntCounterVec,
+    pub suppressions: IntCounterVec,
+    pub breaker_open: IntGauge,
+    pub paused: IntGauge,
+    pub ready: IntGauge,
+    pub dead_letters: IntCounter,
+    pub results: IntCounterVec,
+    pub detection_seconds: Histogram,
+    pub decision_latency_seconds: Histogram,
+    pub time_to_rollback_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help).namespace("rollbackd"), labels)
+        .expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c =
+        IntCounter::with_opts(Opts::new(name, help).namespace("rollbackd")).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g =
+        IntGauge::with_opts(Opts::new(name, help).namespace("rollbackd")).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(
+        HistogramOpts::new(name, help)
+            .namespace("rollbackd")
+            .buckets(buckets),
+    )
+    .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        Metrics {
+            records: counter_vec(
+                &r,
+                "records_total",
+                "Input records by source and outcome (ok, malformed, late, unmatched).",
+                &["source", "outcome"],
+            ),
+            observations: counter(
+                &r,
+                "observations_total",
+                "Request observations added to deploy windows.",
+            ),
+            active_deploys: gauge(&r, "active_deploys", "Deploys being watched."),
+            decisions: counter_vec(
+                &r,
+                "decisions_total",
+                "Verdicts reached (audited decisions) by verdict.",
+                &["verdict"],
+            ),
+            commands: counter_vec(
+                &r,
+                "commands_total",
+                "Commands emitted by action and trigger.",
+                &["action", "trigger"],
+            ),
+            suppressions: counter_vec(
+                &r,
+                "suppressions_total",
+                "Decisions held back by a guard, by reason.",
+                &["reason"],
+            ),
+            breaker_open: gauge(&r, "breaker_open", "1 while the circuit breaker is open."),
+            paused: gauge(&r, "automation_paused", "1 while automation is paused."),
+            ready: gauge(
+                &r,
+                "ready",
+                "1 while the agent is ready (recovered, broker reachable, commands flowing).",
+            ),
+            dead_letters: counter(
+                &r,
+                "dead_letters_total",
+                "Malformed records copied to the dead-letter topic.",
+            ),
+            results: counter_vec(
+                &r,
+                "results_total",
+                "Executor results by status: the inputs of rollback success rate.",
+                &["status"],
+            ),
+            detection_seconds: histogram(
+                &r,
+                "detection_seconds",
+                "From the deploy's start to the decision to roll it back.",
+                vec![
+                    5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1800.0,
+                ],
+            ),
+            decision_latency_seconds: histogram(
+                &r,
+                "decision_latency_seconds",
+                "From consuming the decisive record to the command's acknowledgement.",
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
+            ),
+            time_to_rollback_seconds: histogram(
+                &r,
+                "time_to_rollback_seconds",
+                "From the decision to the executor's succeeded result.",
+                vec![5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+            ),
+            registry: r,
+        }
+    }
+
+    /// Counts what the engine produced.
+    pub fn count_outputs<'a>(
+        &self,
+        commands: impl Iterator<Item = &'a Command>,
+        audits: impl Iterator<Item = &'a AuditRecord>,
+    ) {
+        for c in commands {
+            self.commands
+                .with_label_values(&[c.action.as_str(), c.trigger.as_str()])
+                .inc();
+        }
+        for a in audits {
+            match a.kind.as_str() {
+                "decision" => {
+                    if let Some(v) = a.detail["verdict"].as_str() {
+                        if matches!(
+                            v,
+                            "rollback" | "not_attributable" | "healthy" | "warming_up"
+                        ) {
+                            self.decisions.with_label_values(&[v]).inc();
+                        }
+                    }
+                }
+                "suppressed" => {
+                    if let Some(r) = a.detail["reason"].as_str() {
+                        if matches!(
+                            r,
+                            "already_emitted" | "paused" | "dry_run" | "cooldown" | "breaker_open"
+                        ) {
+                            self.suppressions.with_label_values(&[r]).inc();
+                        }
+                    }
+                }
+                "command" => {
+                    if let Some(s) = a.detail["detected_after_seconds"].as_f64() {
+                        self.detection_seconds.observe(s);
+                    }
+                }
+                "result" => {
+                    if let Some(s) = a.detail["status"].as_str() {
+                        if matches!(s, "succeeded" | "failed" | "rejected") {
+                            self.results.with_label_values(&[s]).inc();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

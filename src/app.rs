@@ -51,7 +51,15 @@ pub struct Agent {
     pub recovered: AtomicBool,
     pub ready: AtomicBool,
     pub metrics: Metrics,
+    /// The latest audit records, for `GET /v1/audit`.
+    pub recent_audit: std::sync::Mutex<std::collections::VecDeque<crate::model::AuditRecord>>,
+    /// Bearer tokens read at start from the env vars named in `[http]`.
+    pub webhook_token: Option<String>,
+    pub admin_token: Option<String>,
 }
+
+/// How many audit records `GET /v1/audit` can show.
+pub const RECENT_AUDIT: usize = 1000;
 
 impl Agent {
     /// Copies engine state into the gauges (at scrape time).
@@ -64,6 +72,88 @@ impl Agent {
         self.metrics
             .ready
             .set(i64::from(self.ready.load(Ordering::Acquire)));
+    }
+
+    /// Applies a decoded input from an HTTP request and publishes what it
+    /// caused. Telemetry goes through the engine's shared lock.
+    pub fn apply_http(
+        &self,
+        source: Source,
+        bytes: &[u8],
+        json: bool,
+    ) -> Result<usize, DecodeError> {
+        let label = replay::source_label(source);
+        let outcome = self.apply_http_inner(source, bytes, json);
+        match &outcome {
+            Ok(_) => self.count_record(label, "ok"),
+            Err(e) => {
+                self.count_record(label, "malformed");
+                let audit = match self.engine.read() {
+                    Ok(en) => en.malformed_audit(label, &e.0, serde_json::json!({"http": true})),
+                    Err(_) => return outcome,
+                };
+                self.publish(vec![Output::Audit(audit)]);
+            }
+        }
+        outcome
+    }
+
+    fn apply_http_inner(
+        &self,
+        source: Source,
+        bytes: &[u8],
+        json: bool,
+    ) -> Result<usize, DecodeError> {
+        if let Ok(e) = self.engine.read() {
+            e.set_clock(Timestamp::now_wall());
+        }
+        let consumed_at = Instant::now();
+        match source {
+            Source::Spans | Source::Metrics => {
+                let batch = match (source, json) {
+                    (Source::Spans, true) => ingest::otlp::decode_traces_json(bytes)?,
+                    (Source::Spans, false) => ingest::otlp::decode_traces_proto(bytes)?,
+                    (_, true) => ingest::otlp::decode_metrics_json(bytes)?,
+                    (_, false) => ingest::otlp::decode_metrics_proto(bytes)?,
+                };
+                let n = batch.observation_count();
+                if let Ok(e) = self.engine.read() {
+                    let outcome = e.apply_telemetry(&batch);
+                    self.metrics.observations.inc_by(outcome.observations);
+                }
+                self.tick_after(Some(consumed_at));
+                Ok(n)
+            }
+            Source::Alertmanager => {
+                let alerts = ingest::alertmanager::decode(bytes)?;
+                let outputs = match self.engine.write() {
+                    Ok(mut e) => e.apply_alerts(&alerts),
+                    Err(_) => Vec::new(),
+                };
+                self.publish_decided(outputs, Some(consumed_at));
+                Ok(alerts.len())
+            }
+            other => {
+                let outputs = match self.engine.write() {
+                    Ok(mut e) => replay::apply(&mut e, other, bytes, true)?,
+                    Err(_) => Vec::new(),
+                };
+                self.publish(outputs);
+                Ok(1)
+            }
+        }
+    }
+
+    /// Runs an admin call on the engine under the write lock and publishes
+    /// what it produced.
+    pub fn admin<T>(&self, f: impl FnOnce(&mut Engine) -> (T, Vec<Output>)) -> Option<T> {
+        let (value, outputs) = {
+            let mut e = self.engine.write().ok()?;
+            e.set_clock(Timestamp::now_wall());
+            f(&mut e)
+        };
+        self.publish(outputs);
+        Some(value)
     }
 
     fn count_record(&self, source: &str, outcome: &str) {
@@ -89,6 +179,16 @@ impl Agent {
                 _ => None,
             }),
         );
+        if let Ok(mut recent) = self.recent_audit.lock() {
+            for o in &outputs {
+                if let Output::Audit(a) = o {
+                    if recent.len() == RECENT_AUDIT {
+                        recent.pop_front();
+                    }
+                    recent.push_back(a.clone());
+                }
+            }
+        }
         for o in outputs {
             let out = match o {
                 Output::Command(c) => Outgoing::Command(c, consumed_at),
@@ -218,6 +318,10 @@ impl Agent {
             Err(e) => self.malformed(rec, replay::source_label(source), &e),
         }
     }
+}
+
+fn token_from_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|t| !t.trim().is_empty())
 }
 
 fn telemetry_label(config: &Config, rec: &InRecord) -> &'static str {
@@ -384,6 +488,9 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         recovered: AtomicBool::new(false),
         ready: AtomicBool::new(false),
         metrics,
+        recent_audit: Default::default(),
+        webhook_token: token_from_env(&config.http.webhook_token_env),
+        admin_token: token_from_env(&config.http.admin_token_env),
     });
     let listener = rt.block_on(crate::http::bind(config.http_listen))?;
     let http_task = {

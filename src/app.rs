@@ -320,6 +320,15 @@ impl Agent {
     }
 }
 
+fn audit_file(config: &Config) -> anyhow::Result<Option<producer::AuditFile>> {
+    if config.audit.path.is_empty() {
+        return Ok(None);
+    }
+    producer::AuditFile::open(&config.audit.path)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("cannot open audit.path {}: {e}", config.audit.path))
+}
+
 fn token_from_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|t| !t.trim().is_empty())
 }
@@ -460,6 +469,90 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
     }
 }
 
+/// Runs the agent without Kafka until SIGTERM or SIGINT: HTTP in, commands
+/// as JSON lines on stdout, audit records to `audit.path` if set. There is
+/// nothing to recover, so it is ready as soon as it listens.
+pub fn run_local(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("rollbackd-io")
+        .build()?;
+    let metrics = Metrics::new();
+    let (publisher, publisher_task) = producer::spawn_local(
+        rt.handle(),
+        metrics.decision_latency_seconds.clone(),
+        audit_file(&config)?,
+    );
+    let agent = Arc::new(Agent {
+        config: config.clone(),
+        engine: RwLock::new(Engine::new(config.clone())),
+        publisher,
+        shutdown: AtomicBool::new(false),
+        recovered: AtomicBool::new(true),
+        ready: AtomicBool::new(false),
+        metrics,
+        recent_audit: Default::default(),
+        webhook_token: token_from_env(&config.http.webhook_token_env),
+        admin_token: token_from_env(&config.http.admin_token_env),
+    });
+    let listener = rt.block_on(crate::http::bind(config.http_listen))?;
+    let http_task = spawn_http(&rt, &agent, listener);
+    {
+        let agent = agent.clone();
+        rt.spawn(async move {
+            wait_for_signal().await;
+            info!("shutdown requested");
+            agent.shutdown.store(true, Ordering::Release);
+        });
+    }
+    agent.ready.store(true, Ordering::Release);
+    info!("rollbackd ready (no Kafka: HTTP in, commands on stdout)");
+    while !agent.shutdown.load(Ordering::Acquire) {
+        agent.tick();
+        let ready = agent.publisher.state.can_emit();
+        agent.ready.store(ready, Ordering::Release);
+        thread::sleep(Duration::from_millis(200));
+    }
+    // Stop accepting, drain in-flight requests, then flush the outputs.
+    rt.block_on(async {
+        let _ = tokio::time::timeout(GRACE, http_task).await;
+    });
+    let Agent { publisher, .. } = match Arc::try_unwrap(agent) {
+        Ok(a) => a,
+        Err(_) => {
+            warn!("agent still shared at shutdown");
+            return Ok(());
+        }
+    };
+    drop(publisher);
+    rt.block_on(async {
+        let _ = tokio::time::timeout(GRACE, publisher_task).await;
+    });
+    info!("rollbackd stopped");
+    Ok(())
+}
+
+fn spawn_http(
+    rt: &tokio::runtime::Runtime,
+    agent: &Arc<Agent>,
+    listener: tokio::net::TcpListener,
+) -> tokio::task::JoinHandle<()> {
+    let agent = agent.clone();
+    let stop = agent.clone();
+    rt.spawn(async move {
+        let shutdown = async move {
+            while !stop.shutdown.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        if let Err(e) = crate::http::serve(listener, agent, shutdown).await {
+            error!(error = %e, "http server failed");
+        }
+    })
+}
+
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run_kafka(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
@@ -479,6 +572,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         producer,
         config.topics.clone(),
         metrics.decision_latency_seconds.clone(),
+        audit_file(&config)?,
     );
     let agent = Arc::new(Agent {
         config: config.clone(),
@@ -493,20 +587,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         admin_token: token_from_env(&config.http.admin_token_env),
     });
     let listener = rt.block_on(crate::http::bind(config.http_listen))?;
-    let http_task = {
-        let agent = agent.clone();
-        let stop = agent.clone();
-        rt.spawn(async move {
-            let shutdown = async move {
-                while !stop.shutdown.load(Ordering::Acquire) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            };
-            if let Err(e) = crate::http::serve(listener, agent, shutdown).await {
-                error!(error = %e, "http server failed");
-            }
-        })
-    };
+    let http_task = spawn_http(&rt, &agent, listener);
     {
         let agent = agent.clone();
         rt.spawn(async move {

@@ -249,11 +249,12 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(cfg.log.format);
-            if cfg.kafka.is_none() {
-                eprintln!("rollbackd: run: {} has no [kafka] table; the HTTP-only mode is not available in this build", config.display());
-                return ExitCode::from(2);
-            }
-            match rollbackd::app::run_kafka(cfg) {
+            let result = if cfg.kafka.is_some() {
+                rollbackd::app::run_kafka(cfg)
+            } else {
+                rollbackd::app::run_local(cfg)
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "rollbackd failed");

@@ -143,13 +143,90 @@ pub fn spawn(
     producer: FutureProducer,
     topics: Topics,
     decision_latency: prometheus::Histogram,
+    audit_file: Option<AuditFile>,
 ) -> (Publisher, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let state = Arc::new(PublisherState {
         decision_latency: Some(decision_latency),
         ..Default::default()
     });
-    let task = rt.spawn(run(producer, topics, rx, state.clone()));
+    let task = rt.spawn(run(producer, topics, rx, state.clone(), audit_file));
+    (Publisher { tx, state }, task)
+}
+
+/// `[audit] path`: audit records appended as JSON lines, as well.
+pub struct AuditFile(std::io::BufWriter<std::fs::File>);
+
+impl AuditFile {
+    pub fn open(path: &str) -> std::io::Result<AuditFile> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(AuditFile(std::io::BufWriter::new(f)))
+    }
+
+    fn write(&mut self, a: &AuditRecord) {
+        use std::io::Write;
+        let ok = serde_json::to_writer(&mut self.0, a).is_ok()
+            && self.0.write_all(b"\n").is_ok()
+            && self.0.flush().is_ok();
+        if !ok {
+            error!("writing the audit file failed");
+        }
+    }
+}
+
+/// The publisher without Kafka: commands as JSON lines on stdout (flushed
+/// one by one: someone may be piping them to an executor), audit records
+/// to the audit file if there is one. Dead letters have nowhere to go: the
+/// HTTP caller already got a 400 with the reason.
+pub fn spawn_local(
+    rt: &tokio::runtime::Handle,
+    decision_latency: prometheus::Histogram,
+    audit_file: Option<AuditFile>,
+) -> (Publisher, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE);
+    let state = Arc::new(PublisherState {
+        decision_latency: Some(decision_latency),
+        first_claimer: Arc::new(AtomicBool::new(true)),
+        ..Default::default()
+    });
+    let st = state.clone();
+    let mut audit_file = audit_file;
+    let task = rt.spawn(async move {
+        use std::io::Write;
+        while let Some(o) = rx.recv().await {
+            match o {
+                Outgoing::Command(mut c, consumed_at) => {
+                    c.issued_at = Timestamp::now_wall();
+                    let written = serde_json::to_vec(&c).ok().is_some_and(|line| {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&line).is_ok()
+                            && out.write_all(b"\n").is_ok()
+                            && out.flush().is_ok()
+                    });
+                    st.pending_commands.remove(&c.command_id);
+                    if written {
+                        st.commands_acked.fetch_add(1, Ordering::Relaxed);
+                        if let (Some(h), Some(t)) = (&st.decision_latency, consumed_at) {
+                            h.observe(t.elapsed().as_secs_f64());
+                        }
+                        info!(command_id = %c.command_id, deploy_id = %c.deploy_id, action = c.action.as_str(), trigger = c.trigger.as_str(), "command written to stdout");
+                    } else {
+                        st.delivery_failures.fetch_add(1, Ordering::Relaxed);
+                        error!(command_id = %c.command_id, "writing a command to stdout failed");
+                    }
+                }
+                Outgoing::Audit(a) => {
+                    if let Some(f) = audit_file.as_mut() {
+                        f.write(&a);
+                    }
+                }
+                Outgoing::DeadLetter { .. } => {}
+            }
+        }
+    });
     (Publisher { tx, state }, task)
 }
 
@@ -158,10 +235,14 @@ async fn run(
     topics: Topics,
     mut rx: mpsc::Receiver<Outgoing>,
     state: Arc<PublisherState>,
+    mut audit_file: Option<AuditFile>,
 ) {
     let topics = Arc::new(topics);
     let mut inflight = JoinSet::new();
     while let Some(o) = rx.recv().await {
+        if let (Outgoing::Audit(a), Some(f)) = (&o, audit_file.as_mut()) {
+            f.write(a);
+        }
         let (p, t, s) = (producer.clone(), topics.clone(), state.clone());
         match o {
             Outgoing::Command(c, consumed_at) => {

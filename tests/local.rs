@@ -1,0 +1,234 @@
+//! `rollbackd run` without Kafka: HTTP in (OTLP/HTTP, deploy events,
+//! Alertmanager), commands as JSON lines on stdout, audit to a file.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{http, metric, rfc3339_now, spans_proto};
+
+struct Local {
+    child: std::process::Child,
+    addr: String,
+    stdout: mpsc::Receiver<String>,
+    audit: std::path::PathBuf,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Local {
+    let dir = std::env::temp_dir().join(format!(
+        "rollbackd-local-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"{}\"\n[slo]\nwarmup = \"1s\"\nevaluation_interval = \"1s\"\nmin_requests = 50\nwindows = [ {{ short = \"5s\", long = \"20s\", burn_rate = 14.4 }} ]\n",
+            audit.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let (atx, arx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(a) = l.split("addr=").nth(1) {
+                let _ = atx.send(a.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = arx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("http listening");
+    Local {
+        child,
+        addr,
+        stdout: rx,
+        audit,
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn started(addr: &str, id: &str, service: &str) {
+    let ev = json!({"type": "deploy.started", "deploy_id": id, "service": service, "version": "v2", "previous_version": "v1", "at": rfc3339_now()});
+    let (code, body) = http(
+        addr,
+        "POST",
+        "/v1/deploy-events",
+        &[("Content-Type", "application/json")],
+        ev.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn otlp_http_protobuf_bad_canary_prints_one_command() {
+    let l = start();
+    started(&l.addr, "d-proto", "checkout");
+    started(&l.addr, "d-fine", "search");
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        for (svc, errs) in [("checkout", 3), ("search", 0)] {
+            for (v, n, e) in [("v1", 40, 0), ("v2", 20, errs)] {
+                let body = gzip(&spans_proto(svc, v, n, e));
+                let (code, _) = http(
+                    &l.addr,
+                    "POST",
+                    "/v1/traces",
+                    &[
+                        ("Content-Type", "application/x-protobuf"),
+                        ("Content-Encoding", "gzip"),
+                    ],
+                    &body,
+                );
+                assert_eq!(code, 200);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let line = l
+        .stdout
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a command on stdout");
+    let c: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(c["deploy_id"], "d-proto");
+    assert_eq!(c["trigger"], "burn_rate");
+    assert!(
+        l.stdout.recv_timeout(Duration::from_secs(2)).is_err(),
+        "one command only"
+    );
+    let (_, text) = http(&l.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(
+        metric(
+            &text,
+            r#"rollbackd_commands_total{action="rollback",trigger="burn_rate"}"#
+        ),
+        1.0
+    );
+    let audit = std::fs::read_to_string(&l.audit).unwrap();
+    assert!(
+        audit.lines().any(|a| a.contains("\"kind\":\"command\"")),
+        "{audit}"
+    );
+}
+
+#[test]
+fn otlp_http_json_and_alerts_and_sigterm() {
+    let mut l = start();
+    started(&l.addr, "d-json", "orders");
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        for (v, ok, err) in [("v1", 40u64, 0u64), ("v2", 18, 2)] {
+            let body = support::metrics_json("orders", v, ok, err);
+            let (code, resp) = http(
+                &l.addr,
+                "POST",
+                "/v1/metrics",
+                &[("Content-Type", "application/json")],
+                &body,
+            );
+            assert_eq!((code, resp.as_str()), (200, "{}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let c: Value = serde_json::from_str(
+        &l.stdout
+            .recv_timeout(Duration::from_secs(10))
+            .expect("command"),
+    )
+    .unwrap();
+    assert_eq!(c["deploy_id"], "d-json");
+    assert_eq!(c["evidence"]["source"], "metrics");
+    // Unsupported content type: 415, nothing applied.
+    assert_eq!(
+        http(
+            &l.addr,
+            "POST",
+            "/v1/traces",
+            &[("Content-Type", "text/plain")],
+            b"x"
+        )
+        .0,
+        415
+    );
+    // An alert over HTTP, delivered twice: one command.
+    started(&l.addr, "d-alert", "auth");
+    let alert = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing",
+        "labels": {"alertname": "X", "service": "auth", "severity": "critical"},
+        "startsAt": rfc3339_now(), "fingerprint": "f1"}]});
+    for _ in 0..2 {
+        let (code, body) = http(
+            &l.addr,
+            "POST",
+            "/v1/alerts/alertmanager",
+            &[("Content-Type", "application/json")],
+            alert.to_string().as_bytes(),
+        );
+        assert_eq!(code, 200, "{body}");
+    }
+    let c: Value = serde_json::from_str(
+        &l.stdout
+            .recv_timeout(Duration::from_secs(10))
+            .expect("alert command"),
+    )
+    .unwrap();
+    assert_eq!(
+        (c["deploy_id"].as_str(), c["trigger"].as_str()),
+        (Some("d-alert"), Some("alert"))
+    );
+    assert!(l.stdout.recv_timeout(Duration::from_secs(1)).is_err());
+    // SIGTERM: exits 0 promptly.
+    let t = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &l.child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(s) = l.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(25), "did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1 as pm;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 mod common;
 
 use common::{kv_i, kv_s, resource, BOUNDS};
@@ -28,40 +26,13 @@ const POINTS_PER_EXPORT: usize = 256;
 const METRIC_EXPORTS: usize = 3200; // 819,200 points
 
 fn span_export(i: usize) -> Vec<u8> {
-    let end = now_ns();
-    let service = format!("svc-{}", i % SERVICES);
-    let version = if i % 10 == 0 { "v2" } else { "v1" };
-    let spans = (0..SPANS_PER_EXPORT)
-        .map(|j| Span {
-            trace_id: ((i * SPANS_PER_EXPORT + j) as u128).to_be_bytes().to_vec(),
-            span_id: ((i * SPANS_PER_EXPORT + j) as u64).to_be_bytes().to_vec(),
-            name: "POST /api/v1/checkout".into(),
-            kind: 2,
-            start_time_unix_nano: end - 35_000_000,
-            end_time_unix_nano: end - j as u64 * 1000,
-            attributes: vec![
-                kv_s("http.request.method", "POST"),
-                kv_s("http.route", "/api/v1/checkout"),
-                kv_s("url.path", "/api/v1/checkout"),
-                kv_i("http.response.status_code", 200),
-                kv_s("server.address", "checkout.shop.svc"),
-                kv_s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)"),
-            ],
-            status: Some(Status::default()),
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource(&service, version)),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    common::span_export(
+        &format!("svc-{}", i % SERVICES),
+        if i % 10 == 0 { "v2" } else { "v1" },
+        i,
+        SPANS_PER_EXPORT,
+        now_ns(),
+    )
 }
 
 fn metric_export(i: usize) -> Vec<u8> {

@@ -2,8 +2,11 @@
 
 #![allow(dead_code)]
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
 
 pub fn kv_s(k: &str, v: &str) -> KeyValue {
     KeyValue {
@@ -49,3 +52,39 @@ pub fn resource(service: &str, version: &str) -> Resource {
 pub const BOUNDS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
+
+/// An export of `n` healthy SERVER spans ending at `end_ns`, with the HTTP
+/// attributes an instrumented server sets (about 360 bytes a span).
+pub fn span_export(service: &str, version: &str, i: usize, n: usize, end_ns: u64) -> Vec<u8> {
+    let spans = (0..n)
+        .map(|j| Span {
+            trace_id: ((i * n + j) as u128).to_be_bytes().to_vec(),
+            span_id: ((i * n + j) as u64).to_be_bytes().to_vec(),
+            name: "POST /api/v1/checkout".into(),
+            kind: 2,
+            start_time_unix_nano: end_ns - 35_000_000,
+            end_time_unix_nano: end_ns - j as u64 * 1000,
+            attributes: vec![
+                kv_s("http.request.method", "POST"),
+                kv_s("http.route", "/api/v1/checkout"),
+                kv_s("url.path", "/api/v1/checkout"),
+                kv_i("http.response.status_code", 200),
+                kv_s("server.address", "checkout.shop.svc"),
+                kv_s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64)"),
+            ],
+            status: Some(Status::default()),
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource(service, version)),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}

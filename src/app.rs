@@ -104,6 +104,12 @@ impl Agent {
         bytes: &[u8],
         json: bool,
     ) -> Result<usize, DecodeError> {
+        let _span = tracing::info_span!(
+            "http_input",
+            source = replay::source_label(source),
+            bytes = bytes.len()
+        )
+        .entered();
         if let Ok(e) = self.engine.read() {
             e.set_clock(Timestamp::now_wall());
         }
@@ -244,6 +250,7 @@ impl Agent {
     /// Applies one control record; during recovery audit outputs are not
     /// published again (they were when the record was first applied).
     fn apply_control(&self, rec: &InRecord, recovering: bool) {
+        let _span = tracing::info_span!("control_record", topic = %rec.topic, partition = rec.partition, offset = rec.offset, recovering).entered();
         let Some(source) = Source::from_topic(&self.config, &rec.topic) else {
             return;
         };
@@ -405,6 +412,7 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
         if batch.is_empty() {
             continue;
         }
+        let _span = tracing::info_span!("telemetry_batch", records = batch.len()).entered();
         // Records older than every window only cost decoding: skip them by
         // their Kafka timestamp (the bounded scan of a rewind).
         let horizon_ms = Timestamp::now_wall().saturating_sub(lookback).nanos() / 1_000_000;

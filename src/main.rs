@@ -207,18 +207,68 @@ fn announce(args: AnnounceArgs) -> ExitCode {
     }
 }
 
-fn init_logging(format: rollbackd::config::LogFormat) {
+/// Logs (text or JSON on stderr) and, when `telemetry.otlp_endpoint` is
+/// set, rollbackd's own spans exported over OTLP/HTTP. The returned
+/// provider is shut down (flushed) at exit.
+fn init_logging(
+    cfg: &rollbackd::config::Config,
+) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLBACKD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
-        .with_target(false);
-    let _ = match format {
-        rollbackd::config::LogFormat::Json => builder.json().try_init(),
-        rollbackd::config::LogFormat::Text => builder.try_init(),
+    let ansi = io::IsTerminal::is_terminal(&io::stderr());
+    let fmt = match cfg.log.format {
+        rollbackd::config::LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(io::stderr)
+            .with_target(false)
+            .boxed(),
+        rollbackd::config::LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(io::stderr)
+            .with_ansi(ansi)
+            .with_target(false)
+            .boxed(),
     };
+    let endpoint = cfg.telemetry.otlp_endpoint.trim();
+    let provider = if endpoint.is_empty() {
+        None
+    } else {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .build();
+        match exporter {
+            Ok(exporter) => Some(
+                opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name("rollbackd")
+                            .build(),
+                    )
+                    .build(),
+            ),
+            Err(e) => {
+                eprintln!("rollbackd: telemetry.otlp_endpoint: {e}; own spans are not exported");
+                None
+            }
+        }
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("rollbackd")));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    provider
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
@@ -248,12 +298,15 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(cfg.log.format);
+            let telemetry = init_logging(&cfg);
             let result = if cfg.kafka.is_some() {
                 rollbackd::app::run_kafka(cfg)
             } else {
                 rollbackd::app::run_local(cfg)
             };
+            if let Some(p) = telemetry {
+                let _ = p.shutdown();
+            }
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -271,7 +324,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(cfg.log.format);
+            let _telemetry = init_logging(&cfg);
             let stdout = io::stdout();
             match rollbackd::kafka::tools::tail(&cfg, from_beginning, &mut stdout.lock()) {
                 Ok(()) => ExitCode::SUCCESS,

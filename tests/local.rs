@@ -232,3 +232,58 @@ fn otlp_http_json_and_alerts_and_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn own_spans_are_exported_over_otlp_when_configured() {
+    // A second agent is the OTLP receiver: rollbackd's own spans arrive as
+    // telemetry of service "rollbackd", which no deploy claims.
+    let receiver = start();
+    let dir = std::env::temp_dir().join(format!("rollbackd-otel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = \"http://{}\"\n",
+            receiver.addr
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut l = String::new();
+        assert!(err.read_line(&mut l).unwrap() > 0, "exited");
+        if let Some(a) = l.split("addr=").nth(1) {
+            break a.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in err.lines() {});
+    for i in 0..5 {
+        started(&addr, &format!("d-otel-{i}"), "svc");
+    }
+    // SIGTERM flushes the exporter.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = http(&receiver.addr, "GET", "/metrics", &[], b"");
+        if metric(
+            &text,
+            r#"rollbackd_records_total{outcome="ok",source="otlp_spans"}"#,
+        ) >= 1.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no spans arrived:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -246,7 +246,11 @@ async fn run(
         let (p, t, s) = (producer.clone(), topics.clone(), state.clone());
         match o {
             Outgoing::Command(c, consumed_at) => {
-                inflight.spawn(deliver_command(p, t, s, c, consumed_at));
+                let span = tracing::info_span!("emit_command", command_id = %c.command_id, deploy_id = %c.deploy_id);
+                inflight.spawn(tracing::Instrument::instrument(
+                    deliver_command(p, t, s, c, consumed_at),
+                    span,
+                ));
             }
             other => {
                 inflight.spawn(deliver_other(p, t, s, other));

@@ -204,6 +204,36 @@ async fn deploy_events(State(agent): State<Arc<Agent>>, headers: HeaderMap, byte
     Ok(Json(json!({"accepted": n})).into_response())
 }
 
+/// `google.rpc.Status`, the body of OTLP/HTTP error responses.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// An OTLP/HTTP error: the status code, and a `google.rpc.Status` body in
+/// the request's encoding (OTLP/HTTP specification).
+fn otlp_error(e: HttpError, json: bool) -> Response {
+    // google.rpc.Code: INVALID_ARGUMENT for client errors, INTERNAL otherwise.
+    let code = if e.status.is_client_error() { 3 } else { 13 };
+    if json {
+        (e.status, Json(json!({"code": code, "message": e.reason}))).into_response()
+    } else {
+        let body = prost::Message::encode_to_vec(&RpcStatus {
+            code,
+            message: e.reason,
+        });
+        (
+            e.status,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            body,
+        )
+            .into_response()
+    }
+}
+
 async fn otlp(agent: Arc<Agent>, headers: HeaderMap, bytes: Bytes, source: Source) -> Reply {
     authorize(&headers, &agent.webhook_token, false)?;
     let json = is_json(&headers).ok_or_else(|| {
@@ -212,8 +242,13 @@ async fn otlp(agent: Arc<Agent>, headers: HeaderMap, bytes: Bytes, source: Sourc
             "content-type must be application/x-protobuf or application/json",
         )
     })?;
-    let bytes = body(&headers, bytes, agent.config.http_max_body)?;
-    apply(agent, source, bytes, json).await?;
+    let applied = match body(&headers, bytes, agent.config.http_max_body) {
+        Ok(bytes) => apply(agent, source, bytes, json).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = applied {
+        return Ok(otlp_error(e, json));
+    }
     // An empty Export*ServiceResponse: full success.
     Ok(if json {
         ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()

@@ -148,6 +148,24 @@ fn webhooks_admin_api_and_auth() {
         b"\x0a\xff\xff\xff\xff\x0f",
     );
     assert_eq!(code, 400);
+    // OTLP errors carry a google.rpc.Status in the request's encoding.
+    let (code, body) = http(
+        &addr,
+        "POST",
+        "/v1/metrics",
+        &[
+            ("Authorization", WEBHOOK),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"resourceMetrics":"x"}"#,
+    );
+    assert_eq!(code, 400);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["code"], 3);
+    assert!(
+        status["message"].as_str().unwrap().contains("OTLP/JSON"),
+        "{status}"
+    );
     assert_eq!(
         get(&addr, "/v1/deploys", ADMIN).1.as_array().unwrap().len(),
         2

@@ -1060,3 +1060,164 @@ fn build_command(
         issued_at: now,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlertStatus, DeployEventKind};
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn engine(extra: &str) -> Engine {
+        let e = Engine::new(Arc::new(Config::from_toml(extra).unwrap()));
+        e.set_clock(Timestamp(1_000 * SEC));
+        e
+    }
+
+    fn started(id: &str, service: &str, migration: DataMigration, at: i64) -> DeployEvent {
+        DeployEvent {
+            kind: DeployEventKind::Started,
+            deploy_id: id.into(),
+            service: service.into(),
+            version: "v2".into(),
+            at: Timestamp(at * SEC),
+            environment: None,
+            previous_version: Some("v1".into()),
+            strategy: None,
+            release_id: None,
+            data_migration: migration,
+            canary_weight: None,
+            labels: Default::default(),
+        }
+    }
+
+    fn commands(outputs: &[Output]) -> Vec<&Command> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Command(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn alert(service: &str, fingerprint: &str, at: i64) -> Alert {
+        Alert {
+            status: AlertStatus::Firing,
+            labels: [("service", service), ("severity", "critical")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: Default::default(),
+            starts_at: Timestamp(at * SEC),
+            fingerprint: fingerprint.into(),
+            generator_url: None,
+        }
+    }
+
+    #[test]
+    fn manual_rollback_bypasses_pause_cooldown_breaker_and_approval_but_not_once() {
+        let mut e =
+            engine("[guards]\nbreaker_max_rollbacks = 1\n[slo.services.db]\ndry_run = true\n");
+        e.apply_deploy_event(started("d-1", "web", DataMigration::None, 900));
+        // An automatic rollback opens the breaker (max 1) and starts web's cooldown.
+        let out = e.apply_alerts(&[alert("web", "a", 950)]);
+        assert_eq!(commands(&out).len(), 1);
+        assert!(e.breaker_open());
+        e.pause("oncall");
+        // A new web deploy: paused, in cooldown, breaker open — and
+        // irreversible, and its service is not dry-run… a person decides.
+        e.apply_deploy_event(started("d-2", "web", DataMigration::Irreversible, 990));
+        let out = e.apply_alerts(&[alert("web", "b", 995)]);
+        assert!(commands(&out).is_empty(), "automatic: suppressed");
+        let out = e.manual_rollback("d-2", "broken", "alice").unwrap();
+        let cmds = commands(&out);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(cmds[0].trigger, Trigger::Manual);
+        assert_eq!(
+            cmds[0].action,
+            Action::Rollback,
+            "a manual rollback is the approval"
+        );
+        assert_eq!(cmds[0].evidence["actor"], "alice");
+        // Never twice.
+        assert_eq!(
+            e.manual_rollback("d-2", "again", "bob"),
+            Err(ManualError::AlreadyEmitted(command_id(
+                "d-2",
+                Action::Rollback
+            )))
+        );
+        assert!(matches!(
+            e.manual_rollback("nope", "x", "y"),
+            Err(ManualError::NotFound(_))
+        ));
+        // Dry run for a service: audited, not emitted; a person still can.
+        e.resume("oncall");
+        e.reset_breaker("oncall");
+        e.apply_deploy_event(started("d-3", "db", DataMigration::None, 999));
+        let out = e.apply_alerts(&[alert("db", "c", 999)]);
+        assert!(commands(&out).is_empty());
+        assert!(out.iter().any(|o| matches!(o, Output::Audit(a) if a.kind == "suppressed" && a.detail["reason"] == "dry_run")));
+        assert_eq!(
+            commands(&e.manual_rollback("d-3", "x", "y").unwrap()).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn restored_commands_are_never_emitted_again() {
+        let mut e = engine("");
+        e.apply_deploy_event(started("d-1", "web", DataMigration::None, 900));
+        let out = e.apply_alerts(&[alert("web", "a", 950)]);
+        let cmd = commands(&out)[0].clone();
+        // A fresh engine (a restart) that reads the command back first.
+        let mut fresh = engine("");
+        fresh.restore_command(&cmd);
+        fresh.apply_deploy_event(started("d-1", "web", DataMigration::None, 900));
+        let out = fresh.apply_alerts(&[alert("web", "a2", 960)]);
+        assert!(commands(&out).is_empty());
+        assert!(fresh.deploy_view("d-1").unwrap().command_id.is_some());
+        // The cooldown came back too: another web deploy waits.
+        fresh.apply_deploy_event(started("d-2", "web", DataMigration::None, 970));
+        let out = fresh.apply_alerts(&[alert("web", "b", 975)]);
+        assert!(commands(&out).is_empty());
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Audit(a) if a.detail["reason"] == "cooldown")));
+    }
+
+    #[test]
+    fn completed_deploys_are_watched_then_retired() {
+        let mut e = engine("[slo]\nwatch_after_complete = \"1m\"\n");
+        e.apply_deploy_event(started("d-1", "web", DataMigration::None, 900));
+        let mut done = started("d-1", "web", DataMigration::None, 990);
+        done.kind = DeployEventKind::Completed;
+        e.apply_deploy_event(done);
+        e.tick();
+        assert_eq!(e.active_deploys(), 1);
+        e.set_clock(Timestamp(1_051 * SEC));
+        e.tick();
+        assert_eq!(e.active_deploys(), 0);
+        // A late event for it does not bring it back.
+        e.apply_deploy_event(started("d-1", "web", DataMigration::None, 900));
+        assert_eq!(e.active_deploys(), 0);
+    }
+
+    #[test]
+    fn resolved_alerts_clear_a_held_back_trigger() {
+        let mut e = engine("");
+        e.apply_deploy_event(started("d-1", "web", DataMigration::None, 900));
+        e.pause("oncall");
+        assert!(commands(&e.apply_alerts(&[alert("web", "a", 950)])).is_empty());
+        let mut resolved = alert("web", "a", 950);
+        resolved.status = AlertStatus::Resolved;
+        e.apply_alerts(&[resolved]);
+        e.resume("oncall");
+        e.set_clock(Timestamp(1_010 * SEC));
+        assert!(
+            commands(&e.tick()).is_empty(),
+            "the alert resolved while paused"
+        );
+    }
+}

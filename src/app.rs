@@ -85,17 +85,17 @@ impl Agent {
         let label = replay::source_label(source);
         let outcome = self.apply_http_inner(source, bytes, json);
         match &outcome {
-            Ok(_) => self.count_record(label, "ok"),
+            Ok((_, result)) => self.count_record(label, result),
             Err(e) => {
                 self.count_record(label, "malformed");
                 let audit = match self.engine.read() {
                     Ok(en) => en.malformed_audit(label, &e.0, serde_json::json!({"http": true})),
-                    Err(_) => return outcome,
+                    Err(_) => return outcome.map(|(n, _)| n),
                 };
                 self.publish(vec![Output::Audit(audit)]);
             }
         }
-        outcome
+        outcome.map(|(n, _)| n)
     }
 
     fn apply_http_inner(
@@ -103,7 +103,7 @@ impl Agent {
         source: Source,
         bytes: &[u8],
         json: bool,
-    ) -> Result<usize, DecodeError> {
+    ) -> Result<(usize, &'static str), DecodeError> {
         let _span = tracing::info_span!(
             "http_input",
             source = replay::source_label(source),
@@ -123,12 +123,14 @@ impl Agent {
                     (_, false) => ingest::otlp::decode_metrics_proto(bytes)?,
                 };
                 let n = batch.observation_count();
+                let mut label = "ok";
                 if let Ok(e) = self.engine.read() {
                     let outcome = e.apply_telemetry(&batch);
                     self.metrics.observations.inc_by(outcome.observations);
+                    label = outcome.label();
                 }
                 self.tick_after(Some(consumed_at));
-                Ok(n)
+                Ok((n, label))
             }
             Source::Alertmanager => {
                 let alerts = ingest::alertmanager::decode(bytes)?;
@@ -137,7 +139,7 @@ impl Agent {
                     Err(_) => Vec::new(),
                 };
                 self.publish_decided(outputs, Some(consumed_at));
-                Ok(alerts.len())
+                Ok((alerts.len(), "ok"))
             }
             other => {
                 let outputs = match self.engine.write() {
@@ -145,7 +147,7 @@ impl Agent {
                     Err(_) => Vec::new(),
                 };
                 self.publish(outputs);
-                Ok(1)
+                Ok((1, "ok"))
             }
         }
     }

@@ -199,7 +199,14 @@ impl Agent {
         }
         for o in outputs {
             let out = match o {
-                Output::Command(c) => Outgoing::Command(c, consumed_at),
+                Output::Command(c) => {
+                    if let Some(t) = consumed_at {
+                        self.metrics
+                            .decision_latency_seconds
+                            .observe(t.elapsed().as_secs_f64());
+                    }
+                    Outgoing::Command(c, consumed_at)
+                }
                 Output::Audit(a) => Outgoing::Audit(a),
             };
             if !self.publisher.send_blocking(out) {
@@ -490,11 +497,7 @@ pub fn run_local(config: Config) -> anyhow::Result<()> {
         .thread_name("rollbackd-io")
         .build()?;
     let metrics = Metrics::new();
-    let (publisher, publisher_task) = producer::spawn_local(
-        rt.handle(),
-        metrics.decision_latency_seconds.clone(),
-        audit_file(&config)?,
-    );
+    let (publisher, publisher_task) = producer::spawn_local(rt.handle(), audit_file(&config)?);
     let agent = Arc::new(Agent {
         config: config.clone(),
         engine: RwLock::new(Engine::new(config.clone())),
@@ -581,7 +584,6 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         rt.handle(),
         producer,
         config.topics.clone(),
-        metrics.decision_latency_seconds.clone(),
         audit_file(&config)?,
     );
     let agent = Arc::new(Agent {

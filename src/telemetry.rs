@@ -131,7 +131,7 @@ impl Metrics {
             decision_latency_seconds: histogram(
                 &r,
                 "decision_latency_seconds",
-                "From consuming the decisive record to the command's acknowledgement.",
+                "From consuming the decisive record to handing the command to the sink (Kafka producer or stdout).",
                 vec![
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                 ],

@@ -87,8 +87,6 @@ pub struct PublisherState {
     /// of the spans topic (a single instance always does). Others wait
     /// [`FOLLOWER_DELAY`] before claiming.
     pub first_claimer: Arc<AtomicBool>,
-    /// Observes decisive record → acknowledgement, when known.
-    pub decision_latency: Option<prometheus::Histogram>,
 }
 
 impl PublisherState {
@@ -142,14 +140,10 @@ pub fn spawn(
     rt: &tokio::runtime::Handle,
     producer: FutureProducer,
     topics: Topics,
-    decision_latency: prometheus::Histogram,
     audit_file: Option<AuditFile>,
 ) -> (Publisher, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let state = Arc::new(PublisherState {
-        decision_latency: Some(decision_latency),
-        ..Default::default()
-    });
+    let state = Arc::new(PublisherState::default());
     let task = rt.spawn(run(producer, topics, rx, state.clone(), audit_file));
     (Publisher { tx, state }, task)
 }
@@ -183,12 +177,10 @@ impl AuditFile {
 /// HTTP caller already got a 400 with the reason.
 pub fn spawn_local(
     rt: &tokio::runtime::Handle,
-    decision_latency: prometheus::Histogram,
     audit_file: Option<AuditFile>,
 ) -> (Publisher, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE);
     let state = Arc::new(PublisherState {
-        decision_latency: Some(decision_latency),
         first_claimer: Arc::new(AtomicBool::new(true)),
         ..Default::default()
     });
@@ -209,10 +201,7 @@ pub fn spawn_local(
                     st.pending_commands.remove(&c.command_id);
                     if written {
                         st.commands_acked.fetch_add(1, Ordering::Relaxed);
-                        if let (Some(h), Some(t)) = (&st.decision_latency, consumed_at) {
-                            h.observe(t.elapsed().as_secs_f64());
-                        }
-                        info!(command_id = %c.command_id, deploy_id = %c.deploy_id, action = c.action.as_str(), trigger = c.trigger.as_str(), "command written to stdout");
+                        info!(command_id = %c.command_id, deploy_id = %c.deploy_id, action = c.action.as_str(), trigger = c.trigger.as_str(), decision_latency_us = consumed_at.map(|t| t.elapsed().as_micros() as u64), "command written to stdout");
                     } else {
                         st.delivery_failures.fetch_add(1, Ordering::Relaxed);
                         error!(command_id = %c.command_id, "writing a command to stdout failed");
@@ -289,9 +278,6 @@ async fn deliver_command(
                 state.on_topic.insert(cmd.command_id.clone(), ());
                 if sent {
                     state.commands_acked.fetch_add(1, Ordering::Relaxed);
-                    if let (Some(h), Some(t)) = (&state.decision_latency, consumed_at) {
-                        h.observe(t.elapsed().as_secs_f64());
-                    }
                     info!(
                         command_id = %cmd.command_id,
                         deploy_id = %cmd.deploy_id,

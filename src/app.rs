@@ -62,6 +62,26 @@ pub struct Agent {
 pub const RECENT_AUDIT: usize = 1000;
 
 impl Agent {
+    fn new(
+        config: Arc<Config>,
+        publisher: Publisher,
+        metrics: Metrics,
+        recovered: bool,
+    ) -> Arc<Agent> {
+        Arc::new(Agent {
+            engine: RwLock::new(Engine::new(config.clone())),
+            publisher,
+            shutdown: AtomicBool::new(false),
+            recovered: AtomicBool::new(recovered),
+            ready: AtomicBool::new(false),
+            metrics,
+            recent_audit: Default::default(),
+            webhook_token: token_from_env(&config.http.webhook_token_env),
+            admin_token: token_from_env(&config.http.admin_token_env),
+            config,
+        })
+    }
+
     /// Copies engine state into the gauges (at scrape time).
     pub fn refresh_gauges(&self) {
         if let Ok(e) = self.engine.read() {
@@ -498,28 +518,8 @@ pub fn run_local(config: Config) -> anyhow::Result<()> {
         .build()?;
     let metrics = Metrics::new();
     let (publisher, publisher_task) = producer::spawn_local(rt.handle(), audit_file(&config)?);
-    let agent = Arc::new(Agent {
-        config: config.clone(),
-        engine: RwLock::new(Engine::new(config.clone())),
-        publisher,
-        shutdown: AtomicBool::new(false),
-        recovered: AtomicBool::new(true),
-        ready: AtomicBool::new(false),
-        metrics,
-        recent_audit: Default::default(),
-        webhook_token: token_from_env(&config.http.webhook_token_env),
-        admin_token: token_from_env(&config.http.admin_token_env),
-    });
-    let listener = rt.block_on(crate::http::bind(config.http_listen))?;
-    let http_task = spawn_http(&rt, &agent, listener);
-    {
-        let agent = agent.clone();
-        rt.spawn(async move {
-            wait_for_signal().await;
-            info!("shutdown requested");
-            agent.shutdown.store(true, Ordering::Release);
-        });
-    }
+    let agent = Agent::new(config.clone(), publisher, metrics, true);
+    let http_task = start_http_and_signals(&rt, &agent)?;
     agent.ready.store(true, Ordering::Release);
     info!("rollbackd ready (no Kafka: HTTP in, commands on stdout)");
     while !agent.shutdown.load(Ordering::Acquire) {
@@ -528,23 +528,63 @@ pub fn run_local(config: Config) -> anyhow::Result<()> {
         agent.ready.store(ready, Ordering::Release);
         thread::sleep(Duration::from_millis(200));
     }
-    // Stop accepting, drain in-flight requests, then flush the outputs.
+    finish(
+        &rt,
+        agent,
+        http_task,
+        publisher_task,
+        Instant::now() + GRACE,
+    );
+    Ok(())
+}
+
+/// Stops accepting HTTP, drains in-flight requests, then drops the last
+/// publisher handle so the publisher flushes, all before `deadline`.
+fn finish(
+    rt: &tokio::runtime::Runtime,
+    agent: Arc<Agent>,
+    http_task: tokio::task::JoinHandle<()>,
+    publisher_task: tokio::task::JoinHandle<()>,
+    deadline: Instant,
+) {
     rt.block_on(async {
-        let _ = tokio::time::timeout(GRACE, http_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
     });
     let Agent { publisher, .. } = match Arc::try_unwrap(agent) {
         Ok(a) => a,
         Err(_) => {
             warn!("agent still shared at shutdown");
-            return Ok(());
+            return;
         }
     };
     drop(publisher);
+    let remaining = deadline.saturating_duration_since(Instant::now());
     rt.block_on(async {
-        let _ = tokio::time::timeout(GRACE, publisher_task).await;
+        if tokio::time::timeout(remaining, publisher_task)
+            .await
+            .is_err()
+        {
+            warn!("outputs not flushed within the grace period");
+        }
     });
     info!("rollbackd stopped");
-    Ok(())
+}
+
+/// Binds the HTTP listener, serves it, and turns SIGTERM/SIGINT into the
+/// shutdown flag.
+fn start_http_and_signals(
+    rt: &tokio::runtime::Runtime,
+    agent: &Arc<Agent>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = rt.block_on(crate::http::bind(agent.config.http_listen))?;
+    let http_task = spawn_http(rt, agent, listener);
+    let a = agent.clone();
+    rt.spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested");
+        a.shutdown.store(true, Ordering::Release);
+    });
+    Ok(http_task)
 }
 
 fn spawn_http(
@@ -586,28 +626,8 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         config.topics.clone(),
         audit_file(&config)?,
     );
-    let agent = Arc::new(Agent {
-        config: config.clone(),
-        engine: RwLock::new(Engine::new(config.clone())),
-        publisher,
-        shutdown: AtomicBool::new(false),
-        recovered: AtomicBool::new(false),
-        ready: AtomicBool::new(false),
-        metrics,
-        recent_audit: Default::default(),
-        webhook_token: token_from_env(&config.http.webhook_token_env),
-        admin_token: token_from_env(&config.http.admin_token_env),
-    });
-    let listener = rt.block_on(crate::http::bind(config.http_listen))?;
-    let http_task = spawn_http(&rt, &agent, listener);
-    {
-        let agent = agent.clone();
-        rt.spawn(async move {
-            wait_for_signal().await;
-            info!("shutdown requested");
-            agent.shutdown.store(true, Ordering::Release);
-        });
-    }
+    let agent = Agent::new(config.clone(), publisher, metrics, false);
+    let http_task = start_http_and_signals(&rt, &agent)?;
 
     // Recovery: guard state, then deploys, then results.
     let started = Instant::now();
@@ -689,27 +709,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         error!("telemetry thread panicked");
     }
     drop(control);
-    rt.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
-    });
-    let Agent { publisher, .. } = match Arc::try_unwrap(agent) {
-        Ok(a) => a,
-        Err(_) => {
-            warn!("agent still shared at shutdown");
-            return Ok(());
-        }
-    };
-    drop(publisher);
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    rt.block_on(async {
-        if tokio::time::timeout(remaining, publisher_task)
-            .await
-            .is_err()
-        {
-            warn!("producer did not flush within the grace period");
-        }
-    });
-    info!("rollbackd stopped");
+    finish(&rt, agent, http_task, publisher_task, deadline);
     Ok(())
 }
 

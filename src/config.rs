@@ -228,6 +228,37 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: String,
 }
 
+/// `[executor]`: the reference executor (`rollbackd execute`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    /// Its own consumer group on the commands topic.
+    pub group_id: String,
+    /// The `executor` field of the results it writes.
+    pub name: String,
+    /// How long one command may run before it is killed and failed.
+    pub timeout: Duration,
+    /// argv templates by strategy (`canary`, `rolling`, …, or `default`).
+    /// Placeholders `{service}`, `{environment}`, `{to_version}`,
+    /// `{deploy_id}` must be whole arguments.
+    pub templates: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            group_id: "rollbackd-executor".into(),
+            name: "rollbackd-executor".into(),
+            // Long enough for a Helm or Argo rollback on a big service.
+            timeout: Duration::from_secs(300),
+            templates: BTreeMap::new(),
+        }
+    }
+}
+
+/// The placeholders an executor template may use.
+pub const PLACEHOLDERS: [&str; 4] = ["{service}", "{environment}", "{to_version}", "{deploy_id}"];
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -250,6 +281,8 @@ struct RawConfig {
     log: LogConfig,
     #[serde(default)]
     telemetry: TelemetryConfig,
+    #[serde(default)]
+    executor: ExecutorConfig,
 }
 
 /// The effective SLO policy of one service, with derived constants.
@@ -303,6 +336,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
+    pub executor: ExecutorConfig,
     pub default_policy: Arc<Policy>,
     pub service_policies: HashMap<String, Arc<Policy>>,
 }
@@ -430,6 +464,26 @@ impl Config {
         if raw.limits.max_series == 0 {
             return Err(invalid("limits.max_series", "must be at least 1"));
         }
+        if raw.executor.timeout.nanos() <= 0 {
+            return Err(invalid("executor.timeout", "must be greater than zero"));
+        }
+        for (strategy, argv) in &raw.executor.templates {
+            let key = format!("executor.templates.{strategy}");
+            if argv.is_empty() || argv[0].trim().is_empty() {
+                return Err(invalid(key, "must start with a program"));
+            }
+            if PLACEHOLDERS.contains(&argv[0].as_str()) {
+                return Err(invalid(key, "the program must not be a placeholder"));
+            }
+            for a in argv {
+                if a.contains('{') && !PLACEHOLDERS.contains(&a.as_str()) {
+                    return Err(invalid(
+                        key,
+                        format!("{a:?}: placeholders are whole arguments, one of {PLACEHOLDERS:?}"),
+                    ));
+                }
+            }
+        }
         if raw.slo.dry_run.is_some() {
             return Err(invalid(
                 "slo.dry_run",
@@ -466,6 +520,7 @@ impl Config {
             audit: raw.audit,
             log: raw.log,
             telemetry: raw.telemetry,
+            executor: raw.executor,
             default_policy: Arc::new(base),
             service_policies,
         })
@@ -811,6 +866,12 @@ mod tests {
         assert!(err("[slo]\ndry_run = true\n").contains("slo.dry_run"));
         assert!(err("[log]\nformat = \"xml\"\n").contains("format"));
         assert!(err("[topics]\ncommands = \"otlp_spans\"\n").contains("topics.commands"));
+        assert!(err("[executor.templates]\ncanary = []\n").contains("executor.templates.canary"));
+        assert!(
+            err("[executor.templates]\nhelm = [\"helm\", \"rollback\", \"x-{service}\"]\n")
+                .contains("whole arguments")
+        );
+        assert!(err("[executor.templates]\nhelm = [\"{service}\"]\n").contains("program"));
     }
 
     #[test]

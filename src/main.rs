@@ -45,6 +45,14 @@ enum Cmd {
     Demo,
     /// Publish a deploy event (from a CI/CD pipeline)
     Announce(Box<AnnounceArgs>),
+    /// The reference executor: run rollback commands with configured templates
+    Execute {
+        #[arg(long)]
+        config: PathBuf,
+        /// Print what would run instead of running it
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the commands topic as JSON lines
     Tail {
         #[arg(long)]
@@ -316,6 +324,21 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Announce(args) => announce(*args),
+        Cmd::Execute { config, dry_run } => {
+            let cfg = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let _telemetry = init_logging(&cfg);
+            let stdout = io::stdout();
+            match rollbackd::kafka::executor::execute(&cfg, dry_run, &mut stdout.lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rollbackd: execute: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Tail {
             config,
             from_beginning,

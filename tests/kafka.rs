@@ -498,3 +498,127 @@ fn two_instances_share_partitions_and_emit_once() {
     assert_eq!(commands_for(&got2, "d-rel-b"), 1, "{logs}");
     assert_eq!(commands_for(&got2, "d-rel-a"), 0);
 }
+
+#[test]
+fn reference_executor_runs_each_rollback_once_and_reports_back() {
+    let _serial = serial();
+    let broker = Broker::start(false);
+    let dir = std::env::temp_dir().join(format!("rollbackd-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("ran.txt");
+    let _ = std::fs::remove_file(&record);
+    let script = dir.join("rollback.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display()),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let cfg = agent_config(
+        &broker,
+        "g-exec",
+        &format!(
+            "[executor]\ntimeout = \"10s\"\n[executor.templates]\ndefault = [\"{}\", \"{{deploy_id}}\", \"{{to_version}}\", \"{{service}}\"]\n",
+            script.display()
+        ),
+    );
+    let agent = Agent::start(&cfg);
+    agent.wait_ready();
+    let mut executor = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["execute", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    started(&cfg, "d-exec", "billing");
+    announce(
+        &cfg,
+        &[
+            "started",
+            "--deploy-id",
+            "d-appr",
+            "--service",
+            "ledger",
+            "--version",
+            "v2",
+            "--previous-version",
+            "v1",
+            "--data-migration",
+            "irreversible",
+        ],
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| traffic(&broker, "ledger", 6.0, 10));
+        traffic(&broker, "billing", 6.0, 10);
+    });
+    let results = wait_topic(&broker, "rollback-results", Duration::from_secs(30), |g| {
+        !g.is_empty()
+    });
+    assert_eq!(results.len(), 1, "{}", agent.log_text());
+    let r = &results[0].payload;
+    assert_eq!(r["deploy_id"], "d-exec");
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["executor"], "rollbackd-executor");
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "d-exec v1 billing\n"
+    );
+    // The approval_required command was left alone.
+    let cmds = read_topic(&broker, "rollback-commands", Duration::from_secs(1));
+    assert!(cmds
+        .iter()
+        .any(|c| c.payload["deploy_id"] == "d-appr" && c.payload["action"] == "approval_required"));
+    // rollbackd retires the deploy and measures time to rollback.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = agent.get("/metrics");
+        if metric(&text, "rollbackd_time_to_rollback_seconds_count") == 1.0 {
+            assert_eq!(
+                metric(&text, r#"rollbackd_results_total{status="succeeded"}"#),
+                1.0
+            );
+            assert_eq!(
+                metric(&text, "rollbackd_active_deploys"),
+                1.0,
+                "d-exec retired, d-appr still watched"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Another executor in a new group reads every command again: the
+    // results topic tells it what already ran, and it runs nothing twice.
+    let _ = executor.kill();
+    let _ = executor.wait();
+    let cfg2 = cfg.with_file_name("config-other-group.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg2,
+        text.replace(
+            "[executor]\n",
+            "[executor]\ngroup_id = \"other-executor\"\n",
+        ),
+    )
+    .unwrap();
+    let mut executor = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["execute", "--config"])
+        .arg(&cfg2)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    let _ = executor.kill();
+    let _ = executor.wait();
+    assert_eq!(std::fs::read_to_string(&record).unwrap().lines().count(), 1);
+    assert_eq!(
+        read_topic(&broker, "rollback-results", Duration::from_secs(1)).len(),
+        1
+    );
+}

@@ -5,6 +5,7 @@
 //! producer side runs on tokio because delivery reports are futures.
 
 pub mod consumer;
+pub mod executor;
 pub mod producer;
 pub mod tools;
 

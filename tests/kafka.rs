@@ -622,3 +622,55 @@ fn reference_executor_runs_each_rollback_once_and_reports_back() {
         1
     );
 }
+
+#[test]
+fn executor_dry_run_prints_and_runs_nothing() {
+    let _serial = serial();
+    let broker = Broker::start(false);
+    let cfg = agent_config(
+        &broker,
+        "g-dry",
+        "[executor.templates]\ndefault = [\"/nonexistent/rollback\", \"{service}\", \"{to_version}\"]\n",
+    );
+    let cmd = serde_json::json!({
+        "schema": "rollbackd.command/v1", "command_id": "c-dry", "action": "rollback", "trigger": "manual",
+        "deploy_id": "d-dry", "release_id": null, "service": "web", "environment": "prod",
+        "from_version": "v2", "to_version": "v1", "strategy": "canary", "labels": {}, "evidence": {},
+        "decided_at": rfc3339_now(), "issued_at": rfc3339_now()
+    });
+    let p = producer(&broker);
+    produce(
+        &p,
+        "rollback-commands",
+        Some("web"),
+        cmd.to_string().as_bytes(),
+    );
+    flush(&p);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["execute", "--dry-run", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("dry run output");
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["command_id"], "c-dry");
+    assert_eq!(
+        v["would_run"],
+        serde_json::json!(["/nonexistent/rollback", "web", "v1"])
+    );
+    assert!(read_topic(&broker, "rollback-results", Duration::from_secs(1)).is_empty());
+}

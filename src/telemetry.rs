@@ -196,6 +196,42 @@ impl Metrics {
         }
     }
 
+    /// Every sample name the agent can export (histograms with their
+    /// `_bucket`, `_sum` and `_count` series): what dashboards and alert
+    /// rules may query.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let plain: [&dyn Collector; 11] = [
+            &self.records,
+            &self.observations,
+            &self.active_deploys,
+            &self.decisions,
+            &self.commands,
+            &self.suppressions,
+            &self.breaker_open,
+            &self.paused,
+            &self.ready,
+            &self.dead_letters,
+            &self.results,
+        ];
+        let mut names: Vec<String> = plain
+            .iter()
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect();
+        for h in [
+            &self.detection_seconds,
+            &self.decision_latency_seconds,
+            &self.time_to_rollback_seconds,
+        ] {
+            for d in h.desc() {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.push(format!("{}{suffix}", d.fq_name));
+                }
+            }
+        }
+        names
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

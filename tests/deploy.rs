@@ -97,3 +97,34 @@ fn kustomizations_list_files_that_exist() {
     }
     assert!(seen >= 7);
 }
+
+/// The rules of the `PrometheusRule` resource, as a plain rules file.
+fn rules_file() -> String {
+    let text =
+        std::fs::read_to_string(deploy_dir().join("kubernetes/base/prometheusrule.yaml")).unwrap();
+    let spec = text.split_once("\nspec:\n").expect("a spec").1;
+    spec.lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let dir = std::env::temp_dir().join(format!("rollbackd-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.yml");
+    std::fs::write(&rules, rules_file()).unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool (Debian package prometheus; scripts/deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 rules found"));
+}

@@ -378,8 +378,8 @@ fn broker_restart_is_survived_without_loss_or_duplicates() {
     assert_eq!(agent.get("/readyz").0, 503);
     assert_eq!(agent.get("/healthz").0, 200, "alive, though not ready");
     std::thread::sleep(Duration::from_secs(2));
-    broker.restart();
     let readies = agent.count_log("rollbackd ready");
+    broker.restart();
     let deadline = Instant::now() + Duration::from_secs(60);
     while agent.count_log("rollbackd ready") == readies && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

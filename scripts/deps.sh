@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-# prometheus: its promtool checks the alert rules in deploy/.
-for pkg in build-essential perl pkg-config zlib1g-dev libssl-dev python3 prometheus; do
+# prometheus: its promtool checks the alert rules in deploy/; prometheus-alertmanager:
+# a real Alertmanager delivers webhooks in the tests.
+for pkg in build-essential perl pkg-config zlib1g-dev libssl-dev python3 prometheus prometheus-alertmanager; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

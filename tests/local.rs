@@ -287,3 +287,128 @@ fn own_spans_are_exported_over_otlp_when_configured() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Alertmanager (Debian's `prometheus-alertmanager`, installed by
+/// scripts/deps.sh) routes a critical alert to rollbackd's webhook with a
+/// bearer token; it re-sends, and rollbackd emits one command.
+#[test]
+fn real_alertmanager_triggers_one_rollback() {
+    let am_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cluster_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!(
+        "rollbackd-am-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    // rollbackd with a webhook token.
+    let cfg = dir.join("rollbackd.toml");
+    std::fs::write(&cfg, "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("ROLLBACKD_WEBHOOK_TOKEN", "am-secret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut err = BufReader::new(agent.stderr.take().unwrap());
+    let addr = loop {
+        let mut l = String::new();
+        assert!(err.read_line(&mut l).unwrap() > 0, "rollbackd exited");
+        if let Some(a) = l.split("addr=").nth(1) {
+            break a.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in err.lines() {});
+    let ev = json!({"type": "deploy.started", "deploy_id": "d-am", "service": "auth", "version": "v12",
+                    "previous_version": "v11", "at": rfc3339_now()});
+    let (code, _) = http(
+        &addr,
+        "POST",
+        "/v1/deploy-events",
+        &[("Authorization", "Bearer am-secret")],
+        ev.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200);
+    // Alertmanager routing critical alerts to it, re-sending every second.
+    std::fs::write(dir.join("token"), "am-secret").unwrap();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: rollbackd\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1s\nreceivers:\n  - name: rollbackd\n    webhook_configs:\n      - url: http://{addr}/v1/alerts/alertmanager\n        http_config:\n          authorization:\n            credentials_file: {}\n",
+            dir.join("token").display()
+        ),
+    )
+    .unwrap();
+    let mut am = Command::new("prometheus-alertmanager")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg(format!("--cluster.listen-address=127.0.0.1:{cluster_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager (Debian package; scripts/deps.sh installs it)");
+    let am_addr = format!("127.0.0.1:{am_port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&am_addr).is_err()
+        || http(&am_addr, "GET", "/-/ready", &[], b"").0 != 200
+    {
+        assert!(Instant::now() < deadline, "alertmanager did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let alerts = json!([{"labels": {"alertname": "HighErrorRate", "service": "auth", "severity": "critical"},
+                         "annotations": {"summary": "errors"}, "startsAt": rfc3339_now()}]);
+    let (code, body) = http(
+        &am_addr,
+        "POST",
+        "/api/v2/alerts",
+        &[("Content-Type", "application/json")],
+        alerts.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a command from the alert");
+    let c: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (c["deploy_id"].as_str(), c["trigger"].as_str()),
+        (Some("d-am"), Some("alert"))
+    );
+    // Alertmanager keeps re-sending (repeat_interval 1s): still one command.
+    assert!(
+        rx.recv_timeout(Duration::from_secs(4)).is_err(),
+        "a second command"
+    );
+    let (_, text) = http(&addr, "GET", "/metrics", &[], b"");
+    assert!(
+        metric(
+            &text,
+            r#"rollbackd_records_total{outcome="ok",source="alertmanager"}"#
+        ) >= 1.0,
+        "{text}"
+    );
+    let _ = am.kill();
+    let _ = am.wait();
+    let _ = agent.kill();
+    let _ = agent.wait();
+}

@@ -412,3 +412,91 @@ fn real_alertmanager_triggers_one_rollback() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+/// Debian's `prometheus` scrapes rollbackd's /metrics and evaluates the
+/// alert rules shipped in deploy/.
+#[test]
+fn real_prometheus_scrapes_and_evaluates_the_rules() {
+    let l = start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!(
+        "rollbackd-prom-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The PrometheusRule's spec is a plain rules file, de-indented.
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/base/prometheusrule.yaml"
+    ))
+    .unwrap();
+    let rules: String = crd
+        .split_once("\nspec:\n")
+        .unwrap()
+        .1
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l).to_string() + "\n")
+        .collect();
+    std::fs::write(dir.join("rules.yml"), rules).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\nscrape_configs:\n  - job_name: rollbackd\n    static_configs:\n      - targets: [\"{}\"]\n",
+            dir.join("rules.yml").display(),
+            l.addr
+        ),
+    )
+    .unwrap();
+    let mut prom = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package; scripts/deps.sh installs it)");
+    let prom_addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut up, mut evaluated) = (false, false);
+    while Instant::now() < deadline && !(up && evaluated) {
+        std::thread::sleep(Duration::from_millis(500));
+        if std::net::TcpStream::connect(&prom_addr).is_err() {
+            continue;
+        }
+        let (_, targets) = http(&prom_addr, "GET", "/api/v1/targets", &[], b"");
+        up = targets.contains("\"health\":\"up\"");
+        let (_, rules) = http(&prom_addr, "GET", "/api/v1/rules", &[], b"");
+        // (The body may come chunked: count rather than parse.)
+        evaluated = rules.matches("\"health\":\"ok\"").count() == 5
+            && rules.matches("\"lastEvaluation\"").count() >= 5;
+        // The readiness rule has data to work on once scraped.
+        if up {
+            let (_, q) = http(
+                &prom_addr,
+                "GET",
+                "/api/v1/query?query=rollbackd_ready",
+                &[],
+                b"",
+            );
+            evaluated &= q.contains("\"1\"");
+        }
+    }
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(up, "prometheus never scraped rollbackd");
+    assert!(
+        evaluated,
+        "the rules from deploy/ were not evaluated healthily"
+    );
+}

@@ -71,17 +71,7 @@ fn load(c: &mut Criterion) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut l = String::new();
-        if err.read_line(&mut l).unwrap() == 0 {
-            panic!("rollbackd exited");
-        }
-        if let Some(a) = l.split("addr=").nth(1) {
-            break a.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in err.lines() {});
+    let addr = support::http_addr_from_stderr(&mut child);
     for (id, svc) in [("d-a", "svc-a"), ("d-b", "svc-b")] {
         let ev = format!(
             r#"{{"type":"deploy.started","deploy_id":"{id}","service":"{svc}","version":"v2","previous_version":"v1","at":"{}"}}"#,

@@ -68,17 +68,7 @@ fn bad_canary_gets_one_command_and_healthy_none() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let tail_out = tail.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(tail_out)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stdout_lines(&mut tail);
     std::thread::sleep(Duration::from_secs(1));
     started(&cfg, "d-bad", "checkout");
     started(&cfg, "d-good", "search");
@@ -653,14 +643,7 @@ fn executor_dry_run_prints_and_runs_nothing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let line = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("dry run output");

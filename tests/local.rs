@@ -3,13 +3,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{http, metric, rfc3339_now, spans_proto};
+use support::{http, http_addr_from_stderr, metric, rfc3339_now, spans_proto, stdout_lines};
 
 struct Local {
     child: std::process::Child,
@@ -49,25 +49,8 @@ fn start() -> Local {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let (atx, arx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            if let Some(a) = l.split("addr=").nth(1) {
-                let _ = atx.send(a.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = arx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("http listening");
+    let rx = stdout_lines(&mut child);
+    let addr = http_addr_from_stderr(&mut child);
     Local {
         child,
         addr,
@@ -256,15 +239,7 @@ fn own_spans_are_exported_over_otlp_when_configured() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut l = String::new();
-        assert!(err.read_line(&mut l).unwrap() > 0, "exited");
-        if let Some(a) = l.split("addr=").nth(1) {
-            break a.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in err.lines() {});
+    let addr = http_addr_from_stderr(&mut child);
     for i in 0..5 {
         started(&addr, &format!("d-otel-{i}"), "svc");
     }
@@ -320,22 +295,8 @@ fn real_alertmanager_triggers_one_rollback() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let out = agent.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let mut err = BufReader::new(agent.stderr.take().unwrap());
-    let addr = loop {
-        let mut l = String::new();
-        assert!(err.read_line(&mut l).unwrap() > 0, "rollbackd exited");
-        if let Some(a) = l.split("addr=").nth(1) {
-            break a.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in err.lines() {});
+    let rx = stdout_lines(&mut agent);
+    let addr = http_addr_from_stderr(&mut agent);
     let ev = json!({"type": "deploy.started", "deploy_id": "d-am", "service": "auth", "version": "v12",
                     "previous_version": "v11", "at": rfc3339_now()});
     let (code, _) = http(

@@ -340,6 +340,36 @@ impl Agent {
     }
 }
 
+/// The lines a child writes on stdout, as they come (its stdout must be piped).
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+/// Reads a `rollbackd run` child's stderr (piped) until it logs the HTTP
+/// address it bound; the rest of its stderr is drained in the background.
+pub fn http_addr_from_stderr(child: &mut Child) -> String {
+    let mut err = BufReader::new(child.stderr.take().expect("stderr piped"));
+    let addr = loop {
+        let mut l = String::new();
+        assert!(
+            err.read_line(&mut l).unwrap() > 0,
+            "rollbackd exited before listening"
+        );
+        if let Some(a) = l.split("addr=").nth(1) {
+            break a.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in err.lines() {});
+    addr
+}
+
 /// A minimal HTTP/1.1 request: (status, body).
 pub fn http(
     addr: &str,

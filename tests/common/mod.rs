@@ -80,6 +80,18 @@ impl Stream {
     }
 }
 
+/// Spreads a rate evenly: adds `rate` to the accumulator and says whether
+/// a whole event is due.
+fn take(acc: &mut f64, rate: f64) -> bool {
+    *acc += rate;
+    if *acc >= 1.0 {
+        *acc -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 pub enum Encoding {
     Json,
@@ -219,16 +231,8 @@ impl Fixture {
                 let mut spans = Vec::new();
                 for i in 0..n {
                     let end = t - step + step * (i as f64 + 0.5) / n as f64;
-                    s.err_acc += s.error;
-                    let err = s.err_acc >= 1.0;
-                    if err {
-                        s.err_acc -= 1.0;
-                    }
-                    s.slow_acc += s.slow;
-                    let slow = s.slow_acc >= 1.0;
-                    if slow {
-                        s.slow_acc -= 1.0;
-                    }
+                    let err = take(&mut s.err_acc, s.error);
+                    let slow = take(&mut s.slow_acc, s.slow);
                     let dur = if slow { 1.2 } else { 0.04 };
                     spans.push((end, dur, err));
                 }
@@ -260,16 +264,8 @@ impl Fixture {
                 let n = s.req_acc.floor() as usize;
                 s.req_acc -= n as f64;
                 for _ in 0..n {
-                    s.err_acc += s.error;
-                    let err = s.err_acc >= 1.0;
-                    if err {
-                        s.err_acc -= 1.0;
-                    }
-                    s.slow_acc += s.slow;
-                    let slow = s.slow_acc >= 1.0;
-                    if slow {
-                        s.slow_acc -= 1.0;
-                    }
+                    let err = take(&mut s.err_acc, s.error);
+                    let slow = take(&mut s.slow_acc, s.slow);
                     let bucket = if slow { 9 } else { 3 }; // (0.75,1] or (0.025,0.05]
                     if err {
                         cum_err[bucket] += 1;

@@ -26,6 +26,10 @@ impl Drop for Local {
 }
 
 fn start() -> Local {
+    start_with_env(&[])
+}
+
+fn start_with_env(env: &[(&str, &str)]) -> Local {
     let dir = std::env::temp_dir().join(format!(
         "rollbackd-local-{}-{}",
         std::process::id(),
@@ -45,6 +49,7 @@ fn start() -> Local {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
         .args(["run", "--config"])
         .arg(&cfg)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -74,7 +79,11 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn started(addr: &str, id: &str, service: &str) {
-    let ev = json!({"type": "deploy.started", "deploy_id": id, "service": service, "version": "v2", "previous_version": "v1", "at": rfc3339_now()});
+    started_in(addr, id, service, "default");
+}
+
+fn started_in(addr: &str, id: &str, service: &str, environment: &str) {
+    let ev = json!({"type": "deploy.started", "deploy_id": id, "service": service, "version": "v2", "previous_version": "v1", "environment": environment, "at": rfc3339_now()});
     let (code, body) = http(
         addr,
         "POST",
@@ -459,5 +468,99 @@ fn real_prometheus_scrapes_and_evaluates_the_rules() {
     assert!(
         evaluated,
         "the rules from deploy/ were not evaluated healthily"
+    );
+}
+
+/// The official OpenTelemetry Python SDK (tests/python/otel_canary.py, in the
+/// virtualenv scripts/deps.sh makes) exports spans and
+/// `http.server.request.duration` histograms over OTLP/HTTP: the canaries
+/// that fail or are slow are rolled back, the healthy one is left alone.
+#[test]
+fn opentelemetry_python_sdk_canaries() {
+    let l = start_with_env(&[("ROLLBACKD_ADMIN_TOKEN", "admin")]);
+    for svc in ["checkout", "payments", "cart", "search"] {
+        started_in(&l.addr, &format!("d-{svc}"), svc, "prod");
+    }
+    let out = Command::new(support::venv_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/otel_canary.py"
+        ))
+        .args(["--endpoint", &format!("http://{}", l.addr)])
+        .args(["--seconds", "8", "--environment", "prod"])
+        // Errors, seen in both spans and histograms (histograms win).
+        .args(["--service", "checkout:spans,metrics:errors"])
+        // Slow requests, seen only in cumulative histogram buckets.
+        .args(["--service", "payments:metrics:slow"])
+        // Errors, seen only in spans.
+        .args(["--service", "cart:spans:errors"])
+        .args(["--service", "search:spans,metrics:healthy"])
+        .output()
+        .expect("the Python virtualenv (scripts/deps.sh makes it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut commands = std::collections::BTreeMap::new();
+    while let Ok(line) = l.stdout.recv_timeout(Duration::from_secs(3)) {
+        let c: Value = serde_json::from_str(&line).unwrap();
+        let id = c["deploy_id"].as_str().unwrap().to_string();
+        assert!(commands.insert(id, c).is_none(), "one command per deploy");
+    }
+    assert_eq!(
+        commands.keys().collect::<Vec<_>>(),
+        ["d-cart", "d-checkout", "d-payments"],
+        "{commands:#?}"
+    );
+    let evidence = |id: &str| {
+        let e = &commands[id]["evidence"];
+        (e["sli"].as_str().unwrap(), e["source"].as_str().unwrap())
+    };
+    assert_eq!(evidence("d-checkout"), ("errors", "metrics"));
+    assert_eq!(evidence("d-payments"), ("latency", "metrics"));
+    assert_eq!(evidence("d-cart"), ("errors", "spans"));
+    for c in commands.values() {
+        assert_eq!(c["action"], "rollback");
+        assert_eq!(c["to_version"], "v1");
+        assert_eq!(c["environment"], "prod");
+    }
+    // The healthy canary was measured (not just unseen) and judged healthy.
+    let (code, body) = http(
+        &l.addr,
+        "GET",
+        "/v1/deploys/d-search",
+        &[("Authorization", "Bearer admin")],
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    let d: Value = serde_json::from_str(&body).unwrap();
+    assert!(d["command_id"].is_null(), "{d}");
+    assert_eq!(d["evaluation"]["verdict"], "healthy", "{d}");
+    let pair = &d["evaluation"]["pairs"][0];
+    assert!(
+        pair["candidate_long"]["requests"].as_u64().unwrap() >= 400,
+        "{d}"
+    );
+    assert!(
+        pair["baseline_long"]["requests"].as_u64().unwrap() >= 400,
+        "{d}"
+    );
+    let (_, text) = http(&l.addr, "GET", "/metrics", &[], b"");
+    assert!(
+        !text.contains(r#"outcome="unmatched""#) && !text.contains(r#"outcome="malformed""#),
+        "every SDK export decoded and matched a deploy:\n{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            r#"rollbackd_records_total{outcome="ok",source="otlp_spans"}"#
+        ) > 0.0
+    );
+    assert!(
+        metric(
+            &text,
+            r#"rollbackd_records_total{outcome="ok",source="otlp_metrics"}"#
+        ) > 0.0
     );
 }

@@ -40,13 +40,28 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where scripts/deps.sh installs tansu and the Python virtualenv.
+fn tools() -> PathBuf {
+    std::env::var("ROLLBACKD_TOOLS")
+        .unwrap_or_else(|_| "/var/tmp/rollbackd-tools".into())
+        .into()
+}
+
+/// The Python with the OpenTelemetry SDK and PyYAML (tests/python/requirements.txt).
+pub fn venv_python() -> PathBuf {
+    let p = tools().join("venv/bin/python");
+    assert!(
+        p.exists(),
+        "the Python virtualenv is missing: run scripts/deps.sh (the test command does)"
+    );
+    p
+}
+
 pub fn tansu() -> PathBuf {
     if let Ok(p) = std::env::var("ROLLBACKD_TANSU") {
         return PathBuf::from(p);
     }
-    let tools =
-        std::env::var("ROLLBACKD_TOOLS").unwrap_or_else(|_| "/var/tmp/rollbackd-tools".into());
-    let p = Path::new(&tools).join("bin/tansu");
+    let p = tools().join("bin/tansu");
     if p.exists() {
         return p;
     }

@@ -1,6 +1,8 @@
 //! Checks on `deploy/`: every metric the dashboard and the alert rules query
 //! is one rollbackd exports, the in-cluster config is valid, the dashboard
-//! is JSON, and every kustomization lists files that exist.
+//! is JSON, the rules pass `promtool`, and scripts/check-manifests.py (YAML
+//! parses, kustomizations build, the objects fit together) passes — and
+//! fails on broken copies.
 
 use std::path::{Path, PathBuf};
 
@@ -69,33 +71,101 @@ fn dashboard_is_json_and_config_is_valid() {
     rollbackd::config::Config::load(&deploy_dir().join("kubernetes/base/rollbackd.toml")).unwrap();
 }
 
+/// scripts/check-manifests.py, with the test virtualenv's PyYAML.
+fn check_manifests(args: &[&str]) -> (bool, String) {
+    let python = Path::new(
+        &std::env::var("ROLLBACKD_TOOLS").unwrap_or_else(|_| "/var/tmp/rollbackd-tools".into()),
+    )
+    .join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "the Python virtualenv is missing: run scripts/deps.sh (the test command does)"
+    );
+    let out = std::process::Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-manifests.py"))
+        .args(["--rollbackd", env!("CARGO_BIN_EXE_rollbackd")])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 #[test]
-fn kustomizations_list_files_that_exist() {
-    let mut all = Vec::new();
-    files(&deploy_dir().join("kubernetes"), &mut all);
-    let mut seen = 0;
-    for k in all
-        .iter()
-        .filter(|f| f.file_name().is_some_and(|n| n == "kustomization.yaml"))
-    {
-        let dir = k.parent().unwrap();
-        let text = std::fs::read_to_string(k).unwrap();
-        for line in text.lines() {
-            let item = line.trim().strip_prefix("- ").unwrap_or("");
-            let item = item.trim();
-            if item.ends_with(".yaml") || item.ends_with(".toml") || item.starts_with("../") {
-                let p = dir.join(item.trim_start_matches("path: "));
-                assert!(
-                    p.exists(),
-                    "{}: {} does not exist",
-                    k.display(),
-                    p.display()
-                );
-                seen += 1;
-            }
+fn manifests_build_and_fit_together() {
+    // kubectl kustomize where kubectl is installed, and the structural build.
+    let (ok, text) = check_manifests(&[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("manifests OK"), "{text}");
+    // The structural build alone, as on a machine without kubectl.
+    let (ok, text) = check_manifests(&["--no-kubectl"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("deploy/kubernetes/daemonset: structural build"),
+        "{text}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
         }
     }
-    assert!(seen >= 7);
+}
+
+#[test]
+fn manifest_check_finds_broken_manifests() {
+    let breakages: [(&str, &str, &str, &str); 4] = [
+        (
+            "kubernetes/base/deployment.yaml",
+            "path: /readyz",
+            "path: /ready",
+            "readinessProbe path /ready, want /readyz",
+        ),
+        (
+            "kubernetes/base/kustomization.yaml",
+            "  - pdb.yaml\n",
+            "  - pdb.yaml\n  - missing.yaml\n",
+            "resource missing.yaml does not exist",
+        ),
+        (
+            "kubernetes/base/rollbackd.toml",
+            "0.0.0.0:9464",
+            "127.0.0.1:9464",
+            "is loopback; kubelet probes the pod IP",
+        ),
+        (
+            "otel-collector/collector.yaml",
+            "topic: otlp_spans",
+            "topic: spans",
+            "traces topic spans is not rollbackd's otlp_spans",
+        ),
+    ];
+    for (i, (file, from, to, want)) in breakages.iter().enumerate() {
+        let dir = std::env::temp_dir()
+            .join(format!("rollbackd-manifests-{}-{i}", std::process::id()))
+            .join("deploy");
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_dir(&deploy_dir(), &dir);
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let (ok, out) = check_manifests(&["--no-kubectl", "--deploy", dir.to_str().unwrap()]);
+        assert!(!ok, "{file}: {from:?} -> {to:?} passed:\n{out}");
+        assert!(out.contains(want), "{file}: want {want:?} in:\n{out}");
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
 }
 
 /// The rules of the `PrometheusRule` resource, as a plain rules file.

@@ -260,10 +260,15 @@ def check_pod(where, owner, labels, spec, objs, rollbackd):
     all_ports = {
         p.get("name"): p["containerPort"] for c in containers.values() for p in c.get("ports", [])
     }
-    c = containers.get("rollbackd")
+    c = containers.get("rollbackd") or containers.get("executor")
     if c is None:
-        problem(where, f"{name}: no container named rollbackd")
+        problem(where, f"{name}: no container named rollbackd or executor")
         return
+    # The reference executor (`rollbackd execute`) serves no HTTP: no probes.
+    executor = (c.get("args") or [""])[0] == "execute"
+    sa = spec.get("serviceAccountName")
+    if sa and not find(objs, "ServiceAccount", sa):
+        problem(where, f"{name}: serviceAccountName {sa} is not defined")
     pod_sc = spec.get("securityContext", {}) or {}
     c_sc = c.get("securityContext", {}) or {}
     if not (c_sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))):
@@ -299,9 +304,12 @@ def check_pod(where, owner, labels, spec, objs, rollbackd):
             listen = cfg.get("http", {}).get("listen", "127.0.0.1:9464")
             host, _, port = listen.rpartition(":")
             listen_port = int(port)
-            if host.startswith("127.") or host in ("localhost", "[::1]"):
+            if not executor and (host.startswith("127.") or host in ("localhost", "[::1]")):
                 problem(where, f"{name}: http.listen {listen} is loopback; kubelet probes the pod IP")
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            if executor and not cfg.get("executor", {}).get("templates"):
+                problem(where, f"{name}: the executor's config has no [executor.templates]")
+    probes = () if executor else (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"))
+    for probe, path in probes:
         get = (c.get(probe) or {}).get("httpGet")
         if not get:
             problem(where, f"{name}: no {probe} httpGet")
@@ -361,6 +369,15 @@ def check_set(where, objs, rollbackd):
                 problem(where, f"PodDisruptionBudget/{name}: selector {sel} selects no pod")
             if any(w["kind"] == "DaemonSet" for w in owners):
                 problem(where, f"PodDisruptionBudget/{name}: selects DaemonSet pods, which drains do not evict")
+        elif kind == "ClusterRoleBinding":
+            for sub in o.get("subjects", []):
+                if sub.get("kind") == "ServiceAccount":
+                    sa = find(objs, "ServiceAccount", sub.get("name"))
+                    if not sa or sa["metadata"].get("namespace") != sub.get("namespace"):
+                        problem(where, f"ClusterRoleBinding/{name}: subject {sub} is not a ServiceAccount here")
+            ref = o.get("roleRef", {})
+            if not find(objs, ref.get("kind"), ref.get("name")):
+                problem(where, f"ClusterRoleBinding/{name}: roleRef {ref} is not defined here")
         elif kind == "PrometheusRule":
             rules = [r for g in spec.get("groups", []) for r in g.get("rules", [])]
             if not rules:

@@ -198,3 +198,68 @@ fn alert_rules_pass_promtool() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("5 rules found"));
 }
+
+/// The Dockerfile's build stage copies everything `cargo build --bin
+/// rollbackd` reads: the manifest, the sources, what they `include_str!`,
+/// and the declared bench targets (Cargo checks they exist).
+#[test]
+fn dockerfile_copies_what_the_build_reads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docker = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    // The text between the first `FROM` (the build stage) and the next.
+    let build_stage = docker.split("\nFROM ").nth(1).unwrap();
+    let copied: Vec<String> = build_stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[..parts.len() - 1]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let covered = |rel: &Path| copied.iter().any(|c| rel.starts_with(c));
+    let mut needed = vec![PathBuf::from("Cargo.toml"), PathBuf::from("Cargo.lock")];
+    let mut sources = Vec::new();
+    files(&root.join("src"), &mut sources);
+    for f in sources {
+        let rel = f.strip_prefix(root).unwrap().to_path_buf();
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, _) in text.match_indices("include_str!(\"") {
+            let arg = &text[i + "include_str!(\"".len()..];
+            let arg = &arg[..arg.find('"').unwrap()];
+            let mut p = rel.parent().unwrap().to_path_buf();
+            for part in Path::new(arg).components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        p.pop();
+                    }
+                    c => p.push(c),
+                }
+            }
+            needed.push(p);
+        }
+        needed.push(rel);
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    for line in manifest.lines() {
+        if let Some(name) = line
+            .strip_prefix("name = \"")
+            .and_then(|n| n.strip_suffix('"'))
+        {
+            if root.join("benches").join(format!("{name}.rs")).exists() {
+                needed.push(PathBuf::from(format!("benches/{name}.rs")));
+            }
+        }
+    }
+    assert!(root.join("build.rs").exists() == covered(Path::new("build.rs")));
+    for n in &needed {
+        assert!(
+            covered(n),
+            "deploy/Dockerfile does not copy {} (copies {copied:?})",
+            n.display()
+        );
+    }
+    assert!(needed.len() > 20);
+}

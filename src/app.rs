@@ -86,6 +86,21 @@ impl Agent {
     pub fn refresh_gauges(&self) {
         if let Ok(e) = self.engine.read() {
             self.metrics.active_deploys.set(e.active_deploys() as i64);
+            let summary = e.burn_summary();
+            self.metrics.deploys_by_state.reset();
+            for (state, n) in summary.states {
+                self.metrics
+                    .deploys_by_state
+                    .with_label_values(&[state])
+                    .set(n as i64);
+            }
+            self.metrics.burn_rate_max.reset();
+            for ((sli, window), burn) in summary.max_burn {
+                self.metrics
+                    .burn_rate_max
+                    .with_label_values(&[sli, window.as_str()])
+                    .set(burn);
+            }
             self.metrics.breaker_open.set(i64::from(e.breaker_open()));
             self.metrics.paused.set(i64::from(e.paused()));
         }
@@ -430,6 +445,9 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
         if last_settle.elapsed() > Duration::from_millis(200) {
             consumer.settle_empty();
             last_settle = Instant::now();
+            if let Some(lag) = consumer.lag() {
+                agent.metrics.consumer_lag.set(lag);
+            }
             // Until the group assignment arrives and every partition is read
             // back, decisions wait: a window with half its history decides
             // differently.
@@ -658,6 +676,8 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         Duration::from_nanos(config.longest_window().nanos().max(0) as u64),
         agent.publisher.state.first_claimer.clone(),
     )?;
+    // Unknown until librdkafka's first statistics (every 5 s).
+    agent.metrics.consumer_lag.set(-1);
     let telemetry_thread = {
         let agent = agent.clone();
         thread::Builder::new()

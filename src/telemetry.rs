@@ -5,8 +5,8 @@
 //! labels — they are in the logs and the audit records.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::model::{AuditRecord, Command};
@@ -17,12 +17,15 @@ pub struct Metrics {
     pub records: IntCounterVec,
     pub observations: IntCounter,
     pub active_deploys: IntGauge,
+    pub deploys_by_state: IntGaugeVec,
+    pub burn_rate_max: GaugeVec,
     pub decisions: IntCounterVec,
     pub commands: IntCounterVec,
     pub suppressions: IntCounterVec,
     pub breaker_open: IntGauge,
     pub paused: IntGauge,
     pub ready: IntGauge,
+    pub consumer_lag: IntGauge,
     pub dead_letters: IntCounter,
     pub results: IntCounterVec,
     pub detection_seconds: Histogram,
@@ -48,6 +51,20 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
         IntCounter::with_opts(Opts::new(name, help).namespace("rollbackd")).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     c
+}
+
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help).namespace("rollbackd"), labels)
+        .expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g =
+        GaugeVec::new(Opts::new(name, help).namespace("rollbackd"), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -84,6 +101,18 @@ impl Metrics {
                 "Request observations added to deploy windows.",
             ),
             active_deploys: gauge(&r, "active_deploys", "Deploys being watched."),
+            deploys_by_state: int_gauge_vec(
+                &r,
+                "deploys",
+                "Active deploys by state: commanded, awaiting_approval, or the latest verdict (pending: not evaluated yet).",
+                &["state"],
+            ),
+            burn_rate_max: gauge_vec(
+                &r,
+                "burn_rate_max",
+                "The highest long-window burn rate across active deploys, per SLI and window pair (short/long).",
+                &["sli", "window"],
+            ),
             decisions: counter_vec(
                 &r,
                 "decisions_total",
@@ -108,6 +137,11 @@ impl Metrics {
                 &r,
                 "ready",
                 "1 while the agent is ready (recovered, broker reachable, commands flowing).",
+            ),
+            consumer_lag: gauge(
+                &r,
+                "consumer_lag_records",
+                "Telemetry records on this instance's partitions not yet applied (high watermark minus applied offset; -1 until known).",
             ),
             dead_letters: counter(
                 &r,
@@ -201,16 +235,19 @@ impl Metrics {
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let plain: [&dyn Collector; 11] = [
+        let plain: [&dyn Collector; 14] = [
             &self.records,
             &self.observations,
             &self.active_deploys,
+            &self.deploys_by_state,
+            &self.burn_rate_max,
             &self.decisions,
             &self.commands,
             &self.suppressions,
             &self.breaker_open,
             &self.paused,
             &self.ready,
+            &self.consumer_lag,
             &self.dead_letters,
             &self.results,
         ];

@@ -196,7 +196,7 @@ fn alert_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("5 rules found"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("6 rules found"));
 }
 
 /// The Dockerfile's build stage copies everything `cargo build --bin

@@ -147,6 +147,32 @@ fn bad_canary_gets_one_command_and_healthy_none() {
         1.0
     );
     assert_eq!(metric(&text, "rollbackd_detection_seconds_count"), 1.0);
+    // The on-call summary: states of the active deploys, the worst burn.
+    assert_eq!(
+        metric(&text, r#"rollbackd_deploys{state="commanded"}"#),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, r#"rollbackd_deploys{state="healthy"}"#), 1.0);
+    assert!(
+        metric(
+            &text,
+            r#"rollbackd_burn_rate_max{sli="errors",window="5s/20s"}"#
+        ) > 14.4,
+        "{text}"
+    );
+    // Consumer lag, from librdkafka's statistics (every 5 s): drained to 0.
+    // (-1 until the first statistics.)
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    let lag = loop {
+        let (_, text) = agent.get("/metrics");
+        let lag = metric(&text, "rollbackd_consumer_lag_records");
+        if lag == 0.0 || std::time::Instant::now() > until {
+            break lag;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(lag, 0.0);
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -448,8 +448,8 @@ fn real_prometheus_scrapes_and_evaluates_the_rules() {
         up = targets.contains("\"health\":\"up\"");
         let (_, rules) = http(&prom_addr, "GET", "/api/v1/rules", &[], b"");
         // (The body may come chunked: count rather than parse.)
-        evaluated = rules.matches("\"health\":\"ok\"").count() == 5
-            && rules.matches("\"lastEvaluation\"").count() >= 5;
+        evaluated = rules.matches("\"health\":\"ok\"").count() == 6
+            && rules.matches("\"lastEvaluation\"").count() >= 6;
         // The readiness rule has data to work on once scraped.
         if up {
             let (_, q) = http(

@@ -90,6 +90,13 @@ pub enum ManualError {
 }
 
 /// A deploy as the admin API and the demo show it.
+/// See [`Engine::burn_summary`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BurnSummary {
+    pub states: std::collections::BTreeMap<&'static str, usize>,
+    pub max_burn: std::collections::BTreeMap<(&'static str, String), f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployView {
     pub deploy_id: String,
@@ -172,6 +179,35 @@ impl Engine {
 
     pub fn active_deploys(&self) -> usize {
         self.registry.len()
+    }
+
+    /// The on-call summary of the active deploys, keyed by bounded values
+    /// only: how many are in each state — `commanded` (a rollback command
+    /// was emitted), `awaiting_approval` (an approval_required command was),
+    /// `pending` (not evaluated yet), else the latest verdict — and the
+    /// highest long-window burn rate per SLI and window pair (`"1m/5m"`).
+    pub fn burn_summary(&self) -> BurnSummary {
+        let mut summary = BurnSummary::default();
+        for d in self.registry.iter() {
+            let state = match (&d.decided, &d.last_eval) {
+                (Some((_, Action::ApprovalRequired)), _) => "awaiting_approval",
+                (Some(_), _) => "commanded",
+                (None, Some(ev)) => ev.verdict.as_str(),
+                (None, None) => "pending",
+            };
+            *summary.states.entry(state).or_default() += 1;
+            let Some(ev) = &d.last_eval else {
+                continue;
+            };
+            for p in &ev.pairs {
+                let key = (p.sli.as_str(), format!("{}/{}", p.short, p.long));
+                let max = summary.max_burn.entry(key).or_insert(0.0);
+                if p.burn_long.is_finite() && p.burn_long > *max {
+                    *max = p.burn_long;
+                }
+            }
+        }
+        summary
     }
 
     pub fn paused(&self) -> bool {
@@ -468,12 +504,12 @@ impl Engine {
             let verdict = ev.verdict;
             let evidence = ev.decisive_pair().map(|p| p.evidence());
             let decided = d.decided.is_some();
-            let audited = d.audited_verdict;
+            let audited = d.previous_verdict;
             let service = d.info.service.clone();
             if let Some(d) = self.registry.get_mut(&id) {
                 d.next_eval = next_eval;
                 d.last_eval = Some(ev);
-                d.audited_verdict = Some(verdict);
+                d.previous_verdict = Some(verdict);
                 if verdict != Verdict::Rollback && !self.pending_alerts.contains_key(&id) {
                     d.audited_suppression = None;
                 }

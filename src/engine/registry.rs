@@ -40,7 +40,7 @@ pub struct Deploy {
     pub decided: Option<(String, Action)>,
     /// The previous evaluation's verdict: a verdict is audited when it
     /// changes to or from rollback / not_attributable, not every evaluation.
-    pub audited_verdict: Option<Verdict>,
+    pub previous_verdict: Option<Verdict>,
     /// The last suppression reason audited, for the same reason.
     pub audited_suppression: Option<String>,
     pub next_eval: Timestamp,
@@ -141,7 +141,7 @@ impl Registry {
                 policy,
                 completed_at: None,
                 decided: None,
-                audited_verdict: None,
+                previous_verdict: None,
                 audited_suppression: None,
                 next_eval: now,
                 touched: AtomicBool::new(false),

@@ -166,9 +166,24 @@ pub struct RewindContext {
     /// Set while this instance holds partition 0 of the first topic.
     first: std::sync::Arc<std::sync::atomic::AtomicBool>,
     first_topic: String,
+    /// Records not yet applied on the assigned partitions (-1: unknown).
+    lag: std::sync::atomic::AtomicI64,
 }
 
-impl ClientContext for RewindContext {}
+impl ClientContext for RewindContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        // Assigned partitions report their lag; others (and the internal
+        // partition -1) report -1.
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag_stored >= 0)
+            .map(|p| p.consumer_lag_stored)
+            .sum();
+        self.lag.store(lag, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 impl ConsumerContext for RewindContext {
     fn rebalance(
@@ -290,6 +305,7 @@ impl TelemetryConsumer {
             applied: Mutex::new(HashMap::new()),
             catch_up: Mutex::new(HashMap::new()),
             assigned_once: std::sync::atomic::AtomicBool::new(false),
+            lag: std::sync::atomic::AtomicI64::new(-1),
         };
         let consumer: BaseConsumer<RewindContext> = client_config(
             k,
@@ -301,6 +317,7 @@ impl TelemetryConsumer {
                 ("auto.offset.reset", "earliest"),
                 ("fetch.wait.max.ms", "20"),
                 ("partition.assignment.strategy", "range"),
+                ("statistics.interval.ms", "5000"),
             ],
         )
         .create_with_context(ctx)?;
@@ -374,6 +391,18 @@ impl TelemetryConsumer {
                 }
             }
         }
+    }
+
+    /// Records on the assigned partitions not yet applied (high watermark
+    /// minus the stored offset), from librdkafka's latest statistics; `None`
+    /// until the first statistics arrive.
+    pub fn lag(&self) -> Option<i64> {
+        let lag = self
+            .consumer
+            .context()
+            .lag
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (lag >= 0).then_some(lag)
     }
 
     pub fn commit(&self) -> KafkaResult<()> {

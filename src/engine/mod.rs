@@ -1152,6 +1152,43 @@ mod tests {
     }
 
     #[test]
+    fn burn_summary_counts_states_with_bounded_keys() {
+        let mut e = engine("");
+        e.apply_deploy_event(started("d-1", "web", DataMigration::None, 990));
+        e.apply_deploy_event(started("d-2", "db", DataMigration::Irreversible, 990));
+        e.apply_deploy_event(started("d-3", "api", DataMigration::None, 990));
+        assert_eq!(
+            e.burn_summary().states,
+            [("pending", 3)].into_iter().collect()
+        );
+        e.tick();
+        let out = e.apply_alerts(&[alert("web", "a", 995), alert("db", "b", 995)]);
+        assert_eq!(commands(&out).len(), 2);
+        let s = e.burn_summary();
+        assert_eq!(
+            s.states,
+            [
+                ("awaiting_approval", 1),
+                ("commanded", 1),
+                ("warming_up", 1)
+            ]
+            .into_iter()
+            .collect()
+        );
+        // One key per SLI and window pair of the default policy.
+        let keys: Vec<_> = s.max_burn.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                ("errors", "1m/5m".to_string()),
+                ("errors", "5m/30m".to_string()),
+                ("latency", "1m/5m".to_string()),
+                ("latency", "5m/30m".to_string())
+            ]
+        );
+    }
+
+    #[test]
     fn manual_rollback_bypasses_pause_cooldown_breaker_and_approval_but_not_once() {
         let mut e =
             engine("[guards]\nbreaker_max_rollbacks = 1\n[slo.services.db]\ndry_run = true\n");

@@ -263,3 +263,59 @@ fn dockerfile_copies_what_the_build_reads() {
     }
     assert!(needed.len() > 20);
 }
+
+/// Every snippet the README quotes from `deploy/` (marked
+/// `<!-- quote: PATH -->` before the fenced block) is a run of whole lines
+/// of that file, every YAML or TOML block of "Deploying" is such a quote,
+/// and the quotes cover each kind of deployment material.
+#[test]
+fn readme_quotes_deploy_files_exactly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut quoted = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(i) = rest.find("<!-- quote: ") {
+        let after = &rest[i + "<!-- quote: ".len()..];
+        let path = &after[..after.find(" -->").unwrap()];
+        let fence = after.find("\n```").unwrap();
+        let body_start = fence + after[fence + 1..].find('\n').unwrap() + 2;
+        let body_len = after[body_start..].find("```\n").unwrap();
+        let body = &after[body_start..body_start + body_len];
+        let file = std::fs::read_to_string(root.join(path))
+            .unwrap_or_else(|e| panic!("README quotes {path}: {e}"));
+        assert!(
+            format!("\n{file}").contains(&format!("\n{body}")),
+            "README's quote of {path} is not in the file:\n{body}"
+        );
+        assert!(
+            body.lines().count() >= 3,
+            "{path}: a quote this short says little"
+        );
+        quoted.push(path.to_string());
+        rest = &after[body_start + body_len..];
+    }
+    for want in [
+        "deploy/kubernetes/base/kustomization.yaml",
+        "deploy/kubernetes/base/deployment.yaml",
+        "deploy/kubernetes/daemonset/kustomization.yaml",
+        "deploy/kubernetes/sidecar/collector-with-rollbackd.yaml",
+        "deploy/kubernetes/executor/executor.toml",
+        "deploy/kubernetes/base/prometheusrule.yaml",
+        "deploy/alertmanager/alertmanager.yml",
+        "deploy/otel-collector/collector.yaml",
+    ] {
+        assert!(
+            quoted.iter().any(|q| q == want),
+            "README does not quote {want}"
+        );
+    }
+    let deploying = &readme[readme.find("\n## Deploying\n").unwrap()..];
+    let deploying = &deploying[..deploying[1..].find("\n## ").unwrap()];
+    for block in ["```yaml\n", "```toml\n"] {
+        assert_eq!(
+            deploying.matches(block).count(),
+            deploying.matches(&format!(" -->\n{block}")).count(),
+            "every {block:?} block of Deploying is a marked quote"
+        );
+    }
+}

@@ -683,3 +683,119 @@ fn executor_dry_run_prints_and_runs_nothing() {
     );
     assert!(read_topic(&broker, "rollback-results", Duration::from_secs(1)).is_empty());
 }
+
+/// The executor follows the results topic (a result another executor wrote
+/// keeps it from running that command), and SIGTERM lets the command in
+/// hand finish and its result be published before it exits 0.
+#[test]
+fn executor_follows_results_and_finishes_the_command_in_hand_on_sigterm() {
+    let _serial = serial();
+    let broker = Broker::start(false);
+    let dir = std::env::temp_dir().join(format!("rollbackd-exec-term-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("ran.txt");
+    let _ = std::fs::remove_file(&record);
+    let script = dir.join("slow-rollback.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"start $1\" >> {r}\nsleep 2\necho \"done $1\" >> {r}\n",
+            r = record.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let cfg = agent_config(
+        &broker,
+        "g-exec-term",
+        &format!(
+            "[executor.templates]\ndefault = [\"{}\", \"{{deploy_id}}\"]\n",
+            script.display()
+        ),
+    );
+    let mut executor = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["execute", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = support::stderr_lines(&mut executor);
+    assert!(support::wait_line(
+        &log,
+        "executor starting",
+        Duration::from_secs(30)
+    ));
+    let command = |id: &str, deploy: &str| {
+        serde_json::json!({
+            "schema": "rollbackd.command/v1", "command_id": id, "action": "rollback", "trigger": "manual",
+            "deploy_id": deploy, "release_id": null, "service": "web", "environment": "prod",
+            "from_version": "v2", "to_version": "v1", "strategy": null, "labels": {}, "evidence": {},
+            "decided_at": rfc3339_now(), "issued_at": rfc3339_now()
+        })
+        .to_string()
+    };
+    let p = producer(&broker);
+    // Another executor already ran c-other (its result arrives after this
+    // one started), then both commands come in.
+    let result = serde_json::json!({"command_id": "c-other", "deploy_id": "d-other", "status": "succeeded",
+        "at": rfc3339_now(), "executor": "someone-else", "message": ""});
+    produce(
+        &p,
+        "rollback-results",
+        Some("web"),
+        result.to_string().as_bytes(),
+    );
+    flush(&p);
+    std::thread::sleep(Duration::from_secs(2));
+    produce(
+        &p,
+        "rollback-commands",
+        Some("web"),
+        command("c-other", "d-other").as_bytes(),
+    );
+    produce(
+        &p,
+        "rollback-commands",
+        Some("web"),
+        command("c-run", "d-run").as_bytes(),
+    );
+    flush(&p);
+    let until = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&record).is_ok_and(|t| t.contains("start d-run")) {
+        assert!(Instant::now() < until, "the command never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGTERM while the rollback runs.
+    let pid = executor.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = executor.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < until, "the executor did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "start d-run\ndone d-run\n",
+        "c-other was not run; c-run ran to the end"
+    );
+    let results = read_topic(&broker, "rollback-results", Duration::from_secs(2));
+    let ours: Vec<_> = results
+        .iter()
+        .filter(|r| r.payload["executor"] == "rollbackd-executor")
+        .collect();
+    assert_eq!(ours.len(), 1, "{results:?}");
+    assert_eq!(ours[0].payload["command_id"], "c-run");
+    assert_eq!(ours[0].payload["status"], "succeeded");
+}

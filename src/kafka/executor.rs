@@ -7,16 +7,21 @@
 //! options or shell syntax; values that are empty, start with `-` or hold
 //! control characters are refused. Each run has a timeout; its outcome goes
 //! to `rollback-results` (CONTRACT §1.4). The results topic is the record
-//! of what ran: it is read whole at start, and a command id found there is
-//! never executed again. `approval_required` commands are logged and left
-//! alone: a person decides.
+//! of what ran: it is read whole at start and followed while running (so a
+//! result another executor wrote counts too), and a command id found there
+//! is never executed again. `approval_required` commands are logged and
+//! left alone: a person decides. SIGTERM or SIGINT lets the command being
+//! run finish and its result be published, then the executor exits.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command as Process, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde_json::json;
@@ -76,15 +81,31 @@ fn run(argv: &[String], timeout: Duration) -> (ResultStatus, String) {
             )
         }
     };
+    // Drained while the program runs, so a chatty one cannot fill the pipe
+    // and stall; the message keeps its last 2000 bytes.
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut kept: Vec<u8> = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = e.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2000 {
+                    kept.drain(..kept.len() - 2000);
+                }
+            }
+            String::from_utf8_lossy(&kept).into_owned()
+        })
+    });
     let start = Instant::now();
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                let mut stderr = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.by_ref().take(2000).read_to_string(&mut stderr);
-                }
+                let stderr = stderr
+                    .map(|h| h.join().unwrap_or_default())
+                    .unwrap_or_default();
                 return if status.success() {
                     (ResultStatus::Succeeded, format!("{} exited 0", argv[0]))
                 } else {
@@ -133,7 +154,7 @@ pub fn execute(config: &Config, dry_run: bool, out: &mut impl Write) -> anyhow::
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("no [kafka] table in the config"))?;
     let t = &config.topics;
-    // What already ran: the results topic, read whole.
+    // What already ran: the results topic, read whole, then followed.
     let mut done: HashSet<String> = HashSet::new();
     let mut reader = ControlReader::new(k)?;
     reader.read_whole(&t.results, |rec: InRecord| {
@@ -141,7 +162,7 @@ pub fn execute(config: &Config, dry_run: bool, out: &mut impl Write) -> anyhow::
             done.insert(r.command_id);
         }
     })?;
-    drop(reader);
+    reader.follow(&[&t.results])?;
     info!(already_executed = done.len(), dry_run, "executor starting");
     let consumer: BaseConsumer = client_config(
         k,
@@ -157,10 +178,20 @@ pub fn execute(config: &Config, dry_run: bool, out: &mut impl Write) -> anyhow::
     consumer.subscribe(&[&t.commands])?;
     let producer: FutureProducer =
         client_config(k, &[("enable.idempotence", "true"), ("acks", "all")]).create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
-    loop {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            crate::app::wait_for_signal().await;
+            info!("signal received: finishing the command in hand, then stopping");
+            stop.store(true, Ordering::Release);
+        });
+    }
+    while !stop.load(Ordering::Acquire) {
         let m = match consumer.poll(Duration::from_millis(500)) {
             None => continue,
             Some(Err(e)) => {
@@ -179,6 +210,12 @@ pub fn execute(config: &Config, dry_run: bool, out: &mut impl Write) -> anyhow::
                 continue;
             }
         };
+        // Results written since (by this executor or another one).
+        while let Some(Ok(rec)) = reader.poll(Duration::ZERO) {
+            if let Ok(r) = crate::ingest::result::decode(&rec.payload) {
+                done.insert(r.command_id);
+            }
+        }
         if done.contains(&cmd.command_id) {
             info!(command_id = %cmd.command_id, "already executed; skipped");
         } else if cmd.action == Action::ApprovalRequired {
@@ -229,6 +266,12 @@ pub fn execute(config: &Config, dry_run: bool, out: &mut impl Write) -> anyhow::
         }
         let _ = consumer.store_offset(&rec.topic, rec.partition, rec.offset);
     }
+    match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => warn!(error = %e, "committing the commands offsets at exit failed"),
+    }
+    info!("executor stopped");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ TOOLS="${ROLLBACKD_TOOLS:-/var/tmp/rollbackd-tools}"
 PORT="${KAFKA_PORT:-19092}"
 RUN_DIR="$TOOLS/broker-$PORT"
 TANSU="$TOOLS/bin/tansu"
-TOPICS=(deploy-events rollback-commands rollback-results rollbackd-audit rollbackd-dlq)
+TOPICS=(deploy-events rollback-commands rollback-results rollbackd-audit rollbackd-dlq rollbackd-admin)
 TELEMETRY_TOPICS=(otlp_spans otlp_metrics)
 
 tansu_path() {

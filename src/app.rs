@@ -56,6 +56,9 @@ pub struct Agent {
     /// Bearer tokens read at start from the env vars named in `[http]`.
     pub webhook_token: Option<String>,
     pub admin_token: Option<String>,
+    /// With Kafka: admin actions are written to the admin topic (and
+    /// acknowledged) before they are applied, so every instance applies them.
+    pub admin_producer: std::sync::OnceLock<rdkafka::producer::FutureProducer>,
 }
 
 /// How many audit records `GET /v1/audit` can show.
@@ -78,6 +81,7 @@ impl Agent {
             recent_audit: Default::default(),
             webhook_token: token_from_env(&config.http.webhook_token_env),
             admin_token: token_from_env(&config.http.admin_token_env),
+            admin_producer: std::sync::OnceLock::new(),
             config,
         })
     }
@@ -199,6 +203,58 @@ impl Agent {
         Some(value)
     }
 
+    /// Takes an admin call: with Kafka it is first written to the admin topic
+    /// and acknowledged (every instance applies it from there; an error
+    /// changes nothing), then applied and audited here. Returns the state
+    /// after it.
+    pub async fn admin_call(
+        self: &Arc<Self>,
+        action: crate::model::AdminAction,
+        actor: String,
+    ) -> Result<serde_json::Value, String> {
+        let at = Timestamp::now_wall();
+        if let Some(p) = self.admin_producer.get() {
+            let record = crate::model::AdminRecord {
+                schema: crate::model::ADMIN_SCHEMA.into(),
+                action,
+                actor: actor.clone(),
+                at,
+                instance: hostname(),
+            };
+            let payload = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+            let key = match action {
+                crate::model::AdminAction::BreakerReset => "breaker",
+                _ => "automation",
+            };
+            p.send(
+                rdkafka::producer::FutureRecord::to(&self.config.topics.admin)
+                    .key(key)
+                    .payload(&payload),
+                rdkafka::util::Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|(e, _)| {
+                format!(
+                    "the admin topic did not acknowledge the {}: {e}",
+                    action.as_str()
+                )
+            })?;
+        }
+        let agent = self.clone();
+        tokio::task::spawn_blocking(move || {
+            agent.admin(|e| {
+                let outputs = e.admin_call(action, &actor, at);
+                (
+                    serde_json::json!({"paused": e.paused(), "breaker_open": e.breaker_open()}),
+                    outputs,
+                )
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "engine unavailable".to_string())
+    }
+
     fn count_record(&self, source: &str, outcome: &str) {
         self.metrics
             .records
@@ -293,8 +349,32 @@ impl Agent {
 
     /// Applies one control record; during recovery audit outputs are not
     /// published again (they were when the record was first applied).
+    /// An admin action from the admin topic (taken on any instance).
+    fn apply_admin_record(&self, rec: &InRecord, recovering: bool) {
+        match crate::model::AdminRecord::decode(&rec.payload) {
+            Ok(a) => {
+                let changed = match self.engine.write() {
+                    Ok(mut e) => {
+                        e.set_clock(Timestamp::now_wall());
+                        e.apply_admin(&a)
+                    }
+                    Err(_) => return,
+                };
+                if changed {
+                    info!(action = a.action.as_str(), actor = %a.actor, instance = %a.instance, at = %a.at, recovering, "admin action applied");
+                }
+                self.count_record("admin", "ok");
+            }
+            Err(e) => self.malformed(rec, "admin", &DecodeError::new(e)),
+        }
+    }
+
     fn apply_control(&self, rec: &InRecord, recovering: bool) {
         let _span = tracing::info_span!("control_record", topic = %rec.topic, partition = rec.partition, offset = rec.offset, recovering).entered();
+        if rec.topic == self.config.topics.admin {
+            self.apply_admin_record(rec, recovering);
+            return;
+        }
         let Some(source) = Source::from_topic(&self.config, &rec.topic) else {
             return;
         };
@@ -637,6 +717,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         .thread_name("rollbackd-io")
         .build()?;
     let producer = producer::producer(&k)?;
+    let admin_producer = producer.clone();
     let metrics = Metrics::new();
     let (publisher, publisher_task) = producer::spawn(
         rt.handle(),
@@ -645,6 +726,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         audit_file(&config)?,
     );
     let agent = Agent::new(config.clone(), publisher, metrics, false);
+    let _ = agent.admin_producer.set(admin_producer);
     let http_task = start_http_and_signals(&rt, &agent)?;
 
     // Recovery: guard state, then deploys, then results.
@@ -654,7 +736,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
     if let Ok(e) = agent.engine.read() {
         e.set_clock(Timestamp::now_wall());
     }
-    for topic in [&t.commands, &t.deploy_events, &t.results] {
+    for topic in [&t.commands, &t.admin, &t.deploy_events, &t.results] {
         let n = loop {
             match control.read_whole(topic, |rec| agent.apply_control(&rec, true)) {
                 Ok(n) => break n,
@@ -669,7 +751,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         };
         info!(topic = %topic, records = n, "recovered");
     }
-    control.follow(&[&t.commands, &t.deploy_events, &t.results])?;
+    control.follow(&[&t.commands, &t.admin, &t.deploy_events, &t.results])?;
     let telemetry = TelemetryConsumer::new(
         &k,
         &[&t.otlp_spans, &t.otlp_metrics],
@@ -754,4 +836,17 @@ pub(crate) async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// This host's name (the pod name in Kubernetes), for admin records.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_default()
 }

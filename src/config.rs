@@ -77,6 +77,8 @@ pub struct Topics {
     pub results: String,
     pub audit: String,
     pub dead_letter: String,
+    /// Admin actions every instance applies (pause, resume, breaker reset).
+    pub admin: String,
 }
 
 impl Default for Topics {
@@ -92,6 +94,7 @@ impl Default for Topics {
             results: "rollback-results".into(),
             audit: "rollbackd-audit".into(),
             dead_letter: "rollbackd-dlq".into(),
+            admin: "rollbackd-admin".into(),
         }
     }
 }
@@ -404,6 +407,7 @@ impl Config {
             ("topics.results", &raw.topics.results),
             ("topics.audit", &raw.topics.audit),
             ("topics.dead_letter", &raw.topics.dead_letter),
+            ("topics.admin", &raw.topics.admin),
         ];
         for (i, (key, v)) in topics.iter().enumerate() {
             if v.trim().is_empty() {
@@ -547,7 +551,7 @@ impl Config {
         let t = &self.topics;
         let _ = writeln!(
             out,
-            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={}",
+            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={} admin={}",
             t.deploy_events,
             t.otlp_spans,
             t.otlp_metrics,
@@ -558,7 +562,8 @@ impl Config {
             t.commands,
             t.results,
             t.audit,
-            t.dead_letter
+            t.dead_letter,
+            t.admin
         );
         let _ = writeln!(
             out,

@@ -26,6 +26,7 @@ use tracing::info;
 
 use crate::app::Agent;
 use crate::engine::ManualError;
+use crate::model::AdminAction;
 use crate::replay::Source;
 
 /// The routes.
@@ -373,22 +374,16 @@ async fn guard_call(
     authorize(&headers, &agent.admin_token, true)?;
     let who = actor(&admin_body(&bytes, false)?);
     info!(call, actor = %who, "admin call");
-    let state = tokio::task::spawn_blocking(move || {
-        agent.admin(|e| {
-            let outputs = match call {
-                "pause" => e.pause(&who),
-                "resume" => e.resume(&who),
-                _ => e.reset_breaker(&who),
-            };
-            (
-                json!({"paused": e.paused(), "breaker_open": e.breaker_open()}),
-                outputs,
-            )
-        })
-    })
-    .await
-    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(state.unwrap_or_default()).into_response())
+    let action = match call {
+        "pause" => AdminAction::Pause,
+        "resume" => AdminAction::Resume,
+        _ => AdminAction::BreakerReset,
+    };
+    let state = agent
+        .admin_call(action, who)
+        .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    Ok(Json(state).into_response())
 }
 
 async fn pause(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {

@@ -12,6 +12,8 @@ use crate::time::Timestamp;
 pub const COMMAND_SCHEMA: &str = "rollbackd.command/v1";
 /// The schema tag of every audit record (CONTRACT §3.3).
 pub const AUDIT_SCHEMA: &str = "rollbackd.audit/v1";
+/// Schema of the records on the admin topic.
+pub const ADMIN_SCHEMA: &str = "rollbackd.admin/v1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeployEventKind {
@@ -226,6 +228,53 @@ pub struct ExecutorResult {
     pub executor: String,
     #[serde(default)]
     pub message: String,
+}
+
+/// An admin action that every instance applies (topic `topics.admin`):
+/// pausing and resuming automation and resetting the circuit breaker are
+/// fleet-wide, and survive restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminRecord {
+    pub schema: String,
+    pub action: AdminAction,
+    pub actor: String,
+    pub at: Timestamp,
+    /// The instance that took the call (its host name), for the logs.
+    #[serde(default)]
+    pub instance: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminAction {
+    Pause,
+    Resume,
+    BreakerReset,
+}
+
+impl AdminAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminAction::Pause => "pause",
+            AdminAction::Resume => "resume",
+            AdminAction::BreakerReset => "breaker_reset",
+        }
+    }
+}
+
+impl AdminRecord {
+    /// Decodes an admin-topic record; anything else is malformed.
+    pub fn decode(payload: &[u8]) -> Result<AdminRecord, String> {
+        let r: AdminRecord =
+            serde_json::from_slice(payload).map_err(|e| format!("invalid admin record: {e}"))?;
+        if r.schema != ADMIN_SCHEMA {
+            return Err(format!(
+                "admin record schema {:?}, want {ADMIN_SCHEMA:?}",
+                r.schema
+            ));
+        }
+        Ok(r)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -799,3 +799,101 @@ fn executor_follows_results_and_finishes_the_command_in_hand_on_sigterm() {
     assert_eq!(ours[0].payload["command_id"], "c-run");
     assert_eq!(ours[0].payload["status"], "succeeded");
 }
+
+/// Pause, resume and breaker resets taken on one instance apply to every
+/// instance (through the admin topic) and survive restarts.
+#[test]
+fn admin_actions_apply_to_every_instance_and_survive_restarts() {
+    let _serial = serial();
+    let broker = Broker::start(false);
+    let cfg = agent_config(
+        &broker,
+        "g-admin",
+        "[guards]\nbreaker_max_rollbacks = 1\ncooldown = \"1s\"\n",
+    );
+    let env = [("ROLLBACKD_ADMIN_TOKEN", "adm")];
+    let mut a = Agent::start_with_env(&cfg, &env);
+    let mut b = Agent::start_with_env(&cfg, &env);
+    a.wait_ready();
+    b.wait_ready();
+    let call = |agent: &Agent, path: &str| {
+        let (code, body) = http(
+            &agent.http_addr(),
+            "POST",
+            path,
+            &[
+                ("Authorization", "Bearer adm"),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"actor": "alice"}"#,
+        );
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let wait_metric = |agent: &Agent, name: &str, want: f64| {
+        let until = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, text) = agent.get("/metrics");
+            if metric(&text, name) == want {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{name} != {want}\n{text}\n{}",
+                agent.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Paused on A: B stops acting too, and a bad canary gets no command.
+    assert_eq!(
+        call(&a, "/v1/automation/pause")["paused"],
+        serde_json::json!(true)
+    );
+    wait_metric(&b, "rollbackd_automation_paused", 1.0);
+    started(&cfg, "d-paused", "shop");
+    traffic(&broker, "shop", 6.0, 10);
+    std::thread::sleep(Duration::from_secs(3));
+    let got = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
+    assert_eq!(commands_for(&got, "d-paused"), 0);
+    // B restarts: still paused. Resumed on B: A resumes.
+    b.kill9();
+    b.restart();
+    b.wait_ready();
+    wait_metric(&b, "rollbackd_automation_paused", 1.0);
+    assert_eq!(
+        call(&b, "/v1/automation/resume")["paused"],
+        serde_json::json!(false)
+    );
+    wait_metric(&a, "rollbackd_automation_paused", 0.0);
+    // One automatic command opens the breaker (max 1) on both; reset on A
+    // closes it on both, and a restart does not reopen it.
+    started(&cfg, "d-brk", "cart");
+    traffic(&broker, "cart", 8.0, 10);
+    wait_topic(&broker, "rollback-commands", Duration::from_secs(30), |g| {
+        commands_for(g, "d-brk") >= 1
+    });
+    wait_metric(&a, "rollbackd_breaker_open", 1.0);
+    wait_metric(&b, "rollbackd_breaker_open", 1.0);
+    assert_eq!(
+        call(&a, "/v1/breaker/reset")["breaker_open"],
+        serde_json::json!(false)
+    );
+    wait_metric(&b, "rollbackd_breaker_open", 0.0);
+    a.kill9();
+    a.restart();
+    a.wait_ready();
+    wait_metric(&a, "rollbackd_breaker_open", 0.0);
+    // Each call was audited once, by the instance that took it.
+    let audit = read_topic(&broker, "rollbackd-audit", Duration::from_secs(2));
+    let admin_audits = audit
+        .iter()
+        .filter(|r| r.payload["kind"] == "pause" || r.payload["kind"] == "breaker")
+        .filter(|r| r.payload["detail"]["actor"] == "alice")
+        .count();
+    assert_eq!(admin_audits, 3, "{audit:?}");
+    let records = read_topic(&broker, "rollbackd-admin", Duration::from_secs(1));
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0].payload["schema"], "rollbackd.admin/v1");
+    assert_eq!(records[0].payload["action"], "pause");
+}

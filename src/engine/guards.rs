@@ -25,6 +25,9 @@ pub struct Guards {
     emitted_order: VecDeque<String>,
     /// Set by the admin API; who and when, for the audit and `/readyz`-side views.
     paused: Option<(Timestamp, String)>,
+    /// When the latest pause or resume was taken: an older one read later
+    /// (from the admin topic) does not undo it.
+    pause_changed_at: Option<Timestamp>,
     /// (service, environment) → decided_at of the last automatic command.
     last_automatic: HashMap<(String, String), Timestamp>,
     /// decided_at of the automatic decisions the breaker counts.
@@ -41,6 +44,7 @@ impl Guards {
             emitted: HashMap::new(),
             emitted_order: VecDeque::new(),
             paused: None,
+            pause_changed_at: None,
             last_automatic: HashMap::new(),
             breaker_events: VecDeque::new(),
             breaker_open_since: None,
@@ -59,18 +63,24 @@ impl Guards {
         self.paused.as_ref()
     }
 
-    /// Returns whether the state changed.
-    pub fn pause(&mut self, now: Timestamp, actor: &str) -> bool {
-        if self.paused.is_some() {
+    /// Pauses (`paused`) or resumes automation as of `at`, unless a later
+    /// pause or resume was already applied. Returns whether the state changed.
+    pub fn set_paused(&mut self, paused: bool, at: Timestamp, actor: &str) -> bool {
+        if self.pause_changed_at.is_some_and(|last| at < last) {
             return false;
         }
-        self.paused = Some((now, actor.to_string()));
-        true
-    }
-
-    /// Returns whether the state changed.
-    pub fn resume(&mut self) -> bool {
-        self.paused.take().is_some()
+        self.pause_changed_at = Some(at);
+        match (paused, self.paused.is_some()) {
+            (true, false) => {
+                self.paused = Some((at, actor.to_string()));
+                true
+            }
+            (false, true) => {
+                self.paused = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// When the cooldown of (service, environment) ends, if it is running.
@@ -92,10 +102,17 @@ impl Guards {
         self.breaker_events.iter().filter(|&&t| t > from).count()
     }
 
-    /// Closes the breaker and forgets what it counted. Returns whether it was open.
-    pub fn reset_breaker(&mut self) -> bool {
-        self.breaker_events.clear();
-        self.breaker_open_since.take().is_some()
+    /// Closes the breaker as of `at`: forgets what it counted up to then, and
+    /// closes it if it opened by then. Applying the same reset again, or
+    /// after later commands were counted, changes nothing more. Returns
+    /// whether it closed.
+    pub fn reset_breaker_at(&mut self, at: Timestamp) -> bool {
+        self.breaker_events.retain(|&t| t > at);
+        if self.breaker_open_since.is_some_and(|since| since <= at) {
+            self.breaker_open_since = None;
+            return true;
+        }
+        false
     }
 
     /// Records an emitted command. `counts_for_breaker` is false for manual

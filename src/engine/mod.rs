@@ -27,9 +27,9 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::model::{
-    command_id, Action, Alert, AlertStatus, AuditRecord, Command, DataMigration, DeployEvent,
-    DeployEventKind, ExecutorResult, Output, ResultStatus, TelemetryBatch, Temporality, Trigger,
-    COMMAND_SCHEMA,
+    command_id, Action, AdminAction, AdminRecord, Alert, AlertStatus, AuditRecord, Command,
+    DataMigration, DeployEvent, DeployEventKind, ExecutorResult, Output, ResultStatus,
+    TelemetryBatch, Temporality, Trigger, COMMAND_SCHEMA,
 };
 use crate::time::{Duration, Timestamp};
 use evaluate::{evaluate, Evaluation, Verdict};
@@ -996,30 +996,51 @@ impl Engine {
     }
 
     pub fn pause(&mut self, actor: &str) -> Vec<Output> {
-        let changed = self.guards.pause(self.now(), actor);
-        vec![Output::Audit(AuditRecord::new(
-            self.now(),
-            "pause",
-            json!({"paused": true, "actor": actor, "changed": changed}),
-        ))]
+        self.admin_call(AdminAction::Pause, actor, self.now())
     }
 
     pub fn resume(&mut self, actor: &str) -> Vec<Output> {
-        let changed = self.guards.resume();
-        vec![Output::Audit(AuditRecord::new(
-            self.now(),
-            "pause",
-            json!({"paused": false, "actor": actor, "changed": changed}),
-        ))]
+        self.admin_call(AdminAction::Resume, actor, self.now())
     }
 
     pub fn reset_breaker(&mut self, actor: &str) -> Vec<Output> {
-        let was_open = self.guards.reset_breaker();
-        vec![Output::Audit(AuditRecord::new(
-            self.now(),
-            "breaker",
-            json!({"state": "closed", "actor": actor, "was_open": was_open}),
-        ))]
+        self.admin_call(AdminAction::BreakerReset, actor, self.now())
+    }
+
+    /// An admin call taken on this instance as of `at`: applied and audited.
+    pub fn admin_call(&mut self, action: AdminAction, actor: &str, at: Timestamp) -> Vec<Output> {
+        let changed = self.apply_admin_action(action, actor, at);
+        let (kind, detail) = match action {
+            AdminAction::Pause => (
+                "pause",
+                json!({"paused": true, "actor": actor, "changed": changed}),
+            ),
+            AdminAction::Resume => (
+                "pause",
+                json!({"paused": false, "actor": actor, "changed": changed}),
+            ),
+            AdminAction::BreakerReset => (
+                "breaker",
+                json!({"state": "closed", "actor": actor, "was_open": changed}),
+            ),
+        };
+        vec![Output::Audit(AuditRecord::new(self.now(), kind, detail))]
+    }
+
+    /// An admin call taken on any instance, read from the admin topic:
+    /// applied, not audited again (the instance that took it audited it).
+    /// Reading the same record twice, or an older one after a newer one,
+    /// changes nothing. Returns whether the state changed.
+    pub fn apply_admin(&mut self, record: &AdminRecord) -> bool {
+        self.apply_admin_action(record.action, &record.actor, record.at)
+    }
+
+    fn apply_admin_action(&mut self, action: AdminAction, actor: &str, at: Timestamp) -> bool {
+        match action {
+            AdminAction::Pause => self.guards.set_paused(true, at, actor),
+            AdminAction::Resume => self.guards.set_paused(false, at, actor),
+            AdminAction::BreakerReset => self.guards.reset_breaker_at(at),
+        }
     }
 
     /// The audit record of a malformed input (CONTRACT §6). Changes nothing.
@@ -1149,6 +1170,48 @@ mod tests {
             fingerprint: fingerprint.into(),
             generator_url: None,
         }
+    }
+
+    #[test]
+    fn admin_records_apply_once_and_in_time_order() {
+        let mut e = engine("[guards]\nbreaker_max_rollbacks = 1\n");
+        let rec = |action, at: i64| AdminRecord {
+            schema: crate::model::ADMIN_SCHEMA.into(),
+            action,
+            actor: "alice".into(),
+            at: Timestamp(at * SEC),
+            instance: String::new(),
+        };
+        assert!(e.apply_admin(&rec(AdminAction::Pause, 900)));
+        assert!(e.paused());
+        assert!(!e.apply_admin(&rec(AdminAction::Pause, 900)), "read back");
+        assert!(e.apply_admin(&rec(AdminAction::Resume, 950)));
+        assert!(
+            !e.apply_admin(&rec(AdminAction::Pause, 900)),
+            "an older pause read late does not undo the resume"
+        );
+        assert!(!e.paused());
+        // The breaker (max 1) opens at 1000; a reset taken before that
+        // does not close it, one taken after does, once.
+        e.apply_deploy_event(started("d-1", "web", DataMigration::None, 900));
+        assert_eq!(
+            commands(&e.apply_alerts(&[alert("web", "a", 950)])).len(),
+            1
+        );
+        assert!(e.breaker_open());
+        assert!(!e.apply_admin(&rec(AdminAction::BreakerReset, 999)));
+        assert!(e.breaker_open());
+        assert!(e.apply_admin(&rec(AdminAction::BreakerReset, 1000)));
+        assert!(!e.breaker_open());
+        assert!(!e.apply_admin(&rec(AdminAction::BreakerReset, 1000)));
+        // Decoding: the schema is checked, garbage refused.
+        let ok = serde_json::to_vec(&rec(AdminAction::Pause, 1)).unwrap();
+        assert!(AdminRecord::decode(&ok).is_ok());
+        let other = String::from_utf8(ok)
+            .unwrap()
+            .replace("admin/v1", "admin/v9");
+        assert!(AdminRecord::decode(other.as_bytes()).is_err());
+        assert!(AdminRecord::decode(b"{\"action\": \"explode\"}").is_err());
     }
 
     #[test]

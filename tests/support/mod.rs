@@ -22,12 +22,13 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-pub const TOPICS: [(&str, i32); 7] = [
+pub const TOPICS: [(&str, i32); 8] = [
     ("deploy-events", 1),
     ("rollback-commands", 1),
     ("rollback-results", 1),
     ("rollbackd-audit", 1),
     ("rollbackd-dlq", 1),
+    ("rollbackd-admin", 1),
     ("otlp_spans", 3),
     ("otlp_metrics", 3),
 ];
@@ -196,6 +197,8 @@ impl Drop for Broker {
 
 /// A config for a test agent: fast windows so a bad canary is caught in
 /// seconds of wall time.
+const RESTART_MARK: &str = "---- restart ----\n";
+
 pub fn agent_config(broker: &Broker, group: &str, extra: &str) -> PathBuf {
     let dir = unique_dir("agent");
     let p = dir.join("config.toml");
@@ -273,10 +276,12 @@ impl Agent {
         self.child = Some(child);
     }
 
+    /// Waits for `needle` in the log of the current process (since the
+    /// last restart).
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.log.lock().unwrap().contains(needle) {
+            if self.current_log().contains(needle) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -324,12 +329,21 @@ impl Agent {
 
     pub fn restart(&mut self) {
         self.kill9();
-        self.log.lock().unwrap().push_str("---- restart ----\n");
+        self.log.lock().unwrap().push_str(RESTART_MARK);
         self.spawn();
     }
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The log since the last restart.
+    fn current_log(&self) -> String {
+        let log = self.log.lock().unwrap();
+        let from = log
+            .rfind(RESTART_MARK)
+            .map_or(0, |i| i + RESTART_MARK.len());
+        log[from..].to_string()
     }
 
     /// The address the agent's HTTP listener bound (the last start's).
@@ -339,7 +353,7 @@ impl Agent {
             "{}",
             self.log_text()
         );
-        self.log_text()
+        self.current_log()
             .lines()
             .rev()
             .find(|l| l.contains("http listening"))

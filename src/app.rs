@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, OtlpEncoding};
+use crate::dispatch::{self, Source};
 use crate::engine::Engine;
 use crate::ingest::{self, DecodeError};
 use crate::kafka::consumer::{ControlReader, TelemetryConsumer};
 use crate::kafka::producer::{self, Outgoing, Publisher};
 use crate::kafka::InRecord;
 use crate::model::{Command, Output, TelemetryBatch};
-use crate::replay::{self, Source};
 use crate::telemetry::Metrics;
 use crate::time::Timestamp;
 
@@ -121,7 +121,7 @@ impl Agent {
         bytes: &[u8],
         json: bool,
     ) -> Result<usize, DecodeError> {
-        let label = replay::source_label(source);
+        let label = source.label();
         let outcome = self.apply_http_inner(source, bytes, json);
         match &outcome {
             Ok((_, result)) => self.count_record(label, result),
@@ -143,12 +143,8 @@ impl Agent {
         bytes: &[u8],
         json: bool,
     ) -> Result<(usize, &'static str), DecodeError> {
-        let _span = tracing::info_span!(
-            "http_input",
-            source = replay::source_label(source),
-            bytes = bytes.len()
-        )
-        .entered();
+        let _span = tracing::info_span!("http_input", source = source.label(), bytes = bytes.len())
+            .entered();
         if let Ok(e) = self.engine.read() {
             e.set_clock(Timestamp::now_wall());
         }
@@ -182,7 +178,7 @@ impl Agent {
             }
             other => {
                 let outputs = match self.engine.write() {
-                    Ok(mut e) => replay::apply(&mut e, other, bytes, true)?,
+                    Ok(mut e) => dispatch::apply(&mut e, other, bytes, true)?,
                     Err(_) => Vec::new(),
                 };
                 self.publish(outputs);
@@ -425,14 +421,14 @@ impl Agent {
                         outputs
                     })
                 } else {
-                    replay::apply(&mut e, source, &rec.payload, false)
+                    dispatch::apply(&mut e, source, &rec.payload, false)
                 }
             }
             Err(_) => return,
         };
         match result {
             Ok(outputs) => {
-                self.count_record(replay::source_label(source), "ok");
+                self.count_record(source.label(), "ok");
                 if recovering {
                     // Commands made while replaying history (a release
                     // cascade whose commands never landed) still go out.
@@ -446,7 +442,7 @@ impl Agent {
                     self.publish(outputs);
                 }
             }
-            Err(e) => self.malformed(rec, replay::source_label(source), &e),
+            Err(e) => self.malformed(rec, source.label(), &e),
         }
     }
 }

@@ -25,9 +25,9 @@ use serde_json::json;
 use tracing::info;
 
 use crate::app::Agent;
+use crate::dispatch::Source;
 use crate::engine::ManualError;
 use crate::model::AdminAction;
-use crate::replay::Source;
 
 /// The routes.
 pub fn router(agent: Arc<Agent>) -> Router {

@@ -19,6 +19,8 @@
 //!   (Wilson bound, two-proportion test), [`engine::evaluate`] (burn-rate
 //!   pairs and attribution), [`engine::guards`] (once, pause, dry run,
 //!   cooldown, breaker, approval).
+//! - [`dispatch`]: which input a topic stands for; decoded bytes into the
+//!   engine, for every adapter.
 //! - [`replay`]: `rollbackd replay`, the JSONL reader and writers.
 //! - [`demo`]: `rollbackd demo`, a built-in simulated rollout.
 //! - [`kafka`]: consumers (control topics read whole, telemetry in a
@@ -36,6 +38,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod dispatch;
 pub mod engine;
 pub mod http;
 pub mod ingest;

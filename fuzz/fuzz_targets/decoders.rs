@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = deploy::decode(data);
     let _ = alertmanager::decode(data);
     let _ = result::decode(data);
+    let _ = rollbackd::model::AdminRecord::decode(data);
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = rollbackd::time::Timestamp::parse_rfc3339(s);
         let _ = rollbackd::time::Duration::parse(s);

@@ -53,6 +53,38 @@ fn commands_for(got: &[Got], deploy: &str) -> usize {
         .count()
 }
 
+/// A rollback script for the executor's template, and the file it appends
+/// to: `body` is a shell script in which `{record}` stands for that file.
+fn executor_script(tag: &str, body: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("rollbackd-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("ran.txt");
+    let _ = std::fs::remove_file(&record);
+    let script = dir.join("rollback.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{}",
+            body.replace("{record}", &record.display().to_string())
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, record)
+}
+
+/// A manual rollback command of service `web` in `prod`, as JSON.
+fn command_json(id: &str, deploy: &str, strategy: Option<&str>) -> String {
+    serde_json::json!({
+        "schema": "rollbackd.command/v1", "command_id": id, "action": "rollback", "trigger": "manual",
+        "deploy_id": deploy, "release_id": null, "service": "web", "environment": "prod",
+        "from_version": "v2", "to_version": "v1", "strategy": strategy, "labels": {}, "evidence": {},
+        "decided_at": rfc3339_now(), "issued_at": rfc3339_now()
+    })
+    .to_string()
+}
+
 #[test]
 fn bad_canary_gets_one_command_and_healthy_none() {
     let _serial = serial();
@@ -519,21 +551,7 @@ fn two_instances_share_partitions_and_emit_once() {
 fn reference_executor_runs_each_rollback_once_and_reports_back() {
     let _serial = serial();
     let broker = Broker::start(false);
-    let dir = std::env::temp_dir().join(format!("rollbackd-exec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let record = dir.join("ran.txt");
-    let _ = std::fs::remove_file(&record);
-    let script = dir.join("rollback.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", record.display()),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    let (script, record) = executor_script("exec", "echo \"$@\" >> {record}\n");
     let cfg = agent_config(
         &broker,
         "g-exec",
@@ -648,19 +666,9 @@ fn executor_dry_run_prints_and_runs_nothing() {
         "g-dry",
         "[executor.templates]\ndefault = [\"/nonexistent/rollback\", \"{service}\", \"{to_version}\"]\n",
     );
-    let cmd = serde_json::json!({
-        "schema": "rollbackd.command/v1", "command_id": "c-dry", "action": "rollback", "trigger": "manual",
-        "deploy_id": "d-dry", "release_id": null, "service": "web", "environment": "prod",
-        "from_version": "v2", "to_version": "v1", "strategy": "canary", "labels": {}, "evidence": {},
-        "decided_at": rfc3339_now(), "issued_at": rfc3339_now()
-    });
+    let cmd = command_json("c-dry", "d-dry", Some("canary"));
     let p = producer(&broker);
-    produce(
-        &p,
-        "rollback-commands",
-        Some("web"),
-        cmd.to_string().as_bytes(),
-    );
+    produce(&p, "rollback-commands", Some("web"), cmd.as_bytes());
     flush(&p);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
         .args(["execute", "--dry-run", "--config"])
@@ -691,24 +699,10 @@ fn executor_dry_run_prints_and_runs_nothing() {
 fn executor_follows_results_and_finishes_the_command_in_hand_on_sigterm() {
     let _serial = serial();
     let broker = Broker::start(false);
-    let dir = std::env::temp_dir().join(format!("rollbackd-exec-term-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let record = dir.join("ran.txt");
-    let _ = std::fs::remove_file(&record);
-    let script = dir.join("slow-rollback.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"start $1\" >> {r}\nsleep 2\necho \"done $1\" >> {r}\n",
-            r = record.display()
-        ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    let (script, record) = executor_script(
+        "exec-term",
+        "echo \"start $1\" >> {record}\nsleep 2\necho \"done $1\" >> {record}\n",
+    );
     let cfg = agent_config(
         &broker,
         "g-exec-term",
@@ -730,15 +724,6 @@ fn executor_follows_results_and_finishes_the_command_in_hand_on_sigterm() {
         "executor starting",
         Duration::from_secs(30)
     ));
-    let command = |id: &str, deploy: &str| {
-        serde_json::json!({
-            "schema": "rollbackd.command/v1", "command_id": id, "action": "rollback", "trigger": "manual",
-            "deploy_id": deploy, "release_id": null, "service": "web", "environment": "prod",
-            "from_version": "v2", "to_version": "v1", "strategy": null, "labels": {}, "evidence": {},
-            "decided_at": rfc3339_now(), "issued_at": rfc3339_now()
-        })
-        .to_string()
-    };
     let p = producer(&broker);
     // Another executor already ran c-other (its result arrives after this
     // one started), then both commands come in.
@@ -756,13 +741,13 @@ fn executor_follows_results_and_finishes_the_command_in_hand_on_sigterm() {
         &p,
         "rollback-commands",
         Some("web"),
-        command("c-other", "d-other").as_bytes(),
+        command_json("c-other", "d-other", None).as_bytes(),
     );
     produce(
         &p,
         "rollback-commands",
         Some("web"),
-        command("c-run", "d-run").as_bytes(),
+        command_json("c-run", "d-run", None).as_bytes(),
     );
     flush(&p);
     let until = Instant::now() + Duration::from_secs(30);

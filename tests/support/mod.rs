@@ -371,22 +371,18 @@ impl Agent {
 
 /// The lines a child writes on stdout, as they come (its stdout must be piped).
 pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("stdout piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    rx
+    lines_of(child.stdout.take().expect("stdout piped"))
 }
 
 /// The lines a child writes on stderr, as they come (its stderr must be piped).
 pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
-    let err = child.stderr.take().expect("stderr piped");
+    lines_of(child.stderr.take().expect("stderr piped"))
+}
+
+fn lines_of(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
+        for l in BufReader::new(r).lines().map_while(Result::ok) {
             let _ = tx.send(l);
         }
     });

@@ -5,7 +5,7 @@
 use crate::config::{Config, OtlpEncoding};
 use crate::engine::Engine;
 use crate::ingest::{self, DecodeError};
-use crate::model::{Command, Output};
+use crate::model::{AdminRecord, Command, Output};
 
 /// Which input a record's topic stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,7 @@ pub enum Source {
     Metrics,
     Results,
     Commands,
+    Admin,
     Alertmanager,
 }
 
@@ -32,6 +33,8 @@ impl Source {
             Source::Results
         } else if topic == t.commands {
             Source::Commands
+        } else if topic == t.admin {
+            Source::Admin
         } else if topic == "alertmanager" {
             Source::Alertmanager
         } else {
@@ -47,6 +50,7 @@ impl Source {
             Source::Metrics => "otlp_metrics",
             Source::Results => "results",
             Source::Commands => "commands",
+            Source::Admin => "admin",
             Source::Alertmanager => "alertmanager",
         }
     }
@@ -88,6 +92,11 @@ pub fn apply(
             let cmd: Command = serde_json::from_slice(bytes)
                 .map_err(|e| DecodeError::new(format!("invalid command: {e}")))?;
             engine.restore_command(&cmd)
+        }
+        Source::Admin => {
+            let record = AdminRecord::decode(bytes).map_err(DecodeError::new)?;
+            engine.apply_admin(&record);
+            Vec::new()
         }
         Source::Alertmanager => engine.apply_alerts(&ingest::alertmanager::decode(bytes)?),
     })

@@ -573,3 +573,38 @@ fn arbitrary_bytes_never_crash_replay() {
     assert!(out.commands.is_empty());
     assert!(!out.stderr.contains("panicked"));
 }
+
+/// Records of the admin topic replay as they ran: a pause holds the bad
+/// canary back, the resume lets it be decided.
+#[test]
+fn admin_topic_records_replay_pause_and_resume() {
+    let mut f = Fixture::new();
+    let admin = |action: &str, t: f64| {
+        json!({"schema": "rollbackd.admin/v1", "action": action, "actor": "alice",
+               "at": common::ts(t), "instance": "pod-1"})
+    };
+    f.record(30.0, "rollbackd-admin", admin("pause", 30.0));
+    f.started(60.0, "d-adm", "search", "v2", "v1");
+    f.spans(Stream::new("search", "v1", 40.0).errors(0.0005));
+    f.spans(
+        Stream::new("search", "v2", 10.0)
+            .errors(0.1)
+            .between(60.0, 1e9),
+    );
+    f.record(300.0, "rollbackd-admin", admin("resume", 300.0));
+    f.record(
+        310.0,
+        "rollbackd-admin",
+        json!({"schema": "rollbackd.admin/v1", "action": "explode"}),
+    );
+    let out = f.replay(420.0);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    assert!(secs(&out.commands[0]["decided_at"]) >= 300.0);
+    assert!(suppressed_reasons(&out.audit).contains(&"paused".to_string()));
+    assert!(
+        out.stderr.contains("invalid admin record"),
+        "{}",
+        out.stderr
+    );
+}

@@ -747,7 +747,13 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         };
         info!(topic = %topic, records = n, "recovered");
     }
-    control.follow(&[&t.commands, &t.admin, &t.deploy_events, &t.results])?;
+    let control_topics = [
+        t.commands.as_str(),
+        t.admin.as_str(),
+        t.deploy_events.as_str(),
+        t.results.as_str(),
+    ];
+    control.follow(&control_topics)?;
     let telemetry = TelemetryConsumer::new(
         &k,
         &[&t.otlp_spans, &t.otlp_metrics],
@@ -766,6 +772,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
     // The control loop runs on this thread.
     let mut last_tick = Instant::now();
     let mut last_check = Instant::now() - Duration::from_secs(10);
+    let mut last_new_check = Instant::now();
     let mut broker_ok = true;
     while !agent.shutdown.load(Ordering::Acquire) {
         match control.poll(Duration::from_millis(50)) {
@@ -780,6 +787,14 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         if last_check.elapsed() >= Duration::from_secs(2) {
             broker_ok = control.broker_reachable(&t.commands);
             last_check = Instant::now();
+        }
+        if last_new_check.elapsed() >= Duration::from_secs(10) {
+            match control.follow_new(&control_topics) {
+                Ok(0) => {}
+                Ok(n) => info!(partitions = n, "following new control partitions"),
+                Err(e) => warn!(error = %e, "looking for new control partitions failed"),
+            }
+            last_new_check = Instant::now();
         }
         let ready = agent.recovered.load(Ordering::Acquire)
             && broker_ok

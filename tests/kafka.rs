@@ -882,3 +882,40 @@ fn admin_actions_apply_to_every_instance_and_survive_restarts() {
     assert_eq!(records[0].payload["schema"], "rollbackd.admin/v1");
     assert_eq!(records[0].payload["action"], "pause");
 }
+
+/// A control topic created after the agents started (here the admin topic)
+/// is found and followed from its beginning.
+#[test]
+fn control_topic_created_after_start_is_followed() {
+    let _serial = serial();
+    let broker = Broker::start(false);
+    let cfg = agent_config(&broker, "g-late", "[topics]\nadmin = \"late-admin\"\n");
+    let env = [("ROLLBACKD_ADMIN_TOKEN", "adm")];
+    let a = Agent::start_with_env(&cfg, &env);
+    let b = Agent::start_with_env(&cfg, &env);
+    a.wait_ready();
+    b.wait_ready();
+    broker.create_topic("late-admin", 1);
+    let (code, body) = http(
+        &a.http_addr(),
+        "POST",
+        "/v1/automation/pause",
+        &[("Authorization", "Bearer adm")],
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = b.get("/metrics");
+        if metric(&text, "rollbackd_automation_paused") == 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "B never saw the pause\n{}",
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(b.log_text().contains("following new control partitions"));
+}

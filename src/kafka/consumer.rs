@@ -138,10 +138,13 @@ impl ControlReader {
         let mut tpl = TopicPartitionList::new();
         for topic in topics {
             for p in self.partitions(topic)? {
-                let off = self
-                    .positions
-                    .get(&(topic.to_string(), p))
-                    .map_or(Offset::Beginning, |&o| Offset::Offset(o));
+                let off = match self.positions.get(&(topic.to_string(), p)) {
+                    Some(&o) => Offset::Offset(o),
+                    None => {
+                        self.positions.insert((topic.to_string(), p), 0);
+                        Offset::Beginning
+                    }
+                };
                 tpl.add_partition_offset(topic, p, off)?;
             }
         }
@@ -152,6 +155,27 @@ impl ControlReader {
         self.consumer
             .poll(timeout)
             .map(|r| r.map(|m| InRecord::from_message(&m)))
+    }
+
+    /// Starts following partitions of `topics` that appeared since
+    /// [`ControlReader::follow`] (a topic created after start, say by the
+    /// first record produced to it), from their beginning. Returns how many.
+    pub fn follow_new(&mut self, topics: &[&str]) -> KafkaResult<usize> {
+        let mut tpl = TopicPartitionList::new();
+        for topic in topics {
+            for p in self.partitions(topic)? {
+                if let std::collections::hash_map::Entry::Vacant(e) =
+                    self.positions.entry((topic.to_string(), p))
+                {
+                    tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+                    e.insert(0);
+                }
+            }
+        }
+        if tpl.count() > 0 {
+            self.consumer.incremental_assign(&tpl)?;
+        }
+        Ok(tpl.count())
     }
 }
 

@@ -608,3 +608,240 @@ fn admin_topic_records_replay_pause_and_resume() {
         out.stderr
     );
 }
+
+/// Spans of one resource, one batch per second from `from` to `to`: `n`
+/// SERVER requests a second of which `bad` fail, the failure marked by the
+/// attribute `status_key` = 503 only (no span status), plus one CLIENT span
+/// that must not count.
+fn span_batches(
+    f: &mut Fixture,
+    attrs: &[(&str, &str)],
+    (from, to): (f64, f64),
+    (n, bad): (usize, usize),
+    status_key: &str,
+) {
+    let resource: Vec<Value> = attrs
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": {"stringValue": v}}))
+        .collect();
+    let mut t = from;
+    while t < to {
+        t += 1.0;
+        let mut spans: Vec<Value> = (0..n)
+            .map(|i| {
+                let end = t - 1.0 + (i as f64 + 0.5) / n as f64;
+                let code = if i < bad { 503 } else { 200 };
+                json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                       "name": "GET /", "kind": 2,
+                       "startTimeUnixNano": common::nanos(end - 0.02), "endTimeUnixNano": common::nanos(end),
+                       "attributes": [{"key": status_key, "value": {"intValue": code.to_string()}}]})
+            })
+            .collect();
+        spans.push(
+            json!({"name": "SELECT", "kind": 3, "startTimeUnixNano": common::nanos(t - 0.5),
+                          "endTimeUnixNano": common::nanos(t - 0.4), "status": {"code": 2}}),
+        );
+        f.record(
+            t + 0.2,
+            "otlp_spans",
+            json!({"resourceSpans": [{"resource": {"attributes": resource}, "scopeSpans": [{"spans": spans}]}]}),
+        );
+    }
+}
+
+#[test]
+fn deployment_id_attribute_names_the_candidate() {
+    // The telemetry's version is a build number nobody announced; its
+    // deployment.id names the deploy. Without that attribute it is unmatched.
+    for (with_id, want) in [(true, 1), (false, 0)] {
+        let mut f = Fixture::new();
+        f.started(60.0, "d-77", "pay", "v9", "v8");
+        let mut attrs = vec![("service.name", "pay"), ("service.version", "build-123")];
+        if with_id {
+            attrs.push(("deployment.id", "d-77"));
+        }
+        span_batches(
+            &mut f,
+            &attrs,
+            (60.0, 300.0),
+            (10, 2),
+            "http.response.status_code",
+        );
+        let out = f.replay(300.0);
+        assert_eq!(
+            out.commands.len(),
+            want,
+            "with_id={with_id}: {}",
+            out.stdout
+        );
+        if with_id {
+            assert_eq!(out.commands[0]["deploy_id"], "d-77");
+            assert_eq!(out.commands[0]["to_version"], "v8");
+        }
+    }
+}
+
+#[test]
+fn environment_must_match_and_legacy_attributes_count() {
+    // Legacy `deployment.environment` and `http.status_code` are read; a
+    // resource in another environment is not this deploy's.
+    for (env, want) in [("prod", 1), ("staging", 0)] {
+        let mut f = Fixture::new();
+        f.deploy(
+            60.0,
+            "deploy.started",
+            "d-env",
+            "cart",
+            "v2",
+            json!({"previous_version": "v1", "environment": "prod"}),
+        );
+        span_batches(
+            &mut f,
+            &[
+                ("service.name", "cart"),
+                ("service.version", "v2"),
+                ("deployment.environment", env),
+            ],
+            (60.0, 300.0),
+            (10, 2),
+            "http.status_code",
+        );
+        let out = f.replay(300.0);
+        assert_eq!(out.commands.len(), want, "env={env}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn millisecond_histograms_are_converted() {
+    // A latency regression reported by a histogram in ms: slow requests
+    // sit in the (750, 1000] ms bucket, above the 500 ms threshold.
+    let mut f = Fixture::new();
+    f.started(60.0, "d-ms", "img", "v2", "v1");
+    let bounds = [
+        5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0,
+    ];
+    for (version, slow_per_sec) in [("v1", 0u64), ("v2", 5)] {
+        let (mut ok, mut slow) = (0u64, 0u64);
+        let mut t = 60.0;
+        while t < 300.0 {
+            t += 5.0;
+            ok += 5 * (10 - slow_per_sec);
+            slow += 5 * slow_per_sec;
+            let mut counts = vec![0u64; bounds.len() + 1];
+            counts[3] = ok; // (25, 50] ms
+            counts[9] = slow; // (750, 1000] ms
+            let v = json!({"resourceMetrics": [{"resource": {"attributes": [
+                    {"key": "service.name", "value": {"stringValue": "img"}},
+                    {"key": "service.version", "value": {"stringValue": version}}]},
+                "scopeMetrics": [{"metrics": [{"name": "http.server.request.duration", "unit": "ms",
+                    "histogram": {"aggregationTemporality": 2, "dataPoints": [{
+                        "attributes": [{"key": "http.response.status_code", "value": {"intValue": "200"}}],
+                        "startTimeUnixNano": common::nanos(60.0), "timeUnixNano": common::nanos(t),
+                        "count": (ok + slow).to_string(),
+                        "bucketCounts": counts.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                        "explicitBounds": bounds}]}}]}]}]});
+            f.record(t + 0.2, "otlp_metrics", v);
+        }
+    }
+    let out = f.replay(300.0);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    assert_eq!(out.commands[0]["evidence"]["sli"], "latency");
+    assert_eq!(out.commands[0]["evidence"]["source"], "metrics");
+}
+
+#[test]
+fn cloudevents_envelope_starts_a_deploy() {
+    let mut f = Fixture::new();
+    f.record(
+        60.0,
+        "deploy-events",
+        json!({"specversion": "1.0", "type": "deploy.started", "source": "/ci/pipelines/7",
+               "id": "evt-1", "time": common::ts(60.0), "datacontenttype": "application/json",
+               "data": {"type": "deploy.started", "deploy_id": "d-ce", "service": "mail",
+                        "version": "v2", "previous_version": "v1", "at": common::ts(60.0)}}),
+    );
+    span_batches(
+        &mut f,
+        &[("service.name", "mail"), ("service.version", "v2")],
+        (60.0, 300.0),
+        (10, 2),
+        "http.response.status_code",
+    );
+    let out = f.replay(300.0);
+    assert_eq!(out.commands.len(), 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.commands[0]["deploy_id"], "d-ce");
+}
+
+#[test]
+fn a_newer_start_retires_the_older_deploy() {
+    // v2 starts failing; v3 replaces it before the warm-up ends. v2 is now
+    // v3's baseline, v3 is healthy: nothing to roll back.
+    let mut f = Fixture::new();
+    f.started(60.0, "d-old", "feed", "v2", "v1");
+    f.started(80.0, "d-new", "feed", "v3", "v2");
+    f.spans(
+        Stream::new("feed", "v2", 10.0)
+            .errors(0.2)
+            .between(60.0, 1e9),
+    );
+    f.spans(
+        Stream::new("feed", "v3", 10.0)
+            .errors(0.0)
+            .between(80.0, 1e9),
+    );
+    let out = f.replay(400.0);
+    assert!(out.commands.is_empty(), "{}", out.stdout);
+}
+
+#[test]
+fn a_completed_deploy_is_watched_then_forgotten() {
+    for (bad_from, want) in [(100.0, 1), (250.0, 0)] {
+        let mut f = Fixture::new();
+        f.config_extra = "[slo]\nwatch_after_complete = \"60s\"\n".into();
+        f.started(60.0, "d-done", "news", "v2", "v1");
+        f.deploy(
+            70.0,
+            "deploy.completed",
+            "d-done",
+            "news",
+            "v2",
+            json!({"previous_version": "v1"}),
+        );
+        f.spans(Stream::new("news", "v1", 20.0).errors(0.0005));
+        f.spans(
+            Stream::new("news", "v2", 10.0)
+                .errors(0.0005)
+                .between(60.0, bad_from),
+        );
+        f.spans(
+            Stream::new("news", "v2", 10.0)
+                .errors(0.2)
+                .between(bad_from, 1e9),
+        );
+        let out = f.replay(400.0);
+        assert_eq!(
+            out.commands.len(),
+            want,
+            "bad from {bad_from}: {}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn deploys_over_the_cap_are_not_tracked() {
+    let mut f = Fixture::new();
+    f.config_extra = "[limits]\nmax_active_deploys = 2\n".into();
+    for (i, svc) in ["a", "b", "c"].iter().enumerate() {
+        f.started(60.0 + i as f64, &format!("d-{svc}"), svc, "v2", "v1");
+        f.spans(Stream::new(svc, "v2", 10.0).errors(0.2).between(60.0, 1e9));
+    }
+    let out = f.replay(300.0);
+    let ids: Vec<&str> = out
+        .commands
+        .iter()
+        .map(|c| c["deploy_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{}", out.stdout);
+    assert!(!ids.contains(&"d-c"), "{ids:?}");
+}

@@ -145,7 +145,11 @@ def structural_build(directory, seen=()):
     if not os.path.isfile(path):
         problem(directory, "no kustomization.yaml")
         return []
-    k = load_docs(path)[0]
+    try:
+        k = load_docs(path)[0]
+    except (yaml.YAMLError, IndexError) as e:
+        problem(path, f"kustomization does not parse: {e}")
+        return []
     unsupported = set(k) - SUPPORTED_FIELDS
     if unsupported:
         problem(path, f"fields not supported by the structural build: {sorted(unsupported)}")
@@ -155,7 +159,10 @@ def structural_build(directory, seen=()):
         if os.path.isdir(target):
             objs.extend(structural_build(target, seen + (directory,)))
         elif os.path.isfile(target):
-            objs.extend(copy.deepcopy(load_docs(target)))
+            try:
+                objs.extend(copy.deepcopy(load_docs(target)))
+            except yaml.YAMLError:
+                pass  # reported by parse_all
         else:
             problem(path, f"resource {r} does not exist")
     for gen in k.get("configMapGenerator", []):

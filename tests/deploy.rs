@@ -125,7 +125,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn manifest_check_finds_broken_manifests() {
-    let breakages: [(&str, &str, &str, &str); 4] = [
+    let breakages: [(&str, &str, &str, &str); 5] = [
         (
             "kubernetes/base/deployment.yaml",
             "path: /readyz",
@@ -143,6 +143,12 @@ fn manifest_check_finds_broken_manifests() {
             "0.0.0.0:9464",
             "127.0.0.1:9464",
             "is loopback; kubelet probes the pod IP",
+        ),
+        (
+            "kubernetes/base/prometheusrule.yaml",
+            "summary: malformed input",
+            "summary: malformed: input",
+            "YAML does not parse",
         ),
         (
             "otel-collector/collector.yaml",

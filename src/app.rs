@@ -758,7 +758,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         &k,
         &[&t.otlp_spans, &t.otlp_metrics],
         Duration::from_nanos(config.longest_window().nanos().max(0) as u64),
-        agent.publisher.state.first_claimer.clone(),
+        agent.publisher.state.claim_slot.clone(),
     )?;
     // Unknown until librdkafka's first statistics (every 5 s).
     agent.metrics.consumer_lag.set(-1);

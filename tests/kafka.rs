@@ -919,3 +919,80 @@ fn control_topic_created_after_start_is_followed() {
     }
     assert!(b.log_text().contains("following new control partitions"));
 }
+
+/// Alertmanager's HA pair delivers the same alert to two instances at the
+/// same moment, neither of them holding partition 0: they claim one after
+/// the other, and one command is emitted.
+#[test]
+fn an_alert_delivered_to_two_instances_at_once_is_emitted_once() {
+    let _serial = serial();
+    let broker = Broker::start(false);
+    let cfg = agent_config(&broker, "g-trio", "");
+    let agents: Vec<Agent> = (0..3).map(|_| Agent::start(&cfg)).collect();
+    for a in &agents {
+        a.wait_ready();
+    }
+    let slot = |a: &Agent| -> Option<i64> {
+        a.log_text()
+            .lines()
+            .rev()
+            .find(|l| l.contains("telemetry partitions assigned"))
+            .and_then(|l| l.split("claim_slot=").nth(1))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    let until = Instant::now() + Duration::from_secs(40);
+    let slots = loop {
+        let mut s: Vec<Option<i64>> = agents.iter().map(slot).collect();
+        s.sort();
+        if s == [Some(0), Some(1), Some(2)] || Instant::now() > until {
+            break agents.iter().map(slot).collect::<Vec<_>>();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let followers: Vec<&Agent> = agents
+        .iter()
+        .zip(&slots)
+        .filter(|(_, s)| matches!(s, Some(1) | Some(2)))
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(followers.len(), 2, "slots {slots:?}");
+    started(&cfg, "d-ha", "auth");
+    std::thread::sleep(Duration::from_secs(2));
+    let alert =
+        serde_json::json!({"version": "4", "status": "firing", "alerts": [{"status": "firing",
+        "labels": {"alertname": "HighErrorRate", "service": "auth", "severity": "critical"},
+        "startsAt": rfc3339_now(), "fingerprint": "ha-1"}]})
+        .to_string();
+    let addrs: Vec<String> = followers.iter().map(|a| a.http_addr()).collect();
+    std::thread::scope(|s| {
+        for addr in &addrs {
+            let alert = &alert;
+            s.spawn(move || {
+                let (code, body) = http(
+                    addr,
+                    "POST",
+                    "/v1/alerts/alertmanager",
+                    &[("Content-Type", "application/json")],
+                    alert.as_bytes(),
+                );
+                assert_eq!(code, 200, "{body}");
+            });
+        }
+    });
+    let got = wait_topic(&broker, "rollback-commands", Duration::from_secs(20), |g| {
+        commands_for(g, "d-ha") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let all = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
+    assert_eq!(commands_for(&got, "d-ha"), 1);
+    assert_eq!(
+        commands_for(&all, "d-ha"),
+        1,
+        "{}",
+        followers
+            .iter()
+            .map(|a| a.log_text())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    );
+}

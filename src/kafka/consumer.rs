@@ -187,8 +187,8 @@ pub struct RewindContext {
     /// High watermarks at assignment: readiness waits until applied.
     catch_up: Mutex<HashMap<(String, i32), i64>>,
     assigned_once: std::sync::atomic::AtomicBool,
-    /// Set while this instance holds partition 0 of the first topic.
-    first: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The lowest partition of the first topic this instance holds (-1: none).
+    claim_slot: std::sync::Arc<std::sync::atomic::AtomicI64>,
     first_topic: String,
     /// Records not yet applied on the assigned partitions (-1: unknown).
     lag: std::sync::atomic::AtomicI64,
@@ -279,15 +279,19 @@ impl ConsumerContext for RewindContext {
                         }
                     }
                 }
-                let first = tpl
+                let slot = tpl
                     .elements()
                     .iter()
-                    .any(|e| e.topic() == self.first_topic && e.partition() == 0);
-                self.first
-                    .store(first, std::sync::atomic::Ordering::Release);
+                    .filter(|e| e.topic() == self.first_topic)
+                    .map(|e| i64::from(e.partition()))
+                    .min()
+                    .unwrap_or(-1);
+                self.claim_slot
+                    .store(slot, std::sync::atomic::Ordering::Release);
                 info!(
                     partitions = tpl.count(),
-                    claims_first = first,
+                    claims_first = slot == 0,
+                    claim_slot = slot,
                     "telemetry partitions assigned"
                 );
                 if let Err(e) = base.assign(&assign) {
@@ -315,15 +319,16 @@ pub struct TelemetryConsumer {
 }
 
 impl TelemetryConsumer {
-    /// `first` is set while this instance holds partition 0 of `topics[0]`.
+    /// `claim_slot` is kept at the lowest partition of `topics[0]` this
+    /// instance holds (-1: none).
     pub fn new(
         k: &KafkaConfig,
         topics: &[&str],
         lookback: Duration,
-        first: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        claim_slot: std::sync::Arc<std::sync::atomic::AtomicI64>,
     ) -> KafkaResult<TelemetryConsumer> {
         let ctx = RewindContext {
-            first,
+            claim_slot,
             first_topic: topics.first().map(|t| t.to_string()).unwrap_or_default(),
             lookback,
             applied: Mutex::new(HashMap::new()),

@@ -12,11 +12,15 @@
 //! every partition — and a command id must reach the commands topic once.
 //! So before producing, an instance makes sure it has read the commands
 //! topic up to its current end and produces only if the command is not
-//! there; and only the
-//! instance holding partition 0 of the spans topic claims at once, the
-//! others [`FOLLOWER_DELAY`] later, by which time the first one's command is
-//! on the topic. (Two instances could still both emit if the first claimer
-//! decided that much later than another one; Kafka transactions would close
+//! there. Instances claim one after another, not together: the one holding
+//! partition 0 of the spans topic at once, each other one after a delay set
+//! by the lowest spans partition it holds ([`claim_delay`]: 500 ms plus
+//! 100 ms per partition index; 3 s without a partition), so that two
+//! instances deciding the same thing at the same moment — an alert that
+//! Alertmanager's HA pair delivered to two of them — claim at least 100 ms
+//! apart, and the later one finds the earlier one's command on the topic.
+//! (Two instances could still both emit if one decided later than another
+//! by about the difference of their delays; Kafka transactions would close
 //! that gap, but they are not available on every Kafka-compatible broker.)
 //!
 //! A command counts as emitted only when the broker acknowledged it. A
@@ -24,7 +28,7 @@
 //! retry safe when the failed attempt was in fact persisted. While a command
 //! waits longer than [`STUCK_AFTER`], the agent reports itself not ready.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,8 +47,19 @@ use crate::time::Timestamp;
 /// A command unacknowledged for this long makes the agent not ready.
 pub const STUCK_AFTER: Duration = Duration::from_secs(3);
 
-/// How long an instance that does not claim first waits before claiming.
+/// How long an instance that does not claim first waits at least.
 pub const FOLLOWER_DELAY: Duration = Duration::from_millis(500);
+
+/// How long an instance waits before claiming a command, given the lowest
+/// spans partition it holds (`None`: none).
+pub fn claim_delay(lowest_partition: Option<u32>) -> Duration {
+    const MAX: Duration = Duration::from_secs(3);
+    match lowest_partition {
+        Some(0) => Duration::ZERO,
+        Some(p) => (FOLLOWER_DELAY + Duration::from_millis(100) * p).min(MAX),
+        None => MAX,
+    }
+}
 
 /// Records waiting for the publisher. Bounded: when it fills, the engine
 /// thread that produced the outputs blocks, which stops consumption — back
@@ -83,10 +98,9 @@ pub struct PublisherState {
     pub commands_acked: AtomicU64,
     pub delivery_failures: AtomicU64,
     pub audit_failures: AtomicU64,
-    /// Whether this instance claims commands first: it holds partition 0
-    /// of the spans topic (a single instance always does). Others wait
-    /// [`FOLLOWER_DELAY`] before claiming.
-    pub first_claimer: Arc<AtomicBool>,
+    /// The lowest partition of the spans topic this instance holds (-1:
+    /// none), which sets its [`claim_delay`]; 0 without Kafka.
+    pub claim_slot: Arc<AtomicI64>,
 }
 
 impl PublisherState {
@@ -143,7 +157,11 @@ pub fn spawn(
     audit_file: Option<AuditFile>,
 ) -> (Publisher, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let state = Arc::new(PublisherState::default());
+    // No spans partition until the group assigns some: claim last.
+    let state = Arc::new(PublisherState {
+        claim_slot: Arc::new(AtomicI64::new(-1)),
+        ..Default::default()
+    });
     let task = rt.spawn(run(producer, topics, rx, state.clone(), audit_file));
     (Publisher { tx, state }, task)
 }
@@ -181,7 +199,7 @@ pub fn spawn_local(
 ) -> (Publisher, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE);
     let state = Arc::new(PublisherState {
-        first_claimer: Arc::new(AtomicBool::new(true)),
+        claim_slot: Arc::new(AtomicI64::new(0)),
         ..Default::default()
     });
     let st = state.clone();
@@ -262,9 +280,11 @@ async fn deliver_command(
 ) {
     let mut backoff = Duration::from_millis(20);
     let started = Instant::now();
-    if !state.first_claimer.load(Ordering::Relaxed) {
-        // Let the instance that goes first claim first (module docs).
-        tokio::time::sleep(FOLLOWER_DELAY).await;
+    // Instances claim one after another (module docs).
+    let slot = state.claim_slot.load(Ordering::Relaxed);
+    let delay = claim_delay(u32::try_from(slot).ok());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     loop {
         if state.on_topic.contains_key(&cmd.command_id) {
@@ -431,4 +451,18 @@ async fn deliver_other(
     }
     state.audit_failures.fetch_add(1, Ordering::Relaxed);
     error!("audit or dead-letter record dropped after 5 failed deliveries");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_claim_one_after_another() {
+        assert_eq!(claim_delay(Some(0)), Duration::ZERO);
+        assert_eq!(claim_delay(Some(1)), Duration::from_millis(600));
+        assert_eq!(claim_delay(Some(2)), Duration::from_millis(700));
+        assert_eq!(claim_delay(Some(400)), Duration::from_secs(3));
+        assert_eq!(claim_delay(None), Duration::from_secs(3));
+    }
 }

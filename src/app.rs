@@ -36,6 +36,29 @@ use crate::model::{Command, Output, TelemetryBatch};
 use crate::telemetry::Metrics;
 use crate::time::Timestamp;
 
+/// Marks a control record applied when dropped (whatever path applied it).
+struct AppliedOnDrop<'a>(&'a Agent, &'a InRecord);
+
+impl Drop for AppliedOnDrop<'_> {
+    fn drop(&mut self) {
+        let (agent, rec) = (self.0, self.1);
+        let mut next = agent
+            .control_next
+            .entry((rec.topic.clone(), rec.partition))
+            .or_insert(rec.offset + 1);
+        *next = (*next).max(rec.offset + 1);
+    }
+}
+
+/// Why an HTTP input was not taken.
+#[derive(Debug)]
+pub enum HttpInputError {
+    /// The input is malformed: 400, nothing changed.
+    Malformed(DecodeError),
+    /// It could not be recorded (broker down): 503, nothing changed.
+    Unavailable(String),
+}
+
 /// How long shutdown may take before the process exits anyway.
 const GRACE: Duration = Duration::from_secs(20);
 /// At most this many records are decoded as one batch.
@@ -56,9 +79,13 @@ pub struct Agent {
     /// Bearer tokens read at start from the env vars named in `[http]`.
     pub webhook_token: Option<String>,
     pub admin_token: Option<String>,
-    /// With Kafka: admin actions are written to the admin topic (and
-    /// acknowledged) before they are applied, so every instance applies them.
-    pub admin_producer: std::sync::OnceLock<rdkafka::producer::FutureProducer>,
+    /// With Kafka: what HTTP calls publish for every instance — admin
+    /// actions to the admin topic, deploy events to the deploy-events topic —
+    /// is produced and acknowledged through this handle.
+    pub producer: std::sync::OnceLock<rdkafka::producer::FutureProducer>,
+    /// Per control topic and partition, the next offset to apply: how far
+    /// this instance has applied what it (or anyone) wrote there.
+    pub control_next: dashmap::DashMap<(String, i32), i64>,
 }
 
 /// How many audit records `GET /v1/audit` can show.
@@ -81,7 +108,8 @@ impl Agent {
             recent_audit: Default::default(),
             webhook_token: token_from_env(&config.http.webhook_token_env),
             admin_token: token_from_env(&config.http.admin_token_env),
-            admin_producer: std::sync::OnceLock::new(),
+            producer: std::sync::OnceLock::new(),
+            control_next: dashmap::DashMap::new(),
             config,
         })
     }
@@ -199,6 +227,68 @@ impl Agent {
         Some(value)
     }
 
+    /// A deploy event received over HTTP. With Kafka it is validated, then
+    /// written to the deploy-events topic (key = service) and acknowledged;
+    /// every instance, this one included, applies it when it reads it back
+    /// — the topic stays the one record of deploys. Without Kafka it is
+    /// applied here. Returns how many events were accepted.
+    pub async fn deploy_event_over_http(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+    ) -> Result<usize, HttpInputError> {
+        let Some(p) = self.producer.get() else {
+            let agent = self.clone();
+            return tokio::task::spawn_blocking(move || {
+                agent.apply_http(Source::DeployEvents, &bytes, true)
+            })
+            .await
+            .map_err(|e| HttpInputError::Unavailable(e.to_string()))?
+            .map_err(HttpInputError::Malformed);
+        };
+        let ev = match ingest::deploy::decode(&bytes) {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Counted and audited like any malformed input; nothing is produced.
+                let agent = self.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    agent.apply_http(Source::DeployEvents, &bytes, true)
+                })
+                .await;
+                return Err(HttpInputError::Malformed(e));
+            }
+        };
+        let delivery = p
+            .send(
+                rdkafka::producer::FutureRecord::to(&self.config.topics.deploy_events)
+                    .key(&ev.service)
+                    .payload(&bytes),
+                rdkafka::util::Timeout::After(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|(e, _)| {
+                HttpInputError::Unavailable(format!(
+                    "the deploy-events topic did not acknowledge the event: {e}"
+                ))
+            })?;
+        info!(deploy_id = %ev.deploy_id, event = ev.kind.as_str(), "deploy event from HTTP written to the deploy-events topic");
+        // Read your writes: answer once this instance applied it (or after
+        // 5 s; it is recorded either way).
+        let key = (self.config.topics.deploy_events.clone(), delivery.partition);
+        let until = Instant::now() + Duration::from_secs(5);
+        while self
+            .control_next
+            .get(&key)
+            .is_none_or(|n| *n <= delivery.offset)
+        {
+            if Instant::now() > until {
+                warn!(deploy_id = %ev.deploy_id, "deploy event not read back within 5 s");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(1)
+    }
+
     /// Takes an admin call: with Kafka it is first written to the admin topic
     /// and acknowledged (every instance applies it from there; an error
     /// changes nothing), then applied and audited here. Returns the state
@@ -209,7 +299,7 @@ impl Agent {
         actor: String,
     ) -> Result<serde_json::Value, String> {
         let at = Timestamp::now_wall();
-        if let Some(p) = self.admin_producer.get() {
+        if let Some(p) = self.producer.get() {
             let record = crate::model::AdminRecord {
                 schema: crate::model::ADMIN_SCHEMA.into(),
                 action,
@@ -367,6 +457,7 @@ impl Agent {
 
     fn apply_control(&self, rec: &InRecord, recovering: bool) {
         let _span = tracing::info_span!("control_record", topic = %rec.topic, partition = rec.partition, offset = rec.offset, recovering).entered();
+        let _applied = AppliedOnDrop(self, rec);
         if rec.topic == self.config.topics.admin {
             self.apply_admin_record(rec, recovering);
             return;
@@ -713,7 +804,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         .thread_name("rollbackd-io")
         .build()?;
     let producer = producer::producer(&k)?;
-    let admin_producer = producer.clone();
+    let http_producer = producer.clone();
     let metrics = Metrics::new();
     let (publisher, publisher_task) = producer::spawn(
         rt.handle(),
@@ -722,7 +813,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         audit_file(&config)?,
     );
     let agent = Agent::new(config.clone(), publisher, metrics, false);
-    let _ = agent.admin_producer.set(admin_producer);
+    let _ = agent.producer.set(http_producer);
     let http_task = start_http_and_signals(&rt, &agent)?;
 
     // Recovery: guard state, then deploys, then results.

@@ -24,7 +24,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tracing::info;
 
-use crate::app::Agent;
+use crate::app::{Agent, HttpInputError};
 use crate::dispatch::Source;
 use crate::engine::ManualError;
 use crate::model::AdminAction;
@@ -201,7 +201,13 @@ async fn alertmanager(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes
 async fn deploy_events(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {
     authorize(&headers, &agent.webhook_token, false)?;
     let bytes = body(&headers, bytes, agent.config.http_max_body)?;
-    let n = apply(agent, Source::DeployEvents, bytes, true).await?;
+    let n = agent
+        .deploy_event_over_http(bytes)
+        .await
+        .map_err(|e| match e {
+            HttpInputError::Malformed(e) => error(StatusCode::BAD_REQUEST, e.0),
+            HttpInputError::Unavailable(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        })?;
     Ok(Json(json!({"accepted": n})).into_response())
 }
 

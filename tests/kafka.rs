@@ -996,3 +996,57 @@ fn an_alert_delivered_to_two_instances_at_once_is_emitted_once() {
             .join("\n----\n")
     );
 }
+
+/// A deploy event POSTed to one instance is written to the deploy-events
+/// topic, so every instance knows the deploy, also after a restart; a
+/// malformed one is refused and written nowhere.
+#[test]
+fn deploy_events_over_http_reach_every_instance() {
+    let _serial = serial();
+    let broker = Broker::start(false);
+    let cfg = agent_config(&broker, "g-http-ev", "");
+    let env = [("ROLLBACKD_ADMIN_TOKEN", "adm")];
+    let a = Agent::start_with_env(&cfg, &env);
+    let mut b = Agent::start_with_env(&cfg, &env);
+    a.wait_ready();
+    b.wait_ready();
+    let ev = serde_json::json!({"type": "deploy.started", "deploy_id": "d-web", "service": "web",
+        "version": "v2", "previous_version": "v1", "at": rfc3339_now()});
+    let post = |body: &[u8]| {
+        http(
+            &a.http_addr(),
+            "POST",
+            "/v1/deploy-events",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    };
+    let (code, body) = post(ev.to_string().as_bytes());
+    assert_eq!(code, 200, "{body}");
+    let known = |agent: &Agent| {
+        http(
+            &agent.http_addr(),
+            "GET",
+            "/v1/deploys/d-web",
+            &[("Authorization", "Bearer adm")],
+            b"",
+        )
+        .0 == 200
+    };
+    assert!(known(&a), "read your writes on the instance that took it");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !known(&b) {
+        assert!(Instant::now() < until, "{}", b.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.kill9();
+    b.restart();
+    b.wait_ready();
+    assert!(known(&b), "recovered from the deploy-events topic");
+    let (code, body) = post(br#"{"type": "deploy.started", "service": "web"}"#);
+    assert_eq!(code, 400, "{body}");
+    let events = read_topic(&broker, "deploy-events", Duration::from_secs(1));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].key.as_deref(), Some("web"));
+    assert_eq!(events[0].payload["deploy_id"], "d-web");
+}

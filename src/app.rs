@@ -98,7 +98,7 @@ impl Agent {
         metrics: Metrics,
         recovered: bool,
     ) -> Arc<Agent> {
-        Arc::new(Agent {
+        let agent = Arc::new(Agent {
             engine: RwLock::new(Engine::new(config.clone())),
             publisher,
             shutdown: AtomicBool::new(false),
@@ -111,7 +111,34 @@ impl Agent {
             producer: std::sync::OnceLock::new(),
             control_next: dashmap::DashMap::new(),
             config,
-        })
+        });
+        // Commands are counted, and their audit records kept, once this
+        // instance emitted them (not when another instance already had).
+        let weak = Arc::downgrade(&agent);
+        let _ = agent
+            .publisher
+            .state
+            .on_emitted
+            .set(crate::kafka::producer::EmitHook(Arc::new(
+                move |cmd, audit| {
+                    if let Some(agent) = weak.upgrade() {
+                        agent.metrics.count_emitted(cmd, audit);
+                        if let Some(a) = audit {
+                            agent.remember_audit(a);
+                        }
+                    }
+                },
+            )));
+        agent
+    }
+
+    fn remember_audit(&self, a: &crate::model::AuditRecord) {
+        if let Ok(mut recent) = self.recent_audit.lock() {
+            if recent.len() == RECENT_AUDIT {
+                recent.pop_front();
+            }
+            recent.push_back(a.clone());
+        }
     }
 
     /// Copies engine state into the gauges (at scrape time).
@@ -354,27 +381,34 @@ impl Agent {
 
     /// Publishes outputs that the record consumed at `consumed_at` caused.
     fn publish_decided(&self, outputs: Vec<Output>, consumed_at: Option<Instant>) {
-        self.metrics.count_outputs(
-            outputs.iter().filter_map(|o| match o {
-                Output::Command(c) => Some(c),
-                _ => None,
-            }),
-            outputs.iter().filter_map(|o| match o {
-                Output::Audit(a) => Some(a),
-                _ => None,
-            }),
-        );
-        if let Ok(mut recent) = self.recent_audit.lock() {
-            for o in &outputs {
-                if let Output::Audit(a) = o {
-                    if recent.len() == RECENT_AUDIT {
-                        recent.pop_front();
-                    }
-                    recent.push_back(a.clone());
+        // A command's own audit record travels with it: it is published
+        // only if this instance emits the command.
+        let mut command_audits: std::collections::HashMap<String, crate::model::AuditRecord> =
+            std::collections::HashMap::new();
+        let mut rest = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            match o {
+                Output::Audit(a) if a.kind == "command" => {
+                    let id = a.detail["command_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    command_audits.insert(id, a);
                 }
+                other => rest.push(other),
             }
         }
-        for o in outputs {
+        self.metrics
+            .count_audits(rest.iter().filter_map(|o| match o {
+                Output::Audit(a) => Some(a),
+                _ => None,
+            }));
+        for o in &rest {
+            if let Output::Audit(a) = o {
+                self.remember_audit(a);
+            }
+        }
+        for o in rest {
             let out = match o {
                 Output::Command(c) => {
                     if let Some(t) = consumed_at {
@@ -382,13 +416,24 @@ impl Agent {
                             .decision_latency_seconds
                             .observe(t.elapsed().as_secs_f64());
                     }
-                    Outgoing::Command(c, consumed_at)
+                    let audit = command_audits.remove(&c.command_id);
+                    Outgoing::Command(Box::new(crate::kafka::producer::CommandOut {
+                        command: c,
+                        consumed_at,
+                        audit,
+                    }))
                 }
                 Output::Audit(a) => Outgoing::Audit(a),
             };
             if !self.publisher.send_blocking(out) {
                 error!("publisher is gone; output dropped");
             }
+        }
+        // (A command audit without its command does not happen; if it did,
+        // it is published as is.)
+        for (_, a) in command_audits {
+            self.remember_audit(&a);
+            let _ = self.publisher.send_blocking(Outgoing::Audit(a));
         }
     }
 

@@ -180,17 +180,10 @@ impl Metrics {
         }
     }
 
-    /// Counts what the engine produced.
-    pub fn count_outputs<'a>(
-        &self,
-        commands: impl Iterator<Item = &'a Command>,
-        audits: impl Iterator<Item = &'a AuditRecord>,
-    ) {
-        for c in commands {
-            self.commands
-                .with_label_values(&[c.action.as_str(), c.trigger.as_str()])
-                .inc();
-        }
+    /// Counts the audit records the engine produced (decisions,
+    /// suppressions, results). Commands are counted by [`Metrics::count_emitted`]
+    /// once this instance emitted them.
+    pub fn count_audits<'a>(&self, audits: impl Iterator<Item = &'a AuditRecord>) {
         for a in audits {
             match a.kind.as_str() {
                 "decision" => {
@@ -213,11 +206,6 @@ impl Metrics {
                         }
                     }
                 }
-                "command" => {
-                    if let Some(s) = a.detail["detected_after_seconds"].as_f64() {
-                        self.detection_seconds.observe(s);
-                    }
-                }
                 "result" => {
                     if let Some(s) = a.detail["status"].as_str() {
                         if matches!(s, "succeeded" | "failed" | "rejected") {
@@ -227,6 +215,16 @@ impl Metrics {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Counts a command this instance emitted, and the time to detect it.
+    pub fn count_emitted(&self, cmd: &Command, audit: Option<&AuditRecord>) {
+        self.commands
+            .with_label_values(&[cmd.action.as_str(), cmd.trigger.as_str()])
+            .inc();
+        if let Some(s) = audit.and_then(|a| a.detail["detected_after_seconds"].as_f64()) {
+            self.detection_seconds.observe(s);
         }
     }
 

@@ -985,6 +985,25 @@ fn an_alert_delivered_to_two_instances_at_once_is_emitted_once() {
     std::thread::sleep(Duration::from_secs(4));
     let all = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
     assert_eq!(commands_for(&got, "d-ha"), 1);
+    // Counted and audited once, by the instance that emitted it.
+    let counted: f64 = agents
+        .iter()
+        .map(|a| {
+            metric(
+                &a.get("/metrics").1,
+                r#"rollbackd_commands_total{action="rollback",trigger="alert"}"#,
+            )
+        })
+        .sum();
+    assert_eq!(counted, 1.0);
+    let audits = read_topic(&broker, "rollbackd-audit", Duration::from_secs(2));
+    assert_eq!(
+        audits
+            .iter()
+            .filter(|a| a.payload["kind"] == "command" && a.payload["deploy_id"] == "d-ha")
+            .count(),
+        1
+    );
     assert_eq!(
         commands_for(&all, "d-ha"),
         1,

@@ -69,9 +69,8 @@ const QUEUE: usize = 4096;
 /// What the agent publishes.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// A command, and when the record that decided it was consumed (for
-    /// the decision latency), if a record did.
-    Command(Command, Option<Instant>),
+    /// A command to emit (see [`CommandOut`]).
+    Command(Box<CommandOut>),
     Audit(AuditRecord),
     DeadLetter {
         source_topic: String,
@@ -81,6 +80,16 @@ pub enum Outgoing {
         key: Option<Vec<u8>>,
         payload: Vec<u8>,
     },
+}
+
+/// A command, when the record that decided it was consumed (for the
+/// decision latency) if a record did, and its `command` audit record,
+/// published only if this instance emits the command.
+#[derive(Debug, Clone)]
+pub struct CommandOut {
+    pub command: Command,
+    pub consumed_at: Option<Instant>,
+    pub audit: Option<AuditRecord>,
 }
 
 /// Shared producer state, read by readiness and metrics.
@@ -101,9 +110,31 @@ pub struct PublisherState {
     /// The lowest partition of the spans topic this instance holds (-1:
     /// none), which sets its [`claim_delay`]; 0 without Kafka.
     pub claim_slot: Arc<AtomicI64>,
+    /// Called for every command this instance emitted (not for one found on
+    /// the topic already), with its audit record.
+    pub on_emitted: std::sync::OnceLock<EmitHook>,
+}
+
+/// See [`PublisherState::on_emitted`].
+#[derive(Clone)]
+pub struct EmitHook(pub Arc<EmitFn>);
+
+/// What [`EmitHook`] calls.
+pub type EmitFn = dyn Fn(&Command, Option<&AuditRecord>) + Send + Sync;
+
+impl std::fmt::Debug for EmitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmitHook")
+    }
 }
 
 impl PublisherState {
+    fn emitted(&self, cmd: &Command, audit: Option<&AuditRecord>) {
+        if let Some(h) = self.on_emitted.get() {
+            (h.0)(cmd, audit);
+        }
+    }
+
     /// Whether every command was acknowledged (or is young enough).
     pub fn can_emit(&self) -> bool {
         self.pending_commands
@@ -123,10 +154,10 @@ impl Publisher {
     /// Hands a record over from a non-async thread; blocks while the queue
     /// is full. Returns false once the publisher has shut down.
     pub fn send_blocking(&self, o: Outgoing) -> bool {
-        if let Outgoing::Command(c, _) = &o {
+        if let Outgoing::Command(c) = &o {
             self.state
                 .pending_commands
-                .entry(c.command_id.clone())
+                .entry(c.command.command_id.clone())
                 .or_insert_with(Instant::now);
         }
         self.tx.blocking_send(o).is_ok()
@@ -208,7 +239,12 @@ pub fn spawn_local(
         use std::io::Write;
         while let Some(o) = rx.recv().await {
             match o {
-                Outgoing::Command(mut c, consumed_at) => {
+                Outgoing::Command(out) => {
+                    let CommandOut {
+                        command: mut c,
+                        consumed_at,
+                        audit,
+                    } = *out;
                     c.issued_at = Timestamp::now_wall();
                     let written = serde_json::to_vec(&c).ok().is_some_and(|line| {
                         let mut out = std::io::stdout().lock();
@@ -220,6 +256,10 @@ pub fn spawn_local(
                     if written {
                         st.commands_acked.fetch_add(1, Ordering::Relaxed);
                         info!(command_id = %c.command_id, deploy_id = %c.deploy_id, action = c.action.as_str(), trigger = c.trigger.as_str(), decision_latency_us = consumed_at.map(|t| t.elapsed().as_micros() as u64), "command written to stdout");
+                        st.emitted(&c, audit.as_ref());
+                        if let (Some(a), Some(f)) = (&audit, audit_file.as_mut()) {
+                            f.write(a);
+                        }
                     } else {
                         st.delivery_failures.fetch_add(1, Ordering::Relaxed);
                         error!(command_id = %c.command_id, "writing a command to stdout failed");
@@ -245,27 +285,57 @@ async fn run(
     mut audit_file: Option<AuditFile>,
 ) {
     let topics = Arc::new(topics);
-    let mut inflight = JoinSet::new();
-    while let Some(o) = rx.recv().await {
-        if let (Outgoing::Audit(a), Some(f)) = (&o, audit_file.as_mut()) {
-            f.write(a);
-        }
-        let (p, t, s) = (producer.clone(), topics.clone(), state.clone());
-        match o {
-            Outgoing::Command(c, consumed_at) => {
-                let span = tracing::info_span!("emit_command", command_id = %c.command_id, deploy_id = %c.deploy_id);
-                inflight.spawn(tracing::Instrument::instrument(
-                    deliver_command(p, t, s, c, consumed_at),
-                    span,
-                ));
+    let mut inflight: JoinSet<Option<Emitted>> = JoinSet::new();
+    // A command this instance emitted: count it, and publish its audit record.
+    let on_emitted = |e: Emitted,
+                      inflight: &mut JoinSet<Option<Emitted>>,
+                      audit_file: &mut Option<AuditFile>| {
+        state.emitted(&e.0, e.1.as_ref());
+        if let Some(a) = e.1 {
+            if let Some(f) = audit_file.as_mut() {
+                f.write(&a);
             }
-            other => {
-                inflight.spawn(deliver_other(p, t, s, other));
+            inflight.spawn(deliver_other(
+                producer.clone(),
+                topics.clone(),
+                state.clone(),
+                Outgoing::Audit(a),
+            ));
+        }
+    };
+    loop {
+        tokio::select! {
+            o = rx.recv() => {
+                let Some(o) = o else { break };
+                if let (Outgoing::Audit(a), Some(f)) = (&o, audit_file.as_mut()) {
+                    f.write(a);
+                }
+                let (p, t, s) = (producer.clone(), topics.clone(), state.clone());
+                match o {
+                    Outgoing::Command(out) => {
+                        let span = tracing::info_span!("emit_command", command_id = %out.command.command_id, deploy_id = %out.command.deploy_id);
+                        inflight.spawn(tracing::Instrument::instrument(
+                            deliver_command(p, t, s, *out),
+                            span,
+                        ));
+                    }
+                    other => {
+                        inflight.spawn(deliver_other(p, t, s, other));
+                    }
+                }
+            }
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                if let Ok(Some(e)) = done {
+                    on_emitted(e, &mut inflight, &mut audit_file);
+                }
             }
         }
-        while inflight.try_join_next().is_some() {}
     }
-    while inflight.join_next().await.is_some() {}
+    while let Some(done) = inflight.join_next().await {
+        if let Ok(Some(e)) = done {
+            on_emitted(e, &mut inflight, &mut audit_file);
+        }
+    }
     if let Err(e) = producer.flush(Timeout::After(Duration::from_secs(10))) {
         error!(error = %e, "producer flush failed at shutdown");
     }
@@ -275,9 +345,13 @@ async fn deliver_command(
     producer: FutureProducer,
     topics: Arc<Topics>,
     state: Arc<PublisherState>,
-    cmd: Command,
-    consumed_at: Option<Instant>,
-) {
+    out: CommandOut,
+) -> Option<Emitted> {
+    let CommandOut {
+        command: cmd,
+        consumed_at,
+        audit,
+    } = out;
     let mut backoff = Duration::from_millis(20);
     let started = Instant::now();
     // Instances claim one after another (module docs).
@@ -290,7 +364,7 @@ async fn deliver_command(
         if state.on_topic.contains_key(&cmd.command_id) {
             state.pending_commands.remove(&cmd.command_id);
             info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, "command already on the commands topic; not sent again");
-            return;
+            return None;
         }
         match claim(&producer, &topics, &state, &cmd).await {
             Ok(sent) => {
@@ -308,10 +382,10 @@ async fn deliver_command(
                         decision_latency_us = consumed_at.map(|t| t.elapsed().as_micros() as u64),
                         "command acknowledged"
                     );
-                } else {
-                    info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, "command found on the commands topic; not sent again");
+                    return Some(Emitted(cmd, audit));
                 }
-                return;
+                info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, "command found on the commands topic; not sent again");
+                return None;
             }
             Err(e) => {
                 state.delivery_failures.fetch_add(1, Ordering::Relaxed);
@@ -388,7 +462,7 @@ async fn deliver_other(
     topics: Arc<Topics>,
     state: Arc<PublisherState>,
     o: Outgoing,
-) {
+) -> Option<Emitted> {
     // Audit records and dead letters are retried a few times, then counted
     // as lost: they must never hold back commands.
     for attempt in 0..5u32 {
@@ -439,10 +513,10 @@ async fn deliver_other(
                     .send(rec, Timeout::After(Duration::from_secs(5)))
                     .await
             }
-            Outgoing::Command(..) => return,
+            Outgoing::Command(..) => return None,
         };
         match result {
-            Ok(_) => return,
+            Ok(_) => return None,
             Err((e, _)) => {
                 debug!(attempt, error = %e, "audit or dead-letter delivery failed");
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
@@ -451,7 +525,11 @@ async fn deliver_other(
     }
     state.audit_failures.fetch_add(1, Ordering::Relaxed);
     error!("audit or dead-letter record dropped after 5 failed deliveries");
+    None
 }
+
+/// A command this instance emitted, with its audit record.
+struct Emitted(Command, Option<AuditRecord>);
 
 #[cfg(test)]
 mod tests {

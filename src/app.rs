@@ -530,8 +530,10 @@ impl Agent {
                         Ok(mut e) => e.restore_command(&cmd),
                         Err(_) => return,
                     };
-                    if !recovering {
-                        self.publish(outputs);
+                    // A breaker opened by a command read back was audited by
+                    // the instance that emitted the command: not again here.
+                    if !recovering && !outputs.is_empty() {
+                        info!(command_id = %cmd.command_id, "circuit breaker opened by a command on the commands topic");
                     }
                     self.count_record("commands", "ok");
                 }

@@ -877,6 +877,11 @@ fn admin_actions_apply_to_every_instance_and_survive_restarts() {
         .filter(|r| r.payload["detail"]["actor"] == "alice")
         .count();
     assert_eq!(admin_audits, 3, "{audit:?}");
+    let opened = audit
+        .iter()
+        .filter(|r| r.payload["kind"] == "breaker" && r.payload["detail"]["state"] == "open")
+        .count();
+    assert_eq!(opened, 1, "the breaker opening is audited once: {audit:?}");
     let records = read_topic(&broker, "rollbackd-admin", Duration::from_secs(1));
     assert_eq!(records.len(), 3);
     assert_eq!(records[0].payload["schema"], "rollbackd.admin/v1");

@@ -195,16 +195,11 @@ fn bad_canary_gets_one_command_and_healthy_none() {
     );
     // Consumer lag, from librdkafka's statistics (every 5 s): drained to 0.
     // (-1 until the first statistics.)
-    let until = std::time::Instant::now() + Duration::from_secs(15);
-    let lag = loop {
-        let (_, text) = agent.get("/metrics");
-        let lag = metric(&text, "rollbackd_consumer_lag_records");
-        if lag == 0.0 || std::time::Instant::now() > until {
-            break lag;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    assert_eq!(lag, 0.0);
+    agent.wait_metric(
+        "rollbackd_consumer_lag_records",
+        0.0,
+        Duration::from_secs(15),
+    );
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -816,19 +811,7 @@ fn admin_actions_apply_to_every_instance_and_survive_restarts() {
         serde_json::from_str::<serde_json::Value>(&body).unwrap()
     };
     let wait_metric = |agent: &Agent, name: &str, want: f64| {
-        let until = Instant::now() + Duration::from_secs(15);
-        loop {
-            let (_, text) = agent.get("/metrics");
-            if metric(&text, name) == want {
-                return;
-            }
-            assert!(
-                Instant::now() < until,
-                "{name} != {want}\n{text}\n{}",
-                agent.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        agent.wait_metric(name, want, Duration::from_secs(15))
     };
     // Paused on A: B stops acting too, and a bad canary gets no command.
     assert_eq!(
@@ -909,19 +892,7 @@ fn control_topic_created_after_start_is_followed() {
         b"",
     );
     assert_eq!(code, 200, "{body}");
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, text) = b.get("/metrics");
-        if metric(&text, "rollbackd_automation_paused") == 1.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "B never saw the pause\n{}",
-            b.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    b.wait_metric("rollbackd_automation_paused", 1.0, Duration::from_secs(30));
     assert!(b.log_text().contains("following new control partitions"));
 }
 

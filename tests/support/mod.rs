@@ -367,6 +367,23 @@ impl Agent {
     pub fn get(&self, path: &str) -> (u16, String) {
         http_get(&self.http_addr(), path)
     }
+
+    /// Waits until the agent's `/metrics` shows `sample` = `want`.
+    pub fn wait_metric(&self, sample: &str, want: f64, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        loop {
+            let (_, text) = self.get("/metrics");
+            if metric(&text, sample) == want {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{sample} != {want}\n{text}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 /// The lines a child writes on stdout, as they come (its stdout must be piped).

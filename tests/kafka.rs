@@ -93,13 +93,12 @@ fn bad_canary_gets_one_command_and_healthy_none() {
     let agent = Agent::start(&cfg);
     agent.wait_ready();
     // What an on-call engineer watches: `rollbackd tail`.
-    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["tail", "--config"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut tail = spawn_rollbackd(
+        &["tail"],
+        &cfg,
+        std::process::Stdio::piped(),
+        std::process::Stdio::null(),
+    );
     let rx = stdout_lines(&mut tail);
     std::thread::sleep(Duration::from_secs(1));
     started(&cfg, "d-bad", "checkout");
@@ -557,13 +556,12 @@ fn reference_executor_runs_each_rollback_once_and_reports_back() {
     );
     let agent = Agent::start(&cfg);
     agent.wait_ready();
-    let mut executor = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["execute", "--config"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut executor = spawn_rollbackd(
+        &["execute"],
+        &cfg,
+        std::process::Stdio::null(),
+        std::process::Stdio::null(),
+    );
     started(&cfg, "d-exec", "billing");
     announce(
         &cfg,
@@ -635,13 +633,12 @@ fn reference_executor_runs_each_rollback_once_and_reports_back() {
         ),
     )
     .unwrap();
-    let mut executor = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["execute", "--config"])
-        .arg(&cfg2)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut executor = spawn_rollbackd(
+        &["execute"],
+        &cfg2,
+        std::process::Stdio::null(),
+        std::process::Stdio::null(),
+    );
     std::thread::sleep(Duration::from_secs(8));
     let _ = executor.kill();
     let _ = executor.wait();
@@ -665,13 +662,12 @@ fn executor_dry_run_prints_and_runs_nothing() {
     let p = producer(&broker);
     produce(&p, "rollback-commands", Some("web"), cmd.as_bytes());
     flush(&p);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["execute", "--dry-run", "--config"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_rollbackd(
+        &["execute", "--dry-run"],
+        &cfg,
+        std::process::Stdio::piped(),
+        std::process::Stdio::null(),
+    );
     let rx = stdout_lines(&mut child);
     let line = rx
         .recv_timeout(Duration::from_secs(30))
@@ -706,13 +702,12 @@ fn executor_follows_results_and_finishes_the_command_in_hand_on_sigterm() {
             script.display()
         ),
     );
-    let mut executor = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["execute", "--config"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut executor = spawn_rollbackd(
+        &["execute"],
+        &cfg,
+        std::process::Stdio::null(),
+        std::process::Stdio::piped(),
+    );
     let log = support::stderr_lines(&mut executor);
     assert!(support::wait_line(
         &log,

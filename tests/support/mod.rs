@@ -386,6 +386,23 @@ impl Agent {
     }
 }
 
+/// Starts `rollbackd ARGS --config CFG` with the given stdout and stderr.
+pub fn spawn_rollbackd(
+    args: &[&str],
+    cfg: &Path,
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("start rollbackd")
+}
+
 /// The lines a child writes on stdout, as they come (its stdout must be piped).
 pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     lines_of(child.stdout.take().expect("stdout piped"))

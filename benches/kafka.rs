@@ -123,20 +123,7 @@ fn consumption(c: &mut Criterion) {
     }
     let cfg = agent_config(&broker, "bench-setup", "");
     for s in 0..SERVICES {
-        announce(
-            &cfg,
-            &[
-                "started",
-                "--deploy-id",
-                &format!("d-{s}"),
-                "--service",
-                &format!("svc-{s}"),
-                "--version",
-                "v2",
-                "--previous-version",
-                "v1",
-            ],
-        );
+        announce_started(&cfg, &format!("d-{s}"), &format!("svc-{s}"));
     }
     let p = producer(&broker);
     let t = Instant::now();
@@ -209,20 +196,7 @@ fn decision_latency(c: &mut Criterion) {
     agent.wait_ready();
     let deploys = 40;
     for d in 0..deploys {
-        announce(
-            &cfg,
-            &[
-                "started",
-                "--deploy-id",
-                &format!("lat-{d}"),
-                "--service",
-                &format!("lat-{d}"),
-                "--version",
-                "v2",
-                "--previous-version",
-                "v1",
-            ],
-        );
+        announce_started(&cfg, &format!("lat-{d}"), &format!("lat-{d}"));
     }
     let p = producer(&broker);
     // Healthy evidence past the warm-up for every deploy.
@@ -334,20 +308,7 @@ fn sustained_on(kind: &str, rates: &[usize]) {
     };
     let cfg = agent_config(&broker, group, topics);
     for s in 0..SERVICES {
-        announce(
-            &cfg,
-            &[
-                "started",
-                "--deploy-id",
-                &format!("live-{s}"),
-                "--service",
-                &format!("svc-{s}"),
-                "--version",
-                "v2",
-                "--previous-version",
-                "v1",
-            ],
-        );
+        announce_started(&cfg, &format!("live-{s}"), &format!("svc-{s}"));
     }
     let agent = Agent::start(&cfg);
     agent.wait_ready();

@@ -725,3 +725,21 @@ pub fn announce(broker_config: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Announces `deploy.started` of `service` v2 (previous v1) as `deploy_id`.
+pub fn announce_started(broker_config: &Path, deploy_id: &str, service: &str) {
+    announce(
+        broker_config,
+        &[
+            "started",
+            "--deploy-id",
+            deploy_id,
+            "--service",
+            service,
+            "--version",
+            "v2",
+            "--previous-version",
+            "v1",
+        ],
+    );
+}

@@ -50,15 +50,6 @@ impl Drop for AppliedOnDrop<'_> {
     }
 }
 
-/// Why an HTTP input was not taken.
-#[derive(Debug)]
-pub enum HttpInputError {
-    /// The input is malformed: 400, nothing changed.
-    Malformed(DecodeError),
-    /// It could not be recorded (broker down): 503, nothing changed.
-    Unavailable(String),
-}
-
 /// How long shutdown may take before the process exits anyway.
 const GRACE: Duration = Duration::from_secs(20);
 /// At most this many records are decoded as one batch.
@@ -120,10 +111,10 @@ impl Agent {
             .state
             .on_emitted
             .set(crate::kafka::producer::EmitHook(Arc::new(
-                move |cmd, audit| {
+                move |cmd, audits| {
                     if let Some(agent) = weak.upgrade() {
-                        agent.metrics.count_emitted(cmd, audit);
-                        if let Some(a) = audit {
+                        agent.metrics.count_emitted(cmd, audits);
+                        for a in audits {
                             agent.remember_audit(a);
                         }
                     }
@@ -254,120 +245,6 @@ impl Agent {
         Some(value)
     }
 
-    /// A deploy event received over HTTP. With Kafka it is validated, then
-    /// written to the deploy-events topic (key = service) and acknowledged;
-    /// every instance, this one included, applies it when it reads it back
-    /// — the topic stays the one record of deploys. Without Kafka it is
-    /// applied here. Returns how many events were accepted.
-    pub async fn deploy_event_over_http(
-        self: &Arc<Self>,
-        bytes: Vec<u8>,
-    ) -> Result<usize, HttpInputError> {
-        let Some(p) = self.producer.get() else {
-            let agent = self.clone();
-            return tokio::task::spawn_blocking(move || {
-                agent.apply_http(Source::DeployEvents, &bytes, true)
-            })
-            .await
-            .map_err(|e| HttpInputError::Unavailable(e.to_string()))?
-            .map_err(HttpInputError::Malformed);
-        };
-        let ev = match ingest::deploy::decode(&bytes) {
-            Ok(ev) => ev,
-            Err(e) => {
-                // Counted and audited like any malformed input; nothing is produced.
-                let agent = self.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    agent.apply_http(Source::DeployEvents, &bytes, true)
-                })
-                .await;
-                return Err(HttpInputError::Malformed(e));
-            }
-        };
-        let delivery = p
-            .send(
-                rdkafka::producer::FutureRecord::to(&self.config.topics.deploy_events)
-                    .key(&ev.service)
-                    .payload(&bytes),
-                rdkafka::util::Timeout::After(Duration::from_secs(10)),
-            )
-            .await
-            .map_err(|(e, _)| {
-                HttpInputError::Unavailable(format!(
-                    "the deploy-events topic did not acknowledge the event: {e}"
-                ))
-            })?;
-        info!(deploy_id = %ev.deploy_id, event = ev.kind.as_str(), "deploy event from HTTP written to the deploy-events topic");
-        // Read your writes: answer once this instance applied it (or after
-        // 5 s; it is recorded either way).
-        let key = (self.config.topics.deploy_events.clone(), delivery.partition);
-        let until = Instant::now() + Duration::from_secs(5);
-        while self
-            .control_next
-            .get(&key)
-            .is_none_or(|n| *n <= delivery.offset)
-        {
-            if Instant::now() > until {
-                warn!(deploy_id = %ev.deploy_id, "deploy event not read back within 5 s");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(1)
-    }
-
-    /// Takes an admin call: with Kafka it is first written to the admin topic
-    /// and acknowledged (every instance applies it from there; an error
-    /// changes nothing), then applied and audited here. Returns the state
-    /// after it.
-    pub async fn admin_call(
-        self: &Arc<Self>,
-        action: crate::model::AdminAction,
-        actor: String,
-    ) -> Result<serde_json::Value, String> {
-        let at = Timestamp::now_wall();
-        if let Some(p) = self.producer.get() {
-            let record = crate::model::AdminRecord {
-                schema: crate::model::ADMIN_SCHEMA.into(),
-                action,
-                actor: actor.clone(),
-                at,
-                instance: hostname(),
-            };
-            let payload = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-            let key = match action {
-                crate::model::AdminAction::BreakerReset => "breaker",
-                _ => "automation",
-            };
-            p.send(
-                rdkafka::producer::FutureRecord::to(&self.config.topics.admin)
-                    .key(key)
-                    .payload(&payload),
-                rdkafka::util::Timeout::After(Duration::from_secs(10)),
-            )
-            .await
-            .map_err(|(e, _)| {
-                format!(
-                    "the admin topic did not acknowledge the {}: {e}",
-                    action.as_str()
-                )
-            })?;
-        }
-        let agent = self.clone();
-        tokio::task::spawn_blocking(move || {
-            agent.admin(|e| {
-                let outputs = e.admin_call(action, &actor, at);
-                (
-                    serde_json::json!({"paused": e.paused(), "breaker_open": e.breaker_open()}),
-                    outputs,
-                )
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "engine unavailable".to_string())
-    }
-
     fn count_record(&self, source: &str, outcome: &str) {
         self.metrics
             .records
@@ -381,20 +258,18 @@ impl Agent {
 
     /// Publishes outputs that the record consumed at `consumed_at` caused.
     fn publish_decided(&self, outputs: Vec<Output>, consumed_at: Option<Instant>) {
-        // A command's own audit record travels with it: it is published
-        // only if this instance emits the command.
-        let mut command_audits: std::collections::HashMap<String, crate::model::AuditRecord> =
+        // The audit records of a command's emission (`command`, and
+        // `breaker` when it opened the breaker) travel with it: they are
+        // published only if this instance emits the command.
+        let mut emission: std::collections::HashMap<String, Vec<crate::model::AuditRecord>> =
             std::collections::HashMap::new();
         let mut rest = Vec::with_capacity(outputs.len());
         for o in outputs {
             match o {
-                Output::Audit(a) if a.kind == "command" => {
-                    let id = a.detail["command_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    command_audits.insert(id, a);
-                }
+                Output::Audit(a) => match emission_of(&a) {
+                    Some(id) => emission.entry(id).or_default().push(a),
+                    None => rest.push(Output::Audit(a)),
+                },
                 other => rest.push(other),
             }
         }
@@ -416,11 +291,11 @@ impl Agent {
                             .decision_latency_seconds
                             .observe(t.elapsed().as_secs_f64());
                     }
-                    let audit = command_audits.remove(&c.command_id);
+                    let audits = emission.remove(&c.command_id).unwrap_or_default();
                     Outgoing::Command(Box::new(crate::kafka::producer::CommandOut {
                         command: c,
                         consumed_at,
-                        audit,
+                        audits,
                     }))
                 }
                 Output::Audit(a) => Outgoing::Audit(a),
@@ -429,9 +304,9 @@ impl Agent {
                 error!("publisher is gone; output dropped");
             }
         }
-        // (A command audit without its command does not happen; if it did,
-        // it is published as is.)
-        for (_, a) in command_audits {
+        // (Emission audits without their command do not happen; if they
+        // did, they are published as they are.)
+        for a in emission.into_values().flatten() {
             self.remember_audit(&a);
             let _ = self.publisher.send_blocking(Outgoing::Audit(a));
         }
@@ -987,15 +862,13 @@ pub(crate) async fn wait_for_signal() {
     }
 }
 
-/// This host's name (the pod name in Kubernetes), for admin records.
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_default()
+/// The command whose emission an audit record belongs to, if any: its
+/// `command` record, or the `breaker` record of the breaker it opened.
+fn emission_of(a: &crate::model::AuditRecord) -> Option<String> {
+    let id = match a.kind.as_str() {
+        "command" => a.detail["command_id"].as_str(),
+        "breaker" => a.detail["opened_by_command"].as_str(),
+        _ => None,
+    }?;
+    Some(id.to_string())
 }

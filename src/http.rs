@@ -24,9 +24,10 @@ use axum::{Json, Router};
 use serde_json::json;
 use tracing::info;
 
-use crate::app::{Agent, HttpInputError};
+use crate::app::Agent;
 use crate::dispatch::Source;
 use crate::engine::ManualError;
+use crate::fleet::HttpInputError;
 use crate::model::AdminAction;
 
 /// The routes.

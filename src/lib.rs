@@ -27,6 +27,8 @@
 //!   consumer group), the producer of commands, audit and dead letters.
 //! - [`app`]: `rollbackd run` over Kafka: threads, recovery, readiness,
 //!   graceful shutdown.
+//! - [`fleet`]: what an HTTP call publishes for every instance (admin
+//!   actions, deploy events).
 //! - [`http`]: the HTTP listener (`/healthz`, `/readyz`, `/metrics`).
 //! - [`telemetry`]: rollbackd's own Prometheus metrics.
 //!
@@ -40,6 +42,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod engine;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod kafka;

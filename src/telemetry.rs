@@ -219,11 +219,15 @@ impl Metrics {
     }
 
     /// Counts a command this instance emitted, and the time to detect it.
-    pub fn count_emitted(&self, cmd: &Command, audit: Option<&AuditRecord>) {
+    pub fn count_emitted(&self, cmd: &Command, audits: &[AuditRecord]) {
         self.commands
             .with_label_values(&[cmd.action.as_str(), cmd.trigger.as_str()])
             .inc();
-        if let Some(s) = audit.and_then(|a| a.detail["detected_after_seconds"].as_f64()) {
+        if let Some(s) = audits
+            .iter()
+            .find(|a| a.kind == "command")
+            .and_then(|a| a.detail["detected_after_seconds"].as_f64())
+        {
             self.detection_seconds.observe(s);
         }
     }

@@ -670,18 +670,21 @@ impl Engine {
                 .for_deploy(&cmd.deploy_id, &cmd.service),
         ));
         let at = cmd.decided_at;
+        let id = cmd.command_id.clone();
         out.push(Output::Command(cmd));
         if opened {
-            out.push(self.breaker_opened_audit(at));
+            out.push(self.breaker_opened_audit(at, Some(&id)));
         }
     }
 
-    fn breaker_opened_audit(&self, at: Timestamp) -> Output {
+    /// `by`: the command whose emission opened it, if one did.
+    fn breaker_opened_audit(&self, at: Timestamp, by: Option<&str>) -> Output {
         Output::Audit(AuditRecord::new(
             at,
             "breaker",
             json!({
                 "state": "open",
+                "opened_by_command": by,
                 "automatic_commands": self.guards.breaker_count(at),
                 "max": self.config.guards.breaker_max_rollbacks,
                 "window": self.config.guards.breaker_window,
@@ -767,7 +770,7 @@ impl Engine {
             emitted_any = true;
         }
         if emitted_any && cause.is_none() && self.guards.count_for_breaker(now) {
-            out.push(self.breaker_opened_audit(now));
+            out.push(self.breaker_opened_audit(now, None));
         }
     }
 
@@ -951,7 +954,7 @@ impl Engine {
     pub fn restore_command(&mut self, cmd: &Command) -> Vec<Output> {
         let mut out = Vec::new();
         if self.guards.restore(cmd) {
-            out.push(self.breaker_opened_audit(cmd.decided_at));
+            out.push(self.breaker_opened_audit(cmd.decided_at, None));
         }
         if let Some(d) = self.registry.get_mut(&cmd.deploy_id) {
             if cmd.trigger != Trigger::Manual || cmd.action == Action::Rollback {

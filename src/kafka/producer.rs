@@ -83,13 +83,14 @@ pub enum Outgoing {
 }
 
 /// A command, when the record that decided it was consumed (for the
-/// decision latency) if a record did, and its `command` audit record,
-/// published only if this instance emits the command.
+/// decision latency) if a record did, and the audit records of its emission
+/// (`command`, and `breaker` if it opened the breaker), published only if
+/// this instance emits the command.
 #[derive(Debug, Clone)]
 pub struct CommandOut {
     pub command: Command,
     pub consumed_at: Option<Instant>,
-    pub audit: Option<AuditRecord>,
+    pub audits: Vec<AuditRecord>,
 }
 
 /// Shared producer state, read by readiness and metrics.
@@ -120,7 +121,7 @@ pub struct PublisherState {
 pub struct EmitHook(pub Arc<EmitFn>);
 
 /// What [`EmitHook`] calls.
-pub type EmitFn = dyn Fn(&Command, Option<&AuditRecord>) + Send + Sync;
+pub type EmitFn = dyn Fn(&Command, &[AuditRecord]) + Send + Sync;
 
 impl std::fmt::Debug for EmitHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,9 +130,9 @@ impl std::fmt::Debug for EmitHook {
 }
 
 impl PublisherState {
-    fn emitted(&self, cmd: &Command, audit: Option<&AuditRecord>) {
+    fn emitted(&self, cmd: &Command, audits: &[AuditRecord]) {
         if let Some(h) = self.on_emitted.get() {
-            (h.0)(cmd, audit);
+            (h.0)(cmd, audits);
         }
     }
 
@@ -243,7 +244,7 @@ pub fn spawn_local(
                     let CommandOut {
                         command: mut c,
                         consumed_at,
-                        audit,
+                        audits,
                     } = *out;
                     c.issued_at = Timestamp::now_wall();
                     let written = serde_json::to_vec(&c).ok().is_some_and(|line| {
@@ -256,9 +257,11 @@ pub fn spawn_local(
                     if written {
                         st.commands_acked.fetch_add(1, Ordering::Relaxed);
                         info!(command_id = %c.command_id, deploy_id = %c.deploy_id, action = c.action.as_str(), trigger = c.trigger.as_str(), decision_latency_us = consumed_at.map(|t| t.elapsed().as_micros() as u64), "command written to stdout");
-                        st.emitted(&c, audit.as_ref());
-                        if let (Some(a), Some(f)) = (&audit, audit_file.as_mut()) {
-                            f.write(a);
+                        st.emitted(&c, &audits);
+                        if let Some(f) = audit_file.as_mut() {
+                            for a in &audits {
+                                f.write(a);
+                            }
                         }
                     } else {
                         st.delivery_failures.fetch_add(1, Ordering::Relaxed);
@@ -290,8 +293,8 @@ async fn run(
     let on_emitted = |e: Emitted,
                       inflight: &mut JoinSet<Option<Emitted>>,
                       audit_file: &mut Option<AuditFile>| {
-        state.emitted(&e.0, e.1.as_ref());
-        if let Some(a) = e.1 {
+        state.emitted(&e.0, &e.1);
+        for a in e.1 {
             if let Some(f) = audit_file.as_mut() {
                 f.write(&a);
             }
@@ -350,7 +353,7 @@ async fn deliver_command(
     let CommandOut {
         command: cmd,
         consumed_at,
-        audit,
+        audits,
     } = out;
     let mut backoff = Duration::from_millis(20);
     let started = Instant::now();
@@ -382,7 +385,7 @@ async fn deliver_command(
                         decision_latency_us = consumed_at.map(|t| t.elapsed().as_micros() as u64),
                         "command acknowledged"
                     );
-                    return Some(Emitted(cmd, audit));
+                    return Some(Emitted(cmd, audits));
                 }
                 info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, "command found on the commands topic; not sent again");
                 return None;
@@ -528,8 +531,8 @@ async fn deliver_other(
     None
 }
 
-/// A command this instance emitted, with its audit record.
-struct Emitted(Command, Option<AuditRecord>);
+/// A command this instance emitted, with the audit records of its emission.
+struct Emitted(Command, Vec<AuditRecord>);
 
 #[cfg(test)]
 mod tests {

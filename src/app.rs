@@ -43,6 +43,8 @@ impl Drop for AppliedOnDrop<'_> {
     fn drop(&mut self) {
         let (agent, rec) = (self.0, self.1);
         let mut next = agent
+            .publisher
+            .state
             .control_next
             .entry((rec.topic.clone(), rec.partition))
             .or_insert(rec.offset + 1);
@@ -74,9 +76,6 @@ pub struct Agent {
     /// actions to the admin topic, deploy events to the deploy-events topic —
     /// is produced and acknowledged through this handle.
     pub producer: std::sync::OnceLock<rdkafka::producer::FutureProducer>,
-    /// Per control topic and partition, the next offset to apply: how far
-    /// this instance has applied what it (or anyone) wrote there.
-    pub control_next: dashmap::DashMap<(String, i32), i64>,
 }
 
 /// How many audit records `GET /v1/audit` can show.
@@ -100,7 +99,6 @@ impl Agent {
             webhook_token: token_from_env(&config.http.webhook_token_env),
             admin_token: token_from_env(&config.http.admin_token_env),
             producer: std::sync::OnceLock::new(),
-            control_next: dashmap::DashMap::new(),
             config,
         });
         // Commands are counted, and their audit records kept, once this
@@ -167,20 +165,22 @@ impl Agent {
         bytes: &[u8],
         json: bool,
     ) -> Result<usize, DecodeError> {
-        let label = source.label();
         let outcome = self.apply_http_inner(source, bytes, json);
         match &outcome {
-            Ok((_, result)) => self.count_record(label, result),
-            Err(e) => {
-                self.count_record(label, "malformed");
-                let audit = match self.engine.read() {
-                    Ok(en) => en.malformed_audit(label, &e.0, serde_json::json!({"http": true})),
-                    Err(_) => return outcome.map(|(n, _)| n),
-                };
-                self.publish(vec![Output::Audit(audit)]);
-            }
+            Ok((_, result)) => self.count_record(source.label(), result),
+            Err(e) => self.malformed_http(source, e),
         }
         outcome.map(|(n, _)| n)
+    }
+
+    /// A malformed HTTP input: counted and audited; it changed nothing.
+    pub fn malformed_http(&self, source: Source, e: &DecodeError) {
+        self.count_record(source.label(), "malformed");
+        let audit = match self.engine.read() {
+            Ok(en) => en.malformed_audit(source.label(), &e.0, serde_json::json!({"http": true})),
+            Err(_) => return,
+        };
+        self.publish(vec![Output::Audit(audit)]);
     }
 
     fn apply_http_inner(
@@ -386,15 +386,6 @@ impl Agent {
             return;
         };
         if source == Source::Commands {
-            let next = rec.offset + 1;
-            let mut e = self
-                .publisher
-                .state
-                .commands_next
-                .entry(rec.partition)
-                .or_insert(next);
-            *e = (*e).max(next);
-            drop(e);
             match serde_json::from_slice::<Command>(&rec.payload) {
                 Ok(cmd) => {
                     self.publisher

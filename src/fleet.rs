@@ -45,10 +45,11 @@ impl Agent {
         let ev = match ingest::deploy::decode(&bytes) {
             Ok(ev) => ev,
             Err(e) => {
-                // Counted and audited like any malformed input; nothing is produced.
-                let agent = self.clone();
+                // Counted and audited (off the async threads: handing the
+                // audit record over may block); nothing is produced.
+                let (agent, err) = (self.clone(), e.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    agent.apply_http(Source::DeployEvents, &bytes, true)
+                    agent.malformed_http(Source::DeployEvents, &err)
                 })
                 .await;
                 return Err(HttpInputError::Malformed(e));
@@ -73,6 +74,8 @@ impl Agent {
         let key = (self.config.topics.deploy_events.clone(), delivery.partition);
         let until = Instant::now() + Duration::from_secs(5);
         while self
+            .publisher
+            .state
             .control_next
             .get(&key)
             .is_none_or(|n| *n <= delivery.offset)

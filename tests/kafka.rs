@@ -27,23 +27,11 @@ fn traffic(broker: &Broker, service: &str, secs: f64, cand_err_pct: usize) {
 }
 
 fn started(cfg: &std::path::Path, deploy: &str, service: &str) {
-    announce(
+    announce_started_with(
         cfg,
-        &[
-            "started",
-            "--deploy-id",
-            deploy,
-            "--service",
-            service,
-            "--version",
-            "v2",
-            "--previous-version",
-            "v1",
-            "--strategy",
-            "canary",
-            "--label",
-            "team=test",
-        ],
+        deploy,
+        service,
+        &["--strategy", "canary", "--label", "team=test"],
     );
 }
 
@@ -57,10 +45,8 @@ fn commands_for(got: &[Got], deploy: &str) -> usize {
 /// to: `body` is a shell script in which `{record}` stands for that file.
 fn executor_script(tag: &str, body: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("rollbackd-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = unique_dir(tag);
     let record = dir.join("ran.txt");
-    let _ = std::fs::remove_file(&record);
     let script = dir.join("rollback.sh");
     std::fs::write(
         &script,

@@ -30,12 +30,7 @@ fn start() -> Local {
 }
 
 fn start_with_env(env: &[(&str, &str)]) -> Local {
-    let dir = std::env::temp_dir().join(format!(
-        "rollbackd-local-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::unique_dir("local");
     let audit = dir.join("audit.jsonl");
     let cfg = dir.join("config.toml");
     std::fs::write(
@@ -62,14 +57,6 @@ fn start_with_env(env: &[(&str, &str)]) -> Local {
         stdout: rx,
         audit,
     }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        % 1_000_000_007
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -277,22 +264,9 @@ fn own_spans_are_exported_over_otlp_when_configured() {
 /// bearer token; it re-sends, and rollbackd emits one command.
 #[test]
 fn real_alertmanager_triggers_one_rollback() {
-    let am_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cluster_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!(
-        "rollbackd-am-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let am_port = support::free_port();
+    let cluster_port = support::free_port();
+    let dir = support::unique_dir("am");
     // rollbackd with a webhook token.
     let cfg = dir.join("rollbackd.toml");
     std::fs::write(&cfg, "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
@@ -388,17 +362,8 @@ fn real_alertmanager_triggers_one_rollback() {
 #[test]
 fn real_prometheus_scrapes_and_evaluates_the_rules() {
     let l = start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!(
-        "rollbackd-prom-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let port = support::free_port();
+    let dir = support::unique_dir("prom");
     // The PrometheusRule's spec is a plain rules file, de-indented.
     let crd = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

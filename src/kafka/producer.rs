@@ -102,9 +102,10 @@ pub struct PublisherState {
     /// Command ids read back from the commands topic (by the control
     /// consumer): the record of what was emitted.
     pub on_topic: DashMap<String, ()>,
-    /// Per partition of the commands topic, the next offset the control
-    /// consumer will read: how far `on_topic` is complete.
-    pub commands_next: DashMap<i32, i64>,
+    /// Per control topic and partition, the next offset the control
+    /// consumer will apply: how far `on_topic` (the commands topic) and the
+    /// engine's view of every control topic are complete.
+    pub control_next: DashMap<(String, i32), i64>,
     pub commands_acked: AtomicU64,
     pub delivery_failures: AtomicU64,
     pub audit_failures: AtomicU64,
@@ -414,9 +415,13 @@ async fn claim(
         .await
         .map_err(|e| anyhow::anyhow!("claim task failed: {e}"))??;
     let deadline = Instant::now() + Duration::from_secs(5);
+    let ends: Vec<((String, i32), i64)> = ends
+        .into_iter()
+        .map(|(p, end)| ((topics.commands.clone(), p), end))
+        .collect();
     while !ends
         .iter()
-        .all(|(p, end)| state.commands_next.get(p).map_or(0, |n| *n) >= *end)
+        .all(|(key, end)| state.control_next.get(key).map_or(0, |n| *n) >= *end)
     {
         if Instant::now() > deadline {
             anyhow::bail!("the commands topic was not read to its end within 5s");

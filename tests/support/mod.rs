@@ -69,7 +69,7 @@ pub fn tansu() -> PathBuf {
     panic!("the tansu broker is not installed: run scripts/kafka-broker.sh install (the test command does)");
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -77,7 +77,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn unique_dir(tag: &str) -> PathBuf {
+pub fn unique_dir(tag: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let d = std::env::temp_dir().join(format!("rollbackd-{tag}-{}-{n}", std::process::id()));
@@ -728,18 +728,22 @@ pub fn announce(broker_config: &Path, args: &[&str]) {
 
 /// Announces `deploy.started` of `service` v2 (previous v1) as `deploy_id`.
 pub fn announce_started(broker_config: &Path, deploy_id: &str, service: &str) {
-    announce(
-        broker_config,
-        &[
-            "started",
-            "--deploy-id",
-            deploy_id,
-            "--service",
-            service,
-            "--version",
-            "v2",
-            "--previous-version",
-            "v1",
-        ],
-    );
+    announce_started_with(broker_config, deploy_id, service, &[]);
+}
+
+/// [`announce_started`] with more `announce` arguments.
+pub fn announce_started_with(broker_config: &Path, deploy_id: &str, service: &str, more: &[&str]) {
+    let mut args = vec![
+        "started",
+        "--deploy-id",
+        deploy_id,
+        "--service",
+        service,
+        "--version",
+        "v2",
+        "--previous-version",
+        "v1",
+    ];
+    args.extend_from_slice(more);
+    announce(broker_config, &args);
 }

@@ -117,7 +117,7 @@ fn catch_up(broker: &Broker, group: &str, spans_topic: &str, metrics_topic: &str
 }
 
 fn consumption(c: &mut Criterion) {
-    let broker = Broker::start(false);
+    let broker = Broker::start();
     for t in ["bench_spans", "bench_metrics", "bench_empty"] {
         broker.create_topic(t, 3);
     }
@@ -185,7 +185,7 @@ fn consumption(c: &mut Criterion) {
 /// Decision latency: the decisive record produced → the command readable
 /// on the commands topic, for many deploys one after another.
 fn decision_latency(c: &mut Criterion) {
-    let broker = Broker::start(false);
+    let broker = Broker::start();
     // Forty rollbacks in a row would open the circuit breaker by design.
     let cfg = agent_config(
         &broker,
@@ -296,7 +296,7 @@ fn sustained(c: &mut Criterion) {
 
 fn sustained_on(kind: &str, rates: &[usize]) {
     use rdkafka::consumer::Consumer;
-    let broker = Broker::start(false);
+    let broker = Broker::start();
     broker.create_topic("live_spans", 3);
     broker.create_topic("live_empty", 3);
     let group = format!("bench-live-{kind}");

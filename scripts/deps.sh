@@ -1,24 +1,43 @@
 #!/usr/bin/env bash
 # Installs what building and testing rollbackd needs, once; a second run
-# only checks. Debian packages for librdkafka's build (built from source
-# by rdkafka-sys), the Python packages of tests/python/requirements.txt in
-# a virtualenv, then the tansu broker the Kafka tests run against.
+# only checks (about a second).
+#
+#   scripts/deps.sh           everything the test command needs
+#   scripts/deps.sh --build   only what `cargo build` needs: a C toolchain,
+#                             perl, pkg-config, zlib and OpenSSL headers
+#                             (librdkafka is built from source by rdkafka-sys)
+#
+# Everything: the Debian packages for the build, Prometheus and
+# Alertmanager (the tests run the real programs), the Python packages of
+# tests/python/requirements.txt in a virtualenv, then the tansu broker the
+# Kafka tests run against (a prebuilt binary; see scripts/kafka-broker.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-# prometheus: its promtool checks the alert rules in deploy/; prometheus-alertmanager:
-# a real Alertmanager delivers webhooks in the tests.
-for pkg in build-essential perl pkg-config zlib1g-dev libssl-dev python3 python3-venv prometheus prometheus-alertmanager; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ "${#need[@]}" -gt 0 ]; then
+BUILD_PACKAGES=(build-essential perl pkg-config zlib1g-dev libssl-dev)
+# prometheus: its promtool checks the alert rules in deploy/ and a real
+# Prometheus scrapes /metrics; prometheus-alertmanager: a real Alertmanager
+# delivers webhooks in the tests.
+TEST_PACKAGES=(python3 python3-venv prometheus prometheus-alertmanager)
+
+apt_install() {
+  local need=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  [ "${#need[@]}" -gt 0 ] || return 0
   echo "installing Debian packages: ${need[*]}" >&2
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
+if [ "${1:-}" = "--build" ]; then
+  apt_install "${BUILD_PACKAGES[@]}"
+  exit 0
 fi
+apt_install "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 
 # The OpenTelemetry Python SDK and PyYAML, pinned, in $ROLLBACKD_TOOLS/venv;
 # reinstalled only when the requirements change.

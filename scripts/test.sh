@@ -15,6 +15,11 @@ cargo fmt --check
 echo "== clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== release build"
+# The README's walkthroughs (tests/walkthrough.rs) and the scenarios run
+# the release binary.
+cargo build --release --locked
+
 echo "== tests"
 # The Kafka tests start their own tansu broker processes on free loopback
 # ports; they find tansu where scripts/kafka-broker.sh installed it.
@@ -23,7 +28,6 @@ cargo test --locked
 echo "== scenarios"
 scen_src="../shared/scenarios"
 if [ -f "$scen_src/gen.py" ] && [ -f "$scen_src/check.py" ]; then
-  cargo build --release --locked
   target_dir="${CARGO_TARGET_DIR:-target}"
   scen_dir="$(mktemp -d)"
   trap 'rm -rf "$scen_dir"' EXIT

@@ -599,8 +599,13 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
             consumer.applied(topic, p, off);
         }
     }
-    if let Err(e) = consumer.commit() {
-        warn!(error = %e, "final offset commit failed");
+    match consumer.commit() {
+        // Nothing consumed since the last commit: nothing to commit.
+        Ok(())
+        | Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::error::RDKafkaErrorCode::NoOffset,
+        )) => {}
+        Err(e) => warn!(error = %e, "final offset commit failed"),
     }
 }
 
@@ -729,6 +734,16 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
     let _ = agent.producer.set(http_producer);
     let http_task = start_http_and_signals(&rt, &agent)?;
 
+    // A daemon waits for its broker (not ready meanwhile) rather than exit.
+    while let Err(e) = crate::kafka::check_reachable(&k) {
+        warn!(error = %e, "waiting for Kafka; retrying every 5 s");
+        for _ in 0..50 {
+            if agent.shutdown.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
     // Recovery: guard state, then deploys, then results.
     let started = Instant::now();
     let mut control = ControlReader::new(&k)?;
@@ -764,6 +779,11 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
         Duration::from_nanos(config.longest_window().nanos().max(0) as u64),
         agent.publisher.state.claim_slot.clone(),
     )?;
+    info!(
+        group = %k.group_id,
+        topics = ?[&t.otlp_spans, &t.otlp_metrics],
+        "waiting for telemetry partitions from the consumer group (the first join can take tens of seconds on some brokers); not ready until they are assigned and read back"
+    );
     // Unknown until librdkafka's first statistics (every 5 s).
     agent.metrics.consumer_lag.set(-1);
     let telemetry_thread = {
@@ -812,6 +832,7 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
             } else {
                 warn!(
                     broker_reachable = broker_ok,
+                    brokers = %k.brokers,
                     can_emit = agent.publisher.state.can_emit(),
                     "rollbackd not ready"
                 );

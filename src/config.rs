@@ -423,11 +423,11 @@ impl Config {
                 return Err(invalid(*key, format!("{v:?} is already used by {other}")));
             }
         }
-        let http_listen: SocketAddr = raw.http.listen.parse().map_err(|_| {
+        let http_listen = resolve_listen(&raw.http.listen).ok_or_else(|| {
             invalid(
                 "http.listen",
                 format!(
-                    "{:?} is not an address like 127.0.0.1:9464",
+                    "{:?} is not an address like 127.0.0.1:9464 or localhost:9464",
                     raw.http.listen
                 ),
             )
@@ -588,6 +588,21 @@ impl Config {
             "limits: max_active_deploys={} max_series={}",
             self.limits.max_active_deploys, self.limits.max_series
         );
+        let e = &self.executor;
+        let _ = writeln!(
+            out,
+            "executor: group {} name {} timeout {}",
+            e.group_id, e.name, e.timeout
+        );
+        if e.templates.is_empty() {
+            let _ = writeln!(
+                out,
+                "  templates: none (every rollback command would be rejected)"
+            );
+        }
+        for (strategy, argv) in &e.templates {
+            let _ = writeln!(out, "  template {strategy}: {argv:?}");
+        }
         describe_policy(&mut out, "(default)", &self.default_policy);
         let mut names: Vec<_> = self.service_policies.keys().collect();
         names.sort();
@@ -596,6 +611,24 @@ impl Config {
         }
         out
     }
+}
+
+/// An address to listen on: an IP address and port, or a host name (such as
+/// `localhost`) and port, resolved now; IPv4 preferred when a name has both.
+fn resolve_listen(s: &str) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Some(a);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return None;
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s).ok()?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
 }
 
 fn describe_policy(out: &mut String, name: &str, p: &Policy) {
@@ -866,6 +899,11 @@ mod tests {
         );
         assert!(err("[http]\nmax_body = \"lots\"\n").contains("http.max_body"));
         assert!(err("[http]\nlisten = \"nowhere\"\n").contains("http.listen"));
+        assert!(err("[http]\nlisten = \"localhost\"\n").contains("http.listen"));
+        assert!(err("[http]\nlisten = \"localhost:http\"\n").contains("http.listen"));
+        let named = Config::from_toml("[http]\nlisten = \"localhost:9464\"\n").unwrap();
+        assert!(named.http_listen.ip().is_loopback());
+        assert_eq!(named.http_listen.port(), 9464);
         assert!(err("[topics]\notlp_encoding = \"otlp_xml\"\n").contains("otlp_encoding"));
         assert!(err("[nope]\n").contains("nope"));
         assert!(err("[slo]\ndry_run = true\n").contains("slo.dry_run"));

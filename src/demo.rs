@@ -334,7 +334,7 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
     demo.event(d1_end, done);
     writeln!(
         demo.out,
-        "  {}  deploy.completed: v42 promoted to 100%; no command was issued\n",
+        "  {}  deploy.completed: v42 promoted to 100%; no command\n",
         demo.hms(d1_end)
     )?;
 
@@ -415,7 +415,10 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
                 ev["baseline"]["requests"]
             )?;
             writeln!(demo.out, "    guards: first command for this deploy, automation not paused, no dry run, no cooldown, breaker closed")?;
-            writeln!(demo.out, "    command published to rollback-commands:")?;
+            writeln!(
+                demo.out,
+                "    command that would be published to rollback-commands:"
+            )?;
             let json = serde_json::to_string_pretty(&cmd).unwrap_or_default();
             for line in json.lines() {
                 writeln!(demo.out, "      {line}")?;
@@ -451,14 +454,14 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
     match decided_at {
         Some(s) => writeln!(
             demo.out,
-            "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) caught {} after it started and rolled back{}; {} command(s) issued",
+            "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) caught {} after it started and rolled back{}; {} command(s) that would be published",
             Duration::from_secs(s - d2_start),
             executed.map_or(String::new(), |d| format!(" {d} after the decision")),
             demo.commands.len()
         )?,
         None => writeln!(
             demo.out,
-            "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) was NOT caught; {} command(s) issued",
+            "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) was NOT caught; {} command(s) that would be published",
             demo.commands.len()
         )?,
     }

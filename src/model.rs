@@ -62,6 +62,10 @@ pub enum DataMigration {
 }
 
 impl DataMigration {
+    pub fn is_none(&self) -> bool {
+        *self == DataMigration::None
+    }
+
     pub fn parse(s: &str) -> Option<DataMigration> {
         Some(match s {
             "none" => DataMigration::None,
@@ -83,12 +87,19 @@ pub struct DeployEvent {
     pub at: Timestamp,
     /// `None` when the event did not say; the deploy then reports `"default"`
     /// and matches telemetry from any environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub release_id: Option<String>,
+    #[serde(skip_serializing_if = "DataMigration::is_none")]
     pub data_migration: DataMigration,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
 

@@ -12,7 +12,7 @@ const WEBHOOK: &str = "Bearer hook-secret";
 const ADMIN: &str = "Bearer admin-secret";
 
 fn start(extra: &str) -> (Broker, std::path::PathBuf, Agent, String) {
-    let broker = Broker::start(false);
+    let broker = Broker::start();
     let cfg = agent_config(&broker, "g-http", extra);
     let agent = Agent::start_with_env(
         &cfg,
@@ -108,9 +108,18 @@ fn webhooks_admin_api_and_auth() {
         .0,
         200
     );
-    let (code, list) = get(&addr, "/v1/deploys", ADMIN);
-    assert_eq!(code, 200);
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    // An event POSTed with Kafka is answered once read back from the
+    // deploy-events topic, or after 5 s regardless: wait for both.
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, list) = get(&addr, "/v1/deploys", ADMIN);
+        assert_eq!(code, 200);
+        if list.as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{list}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (code, one) = get(&addr, "/v1/deploys/d-1", ADMIN);
     assert_eq!(code, 200);
     assert_eq!(one["service"], "auth");
@@ -352,7 +361,7 @@ fn webhooks_admin_api_and_auth() {
 #[test]
 fn admin_routes_are_forbidden_without_an_admin_token() {
     let _serial = serial();
-    let broker = Broker::start(false);
+    let broker = Broker::start();
     let cfg = agent_config(&broker, "g-http-403", "");
     let agent = Agent::start(&cfg);
     agent.wait_ready();

@@ -98,30 +98,40 @@ impl ControlReader {
         self.consumer.assign(&tpl)?;
         let mut read = 0u64;
         let mut last_progress = Instant::now();
-        while !targets.is_empty() {
+        // Done when every partition is read up to its high watermark and a
+        // poll comes back empty: tansu 0.6 reports a watermark inside the
+        // last batch, whose other records follow.
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        loop {
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
                     let rec = InRecord::from_message(&m);
                     drop(m);
                     last_progress = Instant::now();
-                    if let Some(&high) = targets.get(&rec.partition) {
-                        if rec.offset + 1 >= high {
-                            targets.remove(&rec.partition);
-                        }
-                        if rec.offset < high {
-                            read += 1;
-                            f(rec);
-                        }
-                    }
+                    next.insert(rec.partition, rec.offset + 1);
+                    let pos = self
+                        .positions
+                        .entry((topic.to_string(), rec.partition))
+                        .or_insert(0);
+                    *pos = (*pos).max(rec.offset + 1);
+                    read += 1;
+                    f(rec);
                 }
                 Some(Err(e)) => {
                     warn!(topic, error = %e, "error while reading a control topic; retrying");
                 }
                 None => {
+                    let behind = targets
+                        .iter()
+                        .filter(|(p, &high)| next.get(p).is_none_or(|&n| n < high))
+                        .count();
+                    if behind == 0 {
+                        break;
+                    }
                     if last_progress.elapsed() > Duration::from_secs(30) {
                         warn!(
                             topic,
-                            remaining = targets.len(),
+                            remaining = behind,
                             "recovery read stalled; still waiting for the broker"
                         );
                         last_progress = Instant::now();
@@ -151,10 +161,53 @@ impl ControlReader {
         self.consumer.assign(&tpl)
     }
 
-    pub fn poll(&self, timeout: Duration) -> Option<KafkaResult<InRecord>> {
-        self.consumer
+    pub fn poll(&mut self, timeout: Duration) -> Option<KafkaResult<InRecord>> {
+        let rec = self
+            .consumer
             .poll(timeout)
-            .map(|r| r.map(|m| InRecord::from_message(&m)))
+            .map(|r| r.map(|m| InRecord::from_message(&m)));
+        if let Some(Ok(r)) = &rec {
+            self.positions
+                .insert((r.topic.clone(), r.partition), r.offset + 1);
+        }
+        rec
+    }
+
+    /// While following: reads on until every partition of `topic` is read
+    /// up to its end as of now, handing every record read meanwhile (of
+    /// any followed topic) to `f`.
+    pub fn read_to_end(&mut self, topic: &str, mut f: impl FnMut(InRecord)) -> KafkaResult<()> {
+        let mut ends = Vec::new();
+        for p in self.partitions(topic)? {
+            let (_, high) = self.consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT)?;
+            ends.push((p, high));
+        }
+        let started = Instant::now();
+        loop {
+            match self.poll(Duration::from_millis(100)) {
+                Some(Ok(rec)) => f(rec),
+                Some(Err(e)) => warn!(topic, error = %e, "error while reading a control topic"),
+                // Nothing more in hand: done once every partition is read
+                // up to where it ended when called.
+                None => {
+                    let behind = ends.iter().any(|&(p, high)| {
+                        high > 0
+                            && self
+                                .positions
+                                .get(&(topic.to_string(), p))
+                                .is_none_or(|&pos| pos < high)
+                    });
+                    if !behind {
+                        return Ok(());
+                    }
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::OperationTimedOut,
+                ));
+            }
+        }
     }
 
     /// Starts following partitions of `topics` that appeared since

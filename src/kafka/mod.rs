@@ -5,7 +5,6 @@
 //! producer side runs on tokio because delivery reports are futures.
 
 pub mod consumer;
-pub mod executor;
 pub mod producer;
 pub mod tools;
 
@@ -29,6 +28,34 @@ pub fn client_config(k: &KafkaConfig, overrides: &[(&str, &str)]) -> ClientConfi
         c.set(*key, *v);
     }
     c
+}
+
+/// The brokers did not answer: the message names the address and the
+/// config key it came from, so a person knows what to fix. (The client's
+/// error is part of the message, not a `source`: its own chain would
+/// repeat it.)
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach Kafka at {brokers} (kafka.brokers): {error}")]
+pub struct Unreachable {
+    pub brokers: String,
+    pub error: rdkafka::error::KafkaError,
+}
+
+/// How long [`check_reachable`] waits for the brokers.
+pub const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Fails with [`Unreachable`] unless the brokers answer a metadata request
+/// within [`REACH_TIMEOUT`].
+pub fn check_reachable(k: &KafkaConfig) -> Result<(), Unreachable> {
+    let unreachable = |error| Unreachable {
+        brokers: k.brokers.clone(),
+        error,
+    };
+    let probe: rdkafka::consumer::BaseConsumer =
+        client_config(k, &[]).create().map_err(unreachable)?;
+    rdkafka::consumer::Consumer::fetch_metadata(&probe, None, REACH_TIMEOUT)
+        .map(|_| ())
+        .map_err(unreachable)
 }
 
 /// One consumed record, owned, so it can cross to a decoding thread.

@@ -86,21 +86,20 @@ pub fn unique_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// A tansu broker process.
+/// A tansu broker process (in-memory storage: the prebuilt tansu has no
+/// durable engine).
 pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     pub dir: PathBuf,
-    durable: bool,
 }
 
 impl Broker {
-    pub fn start(durable: bool) -> Broker {
+    pub fn start() -> Broker {
         let mut b = Broker {
             child: None,
             port: free_port(),
             dir: unique_dir("broker"),
-            durable,
         };
         b.spawn();
         for (t, p) in TOPICS {
@@ -110,12 +109,7 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        std::fs::create_dir_all(self.dir.join("data")).unwrap();
-        let storage = if self.durable {
-            "sqlite://data/tansu.db"
-        } else {
-            "memory://tansu/"
-        };
+        let storage = "memory://tansu/";
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::File::create(self.dir.join("broker.log")).unwrap();
         let child = Command::new(tansu())
@@ -183,14 +177,29 @@ impl Broker {
         }
     }
 
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
+    /// Freezes the broker (SIGSTOP): to its clients it is unreachable —
+    /// requests time out — and it keeps every record.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a frozen broker (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-s", sig, &c.id().to_string()])
+                .status();
+        }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        self.thaw();
         self.stop();
     }
 }
@@ -647,7 +656,9 @@ pub struct Got {
     pub headers: Vec<(String, String)>,
 }
 
-/// Reads every record of `topic` from the beginning for `wait`.
+/// Reads every record of `topic` from the beginning: at least up to the
+/// end it had when called (however long that takes on a loaded machine),
+/// and whatever else arrives within `wait`.
 pub fn read_topic(broker: &Broker, topic: &str, wait: Duration) -> Vec<Got> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.brokers())
@@ -659,17 +670,35 @@ pub fn read_topic(broker: &Broker, topic: &str, wait: Duration) -> Vec<Got> {
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
     let mut tpl = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
     for t in md.topics() {
         for p in t.partitions() {
             tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
                 .unwrap();
+            let (_, high) = c
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap();
+            if high > 0 {
+                ends.insert(p.id(), high);
+            }
         }
     }
     c.assign(&tpl).unwrap();
     let deadline = Instant::now() + wait;
+    let give_up = Instant::now() + Duration::from_secs(60);
     let mut out = Vec::new();
-    while Instant::now() < deadline {
+    while !ends.is_empty() || Instant::now() < deadline {
+        assert!(
+            Instant::now() < give_up,
+            "{topic}: not read to its end within 60 s"
+        );
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            if ends
+                .get(&m.partition())
+                .is_some_and(|&e| m.offset() + 1 >= e)
+            {
+                ends.remove(&m.partition());
+            }
             let headers = m
                 .headers()
                 .map(|h| {

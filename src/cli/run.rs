@@ -1,0 +1,27 @@
+//! `rollbackd run`: the daemon, with Kafka or HTTP only.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn main(path: &Path) -> ExitCode {
+    let cfg = match super::load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let telemetry = super::init_logging(&cfg);
+    let result = match &cfg.kafka {
+        Some(_) => rollbackd::app::run_kafka(cfg),
+        None => rollbackd::app::run_local(cfg),
+    };
+    if let Some(p) = telemetry {
+        let _ = p.shutdown();
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "rollbackd failed");
+            eprintln!("rollbackd: run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

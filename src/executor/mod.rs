@@ -1,0 +1,327 @@
+//! `rollbackd execute`: the reference executor.
+//!
+//! Consumes `rollback-commands` in its own consumer group and, for
+//! `action = "rollback"` only, runs the argv template configured for the
+//! command's strategy (or `default`; see [`template`]). Each run has a
+//! timeout ([`process`]); its outcome goes to `rollback-results`
+//! (CONTRACT §1.4). The results topic is the record of what ran: it is
+//! read whole at start and read to its end again before every run (so a
+//! result another executor wrote counts too), and a command id found there
+//! is never executed again. `approval_required` commands are logged and
+//! left alone: a person decides. SIGTERM or SIGINT lets the command being
+//! run finish and its result be published, then the executor exits.
+//!
+//! A dry run ([`dry_run`]) changes nothing anywhere: it reads the commands
+//! from where the executor's group stands (without joining the group or
+//! committing), prints what would happen to each, and exits at the end of
+//! the topic.
+
+pub mod process;
+pub mod template;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, KafkaConfig};
+use crate::kafka::consumer::ControlReader;
+use crate::kafka::{client_config, InRecord};
+use crate::model::{Action, Command, ExecutorResult};
+use crate::time::Timestamp;
+
+/// What the executor does with one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Runs this argv.
+    Run(Vec<String>),
+    /// Publishes a `rejected` result, with this reason.
+    Reject(String),
+    /// Leaves it alone, for this reason.
+    Skip(&'static str),
+}
+
+/// The plan for `cmd`, given the command ids that already have a result.
+pub fn plan(config: &Config, done: &HashSet<String>, cmd: &Command) -> Plan {
+    if done.contains(&cmd.command_id) {
+        Plan::Skip("already executed: a result is on the results topic")
+    } else if cmd.action == Action::ApprovalRequired {
+        Plan::Skip("approval_required: left for a person")
+    } else {
+        match template::argv(config, cmd) {
+            Ok(argv) => Plan::Run(argv),
+            Err(why) => Plan::Reject(why),
+        }
+    }
+}
+
+/// The command ids with a result on the results topic, read whole, and the
+/// reader (which can then follow the topic).
+fn results_so_far(
+    k: &KafkaConfig,
+    topic: &str,
+) -> anyhow::Result<(ControlReader, HashSet<String>)> {
+    let mut done = HashSet::new();
+    let mut reader = ControlReader::new(k)?;
+    reader.read_whole(topic, |rec: InRecord| {
+        if let Ok(r) = crate::ingest::result::decode(&rec.payload) {
+            done.insert(r.command_id);
+        }
+    })?;
+    Ok((reader, done))
+}
+
+fn kafka(config: &Config) -> anyhow::Result<&KafkaConfig> {
+    let k = config
+        .kafka
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no [kafka] table in the config"))?;
+    crate::kafka::check_reachable(k)?;
+    Ok(k)
+}
+
+/// Prints, as JSON lines, what the executor would do with every command
+/// from its group's committed position (the beginning if it has none) to
+/// the end of the commands topic, then returns. Joins no group, commits
+/// nothing, runs and publishes nothing.
+pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let k = kafka(config)?;
+    let t = &config.topics;
+    let (_, done) = results_so_far(k, &t.results)?;
+    // The executor's group id, only to look up its committed offsets: an
+    // assign-only consumer never joins the group, and with auto commit off
+    // it never commits.
+    let consumer: BaseConsumer = client_config(
+        k,
+        &[
+            ("group.id", config.executor.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("fetch.wait.max.ms", "50"),
+        ],
+    )
+    .create()?;
+    let timeout = Duration::from_secs(10);
+    let md = consumer.fetch_metadata(Some(&t.commands), timeout)?;
+    let mut partitions = TopicPartitionList::new();
+    for topic in md.topics().iter().filter(|m| m.name() == t.commands) {
+        for p in topic.partitions() {
+            partitions.add_partition(&t.commands, p.id());
+        }
+    }
+    if partitions.count() == 0 {
+        anyhow::bail!("topic {} has no partitions (does it exist?)", t.commands);
+    }
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    let mut assign = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for e in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(&t.commands, e.partition(), timeout)?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o.max(low),
+            _ => low,
+        };
+        if from < high {
+            assign.add_partition_offset(&t.commands, e.partition(), Offset::Offset(from))?;
+            ends.insert(e.partition(), high);
+        }
+    }
+    let mut read = 0u64;
+    if !ends.is_empty() {
+        consumer.assign(&assign)?;
+    }
+    // The end: every partition read up to its high watermark, and nothing
+    // more in hand (tansu 0.6 reports a watermark inside the last batch,
+    // whose other records follow).
+    let mut next: std::collections::HashMap<i32, i64> = Default::default();
+    let mut last_progress = Instant::now();
+    loop {
+        let m = match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                warn!(error = %e, "commands consumer error");
+                continue;
+            }
+            None => {
+                if ends
+                    .iter()
+                    .all(|(p, &high)| next.get(p).is_some_and(|&n| n >= high))
+                {
+                    break;
+                }
+                if last_progress.elapsed() > Duration::from_secs(30) {
+                    anyhow::bail!("the commands topic was not read to its end within 30 s");
+                }
+                continue;
+            }
+        };
+        last_progress = Instant::now();
+        let rec = InRecord::from_message(&m);
+        drop(m);
+        next.insert(rec.partition, rec.offset + 1);
+        read += 1;
+        let line = match serde_json::from_slice::<Command>(&rec.payload) {
+            Err(e) => {
+                json!({"partition": rec.partition, "offset": rec.offset, "would_skip": format!("not a command: {e}")})
+            }
+            Ok(cmd) => {
+                let mut line = json!({"command_id": cmd.command_id, "deploy_id": cmd.deploy_id});
+                let (k, v) = match plan(config, &done, &cmd) {
+                    Plan::Run(argv) => ("would_run", json!(argv)),
+                    Plan::Reject(why) => ("would_reject", json!(why)),
+                    Plan::Skip(why) => ("would_skip", json!(why)),
+                };
+                line[k] = v;
+                line
+            }
+        };
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    eprintln!(
+        "dry run: {read} command(s) from group {}'s position to the end of {}; nothing was run, published or committed",
+        config.executor.group_id, t.commands
+    );
+    Ok(())
+}
+
+fn publish_result(
+    rt: &tokio::runtime::Runtime,
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    r: &ExecutorResult,
+) -> anyhow::Result<()> {
+    let payload = serde_json::to_vec(r)?;
+    rt.block_on(producer.send(
+        FutureRecord::to(topic).key(key).payload(&payload),
+        Timeout::After(Duration::from_secs(10)),
+    ))
+    .map(|_| ())
+    .map_err(|(e, _)| anyhow::anyhow!("result not acknowledged: {e}"))
+}
+
+/// Runs the executor until interrupted.
+pub fn execute(config: &Config) -> anyhow::Result<()> {
+    let k = kafka(config)?;
+    let t = &config.topics;
+    // What already ran: the results topic, read whole, then followed.
+    let (mut reader, mut done) = results_so_far(k, &t.results)?;
+    reader.follow(&[&t.results])?;
+    let consumer: BaseConsumer = client_config(
+        k,
+        &[
+            ("group.id", config.executor.group_id.as_str()),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "6000"),
+        ],
+    )
+    .create()?;
+    consumer.subscribe(&[&t.commands])?;
+    info!(
+        already_executed = done.len(),
+        group = %config.executor.group_id,
+        topic = %t.commands,
+        "executor starting; waiting for partition assignment from the group (a few seconds on some brokers)"
+    );
+    let producer: FutureProducer =
+        client_config(k, &[("enable.idempotence", "true"), ("acks", "all")]).create()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            crate::app::wait_for_signal().await;
+            info!("signal received: finishing the command in hand, then stopping");
+            stop.store(true, Ordering::Release);
+        });
+    }
+    let mut assigned = false;
+    while !stop.load(Ordering::Acquire) {
+        let polled = consumer.poll(Duration::from_millis(500));
+        if !assigned && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            assigned = true;
+            info!(group = %config.executor.group_id, "commands partitions assigned; executing");
+        }
+        let m = match polled {
+            None => continue,
+            Some(Err(e)) => {
+                warn!(error = %e, "executor consumer error");
+                continue;
+            }
+            Some(Ok(m)) => m,
+        };
+        let rec = InRecord::from_message(&m);
+        drop(m);
+        let cmd: Command = match serde_json::from_slice(&rec.payload) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(offset = rec.offset, error = %e, "not a command; skipped");
+                let _ = consumer.store_offset(&rec.topic, rec.partition, rec.offset);
+                continue;
+            }
+        };
+        // Results written since, by this executor or another one, up to
+        // the topic's end as of now.
+        while let Err(e) = reader.read_to_end(&t.results, |rec| {
+            if let Ok(r) = crate::ingest::result::decode(&rec.payload) {
+                done.insert(r.command_id);
+            }
+        }) {
+            warn!(error = %e, "reading the results topic failed; the command waits");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let (status, message) = match plan(config, &done, &cmd) {
+            Plan::Skip(why) => {
+                info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, why, "skipped");
+                let _ = consumer.store_offset(&rec.topic, rec.partition, rec.offset);
+                continue;
+            }
+            Plan::Reject(why) => (crate::model::ResultStatus::Rejected, why),
+            Plan::Run(argv) => {
+                info!(command_id = %cmd.command_id, argv = ?argv, "executing");
+                process::run(
+                    &argv,
+                    Duration::from_nanos(config.executor.timeout.nanos().max(0) as u64),
+                )
+            }
+        };
+        let result = ExecutorResult {
+            command_id: cmd.command_id.clone(),
+            deploy_id: cmd.deploy_id.clone(),
+            status,
+            at: Timestamp::now_wall(),
+            executor: config.executor.name.clone(),
+            message,
+        };
+        // Retried until acknowledged: the result is the record that this
+        // command ran.
+        while let Err(e) = publish_result(&rt, &producer, &t.results, &cmd.service, &result) {
+            error!(command_id = %cmd.command_id, error = %e, "publishing the result failed; retrying");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        info!(command_id = %cmd.command_id, status = ?result.status, "result published");
+        done.insert(cmd.command_id.clone());
+        let _ = consumer.store_offset(&rec.topic, rec.partition, rec.offset);
+    }
+    match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => warn!(error = %e, "committing the commands offsets at exit failed"),
+    }
+    info!("executor stopped");
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! Hot paths: OTLP decoding alone, decoding plus the engine, window updates,
-//! and a whole `replay` of a large OTLP/JSON file.
+//! a whole `replay` of a large OTLP/JSON file, and the cost of one input as
+//! the number of active deploys grows.
 //!
 //! Run with `cargo bench --bench pipeline`; numbers are reported in the README.
 
@@ -16,11 +17,11 @@ mod common;
 
 use common::{kv_i, kv_s, resource, BOUNDS};
 use prost::Message;
-use rollbackd::config::Config;
+use rollbackd::config::{Config, OtlpEncoding};
 use rollbackd::engine::window::{Kind, SeriesWindows};
 use rollbackd::engine::Engine;
-use rollbackd::ingest::otlp;
-use rollbackd::model::{DataMigration, DeployEvent, DeployEventKind};
+use rollbackd::ingest::{self, otlp, Source};
+use rollbackd::model::{DataMigration, DeployEvent, DeployEventKind, Input};
 use rollbackd::replay::{self, ReplaySinks};
 use rollbackd::time::Timestamp;
 
@@ -130,13 +131,11 @@ fn metric_export(time_s: u64) -> Vec<u8> {
     ExportMetricsServiceRequest { resource_metrics }.encode_to_vec()
 }
 
-fn engine_with_deploy() -> Engine {
-    let mut engine = Engine::new(Arc::new(Config::default()));
-    engine.set_clock(Timestamp(T0 as i64));
-    engine.apply_deploy_event(DeployEvent {
+fn started(id: &str, service: &str) -> Input {
+    Input::Deploy(DeployEvent {
         kind: DeployEventKind::Started,
-        deploy_id: "d-1".into(),
-        service: "checkout".into(),
+        deploy_id: id.into(),
+        service: service.into(),
         version: "v2".into(),
         at: Timestamp(T0 as i64),
         environment: Some("prod".into()),
@@ -146,8 +145,21 @@ fn engine_with_deploy() -> Engine {
         data_migration: DataMigration::None,
         canary_weight: Some(10.0),
         labels: Default::default(),
-    });
+    })
+}
+
+fn engine_with_deploy() -> Engine {
+    let mut engine = Engine::new(Arc::new(Config::default()));
+    engine.apply(started("d-1", "checkout"), Timestamp(T0 as i64));
     engine
+}
+
+/// Decodes `bytes` and applies them, then a tick: what every adapter does
+/// with a telemetry record.
+fn decode_and_apply(engine: &mut Engine, source: Source, bytes: &[u8], now: Timestamp) {
+    let input = ingest::decode(source, bytes, OtlpEncoding::Proto).unwrap();
+    black_box(engine.apply(input, now));
+    black_box(engine.apply(Input::Tick, now));
 }
 
 fn spans(c: &mut Criterion) {
@@ -172,10 +184,8 @@ fn spans(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % exports.len();
-            engine.set_clock(Timestamp((T0 + (i as u64 + 1) * SEC) as i64));
-            let batch = otlp::decode_traces_proto(&exports[i]).unwrap();
-            black_box(engine.apply_telemetry(&batch));
-            black_box(engine.tick());
+            let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
+            decode_and_apply(&mut engine, Source::Spans, &exports[i], now);
         })
     });
     g.finish();
@@ -209,10 +219,8 @@ fn histograms(c: &mut Criterion) {
                 round += 1;
                 engine = engine_with_deploy();
             }
-            engine.set_clock(Timestamp((T0 + (i as u64 + 1) * SEC) as i64));
-            let batch = otlp::decode_metrics_proto(&exports[i]).unwrap();
-            black_box(engine.apply_telemetry(&batch));
-            black_box(engine.tick());
+            let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
+            decode_and_apply(&mut engine, Source::Metrics, &exports[i], now);
             black_box(round)
         })
     });
@@ -322,23 +330,10 @@ fn replay_file(c: &mut Criterion) {
 /// Window state per active deploy, printed once (memory is not timed).
 fn memory(c: &mut Criterion) {
     let mut engine = Engine::new(Arc::new(Config::default()));
-    engine.set_clock(Timestamp(T0 as i64));
+    let t0 = Timestamp(T0 as i64);
     let deploys = 1000;
     for d in 0..deploys {
-        engine.apply_deploy_event(DeployEvent {
-            kind: DeployEventKind::Started,
-            deploy_id: format!("d-{d}"),
-            service: format!("svc-{d}"),
-            version: "v2".into(),
-            at: Timestamp(T0 as i64),
-            environment: None,
-            previous_version: Some("v1".into()),
-            strategy: None,
-            release_id: None,
-            data_migration: DataMigration::None,
-            canary_weight: None,
-            labels: Default::default(),
-        });
+        engine.apply(started(&format!("d-{d}"), &format!("svc-{d}")), t0);
     }
     // Feed both sides of every deploy so every window exists.
     for d in 0..deploys {
@@ -358,8 +353,9 @@ fn memory(c: &mut Criterion) {
                     ..Default::default()
                 }],
             };
-            let batch = otlp::decode_traces_proto(&req.encode_to_vec()).unwrap();
-            engine.apply_telemetry(&batch);
+            let input =
+                ingest::decode(Source::Spans, &req.encode_to_vec(), OtlpEncoding::Proto).unwrap();
+            engine.apply(input, t0);
         }
     }
     let per_deploy = engine.window_bytes() / deploys;
@@ -370,5 +366,74 @@ fn memory(c: &mut Criterion) {
     c.bench_function("memory/noop", |b| b.iter(|| black_box(per_deploy)));
 }
 
-criterion_group!(benches, spans, histograms, windows, replay_file, memory);
+/// The cost of one input does not depend on how many deploys are active:
+/// decode + engine of one service's spans with 10 and with 10,000 active
+/// deploys, every service on versions v1 → v2 (the names many services
+/// share). The clock moves 1 ms an export, so every deploy is also
+/// evaluated at its interval, as in production.
+fn active_deploys(c: &mut Criterion) {
+    let export = span_export(1);
+    let spans_per = (SPANS_PER_EXPORT * 9 / 10 + SPANS_PER_EXPORT / 10) as u64;
+    let mut g = c.benchmark_group("active_deploys");
+    g.throughput(Throughput::Elements(spans_per));
+    for n in [10usize, 10_000] {
+        g.bench_function(format!("{n}/decode_and_engine"), |b| {
+            let mut engine = Engine::new(Arc::new(Config::default()));
+            let t0 = Timestamp(T0 as i64);
+            for d in 1..n {
+                engine.apply(started(&format!("d-{d}"), &format!("svc-{d}")), t0);
+            }
+            engine.apply(started("d-0", "checkout"), t0);
+            let mut t = T0 + SEC;
+            b.iter(|| {
+                t += 1_000_000;
+                decode_and_apply(&mut engine, Source::Spans, &export, Timestamp(t as i64));
+            })
+        });
+    }
+    g.finish();
+    // Deploy events alone: a replay of 1,000,000 `deploy.started` of
+    // distinct services; the cap (10,000 active) is reached after 1%, and
+    // a dropped event costs no more than an accepted one.
+    let n = 1_000_000u64;
+    let mut file = Vec::with_capacity(n as usize * 220);
+    for i in 0..n {
+        let at = Timestamp((T0 + i * 1_000_000) as i64).to_string();
+        file.extend_from_slice(
+            format!(
+                "{{\"topic\":\"deploy-events\",\"timestamp\":\"{at}\",\"value\":{{\"type\":\"deploy.started\",\"deploy_id\":\"d-{i}\",\"service\":\"svc-{i}\",\"version\":\"v2\",\"previous_version\":\"v1\",\"at\":\"{at}\"}}}}\n"
+            )
+            .as_bytes(),
+        );
+    }
+    let config = Arc::new(Config::default());
+    let started_at = std::time::Instant::now();
+    let mut engine = Engine::new(config);
+    let (mut commands, mut errors) = (io::sink(), io::sink());
+    let mut sinks = ReplaySinks {
+        commands: &mut commands,
+        audit: None,
+        errors: &mut errors,
+    };
+    let s = replay::replay(&mut engine, BufReader::new(&file[..]), &mut sinks).unwrap();
+    let took = started_at.elapsed();
+    println!(
+        "active_deploys: replay of {} deploy.started events ({:.0} MB) in {:.2} s ({:.0} events/s), {} active at the end",
+        s.records,
+        file.len() as f64 / 1e6,
+        took.as_secs_f64(),
+        s.records as f64 / took.as_secs_f64(),
+        engine.active_deploys()
+    );
+}
+
+criterion_group!(
+    benches,
+    spans,
+    histograms,
+    windows,
+    replay_file,
+    memory,
+    active_deploys
+);
 criterion_main!(benches);

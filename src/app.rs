@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, OtlpEncoding};
-use crate::dispatch::{self, Source};
 use crate::engine::Engine;
-use crate::ingest::{self, DecodeError};
+use crate::ingest::{self, DecodeError, Source};
 use crate::kafka::consumer::{ControlReader, TelemetryConsumer};
-use crate::kafka::producer::{self, Outgoing, Publisher};
+use crate::kafka::producer;
 use crate::kafka::InRecord;
-use crate::model::{Command, Output, TelemetryBatch};
+use crate::model::{AuditEvent, Input, Output};
+use crate::sinks::{self, Outgoing, Publisher};
 use crate::telemetry::Metrics;
 use crate::time::Timestamp;
 
@@ -108,16 +108,14 @@ impl Agent {
             .publisher
             .state
             .on_emitted
-            .set(crate::kafka::producer::EmitHook(Arc::new(
-                move |cmd, audits| {
-                    if let Some(agent) = weak.upgrade() {
-                        agent.metrics.count_emitted(cmd, audits);
-                        for a in audits {
-                            agent.remember_audit(a);
-                        }
+            .set(crate::sinks::EmitHook(Arc::new(move |cmd, audits| {
+                if let Some(agent) = weak.upgrade() {
+                    agent.metrics.count_emitted(cmd, audits);
+                    for a in audits {
+                        agent.remember_audit(a);
                     }
-                },
-            )));
+                }
+            })));
         agent
     }
 
@@ -157,92 +155,75 @@ impl Agent {
             .set(i64::from(self.ready.load(Ordering::Acquire)));
     }
 
+    /// Applies `input` to the engine on the wall clock; `None` when the
+    /// engine's lock is poisoned.
+    pub fn apply(&self, input: Input) -> Option<Vec<Output>> {
+        let mut e = self.engine.write().ok()?;
+        Some(e.apply(input, Timestamp::now_wall()))
+    }
+
     /// Applies a decoded input from an HTTP request and publishes what it
-    /// caused. Telemetry goes through the engine's shared lock.
+    /// caused. Returns how many items it held.
     pub fn apply_http(
         &self,
         source: Source,
         bytes: &[u8],
         json: bool,
     ) -> Result<usize, DecodeError> {
-        let outcome = self.apply_http_inner(source, bytes, json);
-        match &outcome {
-            Ok((_, result)) => self.count_record(source.label(), result),
-            Err(e) => self.malformed_http(source, e),
+        let _span = tracing::info_span!("http_input", source = source.label(), bytes = bytes.len())
+            .entered();
+        let consumed_at = Instant::now();
+        let encoding = if json {
+            OtlpEncoding::Json
+        } else {
+            OtlpEncoding::Proto
+        };
+        let input = match ingest::decode(source, bytes, encoding) {
+            Ok(input) => input,
+            Err(e) => {
+                self.malformed_http(source, &e);
+                return Err(e);
+            }
+        };
+        let n = match &input {
+            Input::Telemetry(b) => b.observation_count(),
+            Input::Alerts(a) => a.len(),
+            _ => 1,
+        };
+        let outputs = self.apply(input).unwrap_or_default();
+        self.count_outcome(source.label(), &outputs);
+        self.publish_decided(outputs, Some(consumed_at));
+        self.tick_after(Some(consumed_at));
+        Ok(n)
+    }
+
+    /// Counts a record of `source` by what it caused: `records_total`
+    /// (ok, or the telemetry outcome) and `observations_total`.
+    fn count_outcome(&self, source: &str, outputs: &[Output]) {
+        let mut label = "ok";
+        for o in outputs {
+            if let Output::Telemetry(t) = o {
+                self.metrics.observations.inc_by(t.observations);
+                label = t.label();
+            }
         }
-        outcome.map(|(n, _)| n)
+        self.count_record(source, label);
     }
 
     /// A malformed HTTP input: counted and audited; it changed nothing.
     pub fn malformed_http(&self, source: Source, e: &DecodeError) {
         self.count_record(source.label(), "malformed");
-        let audit = match self.engine.read() {
-            Ok(en) => en.malformed_audit(source.label(), &e.0, serde_json::json!({"http": true})),
-            Err(_) => return,
-        };
-        self.publish(vec![Output::Audit(audit)]);
-    }
-
-    fn apply_http_inner(
-        &self,
-        source: Source,
-        bytes: &[u8],
-        json: bool,
-    ) -> Result<(usize, &'static str), DecodeError> {
-        let _span = tracing::info_span!("http_input", source = source.label(), bytes = bytes.len())
-            .entered();
-        if let Ok(e) = self.engine.read() {
-            e.set_clock(Timestamp::now_wall());
-        }
-        let consumed_at = Instant::now();
-        match source {
-            Source::Spans | Source::Metrics => {
-                let batch = match (source, json) {
-                    (Source::Spans, true) => ingest::otlp::decode_traces_json(bytes)?,
-                    (Source::Spans, false) => ingest::otlp::decode_traces_proto(bytes)?,
-                    (_, true) => ingest::otlp::decode_metrics_json(bytes)?,
-                    (_, false) => ingest::otlp::decode_metrics_proto(bytes)?,
-                };
-                let n = batch.observation_count();
-                let mut label = "ok";
-                if let Ok(e) = self.engine.read() {
-                    let outcome = e.apply_telemetry(&batch);
-                    self.metrics.observations.inc_by(outcome.observations);
-                    label = outcome.label();
-                }
-                self.tick_after(Some(consumed_at));
-                Ok((n, label))
-            }
-            Source::Alertmanager => {
-                let alerts = ingest::alertmanager::decode(bytes)?;
-                let outputs = match self.engine.write() {
-                    Ok(mut e) => e.apply_alerts(&alerts),
-                    Err(_) => Vec::new(),
-                };
-                self.publish_decided(outputs, Some(consumed_at));
-                Ok((alerts.len(), "ok"))
-            }
-            other => {
-                let outputs = match self.engine.write() {
-                    Ok(mut e) => dispatch::apply(&mut e, other, bytes, true)?,
-                    Err(_) => Vec::new(),
-                };
-                self.publish(outputs);
-                Ok((1, "ok"))
-            }
+        let input = Engine::malformed(source.label(), &e.0, serde_json::json!({"http": true}));
+        if let Some(outputs) = self.apply(input) {
+            self.publish(outputs);
         }
     }
 
-    /// Runs an admin call on the engine under the write lock and publishes
-    /// what it produced.
-    pub fn admin<T>(&self, f: impl FnOnce(&mut Engine) -> (T, Vec<Output>)) -> Option<T> {
-        let (value, outputs) = {
-            let mut e = self.engine.write().ok()?;
-            e.set_clock(Timestamp::now_wall());
-            f(&mut e)
-        };
-        self.publish(outputs);
-        Some(value)
+    /// Applies an admin call and publishes what it produced.
+    pub fn admin(&self, call: crate::model::AdminCall) -> Option<Vec<Output>> {
+        let outputs = self.apply(Input::AdminCall(call))?;
+        self.publish(outputs.clone());
+        Some(outputs)
     }
 
     fn count_record(&self, source: &str, outcome: &str) {
@@ -270,6 +251,7 @@ impl Agent {
                     Some(id) => emission.entry(id).or_default().push(a),
                     None => rest.push(Output::Audit(a)),
                 },
+                Output::Telemetry(_) | Output::Refused(_) => {}
                 other => rest.push(other),
             }
         }
@@ -292,13 +274,14 @@ impl Agent {
                             .observe(t.elapsed().as_secs_f64());
                     }
                     let audits = emission.remove(&c.command_id).unwrap_or_default();
-                    Outgoing::Command(Box::new(crate::kafka::producer::CommandOut {
+                    Outgoing::Command(Box::new(crate::sinks::CommandOut {
                         command: c,
                         consumed_at,
                         audits,
                     }))
                 }
                 Output::Audit(a) => Outgoing::Audit(a),
+                Output::Telemetry(_) | Output::Refused(_) => continue,
             };
             if !self.publisher.send_blocking(out) {
                 error!("publisher is gone; output dropped");
@@ -320,12 +303,8 @@ impl Agent {
         if !self.recovered.load(Ordering::Acquire) {
             return;
         }
-        let outputs = match self.engine.write() {
-            Ok(mut e) => {
-                e.set_clock(Timestamp::now_wall());
-                e.tick()
-            }
-            Err(_) => return,
+        let Some(outputs) = self.apply(Input::Tick) else {
+            return;
         };
         self.publish_decided(outputs, consumed_at);
     }
@@ -334,15 +313,16 @@ impl Agent {
         self.count_record(source, "malformed");
         self.metrics.dead_letters.inc();
         warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, error = %err, "malformed record sent to the dead-letter topic");
-        let audit = match self.engine.read() {
-            Ok(e) => e.malformed_audit(
-                source,
-                &err.0,
-                serde_json::json!({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}),
-            ),
-            Err(_) => return,
-        };
-        self.publisher.send_blocking(Outgoing::Audit(audit));
+        let input = Engine::malformed(
+            source,
+            &err.0,
+            serde_json::json!({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}),
+        );
+        for o in self.apply(input).unwrap_or_default() {
+            if let Output::Audit(a) = o {
+                self.publisher.send_blocking(Outgoing::Audit(a));
+            }
+        }
         self.publisher.send_blocking(Outgoing::DeadLetter {
             source_topic: rec.topic.clone(),
             partition: rec.partition,
@@ -353,111 +333,81 @@ impl Agent {
         });
     }
 
-    /// Applies one control record; during recovery audit outputs are not
-    /// published again (they were when the record was first applied).
-    /// An admin action from the admin topic (taken on any instance).
-    fn apply_admin_record(&self, rec: &InRecord, recovering: bool) {
-        match crate::model::AdminRecord::decode(&rec.payload) {
-            Ok(a) => {
-                let changed = match self.engine.write() {
-                    Ok(mut e) => {
-                        e.set_clock(Timestamp::now_wall());
-                        e.apply_admin(&a)
-                    }
-                    Err(_) => return,
-                };
-                if changed {
-                    info!(action = a.action.as_str(), actor = %a.actor, instance = %a.instance, at = %a.at, recovering, "admin action applied");
-                }
-                self.count_record("admin", "ok");
-            }
-            Err(e) => self.malformed(rec, "admin", &DecodeError::new(e)),
-        }
-    }
-
     fn apply_control(&self, rec: &InRecord, recovering: bool) {
         let _span = tracing::info_span!("control_record", topic = %rec.topic, partition = rec.partition, offset = rec.offset, recovering).entered();
         let _applied = AppliedOnDrop(self, rec);
-        if rec.topic == self.config.topics.admin {
-            self.apply_admin_record(rec, recovering);
-            return;
-        }
         let Some(source) = Source::from_topic(&self.config, &rec.topic) else {
             return;
         };
-        if source == Source::Commands {
-            match serde_json::from_slice::<Command>(&rec.payload) {
-                Ok(cmd) => {
-                    self.publisher
-                        .state
-                        .on_topic
-                        .insert(cmd.command_id.clone(), ());
-                    let outputs = match self.engine.write() {
-                        Ok(mut e) => e.restore_command(&cmd),
-                        Err(_) => return,
-                    };
-                    // A breaker opened by a command read back was audited by
-                    // the instance that emitted the command: not again here.
-                    if !recovering && !outputs.is_empty() {
-                        info!(command_id = %cmd.command_id, "circuit breaker opened by a command on the commands topic");
-                    }
-                    self.count_record("commands", "ok");
-                }
-                Err(e) => self.malformed(
-                    rec,
-                    "commands",
-                    &DecodeError::new(format!("invalid command: {e}")),
-                ),
-            }
-            return;
-        }
-        let result = match self.engine.write() {
-            Ok(mut e) => {
-                e.set_clock(Timestamp::now_wall());
-                if source == Source::Results {
-                    ingest::result::decode(&rec.payload).map(|r| {
-                        let (outputs, took) = e.apply_result(&r);
-                        if let Some(took) = took {
-                            self.metrics
-                                .time_to_rollback_seconds
-                                .observe(took.as_secs_f64().max(0.0));
-                        }
-                        outputs
-                    })
-                } else {
-                    dispatch::apply(&mut e, source, &rec.payload, false)
-                }
-            }
-            Err(_) => return,
+        let input = match ingest::decode(source, &rec.payload, OtlpEncoding::Json) {
+            Ok(input) => input,
+            Err(e) => return self.malformed(rec, source.label(), &e),
         };
-        match result {
-            Ok(outputs) => {
-                self.count_record(source.label(), "ok");
-                if recovering {
-                    // Commands made while replaying history (a release
-                    // cascade whose commands never landed) still go out.
-                    self.publish(
-                        outputs
-                            .into_iter()
-                            .filter(|o| matches!(o, Output::Command(_)))
-                            .collect(),
-                    );
-                } else {
-                    self.publish(outputs);
-                }
+        match &input {
+            Input::Command(cmd) => {
+                self.publisher
+                    .state
+                    .on_topic
+                    .insert(cmd.command_id.clone(), ());
             }
-            Err(e) => self.malformed(rec, source.label(), &e),
+            Input::Admin(a) => {
+                info!(action = a.action.as_str(), actor = %a.actor, instance = %a.instance, at = %a.at, recovering, "admin action read");
+            }
+            _ => {}
+        }
+        let Some(outputs) = self.apply(input) else {
+            return;
+        };
+        self.count_record(source.label(), "ok");
+        match source {
+            // A breaker opened by a command read back was audited by the
+            // instance that emitted the command: not again here.
+            Source::Commands | Source::Admin => {}
+            // Commands made while replaying history (a release cascade
+            // whose commands never landed) still go out; audits of the
+            // past do not.
+            _ if recovering => self.publish(
+                outputs
+                    .into_iter()
+                    .filter(|o| matches!(o, Output::Command(_)))
+                    .collect(),
+            ),
+            _ => self.publish(outputs),
         }
     }
 }
 
-fn audit_file(config: &Config) -> anyhow::Result<Option<producer::AuditFile>> {
+/// Why `run` could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::Error),
+    #[error("{0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("cannot open audit.path {path}: {source}")]
+    AuditFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr} (http.listen): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn audit_file(config: &Config) -> Result<Option<sinks::audit_file::AuditFile>, RunError> {
     if config.audit.path.is_empty() {
         return Ok(None);
     }
-    producer::AuditFile::open(&config.audit.path)
+    sinks::audit_file::AuditFile::open(&config.audit.path)
         .map(Some)
-        .map_err(|e| anyhow::anyhow!("cannot open audit.path {}: {e}", config.audit.path))
+        .map_err(|source| RunError::AuditFile {
+            path: config.audit.path.clone(),
+            source,
+        })
 }
 
 fn token_from_env(name: &str) -> Option<String> {
@@ -472,27 +422,14 @@ fn telemetry_label(config: &Config, rec: &InRecord) -> &'static str {
     }
 }
 
-fn decode_telemetry(
-    config: &Config,
-    rec: &InRecord,
-) -> Option<Result<TelemetryBatch, DecodeError>> {
-    let t = &config.topics;
-    let json = t.otlp_encoding == OtlpEncoding::Json;
-    Some(if rec.topic == t.otlp_spans {
-        if json {
-            ingest::otlp::decode_traces_json(&rec.payload)
-        } else {
-            ingest::otlp::decode_traces_proto(&rec.payload)
-        }
-    } else if rec.topic == t.otlp_metrics {
-        if json {
-            ingest::otlp::decode_metrics_json(&rec.payload)
-        } else {
-            ingest::otlp::decode_metrics_proto(&rec.payload)
-        }
-    } else {
-        return None;
-    })
+fn decode_telemetry(config: &Config, rec: &InRecord) -> Option<Result<Input, DecodeError>> {
+    let source = Source::from_topic(config, &rec.topic)
+        .filter(|s| matches!(s, Source::Spans | Source::Metrics))?;
+    Some(ingest::decode(
+        source,
+        &rec.payload,
+        config.topics.otlp_encoding,
+    ))
 }
 
 fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
@@ -545,7 +482,7 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
         let horizon_ms = Timestamp::now_wall().saturating_sub(lookback).nanos() / 1_000_000;
         let chunk = batch.len().div_ceil(workers);
         let config = agent.config.clone();
-        let decoded: Vec<Option<Result<TelemetryBatch, DecodeError>>> = thread::scope(|s| {
+        let decoded: Vec<Option<Result<Input, DecodeError>>> = thread::scope(|s| {
             let handles: Vec<_> = batch
                 .chunks(chunk)
                 .map(|part| {
@@ -568,19 +505,14 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        if let Ok(e) = agent.engine.read() {
-            e.set_clock(Timestamp::now_wall());
-        }
         for (rec, d) in batch.iter().zip(decoded) {
             match d {
                 None => agent.count_record(telemetry_label(&agent.config, rec), "late"),
-                Some(Ok(b)) => {
-                    let outcome = match agent.engine.read() {
-                        Ok(e) => e.apply_telemetry(&b),
-                        Err(_) => continue,
+                Some(Ok(input)) => {
+                    let Some(outputs) = agent.apply(input) else {
+                        continue;
                     };
-                    agent.metrics.observations.inc_by(outcome.observations);
-                    agent.count_record(telemetry_label(&agent.config, rec), outcome.label());
+                    agent.count_outcome(telemetry_label(&agent.config, rec), &outputs);
                 }
                 Some(Err(err)) => agent.malformed(rec, telemetry_label(&agent.config, rec), &err),
             }
@@ -612,7 +544,7 @@ fn telemetry_loop(agent: Arc<Agent>, consumer: TelemetryConsumer) {
 /// Runs the agent without Kafka until SIGTERM or SIGINT: HTTP in, commands
 /// as JSON lines on stdout, audit records to `audit.path` if set. There is
 /// nothing to recover, so it is ready as soon as it listens.
-pub fn run_local(config: Config) -> anyhow::Result<()> {
+pub fn run_local(config: Config) -> Result<(), RunError> {
     let config = Arc::new(config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -620,7 +552,7 @@ pub fn run_local(config: Config) -> anyhow::Result<()> {
         .thread_name("rollbackd-io")
         .build()?;
     let metrics = Metrics::new();
-    let (publisher, publisher_task) = producer::spawn_local(rt.handle(), audit_file(&config)?);
+    let (publisher, publisher_task) = sinks::stdout::spawn(rt.handle(), audit_file(&config)?);
     let agent = Agent::new(config.clone(), publisher, metrics, true);
     let http_task = start_http_and_signals(&rt, &agent)?;
     agent.ready.store(true, Ordering::Release);
@@ -678,12 +610,15 @@ fn finish(
 fn start_http_and_signals(
     rt: &tokio::runtime::Runtime,
     agent: &Arc<Agent>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = rt.block_on(crate::http::bind(agent.config.http_listen))?;
+) -> Result<tokio::task::JoinHandle<()>, RunError> {
+    let addr = agent.config.http_listen;
+    let listener = rt
+        .block_on(crate::http::bind(addr))
+        .map_err(|source| RunError::Listen { addr, source })?;
     let http_task = spawn_http(rt, agent, listener);
     let a = agent.clone();
     rt.spawn(async move {
-        wait_for_signal().await;
+        crate::shutdown::wait_for_signal().await;
         info!("shutdown requested");
         a.shutdown.store(true, Ordering::Release);
     });
@@ -710,12 +645,9 @@ fn spawn_http(
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub fn run_kafka(config: Config) -> anyhow::Result<()> {
+pub fn run_kafka(config: Config) -> Result<(), RunError> {
     let config = Arc::new(config);
-    let k = config
-        .kafka
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no [kafka] table in the config"))?;
+    let k = config.kafka.clone().ok_or(crate::kafka::Error::NoKafka)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -748,9 +680,6 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut control = ControlReader::new(&k)?;
     let t = &config.topics;
-    if let Ok(e) = agent.engine.read() {
-        e.set_clock(Timestamp::now_wall());
-    }
     for topic in [&t.commands, &t.admin, &t.deploy_events, &t.results] {
         let n = loop {
             match control.read_whole(topic, |rec| agent.apply_control(&rec, true)) {
@@ -851,36 +780,14 @@ pub fn run_kafka(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves at SIGTERM or SIGINT.
-pub(crate) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// The command whose emission an audit record belongs to, if any: its
 /// `command` record, or the `breaker` record of the breaker it opened.
 fn emission_of(a: &crate::model::AuditRecord) -> Option<String> {
-    let id = match a.kind.as_str() {
-        "command" => a.detail["command_id"].as_str(),
-        "breaker" => a.detail["opened_by_command"].as_str(),
+    match &a.event {
+        AuditEvent::Command(c) => Some(c.command_id.clone()),
+        AuditEvent::Breaker(crate::model::audit::BreakerAudit::Opened { by_command, .. }) => {
+            by_command.clone()
+        }
         _ => None,
-    }?;
-    Some(id.to_string())
+    }
 }

@@ -15,13 +15,14 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
-use crate::config::Config;
+use crate::config::{Config, OtlpEncoding};
 use crate::engine::evaluate::{PairState, Verdict};
 use crate::engine::window::Sli;
 use crate::engine::{DeployView, Engine};
-use crate::ingest;
+use crate::ingest::{self, Source};
 use crate::model::{
-    DataMigration, DeployEvent, DeployEventKind, ExecutorResult, Output, ResultStatus,
+    AuditEvent, DataMigration, DeployEvent, DeployEventKind, ExecutorResult, Input, Output,
+    ResultStatus,
 };
 use crate::time::{Duration, Timestamp};
 
@@ -159,14 +160,13 @@ impl<W: Write> Demo<'_, W> {
     /// engine evaluates on the new clock.
     fn second(&mut self, s: i64, traffic: &[Traffic]) -> io::Result<Vec<Output>> {
         let now = self.clock(s);
-        self.engine.set_clock(now);
         for t in traffic {
             let bytes = export(&mut self.rng, t, now.0);
-            if let Ok(batch) = ingest::otlp::decode_traces_proto(&bytes) {
-                self.engine.apply_telemetry(&batch);
+            if let Ok(input) = ingest::decode(Source::Spans, &bytes, OtlpEncoding::Proto) {
+                self.engine.apply(input, now);
             }
         }
-        let outputs = self.engine.tick();
+        let outputs = self.engine.apply(Input::Tick, now);
         for o in &outputs {
             if let Output::Command(c) = o {
                 self.commands.push(c.clone());
@@ -176,8 +176,8 @@ impl<W: Write> Demo<'_, W> {
     }
 
     fn event(&mut self, s: i64, ev: DeployEvent) -> Vec<Output> {
-        self.engine.set_clock(self.clock(s));
-        self.engine.apply_deploy_event(ev)
+        let now = self.clock(s);
+        self.engine.apply(Input::Deploy(ev), now)
     }
 
     fn status_line(&mut self, s: i64, view: &DeployView) -> io::Result<()> {
@@ -429,16 +429,25 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
     let mut executed = None;
     if let (Some(s), Some(cmd)) = (decided_at, demo.commands.first().cloned()) {
         let at = demo.clock(s + 12);
-        demo.engine.set_clock(at);
-        let (_, took) = demo.engine.apply_result(&ExecutorResult {
+        let result = ExecutorResult {
             command_id: cmd.command_id.clone(),
             deploy_id: cmd.deploy_id.clone(),
             status: ResultStatus::Succeeded,
             at,
             executor: "argo-rollouts".into(),
             message: "rollout aborted, stable v42 serving 100%".into(),
-        });
-        executed = took;
+        };
+        executed = demo
+            .engine
+            .apply(Input::Result(result), at)
+            .iter()
+            .find_map(|o| match o {
+                Output::Audit(a) => match &a.event {
+                    AuditEvent::Result(r) => r.time_to_rollback,
+                    _ => None,
+                },
+                _ => None,
+            });
         writeln!(
             demo.out,
             "\n  {}  executor result: succeeded (argo-rollouts: rollout aborted, v42 serving 100%); deploy retired",

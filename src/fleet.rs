@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::app::Agent;
-use crate::dispatch::Source;
-use crate::ingest::{self, DecodeError};
+use crate::ingest::{self, DecodeError, Source};
 use crate::time::Timestamp;
 
 /// Why an HTTP input was not taken.
@@ -99,14 +98,14 @@ impl Agent {
         actor: String,
     ) -> Result<serde_json::Value, String> {
         let at = Timestamp::now_wall();
+        let record = crate::model::AdminRecord {
+            schema: crate::model::ADMIN_SCHEMA.into(),
+            action,
+            actor,
+            at,
+            instance: hostname(),
+        };
         if let Some(p) = self.producer.get() {
-            let record = crate::model::AdminRecord {
-                schema: crate::model::ADMIN_SCHEMA.into(),
-                action,
-                actor: actor.clone(),
-                at,
-                instance: hostname(),
-            };
             let payload = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
             let key = match action {
                 crate::model::AdminAction::BreakerReset => "breaker",
@@ -128,13 +127,9 @@ impl Agent {
         }
         let agent = self.clone();
         tokio::task::spawn_blocking(move || {
-            agent.admin(|e| {
-                let outputs = e.admin_call(action, &actor, at);
-                (
-                    serde_json::json!({"paused": e.paused(), "breaker_open": e.breaker_open()}),
-                    outputs,
-                )
-            })
+            agent.admin(crate::model::AdminCall::Guard(record))?;
+            let e = agent.engine.read().ok()?;
+            Some(serde_json::json!({"paused": e.paused(), "breaker_open": e.breaker_open()}))
         })
         .await
         .map_err(|e| e.to_string())?

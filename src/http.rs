@@ -25,10 +25,9 @@ use serde_json::json;
 use tracing::info;
 
 use crate::app::Agent;
-use crate::dispatch::Source;
-use crate::engine::ManualError;
 use crate::fleet::HttpInputError;
-use crate::model::AdminAction;
+use crate::ingest::Source;
+use crate::model::{AdminAction, AdminCall, Output, Refusal};
 
 /// The routes.
 pub fn router(agent: Arc<Agent>) -> Router {
@@ -342,33 +341,24 @@ async fn rollback(
 ) -> Reply {
     authorize(&headers, &agent.admin_token, true)?;
     let b = admin_body(&bytes, true)?;
-    let result = tokio::task::spawn_blocking(move || {
-        agent.admin(|e| match e.manual_rollback(&id, &b.reason, &b.actor) {
-            Ok(outputs) => (
-                Ok(crate::model::command_id(
-                    &id,
-                    crate::model::Action::Rollback,
-                )),
-                outputs,
-            ),
-            Err(err) => (Err(err), Vec::new()),
-        })
-    })
-    .await
-    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    match result {
-        Some(Ok(command_id)) => Ok(Json(json!({"command_id": command_id})).into_response()),
-        Some(Err(ManualError::NotFound(id))) => Err(error(
-            StatusCode::NOT_FOUND,
-            format!("no active deploy {id}"),
-        )),
-        Some(Err(e @ ManualError::AlreadyEmitted(_))) => {
-            Err(error(StatusCode::CONFLICT, e.to_string()))
-        }
-        None => Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "engine unavailable",
-        )),
+    let command_id = crate::model::command_id(&id, crate::model::Action::Rollback);
+    let call = AdminCall::Rollback {
+        deploy_id: id,
+        reason: b.reason,
+        actor: b.actor,
+    };
+    let outputs = tokio::task::spawn_blocking(move || agent.admin(call))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "engine unavailable"))?;
+    let refused = outputs.into_iter().find_map(|o| match o {
+        Output::Refused(r) => Some(r),
+        _ => None,
+    });
+    match refused {
+        None => Ok(Json(json!({"command_id": command_id})).into_response()),
+        Some(r @ Refusal::NotFound(_)) => Err(error(StatusCode::NOT_FOUND, r.to_string())),
+        Some(r @ Refusal::AlreadyEmitted(_)) => Err(error(StatusCode::CONFLICT, r.to_string())),
     }
 }
 

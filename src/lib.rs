@@ -2,45 +2,64 @@
 //! publishes the command to roll it back — and says nothing when a deploy is
 //! fine.
 //!
+//! # The path of a record
+//!
+//! Every adapter — `run` over Kafka or HTTP, `replay`, `demo`, the benches
+//! and the tests — takes a record the same way:
+//!
+//! ```text
+//! bytes ─► ingest::decode(Source, bytes) ─► Input ─► Engine::apply(Input, now) ─► Vec<Output> ─► sinks
+//!          (Kafka consumer, HTTP route,                (deterministic: no I/O,     (Kafka producer, stdout,
+//!           replay line)                                no wall clock)              audit file, metrics)
+//! ```
+//!
 //! # Layout
 //!
-//! A pure, deterministic engine inside thin adapters:
+//! - [`model`]: domain values shared by every layer: deploy events,
+//!   telemetry observations, alerts, results, commands; the engine's
+//!   [`model::Input`] and [`model::Output`]; typed audit records
+//!   ([`model::audit`]).
+//! - [`ingest`]: bytes → [`model::Input`], pure and panic-free, one module
+//!   per wire format (deploy events, OTLP protobuf and JSON, Alertmanager,
+//!   executor results).
+//! - [`engine`]: all state and every decision behind one door,
+//!   [`engine::Engine::apply`]; its module docs are the map of lifecycle,
+//!   intake, decisions, guards, alerts and views.
+//! - [`config`]: TOML → validated [`config::Config`], with the effective SLO
+//!   [`config::Policy`] per service; [`time`]: timestamps and durations;
+//!   [`stats`]: the statistics behind "enough evidence".
+//! - [`replay`]: recorded inputs (JSONL) through the engine; [`demo`]: a
+//!   built-in simulated rollout; [`loadgen`]: simulated canary traffic and
+//!   the OTLP builders the tests and benches share.
+//! - [`app`]: `rollbackd run` — threads, recovery, readiness, shutdown;
+//!   [`http`]: its HTTP listener; [`fleet`]: what an HTTP call publishes for
+//!   every instance; [`telemetry`]: rollbackd's own Prometheus metrics.
+//! - [`kafka`]: Kafka clients only (consumers, the producer, announce and
+//!   tail); [`sinks`]: where outputs go (the publisher queue, stdout, the
+//!   audit file); [`executor`]: the reference executor; [`shutdown`]: the
+//!   signals that stop them.
 //!
-//! - [`time`]: RFC 3339 timestamps and human durations.
-//! - [`config`]: TOML → validated [`config::Config`], with the effective
-//!   SLO [`config::Policy`] per service.
-//! - [`model`]: domain values shared by every layer: deploy events, request
-//!   observations, alerts, executor results, commands, audit records.
-//! - [`ingest`]: bytes → domain values, pure and panic-free: deploy events
-//!   (JSON, CloudEvents), OTLP traces and metrics (protobuf, OTLP/JSON),
-//!   Alertmanager webhooks, executor results.
-//! - [`engine`]: all state and all decisions. [`engine::registry`] (deploys,
-//!   correlation), [`engine::window`] (rolling windows), [`engine::stats`]
-//!   (Wilson bound, two-proportion test), [`engine::evaluate`] (burn-rate
-//!   pairs and attribution), [`engine::guards`] (once, pause, dry run,
-//!   cooldown, breaker, approval).
-//! - [`dispatch`]: which input a topic stands for; decoded bytes into the
-//!   engine, for every adapter.
-//! - [`replay`]: `rollbackd replay`, the JSONL reader and writers.
-//! - [`demo`]: `rollbackd demo`, a built-in simulated rollout.
-//! - [`kafka`]: consumers (control topics read whole, telemetry in a
-//!   consumer group), the producer of commands, audit and dead letters.
-//! - [`app`]: `rollbackd run` over Kafka: threads, recovery, readiness,
-//!   graceful shutdown.
-//! - [`fleet`]: what an HTTP call publishes for every instance (admin
-//!   actions, deploy events).
-//! - [`http`]: the HTTP listener (`/healthz`, `/readyz`, `/metrics`).
-//! - [`telemetry`]: rollbackd's own Prometheus metrics.
+//! The command line (`src/main.rs` and `src/cli/`, one module per
+//! subcommand) is the binary's: it parses, dispatches, and reports errors.
 //!
-//! The engine is given its clock and never does I/O, so `replay` of a file
-//! reproduces the decisions `run` made on the same records.
+//! # The clock
+//!
+//! The engine reads no clock of its own: every [`model::Input`] comes with
+//! `now`, and the engine's clock is the largest `now` it was given. `run`
+//! gives it the wall time when a record (or batch) is applied, and an
+//! [`model::Input::Tick`] every 200 ms so that warm-ups, cooldowns and
+//! watches end on time without traffic; `replay` gives it each record's
+//! timestamp and a tick after every record. Both are deterministic where it
+//! matters: what the engine decides is a function of the inputs and the
+//! times they were applied at, so the same recorded inputs at the same
+//! times give byte-for-byte the same commands — `replay` reproduces `run`
+//! to the resolution of its ticks.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod config;
 pub mod demo;
-pub mod dispatch;
 pub mod engine;
 pub mod executor;
 pub mod fleet;
@@ -50,5 +69,8 @@ pub mod kafka;
 pub mod loadgen;
 pub mod model;
 pub mod replay;
+pub mod shutdown;
+pub mod sinks;
+pub mod stats;
 pub mod telemetry;
 pub mod time;

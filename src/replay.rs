@@ -15,10 +15,10 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::dispatch::{apply, Source};
+use crate::config::OtlpEncoding;
 use crate::engine::Engine;
-use crate::ingest::DecodeError;
-use crate::model::Output;
+use crate::ingest::{self, DecodeError, Source};
+use crate::model::{Input, Output};
 use crate::time::Timestamp;
 
 #[derive(Deserialize)]
@@ -53,49 +53,56 @@ pub struct ReplaySinks<'a> {
     pub errors: &'a mut dyn Write,
 }
 
+/// A line that is not a valid record: its source label and time when
+/// those could be read, and what was wrong.
+type LineError = (Option<&'static str>, Option<Timestamp>, DecodeError);
+
+/// One replay line → its time and the engine's input.
 fn parse_line(
-    engine: &mut Engine,
+    config: &crate::config::Config,
     line: &[u8],
-) -> Result<Vec<Output>, (Option<&'static str>, DecodeError)> {
+) -> Result<(Timestamp, Input), LineError> {
     let rec: RawRecord<'_> = serde_json::from_slice(line).map_err(|e| {
         (
+            None,
             None,
             DecodeError::new(format!("invalid replay record: {e}")),
         )
     })?;
-    let source = Source::from_topic(engine.config(), &rec.topic).ok_or_else(|| {
+    let source = Source::from_topic(config, &rec.topic).ok_or_else(|| {
         (
+            None,
             None,
             DecodeError::new(format!("unknown topic {:?}", truncate(&rec.topic))),
         )
     })?;
-    let label = source.label();
+    let label = Some(source.label());
     let ts = Timestamp::parse_rfc3339(&rec.timestamp)
-        .map_err(|e| (Some(label), DecodeError::new(format!("timestamp: {e}"))))?;
+        .map_err(|e| (label, None, DecodeError::new(format!("timestamp: {e}"))))?;
+    let fail = |e: DecodeError| (label, Some(ts), e);
     let decoded;
-    let (bytes, json_form): (&[u8], bool) = match (&rec.value, &rec.value_base64) {
-        (Some(v), None) => (v.get().as_bytes(), true),
+    let (bytes, encoding): (&[u8], OtlpEncoding) = match (&rec.value, &rec.value_base64) {
+        (Some(v), None) => (v.get().as_bytes(), OtlpEncoding::Json),
         (None, Some(b64)) => {
             decoded = base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
-                .map_err(|e| (Some(label), DecodeError::new(format!("value_base64: {e}"))))?;
-            (&decoded, false)
+                .map_err(|e| fail(DecodeError::new(format!("value_base64: {e}"))))?;
+            (&decoded, config.topics.otlp_encoding)
         }
         (Some(_), Some(_)) => {
-            return Err((
-                Some(label),
-                DecodeError::new("record has both value and value_base64"),
-            ))
+            return Err(fail(DecodeError::new(
+                "record has both value and value_base64",
+            )))
         }
         (None, None) => {
-            return Err((
-                Some(label),
-                DecodeError::new("record has neither value nor value_base64"),
-            ))
+            return Err(fail(DecodeError::new(
+                "record has neither value nor value_base64",
+            )))
         }
     };
-    engine.set_clock(ts);
-    apply(engine, source, bytes, json_form).map_err(|e| (Some(label), e))
+    ingest::decode(source, bytes, encoding)
+        .map(|input| (ts, input))
+        .map_err(fail)
 }
 
 fn truncate(s: &str) -> String {
@@ -127,26 +134,29 @@ pub fn replay(
             continue;
         }
         summary.records += 1;
-        let mut outputs = match parse_line(engine, &line) {
-            Ok(outputs) => outputs,
-            Err((source, err)) => {
+        let mut outputs = match parse_line(engine.config(), &line) {
+            Ok((ts, input)) => engine.apply(input, ts),
+            Err((source, ts, err)) => {
                 summary.malformed += 1;
                 writeln!(
                     sinks.errors,
                     "line {line_no}: malformed record skipped: {err}"
                 )?;
-                let audit = engine.malformed_audit(
+                let malformed = Engine::malformed(
                     source.unwrap_or("replay"),
                     &err.0,
                     serde_json::json!({"line": line_no}),
                 );
-                vec![Output::Audit(audit)]
+                let at = ts.unwrap_or_else(|| engine.now());
+                engine.apply(malformed, at)
             }
         };
-        outputs.extend(engine.tick());
+        let now = engine.now();
+        outputs.extend(engine.apply(Input::Tick, now));
         write_outputs(outputs, sinks, &mut summary)?;
     }
-    let outputs = engine.tick();
+    let now = engine.now();
+    let outputs = engine.apply(Input::Tick, now);
     write_outputs(outputs, sinks, &mut summary)?;
     sinks.commands.flush()?;
     if let Some(a) = sinks.audit.as_mut() {
@@ -176,6 +186,7 @@ fn write_outputs(
                     w.write_all(b"\n")?;
                 }
             }
+            Output::Telemetry(_) | Output::Refused(_) => {}
         }
     }
     Ok(())

@@ -9,7 +9,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::model::{AuditRecord, Command};
+use crate::model::{AuditEvent, AuditRecord, Command, ResultStatus};
 
 /// Every metric handle, registered in one registry.
 pub struct Metrics {
@@ -185,32 +185,27 @@ impl Metrics {
     /// once this instance emitted them.
     pub fn count_audits<'a>(&self, audits: impl Iterator<Item = &'a AuditRecord>) {
         for a in audits {
-            match a.kind.as_str() {
-                "decision" => {
-                    if let Some(v) = a.detail["verdict"].as_str() {
-                        if matches!(
-                            v,
-                            "rollback" | "not_attributable" | "healthy" | "warming_up"
-                        ) {
-                            self.decisions.with_label_values(&[v]).inc();
-                        }
-                    }
+            match &a.event {
+                AuditEvent::Decision(d) => {
+                    self.decisions
+                        .with_label_values(&[d.verdict.as_str()])
+                        .inc();
                 }
-                "suppressed" => {
-                    if let Some(r) = a.detail["reason"].as_str() {
-                        if matches!(
-                            r,
-                            "already_emitted" | "paused" | "dry_run" | "cooldown" | "breaker_open"
-                        ) {
-                            self.suppressions.with_label_values(&[r]).inc();
-                        }
-                    }
+                AuditEvent::Suppressed(s) => {
+                    self.suppressions
+                        .with_label_values(&[s.suppression().reason()])
+                        .inc();
                 }
-                "result" => {
-                    if let Some(s) = a.detail["status"].as_str() {
-                        if matches!(s, "succeeded" | "failed" | "rejected") {
-                            self.results.with_label_values(&[s]).inc();
-                        }
+                AuditEvent::Result(r) => {
+                    let status = match r.status {
+                        ResultStatus::Succeeded => "succeeded",
+                        ResultStatus::Failed => "failed",
+                        ResultStatus::Rejected => "rejected",
+                    };
+                    self.results.with_label_values(&[status]).inc();
+                    if let Some(took) = r.time_to_rollback {
+                        self.time_to_rollback_seconds
+                            .observe(took.as_secs_f64().max(0.0));
                     }
                 }
                 _ => {}
@@ -223,12 +218,12 @@ impl Metrics {
         self.commands
             .with_label_values(&[cmd.action.as_str(), cmd.trigger.as_str()])
             .inc();
-        if let Some(s) = audits
-            .iter()
-            .find(|a| a.kind == "command")
-            .and_then(|a| a.detail["detected_after_seconds"].as_f64())
-        {
-            self.detection_seconds.observe(s);
+        let detected = audits.iter().find_map(|a| match &a.event {
+            AuditEvent::Command(c) => c.detected_after,
+            _ => None,
+        });
+        if let Some(d) = detected {
+            self.detection_seconds.observe(d.as_secs_f64());
         }
     }
 

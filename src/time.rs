@@ -110,11 +110,11 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 impl Duration {
     pub const ZERO: Duration = Duration(0);
 
-    pub fn from_secs(s: i64) -> Duration {
+    pub const fn from_secs(s: i64) -> Duration {
         Duration(s.saturating_mul(NANOS_PER_SEC))
     }
 
-    pub fn from_millis(ms: i64) -> Duration {
+    pub const fn from_millis(ms: i64) -> Duration {
         Duration(ms.saturating_mul(1_000_000))
     }
 

@@ -877,18 +877,25 @@ fn admin_actions_apply_to_every_instance_and_survive_restarts() {
         serde_json::json!(false)
     );
     wait_metric(&b, "rollbackd_breaker_open", 0.0);
+    // Each call was audited once, by the instance that took it (an audit
+    // record is published after the call is answered: wait for it before
+    // the kill, which would lose one still in flight).
+    let admin_audits = |audit: &[Got]| {
+        audit
+            .iter()
+            .filter(|r| r.payload["kind"] == "pause" || r.payload["kind"] == "breaker")
+            .filter(|r| r.payload["detail"]["actor"] == "alice")
+            .count()
+    };
+    wait_topic(&broker, "rollbackd-audit", Duration::from_secs(20), |g| {
+        admin_audits(g) >= 3
+    });
     a.kill9();
     a.restart();
     a.wait_ready();
     wait_metric(&a, "rollbackd_breaker_open", 0.0);
-    // Each call was audited once, by the instance that took it.
     let audit = read_topic(&broker, "rollbackd-audit", Duration::from_secs(2));
-    let admin_audits = audit
-        .iter()
-        .filter(|r| r.payload["kind"] == "pause" || r.payload["kind"] == "breaker")
-        .filter(|r| r.payload["detail"]["actor"] == "alice")
-        .count();
-    assert_eq!(admin_audits, 3, "{audit:?}");
+    assert_eq!(admin_audits(&audit), 3, "{audit:?}");
     let opened = audit
         .iter()
         .filter(|r| r.payload["kind"] == "breaker" && r.payload["detail"]["state"] == "open")

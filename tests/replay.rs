@@ -1,11 +1,11 @@
 //! Black-box tests of `rollbackd replay` on fixtures generated here: exact
 //! commands for every behaviour of CONTRACT §2 and §3.
 
-mod common;
+mod support;
 
-use common::{secs, Encoding, Fixture, Stream};
 use rollbackd::model::{command_id, Action};
 use serde_json::{json, Value};
+use support::replay::{self as fixture, secs, Encoding, Fixture, Stream};
 
 fn audit_kinds<'a>(audit: &'a [Value], kind: &str) -> Vec<&'a Value> {
     audit.iter().filter(|a| a["kind"] == kind).collect()
@@ -468,8 +468,8 @@ fn replay_is_deterministic() {
             .between(60.0, 1e9),
     );
     let (input, config) = f.write(300.0, Encoding::Json);
-    let a = common::run_replay(&input, &config);
-    let b = common::run_replay(&input, &config);
+    let a = fixture::run_replay(&input, &config);
+    let b = fixture::run_replay(&input, &config);
     assert_eq!(a.commands.len(), 1);
     assert_eq!(a.stdout, b.stdout);
     assert_eq!(a.audit, b.audit);
@@ -483,9 +483,9 @@ fn malformed_lines_are_reported_and_skipped() {
     f.record(
         70.0,
         "deploy-events",
-        json!({"type": "deploy.started", "service": "checkout", "at": common::ts(70.0)}),
+        json!({"type": "deploy.started", "service": "checkout", "at": fixture::ts(70.0)}),
     );
-    f.record(75.0, "deploy-events", json!({"type": "deploy.exploded", "deploy_id": "x", "service": "checkout", "version": "v9", "at": common::ts(75.0)}));
+    f.record(75.0, "deploy-events", json!({"type": "deploy.exploded", "deploy_id": "x", "service": "checkout", "version": "v9", "at": fixture::ts(75.0)}));
     f.record(90.0, "otlp_spans", json!({"resourceSpans": "not-a-list"}));
     f.record(91.0, "no-such-topic", json!({}));
     f.raw(
@@ -506,7 +506,7 @@ fn malformed_lines_are_reported_and_skipped() {
             .between(60.0, 1e9),
     );
     let (input, config) = f.write(300.0, Encoding::Json);
-    let out = common::run_replay(&input, &config);
+    let out = fixture::run_replay(&input, &config);
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(out.commands.len(), 1, "{}", out.stdout);
     let errors: Vec<&str> = out
@@ -568,7 +568,7 @@ fn arbitrary_bytes_never_crash_replay() {
     std::fs::write(&input, body).unwrap();
     let config = dir.join("config.toml");
     std::fs::write(&config, "").unwrap();
-    let out = common::run_replay(&input, &config);
+    let out = fixture::run_replay(&input, &config);
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.commands.is_empty());
     assert!(!out.stderr.contains("panicked"));
@@ -581,7 +581,7 @@ fn admin_topic_records_replay_pause_and_resume() {
     let mut f = Fixture::new();
     let admin = |action: &str, t: f64| {
         json!({"schema": "rollbackd.admin/v1", "action": action, "actor": "alice",
-               "at": common::ts(t), "instance": "pod-1"})
+               "at": fixture::ts(t), "instance": "pod-1"})
     };
     f.record(30.0, "rollbackd-admin", admin("pause", 30.0));
     f.started(60.0, "d-adm", "search", "v2", "v1");
@@ -633,13 +633,13 @@ fn span_batches(
                 let code = if i < bad { 503 } else { 200 };
                 json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
                        "name": "GET /", "kind": 2,
-                       "startTimeUnixNano": common::nanos(end - 0.02), "endTimeUnixNano": common::nanos(end),
+                       "startTimeUnixNano": fixture::nanos(end - 0.02), "endTimeUnixNano": fixture::nanos(end),
                        "attributes": [{"key": status_key, "value": {"intValue": code.to_string()}}]})
             })
             .collect();
         spans.push(
-            json!({"name": "SELECT", "kind": 3, "startTimeUnixNano": common::nanos(t - 0.5),
-                          "endTimeUnixNano": common::nanos(t - 0.4), "status": {"code": 2}}),
+            json!({"name": "SELECT", "kind": 3, "startTimeUnixNano": fixture::nanos(t - 0.5),
+                          "endTimeUnixNano": fixture::nanos(t - 0.4), "status": {"code": 2}}),
         );
         f.record(
             t + 0.2,
@@ -736,7 +736,7 @@ fn millisecond_histograms_are_converted() {
                 "scopeMetrics": [{"metrics": [{"name": "http.server.request.duration", "unit": "ms",
                     "histogram": {"aggregationTemporality": 2, "dataPoints": [{
                         "attributes": [{"key": "http.response.status_code", "value": {"intValue": "200"}}],
-                        "startTimeUnixNano": common::nanos(60.0), "timeUnixNano": common::nanos(t),
+                        "startTimeUnixNano": fixture::nanos(60.0), "timeUnixNano": fixture::nanos(t),
                         "count": (ok + slow).to_string(),
                         "bucketCounts": counts.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
                         "explicitBounds": bounds}]}}]}]}]});
@@ -756,9 +756,9 @@ fn cloudevents_envelope_starts_a_deploy() {
         60.0,
         "deploy-events",
         json!({"specversion": "1.0", "type": "deploy.started", "source": "/ci/pipelines/7",
-               "id": "evt-1", "time": common::ts(60.0), "datacontenttype": "application/json",
+               "id": "evt-1", "time": fixture::ts(60.0), "datacontenttype": "application/json",
                "data": {"type": "deploy.started", "deploy_id": "d-ce", "service": "mail",
-                        "version": "v2", "previous_version": "v1", "at": common::ts(60.0)}}),
+                        "version": "v2", "previous_version": "v1", "at": fixture::ts(60.0)}}),
     );
     span_batches(
         &mut f,

@@ -142,6 +142,7 @@ pub fn main(args: Args) -> ExitCode {
             let topic = &cfg.topics.deploy_events;
             rollbackd::kafka::tools::announce(k, topic, &ev.service, &payload)
                 .map(|(p, o)| format!("{topic} partition {p} offset {o}"))
+                .map_err(Into::into)
         }
         (None, Some(url)) => post(url, &payload),
         (None, None) => {

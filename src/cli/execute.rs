@@ -15,5 +15,5 @@ pub fn main(path: &Path, dry_run: bool) -> ExitCode {
     } else {
         rollbackd::executor::execute(&cfg)
     };
-    super::finish("execute", result)
+    super::finish("execute", result.map_err(Into::into))
 }

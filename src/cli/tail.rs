@@ -43,7 +43,8 @@ pub fn main(args: Args) -> ExitCode {
             args.from_beginning,
             args.limit,
             &mut io::stdout().lock(),
-        ),
+        )
+        .map_err(Into::into),
     };
     super::finish("tail", result)
 }

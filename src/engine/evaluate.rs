@@ -7,9 +7,9 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::stats::{significantly_worse, wilson_lower_bound};
 use super::window::{SeriesWindows, Sli, WindowCounts};
 use crate::config::Policy;
+use crate::stats::{significantly_worse, wilson_lower_bound};
 use crate::time::{Duration, Timestamp};
 
 /// What one window pair says about one SLI.
@@ -92,26 +92,7 @@ fn round6(v: f64) -> f64 {
     (v * 1e6).round() / 1e6
 }
 
-/// The overall verdict of an evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    WarmingUp,
-    Healthy,
-    NotAttributable,
-    Rollback,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::WarmingUp => "warming_up",
-            Verdict::Healthy => "healthy",
-            Verdict::NotAttributable => "not_attributable",
-            Verdict::Rollback => "rollback",
-        }
-    }
-}
+pub use crate::model::Verdict;
 
 /// A deploy's evaluation at one instant.
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +223,22 @@ mod tests {
         }
     }
 
+    /// The evaluation of a deploy started at 100 s, at `now_s`.
+    fn at(
+        p: &Policy,
+        cand: &SeriesWindows,
+        base: Option<&SeriesWindows>,
+        now_s: i64,
+    ) -> Evaluation {
+        evaluate(
+            p,
+            Timestamp(100 * SEC),
+            Some(cand),
+            base,
+            Timestamp(now_s * SEC),
+        )
+    }
+
     fn setup() -> (std::sync::Arc<Policy>, SeriesWindows, SeriesWindows) {
         let c = Config::default();
         let p = c.default_policy.clone();
@@ -255,13 +252,7 @@ mod tests {
         let (p, mut cand, mut base) = setup();
         fill(&mut cand, 100, 160, 10, 100, 0);
         fill(&mut base, 100, 160, 40, 1, 0);
-        let ev = evaluate(
-            &p,
-            Timestamp(100 * SEC),
-            Some(&cand),
-            Some(&base),
-            Timestamp(160 * SEC),
-        );
+        let ev = at(&p, &cand, Some(&base), 160);
         assert_eq!(ev.verdict, Verdict::Rollback);
         let d = ev.decisive_pair().unwrap();
         assert_eq!(d.sli, Sli::Errors);
@@ -273,23 +264,11 @@ mod tests {
     fn warmup_and_min_requests_hold_back() {
         let (p, mut cand, _) = setup();
         fill(&mut cand, 100, 120, 10, 500, 0);
-        let ev = evaluate(
-            &p,
-            Timestamp(100 * SEC),
-            Some(&cand),
-            None,
-            Timestamp(120 * SEC),
-        );
+        let ev = at(&p, &cand, None, 120);
         assert_eq!(ev.verdict, Verdict::WarmingUp);
         let (p, mut cand, _) = setup();
         fill(&mut cand, 100, 190, 1, 1000, 0); // 90 requests, all bad
-        let ev = evaluate(
-            &p,
-            Timestamp(100 * SEC),
-            Some(&cand),
-            None,
-            Timestamp(190 * SEC),
-        );
+        let ev = at(&p, &cand, None, 190);
         assert_eq!(ev.verdict, Verdict::Healthy);
         assert!(ev
             .pairs
@@ -302,13 +281,7 @@ mod tests {
         let (p, mut cand, mut base) = setup();
         fill(&mut cand, 100, 200, 50, 60, 0);
         fill(&mut base, 100, 200, 200, 60, 0);
-        let ev = evaluate(
-            &p,
-            Timestamp(100 * SEC),
-            Some(&cand),
-            Some(&base),
-            Timestamp(200 * SEC),
-        );
+        let ev = at(&p, &cand, Some(&base), 200);
         assert_eq!(ev.verdict, Verdict::NotAttributable);
     }
 
@@ -317,13 +290,7 @@ mod tests {
         let (p, mut cand, mut base) = setup();
         fill(&mut cand, 100, 200, 10, 0, 200);
         fill(&mut base, 100, 200, 40, 0, 1);
-        let ev = evaluate(
-            &p,
-            Timestamp(100 * SEC),
-            Some(&cand),
-            Some(&base),
-            Timestamp(200 * SEC),
-        );
+        let ev = at(&p, &cand, Some(&base), 200);
         assert_eq!(ev.verdict, Verdict::Rollback);
         assert_eq!(ev.decisive_pair().unwrap().sli, Sli::Latency);
     }
@@ -333,13 +300,7 @@ mod tests {
         let (p, mut cand, mut base) = setup();
         fill(&mut cand, 100, 400, 10, 0, 0);
         fill(&mut base, 100, 400, 40, 0, 0);
-        let ev = evaluate(
-            &p,
-            Timestamp(100 * SEC),
-            Some(&cand),
-            Some(&base),
-            Timestamp(400 * SEC),
-        );
+        let ev = at(&p, &cand, Some(&base), 400);
         assert_eq!(ev.verdict, Verdict::Healthy);
         assert!(ev.pairs.iter().all(|p| p.state == PairState::Ok));
     }

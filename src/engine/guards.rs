@@ -1,15 +1,66 @@
-//! Guard state (CONTRACT §3): commands already emitted, automation pause,
-//! cooldowns per service and environment, and the circuit breaker.
-//!
-//! The order in which guards apply lives in the engine; this module owns the
-//! state and answers questions about it. Everything here can be rebuilt from
-//! the commands topic ([`Guards::restore`]).
+//! The guards (CONTRACT §3): their state — commands already emitted,
+//! automation pause, cooldowns per service and environment, the circuit
+//! breaker — and the one chain that applies them, in order
+//! ([`Guards::check`]). Everything here can be rebuilt from the commands
+//! and admin topics ([`Guards::restore`]).
 
 use std::collections::{HashMap, VecDeque};
 
+use super::bounded::Bounded;
 use crate::config::GuardsConfig;
+use crate::model::audit::Suppression;
 use crate::model::{Command, Trigger};
 use crate::time::{Duration, Timestamp};
+
+/// Which guards of the chain apply to a decision. The order is fixed:
+/// once per deploy, paused, dry run, cooldown, breaker; approval (6) is
+/// decided with the command's action, before the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    pub once: bool,
+    pub paused: bool,
+    pub dry_run: bool,
+    pub cooldown: bool,
+    pub breaker: bool,
+}
+
+impl Chain {
+    /// An automatic decision on one deploy (burn rate, alert): all of them.
+    pub const AUTOMATIC: Chain = Chain {
+        once: true,
+        paused: true,
+        dry_run: true,
+        cooldown: true,
+        breaker: true,
+    };
+    /// A person's decision: only once per deploy.
+    pub const MANUAL: Chain = Chain {
+        once: true,
+        paused: false,
+        dry_run: false,
+        cooldown: false,
+        breaker: false,
+    };
+    /// One more deploy of a release that is being rolled back
+    /// automatically: the release as a whole passed the chain already.
+    pub const RELEASE_MEMBER: Chain = Chain {
+        once: true,
+        paused: false,
+        dry_run: true,
+        cooldown: false,
+        breaker: false,
+    };
+    /// A release cascade as a whole, when a `deploy.rolled_back` event (not
+    /// one of our commands) started it: the guards that apply to a whole
+    /// decision.
+    pub const RELEASE: Chain = Chain {
+        once: false,
+        paused: true,
+        dry_run: false,
+        cooldown: false,
+        breaker: true,
+    };
+}
 
 /// How many emitted command ids are remembered. Far more than any fleet
 /// rolls back within a retention period; the oldest are forgotten first.
@@ -21,8 +72,7 @@ pub struct Guards {
     breaker_max: usize,
     breaker_window: Duration,
     /// command id → decided_at, for once-per-deploy and time to rollback.
-    emitted: HashMap<String, Timestamp>,
-    emitted_order: VecDeque<String>,
+    emitted: Bounded<String, Timestamp>,
     /// Set by the admin API; who and when, for the audit and `/readyz`-side views.
     paused: Option<(Timestamp, String)>,
     /// When the latest pause or resume was taken: an older one read later
@@ -41,8 +91,7 @@ impl Guards {
             cooldown: cfg.cooldown,
             breaker_max: cfg.breaker_max_rollbacks as usize,
             breaker_window: cfg.breaker_window,
-            emitted: HashMap::new(),
-            emitted_order: VecDeque::new(),
+            emitted: Bounded::new(MAX_REMEMBERED_COMMANDS),
             paused: None,
             pause_changed_at: None,
             last_automatic: HashMap::new(),
@@ -52,11 +101,55 @@ impl Guards {
     }
 
     pub fn was_emitted(&self, command_id: &str) -> bool {
-        self.emitted.contains_key(command_id)
+        self.emitted.contains_str(command_id)
     }
 
     pub fn emitted_at(&self, command_id: &str) -> Option<Timestamp> {
-        self.emitted.get(command_id).copied()
+        self.emitted.get_str(command_id).copied()
+    }
+
+    /// The first guard of `chain` that holds `cmd` back, in the contract's
+    /// order; `None` lets it through. `cmd` is `None` for a release cascade
+    /// as a whole (no command of its own); `dry_run` is the deploy's
+    /// policy.
+    pub fn check(
+        &self,
+        chain: Chain,
+        cmd: Option<&Command>,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Option<Suppression> {
+        if let (true, Some(c)) = (chain.once, cmd) {
+            if self.was_emitted(&c.command_id) {
+                return Some(Suppression::AlreadyEmitted {
+                    command_id: c.command_id.clone(),
+                });
+            }
+        }
+        if chain.paused {
+            if let Some((since, by)) = &self.paused {
+                return Some(Suppression::Paused {
+                    since: *since,
+                    by: by.clone(),
+                });
+            }
+        }
+        if let (true, true, Some(c)) = (chain.dry_run, dry_run, cmd) {
+            return Some(Suppression::DryRun {
+                command: Box::new(c.clone()),
+            });
+        }
+        if let (true, Some(c)) = (chain.cooldown, cmd) {
+            if let Some(until) = self.cooldown_until(&c.service, &c.environment, now) {
+                return Some(Suppression::Cooldown { until });
+            }
+        }
+        if chain.breaker {
+            if let Some(since) = self.breaker_open_since {
+                return Some(Suppression::BreakerOpen { since });
+            }
+        }
+        None
     }
 
     pub fn paused(&self) -> Option<&(Timestamp, String)> {
@@ -160,13 +253,6 @@ impl Guards {
     }
 
     fn remember(&mut self, id: &str, at: Timestamp) {
-        if self.emitted.insert(id.to_string(), at).is_none() {
-            self.emitted_order.push_back(id.to_string());
-            if self.emitted_order.len() > MAX_REMEMBERED_COMMANDS {
-                if let Some(old) = self.emitted_order.pop_front() {
-                    self.emitted.remove(&old);
-                }
-            }
-        }
+        self.emitted.insert(id.to_string(), at);
     }
 }

@@ -1,20 +1,24 @@
-//! Active deploys, their lifecycle, and telemetry correlation
+//! Active deploys, their lifecycle state, and telemetry correlation
 //! (CONTRACT §1.1, §1.2): which deploy, and which side of it (candidate or
-//! baseline), a resource's telemetry belongs to.
+//! baseline), a resource's telemetry belongs to — and when each deploy is
+//! next due for evaluation.
+//!
+//! Every lookup is indexed by what is looked up — deploy id, (service,
+//! version), service (and environment), release — and the evaluation
+//! schedule is ordered by time, so the cost of one input does not depend on
+//! how many deploys are active.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use serde::Serialize;
-
-use super::evaluate::{Evaluation, Verdict};
+use super::bounded::Bounded;
+use super::evaluate::Evaluation;
 use crate::config::Policy;
-use crate::model::{Action, DeployEvent, ResourceIdent};
+use crate::model::{Action, DeployEvent, ResourceIdent, Verdict};
 use crate::time::Timestamp;
 
 /// Which side of a deploy telemetry describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Candidate,
@@ -28,32 +32,49 @@ const MAX_RETIRED_REMEMBERED: usize = 100_000;
 /// One watched deploy.
 #[derive(Debug)]
 pub struct Deploy {
-    /// Arrival order; never reused. Keys the deploy's windows.
+    /// Arrival order; never reused. Keys the deploy's windows and orders
+    /// evaluation.
     pub seq: u64,
     /// The `deploy.started` event (later events update `canary_weight`).
     pub info: DeployEvent,
     pub policy: Arc<Policy>,
     /// Set by `deploy.completed`: watched until `at + watch_after_complete`.
     pub completed_at: Option<Timestamp>,
-    /// The automatic command emitted for it, if any: no further automatic
-    /// decisions are made.
+    /// The command emitted for it, if any: no further automatic decisions
+    /// are made.
     pub decided: Option<(String, Action)>,
     /// The previous evaluation's verdict: a verdict is audited when it
     /// changes to or from rollback / not_attributable, not every evaluation.
     pub previous_verdict: Option<Verdict>,
     /// The last suppression reason audited, for the same reason.
-    pub audited_suppression: Option<String>,
+    pub audited_suppression: Option<&'static str>,
+    /// When it is next evaluated at the latest.
     pub next_eval: Timestamp,
-    /// Set when telemetry lands in its windows: evaluated at the next tick
-    /// rather than at the next interval, so a decision follows the record
-    /// that made it within milliseconds.
-    pub touched: AtomicBool,
     pub last_eval: Option<Evaluation>,
 }
 
 impl Deploy {
     pub fn environment(&self) -> &str {
         self.info.environment_or_default()
+    }
+
+    pub fn id(&self) -> &str {
+        &self.info.deploy_id
+    }
+
+    /// When the watch after completion ends, if it was completed.
+    pub fn watched_until(&self) -> Option<Timestamp> {
+        self.completed_at
+            .map(|done| done.saturating_add(self.policy.watch_after_complete))
+    }
+
+    /// The next time something is due for it: an evaluation, or the end of
+    /// its watch.
+    fn due_at(&self) -> Timestamp {
+        match self.watched_until() {
+            Some(end) => end.min(self.next_eval),
+            None => self.next_eval,
+        }
     }
 }
 
@@ -64,16 +85,43 @@ pub struct Target<'a> {
     pub role: Role,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
-    deploys: HashMap<String, Deploy>,
-    /// seq → deploy id: the deterministic evaluation order.
-    order: BTreeMap<u64, String>,
-    /// service → version → (deploy id, role).
-    by_version: HashMap<String, HashMap<String, Vec<(String, Role)>>>,
-    retired: HashSet<String>,
-    retired_order: VecDeque<String>,
+    /// By arrival order (seq): the deterministic evaluation order.
+    deploys: BTreeMap<u64, Deploy>,
+    by_id: HashMap<String, u64>,
+    /// service → version → (seq, role).
+    by_version: HashMap<String, HashMap<String, Vec<(u64, Role)>>>,
+    /// service → seqs, oldest first.
+    by_service: HashMap<String, Vec<u64>>,
+    /// release id → seqs, oldest first.
+    by_release: HashMap<String, Vec<u64>>,
+    /// (when due, seq): what the next evaluation has to look at.
+    schedule: BTreeSet<(Timestamp, u64)>,
+    /// Deploys whose windows changed since their last evaluation.
+    touched: BTreeSet<u64>,
+    retired: Bounded<String>,
     next_seq: u64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            deploys: BTreeMap::new(),
+            by_id: HashMap::new(),
+            by_version: HashMap::new(),
+            by_service: HashMap::new(),
+            by_release: HashMap::new(),
+            schedule: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            retired: Bounded::new(MAX_RETIRED_REMEMBERED),
+            next_seq: 0,
+        }
+    }
+}
+
+fn unlink(list: &mut Vec<u64>, seq: u64) {
+    list.retain(|&s| s != seq);
 }
 
 impl Registry {
@@ -86,79 +134,115 @@ impl Registry {
     }
 
     pub fn get(&self, id: &str) -> Option<&Deploy> {
-        self.deploys.get(id)
+        self.deploys.get(self.by_id.get(id)?)
     }
 
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Deploy> {
-        self.deploys.get_mut(id)
+        self.deploys.get_mut(self.by_id.get(id)?)
+    }
+
+    pub fn by_seq(&self, seq: u64) -> Option<&Deploy> {
+        self.deploys.get(&seq)
     }
 
     pub fn was_retired(&self, id: &str) -> bool {
-        self.retired.contains(id)
-    }
-
-    /// Deploy ids in arrival order.
-    pub fn ids(&self) -> Vec<String> {
-        self.order.values().cloned().collect()
+        self.retired.contains_str(id)
     }
 
     /// Active deploys in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = &Deploy> {
-        self.order.values().filter_map(|id| self.deploys.get(id))
+        self.deploys.values()
     }
 
-    /// Active deploys of (service, environment), oldest first.
-    pub fn of_service_env(&self, service: &str, env: &str) -> Vec<&Deploy> {
-        self.iter()
-            .filter(|d| d.info.service == service && d.environment() == env)
-            .collect()
+    /// Active deploys of `service` (of `env` when given), oldest first.
+    pub fn of_service<'a>(
+        &'a self,
+        service: &str,
+        env: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Deploy> + 'a {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.deploys.get(s))
+            .filter(move |d| env.is_none_or(|e| d.environment() == e))
     }
 
-    /// Adds a started deploy; the caller has checked it is new.
+    /// Active deploys of `release`, oldest first.
+    pub fn of_release<'a>(&'a self, release: &str) -> impl Iterator<Item = &'a Deploy> + 'a {
+        self.by_release
+            .get(release)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.deploys.get(s))
+    }
+
+    /// Adds a started deploy, due for evaluation at `now`; the caller has
+    /// checked it is new.
     pub fn insert(&mut self, info: DeployEvent, policy: Arc<Policy>, now: Timestamp) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let id = info.deploy_id.clone();
         let versions = self.by_version.entry(info.service.clone()).or_default();
         versions
             .entry(info.version.clone())
             .or_default()
-            .push((id.clone(), Role::Candidate));
+            .push((seq, Role::Candidate));
         if let Some(prev) = &info.previous_version {
             if prev != &info.version {
                 versions
                     .entry(prev.clone())
                     .or_default()
-                    .push((id.clone(), Role::Baseline));
+                    .push((seq, Role::Baseline));
             }
         }
-        self.order.insert(seq, id.clone());
-        self.deploys.insert(
-            id,
-            Deploy {
-                seq,
-                info,
-                policy,
-                completed_at: None,
-                decided: None,
-                previous_verdict: None,
-                audited_suppression: None,
-                next_eval: now,
-                touched: AtomicBool::new(false),
-                last_eval: None,
-            },
-        );
+        self.by_service
+            .entry(info.service.clone())
+            .or_default()
+            .push(seq);
+        if let Some(r) = &info.release_id {
+            self.by_release.entry(r.clone()).or_default().push(seq);
+        }
+        self.by_id.insert(info.deploy_id.clone(), seq);
+        let d = Deploy {
+            seq,
+            info,
+            policy,
+            completed_at: None,
+            decided: None,
+            previous_verdict: None,
+            audited_suppression: None,
+            next_eval: now,
+            last_eval: None,
+        };
+        self.schedule.insert((d.due_at(), seq));
+        self.deploys.insert(seq, d);
         seq
+    }
+
+    /// Changes a deploy (its next evaluation or completion) and keeps the
+    /// schedule in step.
+    pub fn update<T>(&mut self, id: &str, f: impl FnOnce(&mut Deploy) -> T) -> Option<T> {
+        let seq = *self.by_id.get(id)?;
+        let d = self.deploys.get_mut(&seq)?;
+        let before = d.due_at();
+        let out = f(d);
+        let after = d.due_at();
+        // (Also puts back a deploy that `take_due` took off.)
+        self.schedule.remove(&(before, seq));
+        self.schedule.insert((after, seq));
+        Some(out)
     }
 
     /// Removes a deploy; returns it so the caller can drop its windows.
     pub fn retire(&mut self, id: &str) -> Option<Deploy> {
-        let d = self.deploys.remove(id)?;
-        self.order.remove(&d.seq);
+        let seq = self.by_id.remove(id)?;
+        let d = self.deploys.remove(&seq)?;
+        self.schedule.remove(&(d.due_at(), seq));
+        self.touched.remove(&seq);
         if let Some(versions) = self.by_version.get_mut(&d.info.service) {
             for v in std::iter::once(&d.info.version).chain(d.info.previous_version.iter()) {
                 if let Some(list) = versions.get_mut(v) {
-                    list.retain(|(did, _)| did != id);
+                    list.retain(|&(s, _)| s != seq);
                     if list.is_empty() {
                         versions.remove(v);
                     }
@@ -168,26 +252,49 @@ impl Registry {
                 self.by_version.remove(&d.info.service);
             }
         }
-        if self.retired.insert(id.to_string()) {
-            self.retired_order.push_back(id.to_string());
-            if self.retired_order.len() > MAX_RETIRED_REMEMBERED {
-                if let Some(old) = self.retired_order.pop_front() {
-                    self.retired.remove(&old);
+        if let Some(list) = self.by_service.get_mut(&d.info.service) {
+            unlink(list, seq);
+            if list.is_empty() {
+                self.by_service.remove(&d.info.service);
+            }
+        }
+        if let Some(r) = &d.info.release_id {
+            if let Some(list) = self.by_release.get_mut(r) {
+                unlink(list, seq);
+                if list.is_empty() {
+                    self.by_release.remove(r);
                 }
             }
         }
+        self.retired.insert(id.to_string(), ());
         Some(d)
+    }
+
+    /// Marks a deploy's windows changed: it is evaluated at the next tick.
+    pub fn touch(&mut self, seq: u64) {
+        self.touched.insert(seq);
+    }
+
+    /// Takes what is due at `now` — deploys scheduled at or before it and
+    /// touched ones — in arrival order. Each is then retired or evaluated
+    /// (and so rescheduled through [`Registry::update`]).
+    pub fn take_due(&mut self, now: Timestamp) -> Vec<u64> {
+        let mut due: BTreeSet<u64> = std::mem::take(&mut self.touched);
+        while let Some(&(at, seq)) = self.schedule.first() {
+            if at > now {
+                break;
+            }
+            self.schedule.pop_first();
+            due.insert(seq);
+        }
+        due.into_iter().collect()
     }
 
     /// Where a resource's telemetry goes (CONTRACT §1.2): by `deployment.id`
     /// first, else by service and version, with the environment checked when
     /// both sides have one.
     pub fn correlate(&self, ident: &ResourceIdent) -> Vec<Target<'_>> {
-        if let Some(d) = ident
-            .deployment_id
-            .as_deref()
-            .and_then(|id| self.deploys.get(id))
-        {
+        if let Some(d) = ident.deployment_id.as_deref().and_then(|id| self.get(id)) {
             return vec![Target {
                 deploy: d,
                 role: Role::Candidate,
@@ -201,16 +308,13 @@ impl Registry {
             return Vec::new();
         };
         list.iter()
-            .filter_map(|(id, role)| {
-                let d = self.deploys.get(id)?;
+            .filter_map(|&(seq, role)| {
+                let d = self.deploys.get(&seq)?;
                 let env_ok = match (&ident.environment, &d.info.environment) {
                     (Some(t), Some(e)) => t == e,
                     _ => true,
                 };
-                env_ok.then_some(Target {
-                    deploy: d,
-                    role: *role,
-                })
+                env_ok.then_some(Target { deploy: d, role })
             })
             .collect()
     }

@@ -35,7 +35,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, KafkaConfig};
 use crate::kafka::consumer::ControlReader;
-use crate::kafka::{client_config, InRecord};
+use crate::kafka::{client_config, Error, InRecord};
 use crate::model::{Action, Command, ExecutorResult};
 use crate::time::Timestamp;
 
@@ -66,10 +66,7 @@ pub fn plan(config: &Config, done: &HashSet<String>, cmd: &Command) -> Plan {
 
 /// The command ids with a result on the results topic, read whole, and the
 /// reader (which can then follow the topic).
-fn results_so_far(
-    k: &KafkaConfig,
-    topic: &str,
-) -> anyhow::Result<(ControlReader, HashSet<String>)> {
+fn results_so_far(k: &KafkaConfig, topic: &str) -> Result<(ControlReader, HashSet<String>), Error> {
     let mut done = HashSet::new();
     let mut reader = ControlReader::new(k)?;
     reader.read_whole(topic, |rec: InRecord| {
@@ -80,11 +77,8 @@ fn results_so_far(
     Ok((reader, done))
 }
 
-fn kafka(config: &Config) -> anyhow::Result<&KafkaConfig> {
-    let k = config
-        .kafka
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("no [kafka] table in the config"))?;
+fn kafka(config: &Config) -> Result<&KafkaConfig, Error> {
+    let k = config.kafka.as_ref().ok_or(Error::NoKafka)?;
     crate::kafka::check_reachable(k)?;
     Ok(k)
 }
@@ -93,7 +87,7 @@ fn kafka(config: &Config) -> anyhow::Result<&KafkaConfig> {
 /// from its group's committed position (the beginning if it has none) to
 /// the end of the commands topic, then returns. Joins no group, commits
 /// nothing, runs and publishes nothing.
-pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn dry_run(config: &Config, out: &mut impl Write) -> Result<(), Error> {
     let k = kafka(config)?;
     let t = &config.topics;
     let (_, done) = results_so_far(k, &t.results)?;
@@ -119,7 +113,7 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
         }
     }
     if partitions.count() == 0 {
-        anyhow::bail!("topic {} has no partitions (does it exist?)", t.commands);
+        return Err(Error::NoPartitions(t.commands.clone()));
     }
     let committed = consumer.committed_offsets(partitions, timeout)?;
     let mut assign = TopicPartitionList::new();
@@ -159,7 +153,7 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
                     break;
                 }
                 if last_progress.elapsed() > Duration::from_secs(30) {
-                    anyhow::bail!("the commands topic was not read to its end within 30 s");
+                    return Err(Error::Stalled(t.commands.clone()));
                 }
                 continue;
             }
@@ -197,21 +191,26 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
 fn publish_result(
     rt: &tokio::runtime::Runtime,
     producer: &FutureProducer,
+    brokers: &str,
     topic: &str,
     key: &str,
     r: &ExecutorResult,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let payload = serde_json::to_vec(r)?;
     rt.block_on(producer.send(
         FutureRecord::to(topic).key(key).payload(&payload),
         Timeout::After(Duration::from_secs(10)),
     ))
     .map(|_| ())
-    .map_err(|(e, _)| anyhow::anyhow!("result not acknowledged: {e}"))
+    .map_err(|(error, _)| Error::NotAcknowledged {
+        brokers: brokers.to_string(),
+        topic: topic.to_string(),
+        error: error.to_string(),
+    })
 }
 
 /// Runs the executor until interrupted.
-pub fn execute(config: &Config) -> anyhow::Result<()> {
+pub fn execute(config: &Config) -> Result<(), Error> {
     let k = kafka(config)?;
     let t = &config.topics;
     // What already ran: the results topic, read whole, then followed.
@@ -245,7 +244,7 @@ pub fn execute(config: &Config) -> anyhow::Result<()> {
     {
         let stop = stop.clone();
         rt.spawn(async move {
-            crate::app::wait_for_signal().await;
+            crate::shutdown::wait_for_signal().await;
             info!("signal received: finishing the command in hand, then stopping");
             stop.store(true, Ordering::Release);
         });
@@ -310,7 +309,14 @@ pub fn execute(config: &Config) -> anyhow::Result<()> {
         };
         // Retried until acknowledged: the result is the record that this
         // command ran.
-        while let Err(e) = publish_result(&rt, &producer, &t.results, &cmd.service, &result) {
+        while let Err(e) = publish_result(
+            &rt,
+            &producer,
+            &k.brokers,
+            &t.results,
+            &cmd.service,
+            &result,
+        ) {
             error!(command_id = %cmd.command_id, error = %e, "publishing the result failed; retrying");
             std::thread::sleep(Duration::from_secs(1));
         }

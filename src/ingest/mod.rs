@@ -1,10 +1,89 @@
 //! Bytes → domain values. Every decoder here is a pure function: no I/O, no
 //! clock, no panics; a decode error is a value naming what was wrong.
+//!
+//! [`decode`] is the one way in: which input the bytes are ([`Source`]) →
+//! one [`Input`] for the engine. One module per wire format.
 
 pub mod alertmanager;
 pub mod deploy;
 pub mod otlp;
 pub mod result;
+
+use crate::config::{Config, OtlpEncoding};
+use crate::model::{AdminRecord, Command, Input};
+
+/// Which input a record is: the topic it came from, or the HTTP route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    DeployEvents,
+    Spans,
+    Metrics,
+    Results,
+    Commands,
+    Admin,
+    Alertmanager,
+}
+
+impl Source {
+    /// Maps a topic name (or `"alertmanager"`) to its input.
+    pub fn from_topic(config: &Config, topic: &str) -> Option<Source> {
+        let t = &config.topics;
+        Some(if topic == t.deploy_events {
+            Source::DeployEvents
+        } else if topic == t.otlp_spans {
+            Source::Spans
+        } else if topic == t.otlp_metrics {
+            Source::Metrics
+        } else if topic == t.results {
+            Source::Results
+        } else if topic == t.commands {
+            Source::Commands
+        } else if topic == t.admin {
+            Source::Admin
+        } else if topic == "alertmanager" {
+            Source::Alertmanager
+        } else {
+            return None;
+        })
+    }
+
+    /// The `source` label of an input, as used in metrics and audit records.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::DeployEvents => "deploy_events",
+            Source::Spans => "otlp_spans",
+            Source::Metrics => "otlp_metrics",
+            Source::Results => "results",
+            Source::Commands => "commands",
+            Source::Admin => "admin",
+            Source::Alertmanager => "alertmanager",
+        }
+    }
+}
+
+/// Decodes one record from `source` into the engine's input. `otlp` is the
+/// encoding of OTLP bytes (the topic's, or the HTTP request's content type);
+/// every other input is JSON.
+pub fn decode(source: Source, bytes: &[u8], otlp: OtlpEncoding) -> Result<Input, DecodeError> {
+    Ok(match source {
+        Source::DeployEvents => Input::Deploy(deploy::decode(bytes)?),
+        Source::Spans => Input::Telemetry(match otlp {
+            OtlpEncoding::Json => otlp::decode_traces_json(bytes)?,
+            OtlpEncoding::Proto => otlp::decode_traces_proto(bytes)?,
+        }),
+        Source::Metrics => Input::Telemetry(match otlp {
+            OtlpEncoding::Json => otlp::decode_metrics_json(bytes)?,
+            OtlpEncoding::Proto => otlp::decode_metrics_proto(bytes)?,
+        }),
+        Source::Results => Input::Result(result::decode(bytes)?),
+        Source::Commands => Input::Command(
+            serde_json::from_slice::<Command>(bytes)
+                .map_err(|e| DecodeError::new(format!("invalid command: {e}")))?,
+        ),
+        Source::Admin => Input::Admin(AdminRecord::decode(bytes).map_err(DecodeError::new)?),
+        Source::Alertmanager => Input::Alerts(alertmanager::decode(bytes)?),
+    })
+}
 
 /// Why a record could not be decoded; shown to operators as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

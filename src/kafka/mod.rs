@@ -38,7 +38,34 @@ pub fn client_config(k: &KafkaConfig, overrides: &[(&str, &str)]) -> ClientConfi
 #[error("cannot reach Kafka at {brokers} (kafka.brokers): {error}")]
 pub struct Unreachable {
     pub brokers: String,
-    pub error: rdkafka::error::KafkaError,
+    pub error: String,
+}
+
+/// What can go wrong talking to Kafka, said so that a person can act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no [kafka] table in the config")]
+    NoKafka,
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
+    #[error(
+        "Kafka at {brokers} (kafka.brokers) did not acknowledge the record on {topic}: {error}"
+    )]
+    NotAcknowledged {
+        brokers: String,
+        topic: String,
+        error: String,
+    },
+    #[error("topic {0} has no partitions (does it exist?)")]
+    NoPartitions(String),
+    #[error("topic {0} was not read to its end within 30 s")]
+    Stalled(String),
+    #[error("{0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// How long [`check_reachable`] waits for the brokers.
@@ -47,9 +74,9 @@ pub const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// Fails with [`Unreachable`] unless the brokers answer a metadata request
 /// within [`REACH_TIMEOUT`].
 pub fn check_reachable(k: &KafkaConfig) -> Result<(), Unreachable> {
-    let unreachable = |error| Unreachable {
+    let unreachable = |error: rdkafka::error::KafkaError| Unreachable {
         brokers: k.brokers.clone(),
-        error,
+        error: error.to_string(),
     };
     let probe: rdkafka::consumer::BaseConsumer =
         client_config(k, &[]).create().map_err(unreachable)?;

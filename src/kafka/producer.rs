@@ -28,11 +28,10 @@
 //! retry safe when the failed attempt was in fact persisted. While a command
 //! waits longer than [`STUCK_AFTER`], the agent reports itself not ready.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -42,10 +41,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{KafkaConfig, Topics};
 use crate::model::{AuditRecord, Command};
+use crate::sinks::audit_file::AuditFile;
+use crate::sinks::{CommandOut, Outgoing, Publisher, PublisherState, QUEUE};
 use crate::time::Timestamp;
-
-/// A command unacknowledged for this long makes the agent not ready.
-pub const STUCK_AFTER: Duration = Duration::from_secs(3);
 
 /// How long an instance that does not claim first waits at least.
 pub const FOLLOWER_DELAY: Duration = Duration::from_millis(500);
@@ -58,111 +56,6 @@ pub fn claim_delay(lowest_partition: Option<u32>) -> Duration {
         Some(0) => Duration::ZERO,
         Some(p) => (FOLLOWER_DELAY + Duration::from_millis(100) * p).min(MAX),
         None => MAX,
-    }
-}
-
-/// Records waiting for the publisher. Bounded: when it fills, the engine
-/// thread that produced the outputs blocks, which stops consumption — back
-/// pressure rather than unbounded memory.
-const QUEUE: usize = 4096;
-
-/// What the agent publishes.
-#[derive(Debug, Clone)]
-pub enum Outgoing {
-    /// A command to emit (see [`CommandOut`]).
-    Command(Box<CommandOut>),
-    Audit(AuditRecord),
-    DeadLetter {
-        source_topic: String,
-        partition: i32,
-        offset: i64,
-        error: String,
-        key: Option<Vec<u8>>,
-        payload: Vec<u8>,
-    },
-}
-
-/// A command, when the record that decided it was consumed (for the
-/// decision latency) if a record did, and the audit records of its emission
-/// (`command`, and `breaker` if it opened the breaker), published only if
-/// this instance emits the command.
-#[derive(Debug, Clone)]
-pub struct CommandOut {
-    pub command: Command,
-    pub consumed_at: Option<Instant>,
-    pub audits: Vec<AuditRecord>,
-}
-
-/// Shared producer state, read by readiness and metrics.
-#[derive(Debug, Default)]
-pub struct PublisherState {
-    /// Commands handed to the producer and not yet acknowledged, by id,
-    /// with when they were first handed over.
-    pub pending_commands: DashMap<String, Instant>,
-    /// Command ids read back from the commands topic (by the control
-    /// consumer): the record of what was emitted.
-    pub on_topic: DashMap<String, ()>,
-    /// Per control topic and partition, the next offset the control
-    /// consumer will apply: how far `on_topic` (the commands topic) and the
-    /// engine's view of every control topic are complete.
-    pub control_next: DashMap<(String, i32), i64>,
-    pub commands_acked: AtomicU64,
-    pub delivery_failures: AtomicU64,
-    pub audit_failures: AtomicU64,
-    /// The lowest partition of the spans topic this instance holds (-1:
-    /// none), which sets its [`claim_delay`]; 0 without Kafka.
-    pub claim_slot: Arc<AtomicI64>,
-    /// Called for every command this instance emitted (not for one found on
-    /// the topic already), with its audit record.
-    pub on_emitted: std::sync::OnceLock<EmitHook>,
-}
-
-/// See [`PublisherState::on_emitted`].
-#[derive(Clone)]
-pub struct EmitHook(pub Arc<EmitFn>);
-
-/// What [`EmitHook`] calls.
-pub type EmitFn = dyn Fn(&Command, &[AuditRecord]) + Send + Sync;
-
-impl std::fmt::Debug for EmitHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EmitHook")
-    }
-}
-
-impl PublisherState {
-    fn emitted(&self, cmd: &Command, audits: &[AuditRecord]) {
-        if let Some(h) = self.on_emitted.get() {
-            (h.0)(cmd, audits);
-        }
-    }
-
-    /// Whether every command was acknowledged (or is young enough).
-    pub fn can_emit(&self) -> bool {
-        self.pending_commands
-            .iter()
-            .all(|e| e.value().elapsed() < STUCK_AFTER)
-    }
-}
-
-/// A cheap, cloneable handle to the publisher task.
-#[derive(Clone)]
-pub struct Publisher {
-    tx: mpsc::Sender<Outgoing>,
-    pub state: Arc<PublisherState>,
-}
-
-impl Publisher {
-    /// Hands a record over from a non-async thread; blocks while the queue
-    /// is full. Returns false once the publisher has shut down.
-    pub fn send_blocking(&self, o: Outgoing) -> bool {
-        if let Outgoing::Command(c) = &o {
-            self.state
-                .pending_commands
-                .entry(c.command.command_id.clone())
-                .or_insert_with(Instant::now);
-        }
-        self.tx.blocking_send(o).is_ok()
     }
 }
 
@@ -196,88 +89,6 @@ pub fn spawn(
         ..Default::default()
     });
     let task = rt.spawn(run(producer, topics, rx, state.clone(), audit_file));
-    (Publisher { tx, state }, task)
-}
-
-/// `[audit] path`: audit records appended as JSON lines, as well.
-pub struct AuditFile(std::io::BufWriter<std::fs::File>);
-
-impl AuditFile {
-    pub fn open(path: &str) -> std::io::Result<AuditFile> {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(AuditFile(std::io::BufWriter::new(f)))
-    }
-
-    fn write(&mut self, a: &AuditRecord) {
-        use std::io::Write;
-        let ok = serde_json::to_writer(&mut self.0, a).is_ok()
-            && self.0.write_all(b"\n").is_ok()
-            && self.0.flush().is_ok();
-        if !ok {
-            error!("writing the audit file failed");
-        }
-    }
-}
-
-/// The publisher without Kafka: commands as JSON lines on stdout (flushed
-/// one by one: someone may be piping them to an executor), audit records
-/// to the audit file if there is one. Dead letters have nowhere to go: the
-/// HTTP caller already got a 400 with the reason.
-pub fn spawn_local(
-    rt: &tokio::runtime::Handle,
-    audit_file: Option<AuditFile>,
-) -> (Publisher, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE);
-    let state = Arc::new(PublisherState {
-        claim_slot: Arc::new(AtomicI64::new(0)),
-        ..Default::default()
-    });
-    let st = state.clone();
-    let mut audit_file = audit_file;
-    let task = rt.spawn(async move {
-        use std::io::Write;
-        while let Some(o) = rx.recv().await {
-            match o {
-                Outgoing::Command(out) => {
-                    let CommandOut {
-                        command: mut c,
-                        consumed_at,
-                        audits,
-                    } = *out;
-                    c.issued_at = Timestamp::now_wall();
-                    let written = serde_json::to_vec(&c).ok().is_some_and(|line| {
-                        let mut out = std::io::stdout().lock();
-                        out.write_all(&line).is_ok()
-                            && out.write_all(b"\n").is_ok()
-                            && out.flush().is_ok()
-                    });
-                    st.pending_commands.remove(&c.command_id);
-                    if written {
-                        st.commands_acked.fetch_add(1, Ordering::Relaxed);
-                        info!(command_id = %c.command_id, deploy_id = %c.deploy_id, action = c.action.as_str(), trigger = c.trigger.as_str(), decision_latency_us = consumed_at.map(|t| t.elapsed().as_micros() as u64), "command written to stdout");
-                        st.emitted(&c, &audits);
-                        if let Some(f) = audit_file.as_mut() {
-                            for a in &audits {
-                                f.write(a);
-                            }
-                        }
-                    } else {
-                        st.delivery_failures.fetch_add(1, Ordering::Relaxed);
-                        error!(command_id = %c.command_id, "writing a command to stdout failed");
-                    }
-                }
-                Outgoing::Audit(a) => {
-                    if let Some(f) = audit_file.as_mut() {
-                        f.write(&a);
-                    }
-                }
-                Outgoing::DeadLetter { .. } => {}
-            }
-        }
-    });
     (Publisher { tx, state }, task)
 }
 

@@ -10,7 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{check_reachable, client_config};
+use super::{check_reachable, client_config, Error};
 use crate::config::KafkaConfig;
 
 /// Publishes one record and waits for the broker's acknowledgement: its
@@ -20,7 +20,7 @@ pub fn announce(
     topic: &str,
     key: &str,
     payload: &[u8],
-) -> anyhow::Result<(i32, i64)> {
+) -> Result<(i32, i64), Error> {
     check_reachable(k)?;
     let producer: FutureProducer = client_config(
         k,
@@ -40,10 +40,11 @@ pub fn announce(
     ));
     match sent {
         Ok(d) => Ok((d.partition, d.offset)),
-        Err((e, _)) => Err(anyhow::anyhow!(
-            "Kafka at {} (kafka.brokers) did not acknowledge the record on {topic}: {e}",
-            k.brokers
-        )),
+        Err((error, _)) => Err(Error::NotAcknowledged {
+            brokers: k.brokers.clone(),
+            topic: topic.to_string(),
+            error: error.to_string(),
+        }),
     }
 }
 
@@ -55,7 +56,7 @@ pub fn tail(
     from_beginning: bool,
     limit: Option<u64>,
     out: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     check_reachable(k)?;
     // Assign-only: never joins or commits in this group.
     let group = format!("{}-tail", k.group_id);
@@ -81,7 +82,7 @@ pub fn tail(
         }
     }
     if tpl.count() == 0 {
-        anyhow::bail!("topic {topic} has no partitions (does it exist?)");
+        return Err(Error::NoPartitions(topic.to_string()));
     }
     consumer.assign(&tpl)?;
     let mut printed = 0u64;

@@ -1,16 +1,15 @@
-//! Fixture builder for black-box tests: writes replay files (CONTRACT §8)
-//! with deploy events, OTLP/JSON (or protobuf) telemetry and Alertmanager
-//! payloads, runs the real `rollbackd` binary on them, and parses what it
-//! prints.
-
-#![allow(dead_code)]
+//! Replay fixtures: replay files (CONTRACT §8) with deploy events,
+//! OTLP/JSON (or protobuf) telemetry and Alertmanager payloads, run through
+//! the real `rollbackd replay`, and what it printed, parsed.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use rollbackd::loadgen::{server_span, trace_export};
 use rollbackd::time::Timestamp;
 use serde_json::{json, Value};
 
@@ -236,20 +235,13 @@ impl Fixture {
                     let dur = if slow { 1.2 } else { 0.04 };
                     spans.push((end, dur, err));
                 }
+                let export = span_export(s, &spans);
                 let value = match enc {
                     Encoding::Json => {
-                        let js: Vec<Value> = spans.iter().map(|&(end, dur, err)| json!({
-                            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-                            "name": "GET /api", "kind": 2,
-                            "startTimeUnixNano": nanos(end - dur), "endTimeUnixNano": nanos(end),
-                            "attributes": [attr("http.response.status_code", json!(if err {500} else {200}))],
-                            "status": if err { json!({"code": 2}) } else { json!({}) },
-                        })).collect();
-                        let v = json!({"resourceSpans": [{"resource": resource(s), "scopeSpans": [{"scope": {"name": "t"}, "spans": js}]}]});
-                        json!({"topic": "otlp_spans", "timestamp": ts(t + 0.5), "value": v})
+                        json!({"topic": "otlp_spans", "timestamp": ts(t + 0.5), "value": export})
                     }
                     Encoding::ProtoBase64 => {
-                        let bytes = proto_spans(s, &spans);
+                        let bytes = export.encode_to_vec();
                         json!({"topic": "otlp_spans", "timestamp": ts(t + 0.5),
                                "value_base64": base64::engine::general_purpose::STANDARD.encode(bytes)})
                     }
@@ -365,64 +357,26 @@ pub fn run_replay(input: &std::path::Path, config: &std::path::Path) -> Output {
     }
 }
 
-fn proto_spans(s: &Stream, spans: &[(f64, f64, bool)]) -> Vec<u8> {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-    let kv = |k: &str, v: any_value::Value| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..Default::default()
-    };
-    let mut attrs = vec![
-        kv(
-            "service.name",
-            any_value::Value::StringValue(s.service.clone()),
-        ),
-        kv(
-            "service.version",
-            any_value::Value::StringValue(s.version.clone()),
-        ),
-    ];
-    if let Some(e) = &s.env {
-        attrs.push(kv(
-            "deployment.environment.name",
-            any_value::Value::StringValue(e.clone()),
-        ));
-    }
+/// One stream's spans — (end, duration, failed), in seconds since T0 — as
+/// one trace export.
+fn span_export(s: &Stream, spans: &[(f64, f64, bool)]) -> ExportTraceServiceRequest {
     let to_ns = |secs: f64| (t0() + (secs * 1e9) as i64) as u64;
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: attrs,
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans: spans
-                    .iter()
-                    .map(|&(end, dur, err)| Span {
-                        kind: 2,
-                        name: "GET /api".into(),
-                        start_time_unix_nano: to_ns(end - dur),
-                        end_time_unix_nano: to_ns(end),
-                        attributes: vec![kv(
-                            "http.response.status_code",
-                            any_value::Value::IntValue(if err { 500 } else { 200 }),
-                        )],
-                        status: Some(Status {
-                            code: if err { 2 } else { 0 },
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    let spans = spans
+        .iter()
+        .enumerate()
+        .map(|(i, &(end, dur, err))| {
+            server_span(
+                i as u64,
+                to_ns(end - dur),
+                to_ns(end),
+                if err { 500 } else { 200 },
+            )
+        })
+        .collect();
+    trace_export(
+        rollbackd::loadgen::resource(&s.service, &s.version, s.env.as_deref()),
+        spans,
+    )
 }
 
 /// Seconds since T0 of an RFC 3339 field.

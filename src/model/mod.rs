@@ -1,5 +1,14 @@
 //! Domain values shared by every layer: what ingest produces and what the
 //! engine consumes and emits. No I/O and no decision logic lives here.
+//!
+//! - this module: deploy events, telemetry observations, alerts, executor
+//!   results, admin records, commands;
+//! - [`input`]: the one value the engine takes ([`Input`]) and what it gives
+//!   back ([`Output`]);
+//! - [`audit`]: the typed audit records.
+
+pub mod audit;
+pub mod input;
 
 use std::collections::BTreeMap;
 
@@ -10,8 +19,6 @@ use crate::time::Timestamp;
 
 /// The schema tag of every command (CONTRACT §3.1).
 pub const COMMAND_SCHEMA: &str = "rollbackd.command/v1";
-/// The schema tag of every audit record (CONTRACT §3.3).
-pub const AUDIT_SCHEMA: &str = "rollbackd.audit/v1";
 /// Schema of the records on the admin topic.
 pub const ADMIN_SCHEMA: &str = "rollbackd.admin/v1";
 
@@ -366,44 +373,8 @@ pub fn command_id(deploy_id: &str, action: Action) -> String {
     out
 }
 
-/// One audit record (CONTRACT §3.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub schema: String,
-    pub at: Timestamp,
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deploy_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    pub detail: serde_json::Value,
-}
-
-impl AuditRecord {
-    pub fn new(at: Timestamp, kind: &str, detail: serde_json::Value) -> AuditRecord {
-        AuditRecord {
-            schema: AUDIT_SCHEMA.into(),
-            at,
-            kind: kind.into(),
-            deploy_id: None,
-            service: None,
-            detail,
-        }
-    }
-
-    pub fn for_deploy(mut self, deploy_id: &str, service: &str) -> AuditRecord {
-        self.deploy_id = Some(deploy_id.into());
-        self.service = Some(service.into());
-        self
-    }
-}
-
-/// What the engine asks its adapters to publish.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    Command(Command),
-    Audit(AuditRecord),
-}
+pub use audit::{AuditEvent, AuditRecord, Verdict, AUDIT_SCHEMA};
+pub use input::{AdminCall, Input, Output, Refusal, TelemetryOutcome};
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,10 @@
 //! overrides are resolved here, once, into an effective [`Policy`] per
 //! service, so the engine never merges config on its hot path.
 
+mod describe;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::engine::stats::z_for_family;
+use crate::stats::z_for_family;
 use crate::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -529,88 +533,6 @@ impl Config {
             service_policies,
         })
     }
-
-    /// A human-readable listing of the effective policy per configured service.
-    pub fn describe(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        match &self.kafka {
-            Some(k) => {
-                let _ = writeln!(
-                    out,
-                    "kafka: brokers {} group {} ({} extra properties)",
-                    k.brokers,
-                    k.group_id,
-                    k.properties.len()
-                );
-            }
-            None => {
-                let _ = writeln!(out, "kafka: none (HTTP in, commands on stdout)");
-            }
-        }
-        let t = &self.topics;
-        let _ = writeln!(
-            out,
-            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={} admin={}",
-            t.deploy_events,
-            t.otlp_spans,
-            t.otlp_metrics,
-            match t.otlp_encoding {
-                OtlpEncoding::Proto => "otlp_proto",
-                OtlpEncoding::Json => "otlp_json",
-            },
-            t.commands,
-            t.results,
-            t.audit,
-            t.dead_letter,
-            t.admin
-        );
-        let _ = writeln!(
-            out,
-            "http: listen {} max_body {} bytes",
-            self.http_listen, self.http_max_body
-        );
-        let g = &self.guards;
-        let _ = writeln!(
-            out,
-            "guards: dry_run={} cooldown={} breaker={} rollbacks per {}",
-            g.dry_run, g.cooldown, g.breaker_max_rollbacks, g.breaker_window
-        );
-        let _ = writeln!(
-            out,
-            "alerts: severities {:?} service_label={} deploy_id_label={}",
-            self.alerts.rollback_on_severity,
-            self.alerts.service_label,
-            self.alerts.deploy_id_label
-        );
-        let _ = writeln!(
-            out,
-            "limits: max_active_deploys={} max_series={}",
-            self.limits.max_active_deploys, self.limits.max_series
-        );
-        let e = &self.executor;
-        let _ = writeln!(
-            out,
-            "executor: group {} name {} timeout {}",
-            e.group_id, e.name, e.timeout
-        );
-        if e.templates.is_empty() {
-            let _ = writeln!(
-                out,
-                "  templates: none (every rollback command would be rejected)"
-            );
-        }
-        for (strategy, argv) in &e.templates {
-            let _ = writeln!(out, "  template {strategy}: {argv:?}");
-        }
-        describe_policy(&mut out, "(default)", &self.default_policy);
-        let mut names: Vec<_> = self.service_policies.keys().collect();
-        names.sort();
-        for name in names {
-            describe_policy(&mut out, name, &self.service_policies[name]);
-        }
-        out
-    }
 }
 
 /// An address to listen on: an IP address and port, or a host name (such as
@@ -629,41 +551,6 @@ fn resolve_listen(s: &str) -> Option<SocketAddr> {
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .copied()
-}
-
-fn describe_policy(out: &mut String, name: &str, p: &Policy) {
-    use std::fmt::Write;
-    let _ = writeln!(out, "policy {name}:");
-    let _ = writeln!(
-        out,
-        "  errors: objective {} (budget {:.4}%)",
-        p.objective,
-        p.error_budget() * 100.0
-    );
-    let _ = writeln!(
-        out,
-        "  latency: {} of requests faster than {} (budget {:.4}%)",
-        p.latency_objective,
-        p.latency_threshold,
-        p.latency_budget() * 100.0
-    );
-    let _ = writeln!(
-        out,
-        "  evidence: min_requests {} confidence {} (z {:.3}) warmup {} every {} watch_after_complete {}",
-        p.min_requests, p.confidence, p.z, p.warmup, p.evaluation_interval, p.watch_after_complete
-    );
-    for w in &p.windows {
-        let _ = writeln!(
-            out,
-            "  window: short {} long {} burn_rate {} (errors fire at {:.3}%, latency at {:.3}%)",
-            w.short,
-            w.long,
-            w.burn_rate,
-            w.burn_rate * p.error_budget() * 100.0,
-            w.burn_rate * p.latency_budget() * 100.0
-        );
-    }
-    let _ = writeln!(out, "  dry_run: {}", p.dry_run);
 }
 
 /// A Kafka property as the string librdkafka wants.
@@ -818,111 +705,4 @@ pub fn parse_size(s: &str) -> Option<usize> {
         _ => return None,
     };
     n.checked_mul(mult)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_config_has_the_contract_defaults() {
-        let c = Config::from_toml("").unwrap();
-        assert!(c.kafka.is_none());
-        assert_eq!(c.topics.commands, "rollback-commands");
-        assert_eq!(c.topics.otlp_encoding, OtlpEncoding::Proto);
-        assert_eq!(c.http_max_body, 4 << 20);
-        let p = &c.default_policy;
-        assert_eq!(p.objective, 0.999);
-        assert_eq!(p.latency_threshold, Duration::from_millis(500));
-        assert_eq!(p.windows.len(), 2);
-        assert_eq!(
-            p.lengths,
-            vec![
-                Duration::from_secs(60),
-                Duration::from_secs(300),
-                Duration::from_secs(1800)
-            ]
-        );
-        assert_eq!(p.pair_index, vec![(0, 1), (1, 2)]);
-        // two pairs × two SLIs at 95% overall: 98.75% each
-        assert!((p.z - 2.2414).abs() < 1e-3);
-        assert_eq!(c.longest_window(), Duration::from_secs(1800));
-    }
-
-    #[test]
-    fn services_inherit_and_override() {
-        let c = Config::from_toml(
-            r#"
-            [slo]
-            min_requests = 50
-            [slo.services.checkout]
-            objective = 0.9995
-            dry_run = true
-            "#,
-        )
-        .unwrap();
-        let p = c.policy("checkout");
-        assert_eq!(p.objective, 0.9995);
-        assert_eq!(p.min_requests, 50);
-        assert!(p.dry_run);
-        assert!(!c.policy("other").dry_run);
-        assert_eq!(c.policy("other").min_requests, 50);
-    }
-
-    #[test]
-    fn kafka_table_present() {
-        let c = Config::from_toml("[kafka]\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"linger.ms\" = 2\n").unwrap();
-        let k = c.kafka.unwrap();
-        assert_eq!(k.brokers, "127.0.0.1:9092");
-        assert_eq!(
-            kafka_property_string(&k.properties["linger.ms"]).unwrap(),
-            "2"
-        );
-    }
-
-    fn err(text: &str) -> String {
-        Config::from_toml(text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        assert!(err("[slo]\nobjectiv = 0.9\n").contains("objectiv"));
-        assert!(err("[slo]\nobjective = 1.5\n").contains("slo.objective"));
-        assert!(err("[slo]\nwarmup = \"5x\"\n").contains("warmup"));
-        assert!(err("[slo.services.a]\nconfidence = 0.2\n").contains("slo.services.a.confidence"));
-        assert!(
-            err("[slo]\nwindows = [{short = \"5m\", long = \"1m\", burn_rate = 2.0}]\n")
-                .contains("slo.windows[0].long")
-        );
-        assert!(
-            err("[guards]\nbreaker_max_rollbacks = 0\n").contains("guards.breaker_max_rollbacks")
-        );
-        assert!(err("[http]\nmax_body = \"lots\"\n").contains("http.max_body"));
-        assert!(err("[http]\nlisten = \"nowhere\"\n").contains("http.listen"));
-        assert!(err("[http]\nlisten = \"localhost\"\n").contains("http.listen"));
-        assert!(err("[http]\nlisten = \"localhost:http\"\n").contains("http.listen"));
-        let named = Config::from_toml("[http]\nlisten = \"localhost:9464\"\n").unwrap();
-        assert!(named.http_listen.ip().is_loopback());
-        assert_eq!(named.http_listen.port(), 9464);
-        assert!(err("[topics]\notlp_encoding = \"otlp_xml\"\n").contains("otlp_encoding"));
-        assert!(err("[nope]\n").contains("nope"));
-        assert!(err("[slo]\ndry_run = true\n").contains("slo.dry_run"));
-        assert!(err("[log]\nformat = \"xml\"\n").contains("format"));
-        assert!(err("[topics]\ncommands = \"otlp_spans\"\n").contains("topics.commands"));
-        assert!(err("[executor.templates]\ncanary = []\n").contains("executor.templates.canary"));
-        assert!(
-            err("[executor.templates]\nhelm = [\"helm\", \"rollback\", \"x-{service}\"]\n")
-                .contains("whole arguments")
-        );
-        assert!(err("[executor.templates]\nhelm = [\"{service}\"]\n").contains("program"));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4MiB"), Some(4 << 20));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("1 KB"), Some(1000));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_size("99999999999999999999GiB"), None);
-    }
 }

@@ -1,0 +1,123 @@
+//! What `rollbackd check-config` prints: the effective configuration, in
+//! words a person checks a policy with.
+
+use super::{Config, OtlpEncoding, Policy};
+
+impl Config {
+    /// A human-readable listing of the effective policy per configured service.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        match &self.kafka {
+            Some(k) => {
+                let _ = writeln!(
+                    out,
+                    "kafka: brokers {} group {} ({} extra properties)",
+                    k.brokers,
+                    k.group_id,
+                    k.properties.len()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "kafka: none (HTTP in, commands on stdout)");
+            }
+        }
+        let t = &self.topics;
+        let _ = writeln!(
+            out,
+            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={} admin={}",
+            t.deploy_events,
+            t.otlp_spans,
+            t.otlp_metrics,
+            match t.otlp_encoding {
+                OtlpEncoding::Proto => "otlp_proto",
+                OtlpEncoding::Json => "otlp_json",
+            },
+            t.commands,
+            t.results,
+            t.audit,
+            t.dead_letter,
+            t.admin
+        );
+        let _ = writeln!(
+            out,
+            "http: listen {} max_body {} bytes",
+            self.http_listen, self.http_max_body
+        );
+        let g = &self.guards;
+        let _ = writeln!(
+            out,
+            "guards: dry_run={} cooldown={} breaker={} rollbacks per {}",
+            g.dry_run, g.cooldown, g.breaker_max_rollbacks, g.breaker_window
+        );
+        let _ = writeln!(
+            out,
+            "alerts: severities {:?} service_label={} deploy_id_label={}",
+            self.alerts.rollback_on_severity,
+            self.alerts.service_label,
+            self.alerts.deploy_id_label
+        );
+        let _ = writeln!(
+            out,
+            "limits: max_active_deploys={} max_series={}",
+            self.limits.max_active_deploys, self.limits.max_series
+        );
+        let e = &self.executor;
+        let _ = writeln!(
+            out,
+            "executor: group {} name {} timeout {}",
+            e.group_id, e.name, e.timeout
+        );
+        if e.templates.is_empty() {
+            let _ = writeln!(
+                out,
+                "  templates: none (every rollback command would be rejected)"
+            );
+        }
+        for (strategy, argv) in &e.templates {
+            let _ = writeln!(out, "  template {strategy}: {argv:?}");
+        }
+        describe_policy(&mut out, "(default)", &self.default_policy);
+        let mut names: Vec<_> = self.service_policies.keys().collect();
+        names.sort();
+        for name in names {
+            describe_policy(&mut out, name, &self.service_policies[name]);
+        }
+        out
+    }
+}
+
+fn describe_policy(out: &mut String, name: &str, p: &Policy) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "policy {name}:");
+    let _ = writeln!(
+        out,
+        "  errors: objective {} (budget {:.4}%)",
+        p.objective,
+        p.error_budget() * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "  latency: {} of requests faster than {} (budget {:.4}%)",
+        p.latency_objective,
+        p.latency_threshold,
+        p.latency_budget() * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "  evidence: min_requests {} confidence {} (z {:.3}) warmup {} every {} watch_after_complete {}",
+        p.min_requests, p.confidence, p.z, p.warmup, p.evaluation_interval, p.watch_after_complete
+    );
+    for w in &p.windows {
+        let _ = writeln!(
+            out,
+            "  window: short {} long {} burn_rate {} (errors fire at {:.3}%, latency at {:.3}%)",
+            w.short,
+            w.long,
+            w.burn_rate,
+            w.burn_rate * p.error_budget() * 100.0,
+            w.burn_rate * p.latency_budget() * 100.0
+        );
+    }
+    let _ = writeln!(out, "  dry_run: {}", p.dry_run);
+}

@@ -1,0 +1,104 @@
+use super::*;
+
+#[test]
+fn empty_config_has_the_contract_defaults() {
+    let c = Config::from_toml("").unwrap();
+    assert!(c.kafka.is_none());
+    assert_eq!(c.topics.commands, "rollback-commands");
+    assert_eq!(c.topics.otlp_encoding, OtlpEncoding::Proto);
+    assert_eq!(c.http_max_body, 4 << 20);
+    let p = &c.default_policy;
+    assert_eq!(p.objective, 0.999);
+    assert_eq!(p.latency_threshold, Duration::from_millis(500));
+    assert_eq!(p.windows.len(), 2);
+    assert_eq!(
+        p.lengths,
+        vec![
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+            Duration::from_secs(1800)
+        ]
+    );
+    assert_eq!(p.pair_index, vec![(0, 1), (1, 2)]);
+    // two pairs × two SLIs at 95% overall: 98.75% each
+    assert!((p.z - 2.2414).abs() < 1e-3);
+    assert_eq!(c.longest_window(), Duration::from_secs(1800));
+}
+
+#[test]
+fn services_inherit_and_override() {
+    let c = Config::from_toml(
+        r#"
+        [slo]
+        min_requests = 50
+        [slo.services.checkout]
+        objective = 0.9995
+        dry_run = true
+        "#,
+    )
+    .unwrap();
+    let p = c.policy("checkout");
+    assert_eq!(p.objective, 0.9995);
+    assert_eq!(p.min_requests, 50);
+    assert!(p.dry_run);
+    assert!(!c.policy("other").dry_run);
+    assert_eq!(c.policy("other").min_requests, 50);
+}
+
+#[test]
+fn kafka_table_present() {
+    let c = Config::from_toml(
+        "[kafka]\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"linger.ms\" = 2\n",
+    )
+    .unwrap();
+    let k = c.kafka.unwrap();
+    assert_eq!(k.brokers, "127.0.0.1:9092");
+    assert_eq!(
+        kafka_property_string(&k.properties["linger.ms"]).unwrap(),
+        "2"
+    );
+}
+
+fn err(text: &str) -> String {
+    Config::from_toml(text).unwrap_err().to_string()
+}
+
+#[test]
+fn errors_name_the_key() {
+    assert!(err("[slo]\nobjectiv = 0.9\n").contains("objectiv"));
+    assert!(err("[slo]\nobjective = 1.5\n").contains("slo.objective"));
+    assert!(err("[slo]\nwarmup = \"5x\"\n").contains("warmup"));
+    assert!(err("[slo.services.a]\nconfidence = 0.2\n").contains("slo.services.a.confidence"));
+    assert!(
+        err("[slo]\nwindows = [{short = \"5m\", long = \"1m\", burn_rate = 2.0}]\n")
+            .contains("slo.windows[0].long")
+    );
+    assert!(err("[guards]\nbreaker_max_rollbacks = 0\n").contains("guards.breaker_max_rollbacks"));
+    assert!(err("[http]\nmax_body = \"lots\"\n").contains("http.max_body"));
+    assert!(err("[http]\nlisten = \"nowhere\"\n").contains("http.listen"));
+    assert!(err("[http]\nlisten = \"localhost\"\n").contains("http.listen"));
+    assert!(err("[http]\nlisten = \"localhost:http\"\n").contains("http.listen"));
+    let named = Config::from_toml("[http]\nlisten = \"localhost:9464\"\n").unwrap();
+    assert!(named.http_listen.ip().is_loopback());
+    assert_eq!(named.http_listen.port(), 9464);
+    assert!(err("[topics]\notlp_encoding = \"otlp_xml\"\n").contains("otlp_encoding"));
+    assert!(err("[nope]\n").contains("nope"));
+    assert!(err("[slo]\ndry_run = true\n").contains("slo.dry_run"));
+    assert!(err("[log]\nformat = \"xml\"\n").contains("format"));
+    assert!(err("[topics]\ncommands = \"otlp_spans\"\n").contains("topics.commands"));
+    assert!(err("[executor.templates]\ncanary = []\n").contains("executor.templates.canary"));
+    assert!(
+        err("[executor.templates]\nhelm = [\"helm\", \"rollback\", \"x-{service}\"]\n")
+            .contains("whole arguments")
+    );
+    assert!(err("[executor.templates]\nhelm = [\"{service}\"]\n").contains("program"));
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("4MiB"), Some(4 << 20));
+    assert_eq!(parse_size("100"), Some(100));
+    assert_eq!(parse_size("1 KB"), Some(1000));
+    assert_eq!(parse_size("x"), None);
+    assert_eq!(parse_size("99999999999999999999GiB"), None);
+}

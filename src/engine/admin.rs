@@ -1,0 +1,99 @@
+//! What people and the record of the past change (CONTRACT §3, §5): pause,
+//! resume and breaker resets — taken here (applied and audited) or read
+//! from the admin topic (applied only) —, manual rollbacks, and guard state
+//! rebuilt from commands read back from the commands topic.
+
+use serde_json::json;
+
+use crate::model::audit::{AdminAudit, BreakerAudit, PauseAudit};
+use crate::model::{
+    command_id, Action, AdminAction, AdminCall, AdminRecord, AuditRecord, Command, Output, Refusal,
+    Trigger,
+};
+
+use super::Engine;
+
+impl Engine {
+    /// An admin action taken on any instance, read from the admin topic:
+    /// applied, not audited again (the instance that took it audited it).
+    /// Reading the same record twice, or an older one after a newer one,
+    /// changes nothing. Returns whether the state changed.
+    pub(super) fn admin_record(&mut self, r: &AdminRecord) -> bool {
+        match r.action {
+            AdminAction::Pause => self.guards.set_paused(true, r.at, &r.actor),
+            AdminAction::Resume => self.guards.set_paused(false, r.at, &r.actor),
+            AdminAction::BreakerReset => self.guards.reset_breaker_at(r.at),
+        }
+    }
+
+    pub(super) fn admin_call(&mut self, call: AdminCall, out: &mut Vec<Output>) {
+        match call {
+            AdminCall::Guard(r) => {
+                let changed = self.admin_record(&r);
+                let event: crate::model::AuditEvent = match r.action {
+                    AdminAction::Pause | AdminAction::Resume => PauseAudit {
+                        paused: r.action == AdminAction::Pause,
+                        actor: r.actor,
+                        changed,
+                    }
+                    .into(),
+                    AdminAction::BreakerReset => BreakerAudit::Reset {
+                        actor: r.actor,
+                        was_open: changed,
+                    }
+                    .into(),
+                };
+                out.push(Output::Audit(AuditRecord::new(self.clock, event)));
+            }
+            AdminCall::Rollback {
+                deploy_id,
+                reason,
+                actor,
+            } => self.manual_rollback(&deploy_id, &reason, &actor, out),
+        }
+    }
+
+    /// A person's rollback: bypasses pause, dry run, cooldown, breaker and
+    /// approval, never once-per-deploy (CONTRACT §3).
+    fn manual_rollback(
+        &mut self,
+        deploy_id: &str,
+        reason: &str,
+        actor: &str,
+        out: &mut Vec<Output>,
+    ) {
+        if self.registry.get(deploy_id).is_none() {
+            out.push(Output::Refused(Refusal::NotFound(deploy_id.to_string())));
+            return;
+        }
+        let id = command_id(deploy_id, Action::Rollback);
+        if self.guards.was_emitted(&id) {
+            out.push(Output::Refused(Refusal::AlreadyEmitted(id)));
+            return;
+        }
+        out.push(Output::Audit(AuditRecord::new(
+            self.clock,
+            AdminAudit {
+                deploy_id: deploy_id.to_string(),
+                reason: reason.to_string(),
+                actor: actor.to_string(),
+            },
+        )));
+        let evidence = json!({"reason": reason, "actor": actor});
+        self.decide(deploy_id, Trigger::Manual, evidence, Some(actor), out);
+    }
+
+    /// Rebuilds guard state from a command read back from the commands
+    /// topic (recovery, CONTRACT §5).
+    pub(super) fn restore_command(&mut self, cmd: &Command, out: &mut Vec<Output>) {
+        if self.guards.restore(cmd) {
+            out.push(self.breaker_opened(cmd.decided_at, None));
+        }
+        if let Some(d) = self.registry.get_mut(&cmd.deploy_id) {
+            if cmd.trigger != Trigger::Manual || cmd.action == Action::Rollback {
+                d.decided = Some((cmd.command_id.clone(), cmd.action));
+            }
+        }
+        self.pending_alerts.remove(&cmd.deploy_id);
+    }
+}

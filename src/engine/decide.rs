@@ -1,0 +1,310 @@
+//! Decisions (CONTRACT §2, §3): evaluating what is due, the guard chain,
+//! the commands it lets through, and release cascades (§3.2).
+//!
+//! A deploy is evaluated at every `evaluation_interval` of the clock and as
+//! soon as telemetry touched its windows. A verdict is audited when it
+//! changes to or from `rollback` / `not_attributable`; a suppression when
+//! its reason changes — not at every evaluation.
+
+use serde_json::{json, Value};
+
+use crate::model::audit::{BreakerAudit, CommandAudit, DecisionAudit, SuppressedAudit};
+use crate::model::{
+    command_id, Action, AuditRecord, Command, DataMigration, Output, Trigger, Verdict,
+    COMMAND_SCHEMA,
+};
+use crate::time::Timestamp;
+
+use super::evaluate::{evaluate, Evaluation};
+use super::guards::Chain;
+use super::registry::{Deploy, Role};
+use super::Engine;
+
+impl Engine {
+    /// Evaluates every deploy that is due at the clock, retires deploys
+    /// whose watch ended, and acts on the verdicts.
+    pub(super) fn tick(&mut self, out: &mut Vec<Output>) {
+        let now = self.clock;
+        for seq in self.registry.take_due(now) {
+            let Some(d) = self.registry.by_seq(seq) else {
+                continue;
+            };
+            let id = d.info.deploy_id.clone();
+            if d.watched_until().is_some_and(|end| now >= end) {
+                self.retire(&id, "watch after completion ended", out);
+                continue;
+            }
+            let interval = d.policy.evaluation_interval.nanos().max(1);
+            let next_eval = Timestamp((now.0.div_euclid(interval) + 1).saturating_mul(interval));
+            let ev = self.evaluate_deploy(d, now);
+            let verdict = ev.verdict;
+            let evidence = ev.decisive_pair().map(|p| p.evidence());
+            let decided = d.decided.is_some();
+            let previous = d.previous_verdict;
+            let service = d.info.service.clone();
+            let pending = self.pending_alerts.contains_key(&id);
+            self.registry.update(&id, |d| {
+                d.next_eval = next_eval;
+                d.last_eval = Some(ev);
+                d.previous_verdict = Some(verdict);
+                if verdict != Verdict::Rollback && !pending {
+                    d.audited_suppression = None;
+                }
+            });
+            if decided {
+                continue;
+            }
+            let notable = |v: Option<Verdict>| {
+                matches!(v, Some(Verdict::Rollback | Verdict::NotAttributable))
+            };
+            if previous != Some(verdict) && (notable(Some(verdict)) || notable(previous)) {
+                out.push(Output::Audit(
+                    AuditRecord::new(
+                        now,
+                        DecisionAudit {
+                            verdict,
+                            evidence: evidence.clone(),
+                        },
+                    )
+                    .for_deploy(&id, &service),
+                ));
+            }
+            if verdict == Verdict::Rollback {
+                self.decide(
+                    &id,
+                    Trigger::BurnRate,
+                    evidence.unwrap_or(Value::Null),
+                    None,
+                    out,
+                );
+            } else if let Some(p) = self.pending_alerts.get(&id) {
+                let evidence = p.evidence.clone();
+                self.decide(&id, Trigger::Alert, evidence, None, out);
+            }
+        }
+        self.sweep_cumulative();
+    }
+
+    pub(super) fn evaluate_deploy(&self, d: &Deploy, now: Timestamp) -> Evaluation {
+        let cand = self.windows.get(&(d.seq, Role::Candidate));
+        let base = self.windows.get(&(d.seq, Role::Baseline));
+        evaluate(&d.policy, d.info.at, cand, base, now)
+    }
+
+    /// One decision on one deploy: the guard chain (CONTRACT §3, in order),
+    /// then the command if they let it through. Returns whether a command
+    /// was emitted.
+    pub(super) fn decide(
+        &mut self,
+        deploy_id: &str,
+        trigger: Trigger,
+        evidence: Value,
+        actor: Option<&str>,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        let now = self.clock;
+        let Some(d) = self.registry.get(deploy_id) else {
+            return false;
+        };
+        let manual = trigger.is_manual();
+        // 6. decides the action up front: the command id depends on it.
+        let action = if !manual && d.info.data_migration == DataMigration::Irreversible {
+            Action::ApprovalRequired
+        } else {
+            Action::Rollback
+        };
+        let cmd = build_command(d, action, trigger, evidence, now);
+        let chain = if manual {
+            Chain::MANUAL
+        } else {
+            Chain::AUTOMATIC
+        };
+        if let Some(suppression) = self.guards.check(chain, Some(&cmd), d.policy.dry_run, now) {
+            let service = d.info.service.clone();
+            let reason = suppression.reason();
+            let first_time = d.audited_suppression != Some(reason);
+            let alert_fingerprint = (trigger == Trigger::Alert)
+                .then(|| {
+                    self.pending_alerts
+                        .get(deploy_id)
+                        .map(|p| p.fingerprint.clone())
+                })
+                .flatten();
+            if let Some(d) = self.registry.get_mut(deploy_id) {
+                d.audited_suppression = Some(reason);
+            }
+            if first_time {
+                out.push(Output::Audit(
+                    AuditRecord::new(
+                        now,
+                        SuppressedAudit::Decision {
+                            suppression,
+                            trigger,
+                            action,
+                            alert_fingerprint,
+                        },
+                    )
+                    .for_deploy(deploy_id, &service),
+                ));
+            }
+            return false;
+        }
+        let release = d.info.release_id.clone();
+        self.emit(cmd, !manual, actor, out);
+        if let (Action::Rollback, Some(release)) = (action, release) {
+            self.cascade_release(&release, deploy_id, Some(trigger), out);
+        }
+        true
+    }
+
+    /// Records and outputs a command, with its audit record (and the
+    /// breaker's, if it opened it).
+    fn emit(
+        &mut self,
+        cmd: Command,
+        counts_for_breaker: bool,
+        actor: Option<&str>,
+        out: &mut Vec<Output>,
+    ) {
+        let opened = self.guards.record(&cmd, counts_for_breaker);
+        self.pending_alerts.remove(&cmd.deploy_id);
+        let started = self.registry.get(&cmd.deploy_id).map(|d| d.info.at);
+        if let Some(d) = self.registry.get_mut(&cmd.deploy_id) {
+            d.decided = Some((cmd.command_id.clone(), cmd.action));
+        }
+        out.push(Output::Audit(
+            AuditRecord::new(
+                cmd.decided_at,
+                CommandAudit {
+                    command_id: cmd.command_id.clone(),
+                    action: cmd.action,
+                    trigger: cmd.trigger,
+                    to_version: cmd.to_version.clone(),
+                    evidence: cmd.evidence.clone(),
+                    detected_after: started.map(|at| cmd.decided_at.since(at)),
+                    actor: actor.map(String::from),
+                },
+            )
+            .for_deploy(&cmd.deploy_id, &cmd.service),
+        ));
+        let at = cmd.decided_at;
+        let id = cmd.command_id.clone();
+        out.push(Output::Command(cmd));
+        if opened {
+            out.push(self.breaker_opened(at, Some(id)));
+        }
+    }
+
+    /// The audit record of the breaker opening; `by`: the command whose
+    /// emission opened it, if one did.
+    pub(super) fn breaker_opened(&self, at: Timestamp, by: Option<String>) -> Output {
+        Output::Audit(AuditRecord::new(
+            at,
+            BreakerAudit::Opened {
+                by_command: by,
+                automatic_commands: self.guards.breaker_count(at),
+                max: self.config.guards.breaker_max_rollbacks,
+                window: self.config.guards.breaker_window,
+            },
+        ))
+    }
+
+    /// Gives every other active deploy of `release` its own command
+    /// (CONTRACT §3.2). `cause` is the trigger of the command that rolled
+    /// back `origin`, or `None` when a `deploy.rolled_back` event did.
+    pub(super) fn cascade_release(
+        &mut self,
+        release: &str,
+        origin: &str,
+        cause: Option<Trigger>,
+        out: &mut Vec<Output>,
+    ) {
+        let now = self.clock;
+        let members: Vec<String> = self
+            .registry
+            .of_release(release)
+            .filter(|d| d.info.deploy_id != origin)
+            .map(|d| d.info.deploy_id.clone())
+            .collect();
+        if members.is_empty() {
+            return;
+        }
+        if cause.is_none() {
+            // Started by an event, not by one of our commands: the guards of
+            // a whole decision apply here, once.
+            if let Some(suppression) = self.guards.check(Chain::RELEASE, None, false, now) {
+                out.push(Output::Audit(AuditRecord::new(
+                    now,
+                    SuppressedAudit::Release {
+                        suppression,
+                        release_id: release.to_string(),
+                        caused_by: origin.to_string(),
+                        deploys: members,
+                    },
+                )));
+                return;
+            }
+        }
+        let chain = if cause == Some(Trigger::Manual) {
+            Chain::MANUAL
+        } else {
+            Chain::RELEASE_MEMBER
+        };
+        let mut emitted_any = false;
+        for member in members {
+            let Some(d) = self.registry.get(&member) else {
+                continue;
+            };
+            let action = if d.info.data_migration == DataMigration::Irreversible {
+                Action::ApprovalRequired
+            } else {
+                Action::Rollback
+            };
+            let evidence = json!({
+                "release_id": release,
+                "caused_by": origin,
+                "cause": cause.map_or("deploy.rolled_back", |t| t.as_str()),
+            });
+            let cmd = build_command(d, action, Trigger::Release, evidence, now);
+            if let Some(suppression) = self.guards.check(chain, Some(&cmd), d.policy.dry_run, now) {
+                out.push(Output::Audit(
+                    AuditRecord::new(now, SuppressedAudit::ReleaseMember { suppression })
+                        .for_deploy(&member, &d.info.service),
+                ));
+                continue;
+            }
+            self.emit(cmd, false, None, out);
+            emitted_any = true;
+        }
+        if emitted_any && cause.is_none() && self.guards.count_for_breaker(now) {
+            out.push(self.breaker_opened(now, None));
+        }
+    }
+}
+
+fn build_command(
+    d: &Deploy,
+    action: Action,
+    trigger: Trigger,
+    evidence: Value,
+    now: Timestamp,
+) -> Command {
+    Command {
+        schema: COMMAND_SCHEMA.into(),
+        command_id: command_id(&d.info.deploy_id, action),
+        action,
+        trigger,
+        deploy_id: d.info.deploy_id.clone(),
+        release_id: d.info.release_id.clone(),
+        service: d.info.service.clone(),
+        environment: d.environment().to_string(),
+        from_version: d.info.version.clone(),
+        to_version: d.info.previous_version.clone(),
+        strategy: d.info.strategy.clone(),
+        labels: d.info.labels.clone(),
+        evidence,
+        decided_at: now,
+        // The engine has no wall clock: adapters stamp the issue time.
+        issued_at: now,
+    }
+}

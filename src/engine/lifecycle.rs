@@ -1,0 +1,167 @@
+//! Deploy lifecycle (CONTRACT §1.1, §1.4): `deploy.started` makes a deploy
+//! active (retiring an older one of the same service and environment),
+//! `deploy.progressed` updates its traffic split, `deploy.completed` starts
+//! its final watch, `deploy.rolled_back` and `deploy.aborted` retire it (a
+//! rollback taking its release along), and so does a `succeeded` executor
+//! result.
+
+use crate::model::audit::{DeployAudit, ResultAudit};
+use crate::model::{
+    command_id, Action, AuditRecord, DeployEvent, DeployEventKind, ExecutorResult, Output,
+    ResultStatus,
+};
+
+use super::registry::Role;
+use super::Engine;
+
+impl Engine {
+    pub(super) fn deploy_event(&mut self, ev: DeployEvent, out: &mut Vec<Output>) {
+        let now = self.clock;
+        let audit = |a: DeployAudit| {
+            Output::Audit(AuditRecord::new(now, a).for_deploy(&ev.deploy_id, &ev.service))
+        };
+        let ignored = |why| {
+            audit(DeployAudit::Ignored {
+                event: ev.kind.as_str(),
+                why,
+            })
+        };
+        match ev.kind {
+            DeployEventKind::Started => {
+                if self.registry.get(&ev.deploy_id).is_some()
+                    || self.registry.was_retired(&ev.deploy_id)
+                {
+                    out.push(ignored("deploy id already seen"));
+                    return;
+                }
+                let env = ev.environment_or_default().to_string();
+                let older: Vec<(String, crate::time::Timestamp)> = self
+                    .registry
+                    .of_service(&ev.service, Some(&env))
+                    .map(|d| (d.info.deploy_id.clone(), d.info.at))
+                    .collect();
+                if older.iter().any(|(_, at)| *at > ev.at) {
+                    out.push(ignored(
+                        "a newer deploy of this service and environment is active",
+                    ));
+                    return;
+                }
+                let cap_reached =
+                    self.registry.len() - older.len() >= self.config.limits.max_active_deploys;
+                if cap_reached {
+                    out.push(ignored("limits.max_active_deploys reached"));
+                    return;
+                }
+                for (old, _) in older {
+                    self.retire(&old, &format!("superseded by {}", ev.deploy_id), out);
+                }
+                let policy = self.config.policy(&ev.service).clone();
+                out.push(audit(DeployAudit::Started {
+                    version: ev.version.clone(),
+                    previous_version: ev.previous_version.clone(),
+                    environment: env,
+                    strategy: ev.strategy.clone(),
+                    release_id: ev.release_id.clone(),
+                    data_migration: ev.data_migration,
+                    at: ev.at,
+                }));
+                let deploy_id = ev.deploy_id.clone();
+                self.registry.insert(ev, policy, now);
+                // Commands read back before the deploy events on a restart
+                // already decided this deploy.
+                for action in [Action::Rollback, Action::ApprovalRequired] {
+                    let id = command_id(&deploy_id, action);
+                    if self.guards.was_emitted(&id) {
+                        if let Some(d) = self.registry.get_mut(&deploy_id) {
+                            d.decided = Some((id, action));
+                        }
+                    }
+                }
+            }
+            DeployEventKind::Progressed => {
+                let weight = ev.canary_weight;
+                match self.registry.get_mut(&ev.deploy_id) {
+                    Some(d) => {
+                        if weight.is_some() {
+                            d.info.canary_weight = weight;
+                        }
+                        out.push(audit(DeployAudit::Progressed {
+                            canary_weight: weight,
+                        }));
+                    }
+                    None => out.push(ignored("no active deploy with this id")),
+                }
+            }
+            DeployEventKind::Completed => {
+                let until = self.registry.update(&ev.deploy_id, |d| {
+                    d.completed_at = Some(ev.at);
+                    d.watched_until()
+                });
+                match until {
+                    Some(Some(watched_until)) => {
+                        out.push(audit(DeployAudit::Completed { watched_until }))
+                    }
+                    _ => out.push(ignored("no active deploy with this id")),
+                }
+            }
+            DeployEventKind::RolledBack | DeployEventKind::Aborted => {
+                let release = self
+                    .registry
+                    .get(&ev.deploy_id)
+                    .and_then(|d| d.info.release_id.clone());
+                if self.retire(&ev.deploy_id, ev.kind.as_str(), out) {
+                    if let (DeployEventKind::RolledBack, Some(release)) = (ev.kind, release) {
+                        self.cascade_release(&release, &ev.deploy_id, None, out);
+                    }
+                } else {
+                    out.push(ignored("no active deploy with this id"));
+                }
+            }
+        }
+    }
+
+    /// Stops watching a deploy: its windows and held-back alert go with it.
+    pub(super) fn retire(&mut self, deploy_id: &str, why: &str, out: &mut Vec<Output>) -> bool {
+        let Some(d) = self.registry.retire(deploy_id) else {
+            return false;
+        };
+        self.windows.remove(&(d.seq, Role::Candidate));
+        self.windows.remove(&(d.seq, Role::Baseline));
+        self.pending_alerts.remove(deploy_id);
+        out.push(Output::Audit(
+            AuditRecord::new(self.clock, DeployAudit::Retired { why: why.into() })
+                .for_deploy(deploy_id, &d.info.service),
+        ));
+        true
+    }
+
+    /// An executor result: audited (with the time from decision to rollback
+    /// for a success), and a success retires the deploy.
+    pub(super) fn result(&mut self, r: &ExecutorResult, out: &mut Vec<Output>) {
+        let service = self
+            .registry
+            .get(&r.deploy_id)
+            .map(|d| d.info.service.clone());
+        let time_to_rollback = (r.status == ResultStatus::Succeeded)
+            .then(|| self.guards.emitted_at(&r.command_id))
+            .flatten()
+            .map(|decided| r.at.since(decided));
+        let mut rec = AuditRecord::new(
+            self.clock,
+            ResultAudit {
+                command_id: r.command_id.clone(),
+                status: r.status,
+                at: r.at,
+                executor: r.executor.clone(),
+                message: r.message.clone(),
+                time_to_rollback,
+            },
+        );
+        rec.deploy_id = Some(r.deploy_id.clone());
+        rec.service = service;
+        out.push(Output::Audit(rec));
+        if r.status == ResultStatus::Succeeded {
+            self.retire(&r.deploy_id, "rollback succeeded", out);
+        }
+    }
+}

@@ -1,0 +1,240 @@
+use super::*;
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::metrics::v1 as pm;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1 as pt;
+
+fn kv(k: &str, v: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+fn resource() -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![
+            kv("service.name", s("checkout")),
+            kv("service.version", s("v2")),
+            kv("deployment.environment", s("legacy")),
+            kv("deployment.environment.name", s("prod")),
+        ],
+        ..Default::default()
+    })
+}
+
+fn span(kind: i32, code: i32, http: Option<KeyValue>) -> pt::Span {
+    pt::Span {
+        kind,
+        start_time_unix_nano: 1_000_000_000,
+        end_time_unix_nano: 1_250_000_000,
+        attributes: http.into_iter().collect(),
+        status: Some(pt::Status {
+            code,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn proto_spans_follow_the_contract() {
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![pt::ResourceSpans {
+            resource: resource(),
+            scope_spans: vec![pt::ScopeSpans {
+                spans: vec![
+                    span(2, 0, None),
+                    span(2, 2, None),
+                    span(
+                        2,
+                        0,
+                        Some(kv(
+                            "http.response.status_code",
+                            any_value::Value::IntValue(503),
+                        )),
+                    ),
+                    span(
+                        2,
+                        0,
+                        Some(kv("http.status_code", any_value::Value::IntValue(500))),
+                    ),
+                    span(
+                        2,
+                        0,
+                        Some(kv(
+                            "http.response.status_code",
+                            any_value::Value::IntValue(404),
+                        )),
+                    ),
+                    span(3, 2, None), // CLIENT: not a request
+                    span(1, 2, None), // INTERNAL
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let batch = decode_traces_proto(&req.encode_to_vec()).unwrap();
+    assert_eq!(batch.resources.len(), 1);
+    let r = &batch.resources[0];
+    assert_eq!(r.ident.service.as_deref(), Some("checkout"));
+    assert_eq!(r.ident.environment.as_deref(), Some("prod"));
+    let errors: Vec<bool> = r.spans.iter().map(|s| s.error).collect();
+    assert_eq!(errors, vec![false, true, true, true, false]);
+    assert_eq!(r.spans[0].latency_ns, 250_000_000);
+    assert_eq!(r.spans[0].end, Timestamp(1_250_000_000));
+}
+
+const JSON_SPANS: &str = r#"{"resourceSpans":[{"resource":{"attributes":[
+    {"key":"service.name","value":{"stringValue":"checkout"}},
+    {"key":"service.version","value":{"stringValue":"v2"}},
+    {"key":"deployment.id","value":{"stringValue":"d-1"}}]},
+  "scopeSpans":[{"scope":{"name":"x"},"spans":[
+    {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /","kind":2,
+     "startTimeUnixNano":"1000000000","endTimeUnixNano":"1600000000",
+     "attributes":[{"key":"http.response.status_code","value":{"intValue":"500"}}],"status":{}},
+    {"kind":2,"startTimeUnixNano":1000000000,"endTimeUnixNano":1100000000,"status":{"code":0}},
+    {"kind":3,"startTimeUnixNano":"1","endTimeUnixNano":"2","status":{"code":2}}]}]}]}"#;
+
+#[test]
+fn json_spans_follow_the_contract() {
+    let batch = decode_traces_json(JSON_SPANS.as_bytes()).unwrap();
+    let r = &batch.resources[0];
+    assert_eq!(r.ident.deployment_id.as_deref(), Some("d-1"));
+    assert_eq!(r.spans.len(), 2);
+    assert!(r.spans[0].error);
+    assert_eq!(r.spans[0].latency_ns, 600_000_000);
+    assert!(!r.spans[1].error);
+}
+
+#[test]
+fn json_rejects_what_otlp_json_forbids() {
+    for bad in [
+        r#"{"resourceSpans":"not-a-list"}"#,
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SPAN_KIND_SERVER"}]}]}]}"#,
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":2,"endTimeUnixNano":"soon"}]}]}]}"#,
+        r#"[]"#,
+        r#"{"resourceSpans":[{"#,
+        "",
+    ] {
+        assert!(decode_traces_json(bad.as_bytes()).is_err(), "{bad}");
+    }
+    assert!(decode_traces_json(b"{}").unwrap().resources.is_empty());
+}
+
+fn hist_metric(
+    unit: &str,
+    temporality: i32,
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![pm::ResourceMetrics {
+            resource: resource(),
+            scope_metrics: vec![pm::ScopeMetrics {
+                metrics: vec![
+                    pm::Metric {
+                        name: DURATION_METRIC.into(),
+                        unit: unit.into(),
+                        data: Some(metric::Data::Histogram(pm::Histogram {
+                            aggregation_temporality: temporality,
+                            data_points: vec![pm::HistogramDataPoint {
+                                attributes: vec![kv(
+                                    "http.response.status_code",
+                                    any_value::Value::IntValue(503),
+                                )],
+                                start_time_unix_nano: 5,
+                                time_unix_nano: 10,
+                                count: counts.iter().sum(),
+                                bucket_counts: counts,
+                                explicit_bounds: bounds,
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    },
+                    pm::Metric {
+                        name: "http.client.request.duration".into(),
+                        unit: "s".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[test]
+fn proto_histograms_follow_the_contract() {
+    let req = hist_metric("ms", 2, vec![100.0, 500.0], vec![1, 2, 3]);
+    let batch = decode_metrics_proto(&req.encode_to_vec()).unwrap();
+    let p = &batch.resources[0].points[0];
+    assert_eq!(p.count, 6);
+    assert!(p.error);
+    assert_eq!(p.temporality, Temporality::Cumulative);
+    assert_eq!(p.slow_count(0.5), 3);
+    // other units are not request durations we understand: skipped
+    let req = hist_metric("min", 2, vec![1.0], vec![1, 2]);
+    assert!(decode_metrics_proto(&req.encode_to_vec())
+        .unwrap()
+        .resources
+        .is_empty());
+    // structural errors reject the export
+    for bad in [
+        hist_metric("s", 0, vec![1.0], vec![1, 2]),
+        hist_metric("s", 1, vec![1.0], vec![1, 2, 3]),
+        hist_metric("s", 1, vec![2.0, 1.0], vec![1, 2, 3]),
+    ] {
+        assert!(decode_metrics_proto(&bad.encode_to_vec()).is_err());
+    }
+}
+
+#[test]
+fn json_histograms_match_proto_series() {
+    let json = r#"{"resourceMetrics":[{"resource":{"attributes":[
+        {"key":"service.name","value":{"stringValue":"checkout"}},
+        {"key":"service.version","value":{"stringValue":"v2"}}]},
+      "scopeMetrics":[{"scope":{"name":"gen"},"metrics":[{"name":"http.server.request.duration","unit":"s",
+        "histogram":{"aggregationTemporality":1,"dataPoints":[
+          {"attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}}],
+           "startTimeUnixNano":"5","timeUnixNano":"10","count":"6","sum":1.5,
+           "bucketCounts":["1","2","3"],"explicitBounds":[0.1,0.5]},
+          {"attributes":[{"key":"http.response.status_code","value":{"intValue":"500"}}],
+           "startTimeUnixNano":"5","timeUnixNano":"10","count":"1","bucketCounts":["1","0","0"],"explicitBounds":[0.1,0.5]}]}},
+        {"name":"other","sum":{"dataPoints":[]}}]}]}]}"#;
+    let batch = decode_metrics_json(json.as_bytes()).unwrap();
+    let pts = &batch.resources[0].points;
+    assert_eq!(pts.len(), 2);
+    assert_eq!(pts[0].temporality, Temporality::Delta);
+    assert!(!pts[0].error && pts[1].error);
+    assert_ne!(pts[0].series, pts[1].series);
+    assert_eq!(pts[0].slow_count(0.5), 3);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut seed = 7u64;
+    let base = JSON_SPANS.as_bytes().to_vec();
+    for _ in 0..2000 {
+        let mut b = base.clone();
+        for _ in 0..4 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let i = (seed >> 33) as usize % b.len();
+            b[i] = (seed >> 13) as u8;
+        }
+        let _ = decode_traces_json(&b);
+        let _ = decode_metrics_json(&b);
+        let _ = decode_traces_proto(&b);
+        let _ = decode_metrics_proto(&b);
+    }
+}

@@ -1,0 +1,96 @@
+//! The engine's one door: every input is an [`Input`], every effect an
+//! [`Output`] (`Engine::apply(Input, now) -> Vec<Output>`).
+
+use super::{
+    AdminRecord, Alert, AuditRecord, Command, DeployEvent, ExecutorResult, TelemetryBatch,
+};
+
+/// Everything the engine can be told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A deploy event (CONTRACT §1.1).
+    Deploy(DeployEvent),
+    /// A decoded OTLP export (CONTRACT §1.2).
+    Telemetry(TelemetryBatch),
+    /// One Alertmanager notification's alerts (CONTRACT §1.3).
+    Alerts(Vec<Alert>),
+    /// An executor's result (CONTRACT §1.4).
+    Result(ExecutorResult),
+    /// A command read back from the commands topic: restores guard state
+    /// (recovery, CONTRACT §5).
+    Command(Command),
+    /// A pause, resume or breaker reset read from the admin topic (taken
+    /// on any instance, audited there): applied, not audited again.
+    Admin(AdminRecord),
+    /// An admin call taken here: applied and audited.
+    AdminCall(AdminCall),
+    /// An input that could not be decoded: audited, changes nothing.
+    Malformed(super::audit::MalformedAudit),
+    /// Time passed: evaluate what is due (warm-ups, cooldowns and watches
+    /// ending, the evaluation interval).
+    Tick,
+}
+
+/// An admin call (CONTRACT §4), with who made it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminCall {
+    /// Pause, resume or breaker reset, as recorded on the admin topic.
+    Guard(AdminRecord),
+    /// A person's rollback: bypasses the guards but once-per-deploy.
+    Rollback {
+        deploy_id: String,
+        reason: String,
+        actor: String,
+    },
+}
+
+/// What the engine asks its adapters to do or count.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Publish this command (CONTRACT §3.1).
+    Command(Command),
+    /// Publish this audit record (CONTRACT §3.3).
+    Audit(AuditRecord),
+    /// What became of a telemetry input (for `records_total` and
+    /// `observations_total`).
+    Telemetry(TelemetryOutcome),
+    /// An admin call that was refused, and why.
+    Refused(Refusal),
+}
+
+/// Why a manual rollback was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no active deploy {0}")]
+    NotFound(String),
+    #[error("a rollback command was already emitted for this deploy ({0})")]
+    AlreadyEmitted(String),
+}
+
+/// What became of one telemetry batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TelemetryOutcome {
+    /// Request observations added to windows (per deploy side).
+    pub observations: u64,
+    /// Observations older than the longest window.
+    pub late: u64,
+    /// Observations no active deploy claims.
+    pub unmatched: u64,
+    /// Observations dropped because a cap in `[limits]` was reached.
+    pub over_limit: u64,
+}
+
+impl TelemetryOutcome {
+    /// The record-level outcome label: `ok` when anything was used.
+    pub fn label(&self) -> &'static str {
+        if self.observations > 0 {
+            "ok"
+        } else if self.late > 0 {
+            "late"
+        } else if self.unmatched > 0 || self.over_limit > 0 {
+            "unmatched"
+        } else {
+            "ok"
+        }
+    }
+}

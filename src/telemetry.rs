@@ -25,6 +25,11 @@ pub struct Metrics {
     pub breaker_open: IntGauge,
     pub paused: IntGauge,
     pub ready: IntGauge,
+    pub stage_ready: IntGaugeVec,
+    pub evidence_records: IntCounter,
+    pub evidence_bytes: IntCounter,
+    pub owned_partitions: IntGauge,
+    pub transactions: IntCounterVec,
     pub consumer_lag: IntGauge,
     pub dead_letters: IntCounter,
     pub results: IntCounterVec,
@@ -138,6 +143,33 @@ impl Metrics {
                 "ready",
                 "1 while the agent is ready (recovered, broker reachable, commands flowing).",
             ),
+            stage_ready: int_gauge_vec(
+                &r,
+                "stage_ready",
+                "1 while a stage of the agent is ready: control (control topics read), intake (telemetry partitions held), owner (owned evidence read back), broker (reachable), emit (outputs acknowledged).",
+                &["stage"],
+            ),
+            evidence_records: counter(
+                &r,
+                "evidence_records_total",
+                "Evidence records intake sent to the owners.",
+            ),
+            evidence_bytes: counter(
+                &r,
+                "evidence_bytes_total",
+                "Bytes of the evidence records intake sent to the owners.",
+            ),
+            owned_partitions: gauge(
+                &r,
+                "owned_partitions",
+                "Evidence partitions this instance owns (decides for), read back.",
+            ),
+            transactions: counter_vec(
+                &r,
+                "transactions_total",
+                "Owner transactions (commands, audit records and evidence offsets) by outcome: committed, aborted, fenced.",
+                &["outcome"],
+            ),
             consumer_lag: gauge(
                 &r,
                 "consumer_lag_records",
@@ -232,7 +264,7 @@ impl Metrics {
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let plain: [&dyn Collector; 14] = [
+        let plain: [&dyn Collector; 19] = [
             &self.records,
             &self.observations,
             &self.active_deploys,
@@ -244,6 +276,11 @@ impl Metrics {
             &self.breaker_open,
             &self.paused,
             &self.ready,
+            &self.stage_ready,
+            &self.evidence_records,
+            &self.evidence_bytes,
+            &self.owned_partitions,
+            &self.transactions,
             &self.consumer_lag,
             &self.dead_letters,
             &self.results,

@@ -9,10 +9,7 @@ pub fn main(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     let telemetry = super::init_logging(&cfg);
-    let result = match &cfg.kafka {
-        Some(_) => rollbackd::app::run_kafka(cfg),
-        None => rollbackd::app::run_local(cfg),
-    };
+    let result = rollbackd::runtime::run(cfg);
     if let Some(p) = telemetry {
         let _ = p.shutdown();
     }

@@ -12,9 +12,12 @@ impl Config {
             Some(k) => {
                 let _ = writeln!(
                     out,
-                    "kafka: brokers {} group {} ({} extra properties)",
+                    "kafka: brokers {} group {} transactions {:?} instance_id_env {:?} evidence_flush {} ({} extra properties)",
                     k.brokers,
                     k.group_id,
+                    k.transactions,
+                    k.instance_id_env,
+                    k.evidence_flush,
                     k.properties.len()
                 );
             }
@@ -25,7 +28,7 @@ impl Config {
         let t = &self.topics;
         let _ = writeln!(
             out,
-            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={} admin={}",
+            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={} admin={} evidence={}",
             t.deploy_events,
             t.otlp_spans,
             t.otlp_metrics,
@@ -37,7 +40,8 @@ impl Config {
             t.results,
             t.audit,
             t.dead_letter,
-            t.admin
+            t.admin,
+            t.evidence
         );
         let _ = writeln!(
             out,

@@ -57,9 +57,41 @@ pub struct KafkaConfig {
     pub brokers: String,
     #[serde(default = "default_group_id")]
     pub group_id: String,
+    /// Commands, audit records and evidence offsets in one transaction.
+    #[serde(default)]
+    pub transactions: Transactions,
+    /// The env var holding this instance's stable id (a DaemonSet's node
+    /// name, a pod name): both consumer groups then use static membership
+    /// (`group.instance.id`) and the owner's transactional id is derived
+    /// from it, so a restarted instance takes its place at once and fences
+    /// its predecessor. Empty: dynamic membership.
+    #[serde(default)]
+    pub instance_id_env: String,
+    /// How often intake sends the evidence it gathered to the owners.
+    #[serde(default = "default_evidence_flush")]
+    pub evidence_flush: Duration,
     /// Passed to librdkafka as is (security.protocol, sasl.*, ssl.*).
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
+}
+
+/// `kafka.transactions` (CONTRACT §5, §7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transactions {
+    /// On when the broker supports them (probed at start), off otherwise.
+    #[default]
+    Auto,
+    /// Required: start fails without them.
+    On,
+    Off,
+}
+
+// Short enough that a decision follows its evidence within a few hundred
+// milliseconds; long enough that a busy partition's requests are folded
+// into a few records a second.
+fn default_evidence_flush() -> Duration {
+    Duration::from_millis(100)
 }
 
 // The broker a local install listens on.
@@ -83,6 +115,9 @@ pub struct Topics {
     pub dead_letter: String,
     /// Admin actions every instance applies (pause, resume, breaker reset).
     pub admin: String,
+    /// Internal: evidence from intake to the owner of each (service,
+    /// environment).
+    pub evidence: String,
 }
 
 impl Default for Topics {
@@ -99,6 +134,7 @@ impl Default for Topics {
             audit: "rollbackd-audit".into(),
             dead_letter: "rollbackd-dlq".into(),
             admin: "rollbackd-admin".into(),
+            evidence: "rollbackd-evidence".into(),
         }
     }
 }
@@ -394,6 +430,12 @@ impl Config {
             if k.group_id.trim().is_empty() {
                 return Err(invalid("kafka.group_id", "must not be empty"));
             }
+            if k.evidence_flush.nanos() <= 0 || k.evidence_flush > Duration::from_secs(10) {
+                return Err(invalid(
+                    "kafka.evidence_flush",
+                    "must be greater than zero and at most 10s",
+                ));
+            }
             for (key, v) in &k.properties {
                 if kafka_property_string(v).is_none() {
                     return Err(invalid(
@@ -412,6 +454,7 @@ impl Config {
             ("topics.audit", &raw.topics.audit),
             ("topics.dead_letter", &raw.topics.dead_letter),
             ("topics.admin", &raw.topics.admin),
+            ("topics.evidence", &raw.topics.evidence),
         ];
         for (i, (key, v)) in topics.iter().enumerate() {
             if v.trim().is_empty() {

@@ -55,7 +55,7 @@ impl Engine {
 
     /// A person's rollback: bypasses pause, dry run, cooldown, breaker and
     /// approval, never once-per-deploy (CONTRACT §3).
-    fn manual_rollback(
+    pub(super) fn manual_rollback(
         &mut self,
         deploy_id: &str,
         reason: &str,

@@ -113,7 +113,7 @@ impl Engine {
         }
     }
 
-    fn match_alert(&self, a: &Alert) -> Result<String, String> {
+    pub(super) fn match_alert(&self, a: &Alert) -> Result<String, String> {
         let cfg = &self.config.alerts;
         let started_ok = |d: &Deploy| a.starts_at >= d.info.at;
         if let Some(d) = a

@@ -36,6 +36,11 @@ impl Engine {
             }
             let interval = d.policy.evaluation_interval.nanos().max(1);
             let next_eval = Timestamp((now.0.div_euclid(interval) + 1).saturating_mul(interval));
+            if !self.owns(&d.info) {
+                // Another instance decides for it.
+                self.registry.update(&id, |d| d.next_eval = next_eval);
+                continue;
+            }
             let ev = self.evaluate_deploy(d, now);
             let verdict = ev.verdict;
             let evidence = ev.decisive_pair().map(|p| p.evidence());

@@ -1,14 +1,18 @@
-//! Telemetry into windows (CONTRACT §1.2): each resource of an export is
-//! correlated to the deploys it belongs to (candidate or baseline side),
-//! and its requests are added to their rolling windows — spans one by one,
-//! histogram points as counts (cumulative series turned into deltas first).
-//! Data from before a deploy started is outside its windows; data older
-//! than its longest window is late.
+//! Stage 2's intake: evidence into rolling windows (CONTRACT §1.2). Each
+//! raw record counts once per key — an item from a raw offset already
+//! applied is skipped, so evidence stage 1 sent again after a crash changes
+//! nothing — and cumulative histogram series are turned into deltas here,
+//! by the owner, who sees every point of them. Alerts and manual rollbacks
+//! that came with the evidence are decided like any other.
 
-use crate::model::{HistPoint, TelemetryBatch, TelemetryOutcome, Temporality};
+use std::collections::HashMap;
+
+use crate::model::evidence::{Evidence, Item, Origin, RawOffset};
+use crate::model::{Output, TelemetryBatch, TelemetryOutcome};
 use crate::time::{Duration, Timestamp};
 
-use super::window::{Kind, SeriesWindows};
+use super::fold::Fold;
+use super::window::{Counts, Kind, SeriesWindows};
 use super::Engine;
 
 /// The last point of a cumulative histogram series.
@@ -24,84 +28,161 @@ pub struct CumState {
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 impl Engine {
-    /// Adds a decoded OTLP export to the windows of the deploys it belongs to.
-    pub(super) fn telemetry(&mut self, batch: &TelemetryBatch) -> TelemetryOutcome {
-        let now = self.clock;
-        let mut out = TelemetryOutcome::default();
+    /// Telemetry given to the engine itself (`replay`, `demo`, HTTP without
+    /// Kafka): both stages in this process — folded into evidence, then
+    /// applied as its owner.
+    pub(super) fn telemetry(&mut self, batch: &TelemetryBatch, out: &mut Vec<Output>) {
+        let mut fold = Fold::default();
+        let mut outcome = fold.telemetry(&self.registry, batch, None, self.clock);
+        for e in fold.flush(Origin::Local) {
+            let applied = self.evidence(e, out);
+            outcome.over_limit += applied.over_limit;
+        }
+        out.push(Output::Telemetry(outcome));
+    }
+
+    /// Applies one batch of evidence; returns what became of its counts.
+    pub(super) fn evidence(&mut self, e: Evidence, out: &mut Vec<Output>) -> TelemetryOutcome {
+        let mut outcome = TelemetryOutcome::default();
+        let applied = self.applied.remove(&e.key).unwrap_or_default();
+        let fresh = |raw: Option<&RawOffset>| {
+            raw.is_none_or(|r| {
+                applied
+                    .get(&(r.topic.clone(), r.partition))
+                    .is_none_or(|&done| r.offset > done)
+            })
+        };
         let mut touched = Vec::new();
-        for res in &batch.resources {
-            let targets = self.registry.correlate(&res.ident);
-            let Some(first) = targets.first() else {
-                out.unmatched += (res.spans.len() + res.points.len()) as u64;
+        for item in e.items {
+            if !fresh(item.raw()) {
                 continue;
-            };
-            let threshold = first.deploy.policy.latency_threshold;
-            let earliest_at = targets
-                .iter()
-                .map(|t| t.deploy.info.at)
-                .min()
-                .unwrap_or(first.deploy.info.at);
-            let deltas: Vec<(Timestamp, u64, u64, u64)> = res
-                .points
-                .iter()
-                .filter_map(|p| {
-                    let d = point_delta(
-                        &mut self.cumulative,
-                        self.config.limits.max_series,
-                        p,
-                        threshold.as_secs_f64(),
-                        earliest_at,
-                        &mut out,
-                    );
-                    d.map(|(req, slow)| (p.time, req, if p.error { req } else { 0 }, slow))
-                })
-                .collect();
-            for t in &targets {
-                let d = t.deploy;
-                let late_before = now.saturating_sub(d.policy.longest());
-                let threshold_ns = d.policy.latency_threshold.nanos();
-                let key = (d.seq, t.role);
-                if !self.windows.contains_key(&key)
-                    && self.windows.len() >= self.config.limits.max_series
-                {
-                    out.over_limit += (res.spans.len() + deltas.len()) as u64;
-                    continue;
+            }
+            match item {
+                Item::Counts {
+                    deploy_id,
+                    role,
+                    at,
+                    metrics,
+                    requests,
+                    errors,
+                    slow,
+                    points,
+                    ..
+                } => {
+                    let kind = if metrics { Kind::Metric } else { Kind::Span };
+                    let c = Counts {
+                        requests,
+                        errors,
+                        slow,
+                        points,
+                    };
+                    self.add(&deploy_id, role, at, kind, c, &mut outcome, &mut touched);
                 }
-                let w = self
-                    .windows
-                    .entry(key)
-                    .or_insert_with(|| SeriesWindows::new(&d.policy.lengths));
-                touched.push(d.seq);
-                for s in &res.spans {
-                    if s.end < d.info.at {
+                Item::Cumulative {
+                    deploy_id,
+                    role,
+                    series,
+                    start,
+                    time,
+                    count,
+                    slow,
+                    error,
+                    ..
+                } => {
+                    let Some(d) = self.registry.get(&deploy_id) else {
+                        continue;
+                    };
+                    let (seq, at, longest) = (d.seq, d.info.at, d.policy.longest());
+                    let max = self.config.limits.max_series;
+                    let point = CumState {
+                        start: start.0,
+                        time: time.0,
+                        count,
+                        slow,
+                    };
+                    let delta =
+                        point_delta(&mut self.cumulative, max, (series, seq, role), point, at);
+                    if time < at {
                         // Before the deploy: outside every window of it.
                         continue;
                     }
-                    if s.end <= late_before {
-                        out.late += 1;
+                    if time <= self.clock.saturating_sub(longest) {
+                        outcome.late += 1;
                         continue;
                     }
-                    let slow = u64::from(s.latency_ns > threshold_ns);
-                    w.add(s.end.min(now), Kind::Span, 1, u64::from(s.error), slow);
-                    out.observations += 1;
+                    match delta {
+                        Delta::Counts(requests, slow) => {
+                            let c = Counts {
+                                requests,
+                                errors: if error { requests } else { 0 },
+                                slow,
+                                points: 1,
+                            };
+                            self.add(
+                                &deploy_id,
+                                role,
+                                time,
+                                Kind::Metric,
+                                c,
+                                &mut outcome,
+                                &mut touched,
+                            );
+                        }
+                        Delta::Nothing => {}
+                        Delta::OverLimit => outcome.over_limit += 1,
+                    }
                 }
-                for &(time, req, err, slow) in &deltas {
-                    if time < d.info.at {
-                        continue;
-                    }
-                    if time <= late_before {
-                        out.late += 1;
-                        continue;
-                    }
-                    w.add(time.min(now), Kind::Metric, req, err, slow);
-                    out.observations += 1;
-                }
+                Item::Alerts(alerts) => self.alerts(&alerts, out),
+                Item::Rollback {
+                    deploy_id,
+                    reason,
+                    actor,
+                } => self.manual_rollback(&deploy_id, &reason, &actor, out),
             }
+        }
+        let mut applied = applied;
+        if let Origin::Kafka(ranges) = &e.origin {
+            for (topic, partition, last) in ranges {
+                let done = applied.entry((topic.clone(), *partition)).or_insert(*last);
+                *done = (*done).max(*last);
+            }
+        }
+        if !applied.is_empty() {
+            self.applied.insert(e.key, applied);
         }
         for seq in touched {
             self.registry.touch(seq);
         }
-        out
+        outcome
+    }
+
+    /// Adds counts to a deploy side's windows (creating them within
+    /// `limits.max_series`).
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        deploy_id: &str,
+        role: super::registry::Role,
+        at: Timestamp,
+        kind: Kind,
+        c: Counts,
+        outcome: &mut TelemetryOutcome,
+        touched: &mut Vec<u64>,
+    ) {
+        let Some(d) = self.registry.get(deploy_id) else {
+            return;
+        };
+        let key = (d.seq, role);
+        if !self.windows.contains_key(&key) && self.windows.len() >= self.config.limits.max_series {
+            outcome.over_limit += 1;
+            return;
+        }
+        let w = self
+            .windows
+            .entry(key)
+            .or_insert_with(|| SeriesWindows::new(&d.policy.lengths));
+        w.add_counts(at.min(self.clock), kind, c);
+        touched.push(d.seq);
     }
 
     /// Forgets cumulative series not updated for two longest windows.
@@ -117,47 +198,51 @@ impl Engine {
     }
 }
 
-/// Requests and slow requests a histogram point adds: the point itself for
-/// delta temporality; the difference from the series' previous point for
-/// cumulative (a drop or a new start time is a reset). The first cumulative
-/// point of a series counts only when its start time is known and not
-/// before the deploy; otherwise it is the reference.
+/// A cumulative series, as one deploy side sees it (the series' id, the
+/// deploy's seq, the side): each side turns the points it is given into
+/// deltas of its own.
+pub type CumKey = (u64, u64, super::registry::Role);
+
+/// What a cumulative point adds.
+enum Delta {
+    Counts(u64, u64),
+    Nothing,
+    OverLimit,
+}
+
+/// Requests and slow requests a cumulative histogram point adds: the
+/// difference from the series' previous point (a drop or a new start time
+/// is a reset). The first point of a series counts only when its start
+/// time is known and not before the deploy (`deploy_at`); otherwise it is
+/// the reference.
 fn point_delta(
-    cumulative: &mut std::collections::HashMap<u64, CumState>,
+    cumulative: &mut HashMap<CumKey, CumState>,
     max_series: usize,
-    p: &HistPoint,
-    threshold_secs: f64,
-    earliest_at: Timestamp,
-    out: &mut TelemetryOutcome,
-) -> Option<(u64, u64)> {
-    let slow = p.slow_count(threshold_secs).min(p.count);
-    if p.temporality == Temporality::Delta {
-        return Some((p.count, slow));
-    }
-    let next = CumState {
-        start: p.start.0,
-        time: p.time.0,
-        count: p.count,
-        slow,
-    };
-    if let Some(st) = cumulative.get_mut(&p.series) {
-        if p.time.0 <= st.time {
+    series: CumKey,
+    p: CumState,
+    deploy_at: Timestamp,
+) -> Delta {
+    if let Some(st) = cumulative.get_mut(&series) {
+        if p.time <= st.time {
             // A repeat or out-of-order point: its counts are already in.
-            return None;
+            return Delta::Nothing;
         }
-        let restarted = p.start.0 != 0 && st.start != 0 && p.start.0 != st.start;
-        let delta = if restarted || p.count < st.count || slow < st.slow {
-            (p.count, slow)
+        let restarted = p.start != 0 && st.start != 0 && p.start != st.start;
+        let delta = if restarted || p.count < st.count || p.slow < st.slow {
+            (p.count, p.slow)
         } else {
-            (p.count - st.count, slow - st.slow)
+            (p.count - st.count, p.slow - st.slow)
         };
-        *st = next;
-        return Some(delta);
+        *st = p;
+        return Delta::Counts(delta.0, delta.1);
     }
     if cumulative.len() >= max_series {
-        out.over_limit += 1;
-        return None;
+        return Delta::OverLimit;
     }
-    cumulative.insert(p.series, next);
-    (p.start.0 != 0 && p.start >= earliest_at).then_some((p.count, slow))
+    cumulative.insert(series, p);
+    if p.start != 0 && Timestamp(p.start) >= deploy_at {
+        Delta::Counts(p.count, p.slow)
+    } else {
+        Delta::Nothing
+    }
 }

@@ -15,7 +15,18 @@ use super::registry::Role;
 use super::Engine;
 
 impl Engine {
+    /// Every instance applies every deploy event (the registry is whole
+    /// everywhere); the owner of its key audits it.
     pub(super) fn deploy_event(&mut self, ev: DeployEvent, out: &mut Vec<Output>) {
+        let owned = self.owns(&ev);
+        let start = out.len();
+        self.lifecycle(ev, out);
+        if !owned {
+            out.truncate(start);
+        }
+    }
+
+    fn lifecycle(&mut self, ev: DeployEvent, out: &mut Vec<Output>) {
         let now = self.clock;
         let audit = |a: DeployAudit| {
             Output::Audit(AuditRecord::new(now, a).for_deploy(&ev.deploy_id, &ev.service))
@@ -109,8 +120,13 @@ impl Engine {
                     .registry
                     .get(&ev.deploy_id)
                     .and_then(|d| d.info.release_id.clone());
+                let owned = self.owns(&ev);
                 if self.retire(&ev.deploy_id, ev.kind.as_str(), out) {
-                    if let (DeployEventKind::RolledBack, Some(release)) = (ev.kind, release) {
+                    // The owner of the rolled-back deploy takes its release
+                    // along (the commands topic tells the other instances).
+                    if let (DeployEventKind::RolledBack, Some(release), true) =
+                        (ev.kind, release, owned)
+                    {
                         self.cascade_release(&release, &ev.deploy_id, None, out);
                     }
                 } else {
@@ -128,20 +144,26 @@ impl Engine {
         self.windows.remove(&(d.seq, Role::Candidate));
         self.windows.remove(&(d.seq, Role::Baseline));
         self.pending_alerts.remove(deploy_id);
-        out.push(Output::Audit(
-            AuditRecord::new(self.clock, DeployAudit::Retired { why: why.into() })
-                .for_deploy(deploy_id, &d.info.service),
-        ));
+        if self.owns(&d.info) {
+            out.push(Output::Audit(
+                AuditRecord::new(self.clock, DeployAudit::Retired { why: why.into() })
+                    .for_deploy(deploy_id, &d.info.service),
+            ));
+        }
         true
     }
 
     /// An executor result: audited (with the time from decision to rollback
     /// for a success), and a success retires the deploy.
     pub(super) fn result(&mut self, r: &ExecutorResult, out: &mut Vec<Output>) {
-        let service = self
-            .registry
-            .get(&r.deploy_id)
-            .map(|d| d.info.service.clone());
+        let deploy = self.registry.get(&r.deploy_id);
+        // Audited once: by the owner of the deploy's key (of the deploy id,
+        // for a deploy no longer active).
+        let owned = match deploy {
+            Some(d) => self.owns(&d.info),
+            None => self.ownership.owns(&r.deploy_id, ""),
+        };
+        let service = deploy.map(|d| d.info.service.clone());
         let time_to_rollback = (r.status == ResultStatus::Succeeded)
             .then(|| self.guards.emitted_at(&r.command_id))
             .flatten()
@@ -159,7 +181,9 @@ impl Engine {
         );
         rec.deploy_id = Some(r.deploy_id.clone());
         rec.service = service;
-        out.push(Output::Audit(rec));
+        if owned {
+            out.push(Output::Audit(rec));
+        }
         if r.status == ResultStatus::Succeeded {
             self.retire(&r.deploy_id, "rollback succeeded", out);
         }

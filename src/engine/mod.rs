@@ -10,8 +10,10 @@
 //!
 //! - [`lifecycle`]: deploy events (start, progress, completion, rollback,
 //!   abort), executor results, retirement.
-//! - [`intake`]: telemetry into rolling windows: correlation to deploys,
-//!   cumulative histograms into deltas, late and over-limit data.
+//! - [`fold`]: stage 1 — telemetry, alerts and manual rollbacks matched to
+//!   deploys and folded into evidence per (service, environment);
+//!   [`intake`]: stage 2 — evidence into rolling windows (each raw record
+//!   once), cumulative histograms into deltas.
 //! - [`decide`]: evaluation of due deploys, the guard chain and the
 //!   commands it lets through, release cascades.
 //! - [`alerts`]: Alertmanager alerts as rollback triggers.
@@ -28,6 +30,7 @@ pub mod alerts;
 pub mod bounded;
 pub mod decide;
 pub mod evaluate;
+pub mod fold;
 pub mod guards;
 pub mod intake;
 pub mod lifecycle;
@@ -42,7 +45,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::model::{AlertStatus, AuditRecord, Input, Output};
+use crate::model::evidence::{Key, Ownership, RawOffset};
+use crate::model::{
+    Alert, AlertStatus, AuditRecord, Input, Output, TelemetryBatch, TelemetryOutcome,
+};
 use crate::time::Timestamp;
 use bounded::Bounded;
 use guards::Guards;
@@ -63,8 +69,14 @@ pub struct Engine {
     clock: Timestamp,
     registry: Registry,
     windows: HashMap<(u64, Role), SeriesWindows>,
-    /// Last cumulative histogram state per series, to turn it into deltas.
-    cumulative: HashMap<u64, intake::CumState>,
+    /// Last cumulative histogram state per series and deploy side, to turn
+    /// it into deltas.
+    cumulative: HashMap<intake::CumKey, intake::CumState>,
+    /// Per key, per raw (topic, partition): the last raw offset whose
+    /// evidence is applied.
+    applied: HashMap<Key, HashMap<(String, i32), i64>>,
+    /// Which keys this instance decides for.
+    ownership: Ownership,
     guards: Guards,
     /// Alertmanager deliveries already applied.
     alerts_seen: Bounded<(String, i64, AlertStatus)>,
@@ -85,6 +97,8 @@ impl Engine {
             registry: Registry::default(),
             windows: HashMap::new(),
             cumulative: HashMap::new(),
+            applied: HashMap::new(),
+            ownership: Ownership::All,
             alerts_seen: Bounded::new(MAX_ALERTS_REMEMBERED),
             pending_alerts: HashMap::new(),
             next_sweep: Timestamp::MIN,
@@ -98,10 +112,12 @@ impl Engine {
         let mut out = Vec::new();
         match input {
             Input::Deploy(ev) => self.deploy_event(ev, &mut out),
-            Input::Telemetry(batch) => {
-                let outcome = self.telemetry(&batch);
+            Input::Telemetry(batch) => self.telemetry(&batch, &mut out),
+            Input::Evidence(e) => {
+                let outcome = self.evidence(e, &mut out);
                 out.push(Output::Telemetry(outcome));
             }
+            Input::Own(ownership) => self.own(ownership),
             Input::Alerts(alerts) => self.alerts(&alerts, &mut out),
             Input::Result(r) => self.result(&r, &mut out),
             Input::Command(cmd) => self.restore_command(&cmd, &mut out),
@@ -122,6 +138,67 @@ impl Engine {
     /// The engine's clock.
     pub fn now(&self) -> Timestamp {
         self.clock
+    }
+
+    /// Stage 1 (read-only): matches an export to deploys and folds it into
+    /// `fold`. `raw` is the Kafka record it came from.
+    pub fn fold_telemetry(
+        &self,
+        fold: &mut fold::Fold,
+        batch: &TelemetryBatch,
+        raw: Option<&RawOffset>,
+        now: Timestamp,
+    ) -> TelemetryOutcome {
+        fold.telemetry(&self.registry, batch, raw, now)
+    }
+
+    /// Stage 1 (read-only): routes alerts to the owners of the deploys they
+    /// match; returns those that match none (for this instance to audit).
+    pub fn fold_alerts(&self, fold: &mut fold::Fold, alerts: Vec<Alert>) -> Vec<Alert> {
+        fold.alerts(&self.registry, alerts, |a| self.match_alert(a).ok())
+    }
+
+    /// Stage 1 (read-only): routes a person's rollback to the owner of the
+    /// deploy; `None` when there is no such active deploy.
+    pub fn fold_rollback(
+        &self,
+        fold: &mut fold::Fold,
+        deploy_id: &str,
+        reason: &str,
+        actor: &str,
+    ) -> Option<Key> {
+        fold.rollback(&self.registry, deploy_id, reason, actor)
+    }
+
+    /// Whether this instance decides for the deploy's key.
+    fn owns(&self, d: &crate::model::DeployEvent) -> bool {
+        self.ownership.owns(&d.service, d.environment_or_default())
+    }
+
+    /// Takes a new ownership: the windows, evidence offsets and held-back
+    /// alerts of keys no longer owned are forgotten (a new owner rebuilds
+    /// them from the evidence topic).
+    fn own(&mut self, ownership: Ownership) {
+        let lost: Vec<(u64, String)> = self
+            .registry
+            .iter()
+            .filter(|d| self.owns(&d.info))
+            .filter(|d| !ownership.owns(&d.info.service, d.environment()))
+            .map(|d| (d.seq, d.info.deploy_id.clone()))
+            .collect();
+        for (seq, id) in lost {
+            self.windows.remove(&(seq, registry::Role::Candidate));
+            self.windows.remove(&(seq, registry::Role::Baseline));
+            self.pending_alerts.remove(&id);
+            self.registry.update(&id, |d| {
+                d.previous_verdict = None;
+                d.last_eval = None;
+                d.audited_suppression = None;
+            });
+        }
+        self.applied
+            .retain(|k, _| ownership.owns(&k.service, &k.environment));
+        self.ownership = ownership;
     }
 
     /// An audit record of the malformed input `error` from `source`, as the

@@ -17,13 +17,7 @@ use crate::config::Policy;
 use crate::model::{Action, DeployEvent, ResourceIdent, Verdict};
 use crate::time::Timestamp;
 
-/// Which side of a deploy telemetry describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Candidate,
-    Baseline,
-}
+pub use crate::model::evidence::Role;
 
 /// How many retired deploy ids are remembered, so late or repeated events
 /// for them do not bring them back.

@@ -123,6 +123,16 @@ impl Sli {
     }
 }
 
+/// Counts added at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub errors: u64,
+    pub slow: u64,
+    /// Histogram data points behind them (0 for spans).
+    pub points: u64,
+}
+
 /// Which source an observation came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -136,17 +146,36 @@ struct Ring {
     buckets: Box<[Bucket; BUCKETS]>,
 }
 
+/// The bucket width (ns) of a window of `length`.
+pub fn bucket_width(length: Duration) -> i64 {
+    let len = length.nanos().max(BUCKETS as i64);
+    (len + BUCKETS as i64 - 1) / BUCKETS as i64
+}
+
+/// The finest time slot (ns) that lands in one bucket of every window of
+/// `lengths`: the greatest common divisor of their bucket widths (one
+/// second for the default 1m/5m/30m windows). Counts made at a slot's
+/// start fill every window exactly as the requests inside it would have.
+pub fn slot(lengths: &[Duration]) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    lengths.iter().map(|&l| bucket_width(l)).fold(0, gcd).max(1)
+}
+
 impl Ring {
     fn new(length: Duration) -> Ring {
-        let len = length.nanos().max(BUCKETS as i64);
-        let width = (len + BUCKETS as i64 - 1) / BUCKETS as i64;
         Ring {
-            width,
+            width: bucket_width(length),
             buckets: Box::new([EMPTY; BUCKETS]),
         }
     }
 
-    fn add(&mut self, t: Timestamp, kind: Kind, requests: u64, errors: u64, slow: u64) {
+    fn add(&mut self, t: Timestamp, kind: Kind, c: Counts) {
         let epoch = t.nanos().div_euclid(self.width);
         let slot = epoch.rem_euclid(BUCKETS as i64) as usize;
         let b = &mut self.buckets[slot];
@@ -156,10 +185,11 @@ impl Ring {
             return;
         }
         match kind {
-            Kind::Span => b.spans.add(requests, errors, slow),
+            Kind::Span => b.spans.add(c.requests, c.errors, c.slow),
             Kind::Metric => {
-                b.metrics.add(requests, errors, slow);
-                b.metric_points = b.metric_points.saturating_add(1);
+                b.metrics.add(c.requests, c.errors, c.slow);
+                let points = u32::try_from(c.points).unwrap_or(u32::MAX);
+                b.metric_points = b.metric_points.saturating_add(points);
             }
         }
     }
@@ -210,11 +240,27 @@ impl SeriesWindows {
     }
 
     /// Counts `requests` (of which `errors` failed and `slow` were slow) at
-    /// event time `t`. Callers clamp `t` to the clock, so nothing lands in
-    /// the future.
+    /// event time `t`, from one histogram point for [`Kind::Metric`].
+    /// Callers clamp `t` to the clock, so nothing lands in the future.
     pub fn add(&mut self, t: Timestamp, kind: Kind, requests: u64, errors: u64, slow: u64) {
+        let points = u64::from(kind == Kind::Metric);
+        self.add_counts(
+            t,
+            kind,
+            Counts {
+                requests,
+                errors,
+                slow,
+                points,
+            },
+        );
+    }
+
+    /// Adds counts gathered over many requests (and `points` histogram
+    /// points) at `t`.
+    pub fn add_counts(&mut self, t: Timestamp, kind: Kind, c: Counts) {
         for ring in &mut self.rings {
-            ring.add(t, kind, requests, errors, slow);
+            ring.add(t, kind, c);
         }
     }
 

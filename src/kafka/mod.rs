@@ -5,7 +5,7 @@
 //! producer side runs on tokio because delivery reports are futures.
 
 pub mod consumer;
-pub mod producer;
+pub mod group;
 pub mod tools;
 
 use rdkafka::config::ClientConfig;
@@ -17,8 +17,21 @@ use crate::config::{kafka_property_string, KafkaConfig};
 /// security settings need no code), then `overrides`, which the adapter's
 /// correctness depends on.
 pub fn client_config(k: &KafkaConfig, overrides: &[(&str, &str)]) -> ClientConfig {
+    client_config_with(k, &[], overrides)
+}
+
+/// [`client_config`] with `defaults` first, which `[kafka.properties]` may
+/// change.
+pub fn client_config_with(
+    k: &KafkaConfig,
+    defaults: &[(&str, &str)],
+    overrides: &[(&str, &str)],
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
+    for (key, v) in defaults {
+        c.set(*key, *v);
+    }
     for (key, v) in &k.properties {
         if let Some(v) = kafka_property_string(v) {
             c.set(key, v);

@@ -10,7 +10,9 @@ use super::{
 pub enum Input {
     /// A deploy event (CONTRACT §1.1).
     Deploy(DeployEvent),
-    /// A decoded OTLP export (CONTRACT §1.2).
+    /// A decoded OTLP export (CONTRACT §1.2), given to the engine itself:
+    /// folded into evidence and applied at once (both stages in this
+    /// process).
     Telemetry(TelemetryBatch),
     /// One Alertmanager notification's alerts (CONTRACT §1.3).
     Alerts(Vec<Alert>),
@@ -24,6 +26,11 @@ pub enum Input {
     Admin(AdminRecord),
     /// An admin call taken here: applied and audited.
     AdminCall(AdminCall),
+    /// Evidence for a key this instance owns (stage 2).
+    Evidence(super::evidence::Evidence),
+    /// Which keys this instance now decides for (evidence partitions
+    /// assigned, and read back); what it no longer owns is forgotten.
+    Own(super::evidence::Ownership),
     /// An input that could not be decoded: audited, changes nothing.
     Malformed(super::audit::MalformedAudit),
     /// Time passed: evaluate what is due (warm-ups, cooldowns and watches

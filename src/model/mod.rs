@@ -5,9 +5,12 @@
 //!   results, admin records, commands;
 //! - [`input`]: the one value the engine takes ([`Input`]) and what it gives
 //!   back ([`Output`]);
-//! - [`audit`]: the typed audit records.
+//! - [`audit`]: the typed audit records;
+//! - [`evidence`]: what intake hands to the owner of a (service,
+//!   environment), and which keys an instance owns.
 
 pub mod audit;
+pub mod evidence;
 pub mod input;
 
 use std::collections::BTreeMap;

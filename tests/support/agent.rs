@@ -24,6 +24,8 @@ pub fn agent_config(broker: &Broker, group: &str, extra: &str) -> PathBuf {
             r#"[kafka]
 brokers = "{}"
 group_id = "{group}"
+# tansu answers the transactional API without keeping its promises.
+transactions = "off"
 [kafka.properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"

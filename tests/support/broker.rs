@@ -1,5 +1,6 @@
-//! A tansu broker process on a free loopback port, and librdkafka clients
-//! that produce to it and read its topics.
+//! A broker process on a free loopback port — tansu (no working
+//! transactions), or noida-db (transactions) — and librdkafka clients that
+//! produce to it and read its topics.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -11,9 +12,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::procs::{free_port, tansu, unique_dir};
+use super::procs::{free_port, noida, tansu, unique_dir};
 
-pub const TOPICS: [(&str, i32); 8] = [
+pub const TOPICS: [(&str, i32); 9] = [
     ("deploy-events", 1),
     ("rollback-commands", 1),
     ("rollback-results", 1),
@@ -22,6 +23,7 @@ pub const TOPICS: [(&str, i32); 8] = [
     ("rollbackd-admin", 1),
     ("otlp_spans", 3),
     ("otlp_metrics", 3),
+    ("rollbackd-evidence", 6),
 ];
 
 /// A tansu broker process (in-memory storage: the prebuilt tansu has no
@@ -30,14 +32,26 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     pub dir: PathBuf,
+    pub noida: bool,
 }
 
 impl Broker {
+    /// A tansu broker with every topic created.
     pub fn start() -> Broker {
+        Broker::launch(false)
+    }
+
+    /// A noida-db broker (transactions work) with every topic created.
+    pub fn noida() -> Broker {
+        Broker::launch(true)
+    }
+
+    fn launch(noida: bool) -> Broker {
         let mut b = Broker {
             child: None,
             port: free_port(),
             dir: unique_dir("broker"),
+            noida,
         };
         b.spawn();
         for (t, p) in TOPICS {
@@ -47,24 +61,40 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        let storage = "memory://tansu/";
+        use std::os::unix::process::CommandExt;
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::File::create(self.dir.join("broker.log")).unwrap();
-        let child = Command::new(tansu())
-            .current_dir(&self.dir)
-            .args([
+        let mut cmd = if self.noida {
+            let data = self.dir.join("data");
+            let mut c = Command::new(noida());
+            c.arg("start").arg("--data-dir").arg(&data).args([
+                "--only",
+                "kafka",
+                "--kafka-port",
+                &self.port.to_string(),
+            ]);
+            c
+        } else {
+            let mut c = Command::new(tansu());
+            c.args([
                 "broker",
                 "--storage-engine",
-                storage,
+                "memory://tansu/",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
                 &url,
-            ])
+            ]);
+            c
+        };
+        // Its own process group: stopped with whatever it started.
+        let child = cmd
+            .current_dir(&self.dir)
+            .process_group(0)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start tansu");
+            .expect("start the broker");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -100,17 +130,20 @@ impl Broker {
     /// Stops the broker: SIGTERM, then SIGKILL if it lingers.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let group = format!("-{}", c.id());
             let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
+                .args(["-s", "TERM", "--", &group])
                 .status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
-                    return;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = c.kill();
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &group])
+                .status();
             let _ = c.wait();
         }
     }

@@ -40,6 +40,16 @@ pub fn tansu() -> PathBuf {
     panic!("the tansu broker is not installed: run scripts/kafka-broker.sh install (the test command does)");
 }
 
+/// noida-db, the broker with transactions.
+pub fn noida() -> PathBuf {
+    let p = tools().join("bin/noida-db");
+    assert!(
+        p.exists(),
+        "noida-db is not installed: run scripts/kafka-broker.sh install (the test command does)"
+    );
+    p
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

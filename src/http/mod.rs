@@ -1,7 +1,8 @@
 //! The HTTP listener (`http.listen`, CONTRACT §4): Alertmanager webhooks,
 //! OTLP/HTTP, deploy events, the admin API, liveness, readiness and
-//! Prometheus metrics. Handlers authenticate, decode and hand over to the
-//! agent; nothing here decides.
+//! Prometheus metrics. Handlers authenticate, check the request's shape and
+//! hand over to the runtime through the narrow [`Api`] it implements;
+//! nothing here decides, and nothing here knows how the runtime is built.
 //!
 //! Auth: `Authorization: Bearer …` compared in constant time with the
 //! tokens read at start from the env vars named in `[http]`. Webhook routes
@@ -12,7 +13,6 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -24,31 +24,81 @@ use axum::{Json, Router};
 use serde_json::json;
 use tracing::info;
 
-use crate::app::Agent;
-use crate::fleet::HttpInputError;
+use crate::config::Config;
+use crate::engine::DeployView;
 use crate::ingest::Source;
-use crate::model::{AdminAction, AdminCall, Output, Refusal};
+use crate::model::{AdminAction, AuditRecord, Refusal};
+
+/// Why an input taken over HTTP was not taken.
+#[derive(Debug)]
+pub enum InputError {
+    /// The input is malformed (400); nothing changed.
+    Malformed(String),
+    /// It could not be recorded (the broker is down, the runtime is
+    /// stopping): 503; nothing changed.
+    Unavailable(String),
+}
+
+/// What the runtime offers the HTTP routes.
+pub trait Api: Send + Sync + 'static {
+    fn config(&self) -> &Config;
+    /// Bearer tokens read at start from the env vars named in `[http]`.
+    fn webhook_token(&self) -> Option<&str>;
+    fn admin_token(&self) -> Option<&str>;
+    /// `None` when ready, else why not.
+    fn not_ready(&self) -> Option<String>;
+    /// The Prometheus text exposition.
+    fn metrics(&self) -> String;
+    /// An OTLP export (spans or metrics), a deploy event or an Alertmanager
+    /// notification; returns how many items it held.
+    fn input(
+        &self,
+        source: Source,
+        body: Vec<u8>,
+        json: bool,
+    ) -> impl std::future::Future<Output = Result<usize, InputError>> + Send;
+    /// Pause, resume or breaker reset by `actor`: the state after it.
+    fn admin(
+        &self,
+        action: AdminAction,
+        actor: String,
+    ) -> impl std::future::Future<Output = Result<serde_json::Value, InputError>> + Send;
+    /// A person's rollback: the command id, or why not.
+    fn rollback(
+        &self,
+        deploy_id: String,
+        reason: String,
+        actor: String,
+    ) -> impl std::future::Future<Output = Result<Result<String, Refusal>, InputError>> + Send;
+    fn deploys(&self) -> Vec<DeployView>;
+    fn deploy(&self, id: &str) -> Option<DeployView>;
+    /// The latest audit records, newest first.
+    fn audit(&self, limit: usize) -> Vec<AuditRecord>;
+}
+
+/// How many audit records `GET /v1/audit` can show.
+pub const RECENT_AUDIT: usize = 1000;
 
 /// The routes.
-pub fn router(agent: Arc<Agent>) -> Router {
-    let limit = agent.config.http_max_body;
+pub fn router<A: Api>(api: Arc<A>) -> Router {
+    let limit = api.config().http_max_body;
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/alerts/alertmanager", post(alertmanager))
-        .route("/v1/traces", post(traces))
-        .route("/v1/metrics", post(otlp_metrics))
-        .route("/v1/deploy-events", post(deploy_events))
-        .route("/v1/deploys", get(deploys))
-        .route("/v1/deploys/{id}", get(deploy))
-        .route("/v1/deploys/{id}/rollback", post(rollback))
-        .route("/v1/automation/pause", post(pause))
-        .route("/v1/automation/resume", post(resume))
-        .route("/v1/breaker/reset", post(breaker_reset))
-        .route("/v1/audit", get(audit))
+        .route("/readyz", get(readyz::<A>))
+        .route("/metrics", get(metrics::<A>))
+        .route("/v1/alerts/alertmanager", post(alertmanager::<A>))
+        .route("/v1/traces", post(traces::<A>))
+        .route("/v1/metrics", post(otlp_metrics::<A>))
+        .route("/v1/deploy-events", post(deploy_events::<A>))
+        .route("/v1/deploys", get(deploys::<A>))
+        .route("/v1/deploys/{id}", get(deploy::<A>))
+        .route("/v1/deploys/{id}/rollback", post(rollback::<A>))
+        .route("/v1/automation/pause", post(pause::<A>))
+        .route("/v1/automation/resume", post(resume::<A>))
+        .route("/v1/breaker/reset", post(breaker_reset::<A>))
+        .route("/v1/audit", get(audit::<A>))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(agent)
+        .with_state(api)
 }
 
 type Reply = Result<Response, HttpError>;
@@ -90,7 +140,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-fn authorize(headers: &HeaderMap, token: &Option<String>, admin: bool) -> Result<(), HttpError> {
+fn authorize(headers: &HeaderMap, token: Option<&str>, admin: bool) -> Result<(), HttpError> {
     match token {
         None if admin => Err(error(
             StatusCode::FORBIDDEN,
@@ -159,55 +209,59 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
-    if agent.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+async fn readyz<A: Api>(State(api): State<Arc<A>>) -> Response {
+    match api.not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 
-async fn metrics(State(agent): State<Arc<Agent>>) -> impl IntoResponse {
-    agent.refresh_gauges();
+async fn metrics<A: Api>(State(api): State<Arc<A>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        agent.metrics.render(),
+        api.metrics(),
     )
 }
 
-/// Runs a blocking apply off the reactor.
-async fn apply(
-    agent: Arc<Agent>,
-    source: Source,
-    bytes: Vec<u8>,
-    json: bool,
-) -> Result<usize, HttpError> {
-    tokio::task::spawn_blocking(move || agent.apply_http(source, &bytes, json))
-        .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.0))
+fn input_error(e: InputError) -> HttpError {
+    match e {
+        InputError::Malformed(why) => error(StatusCode::BAD_REQUEST, why),
+        InputError::Unavailable(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
 }
 
-async fn alertmanager(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {
-    authorize(&headers, &agent.webhook_token, false)?;
-    let bytes = body(&headers, bytes, agent.config.http_max_body)?;
-    let n = apply(agent, Source::Alertmanager, bytes, true).await?;
+async fn alertmanager<A: Api>(
+    State(api): State<Arc<A>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Reply {
+    authorize(&headers, api.webhook_token(), false)?;
+    let bytes = body(&headers, bytes, api.config().http_max_body)?;
+    let n = api
+        .input(Source::Alertmanager, bytes, true)
+        .await
+        .map_err(input_error)?;
     Ok(Json(json!({"accepted": n})).into_response())
 }
 
-async fn deploy_events(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {
-    authorize(&headers, &agent.webhook_token, false)?;
-    let bytes = body(&headers, bytes, agent.config.http_max_body)?;
-    let n = agent
-        .deploy_event_over_http(bytes)
+async fn deploy_events<A: Api>(
+    State(api): State<Arc<A>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Reply {
+    authorize(&headers, api.webhook_token(), false)?;
+    let bytes = body(&headers, bytes, api.config().http_max_body)?;
+    let n = api
+        .input(Source::DeployEvents, bytes, true)
         .await
-        .map_err(|e| match e {
-            HttpInputError::Malformed(e) => error(StatusCode::BAD_REQUEST, e.0),
-            HttpInputError::Unavailable(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
-        })?;
+        .map_err(input_error)?;
     Ok(Json(json!({"accepted": n})).into_response())
 }
 
@@ -223,8 +277,15 @@ struct RpcStatus {
 /// An OTLP/HTTP error: the status code, and a `google.rpc.Status` body in
 /// the request's encoding (OTLP/HTTP specification).
 fn otlp_error(e: HttpError, json: bool) -> Response {
-    // google.rpc.Code: INVALID_ARGUMENT for client errors, INTERNAL otherwise.
-    let code = if e.status.is_client_error() { 3 } else { 13 };
+    // google.rpc.Code: INVALID_ARGUMENT for client errors, UNAVAILABLE for
+    // a 503 (the client retries), INTERNAL otherwise.
+    let code = if e.status.is_client_error() {
+        3
+    } else if e.status == StatusCode::SERVICE_UNAVAILABLE {
+        14
+    } else {
+        13
+    };
     if json {
         (e.status, Json(json!({"code": code, "message": e.reason}))).into_response()
     } else {
@@ -241,16 +302,16 @@ fn otlp_error(e: HttpError, json: bool) -> Response {
     }
 }
 
-async fn otlp(agent: Arc<Agent>, headers: HeaderMap, bytes: Bytes, source: Source) -> Reply {
-    authorize(&headers, &agent.webhook_token, false)?;
+async fn otlp<A: Api>(api: Arc<A>, headers: HeaderMap, bytes: Bytes, source: Source) -> Reply {
+    authorize(&headers, api.webhook_token(), false)?;
     let json = is_json(&headers).ok_or_else(|| {
         error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "content-type must be application/x-protobuf or application/json",
         )
     })?;
-    let applied = match body(&headers, bytes, agent.config.http_max_body) {
-        Ok(bytes) => apply(agent, source, bytes, json).await,
+    let applied = match body(&headers, bytes, api.config().http_max_body) {
+        Ok(bytes) => api.input(source, bytes, json).await.map_err(input_error),
         Err(e) => Err(e),
     };
     if let Err(e) = applied {
@@ -268,31 +329,30 @@ async fn otlp(agent: Arc<Agent>, headers: HeaderMap, bytes: Bytes, source: Sourc
     })
 }
 
-async fn traces(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {
-    otlp(agent, headers, bytes, Source::Spans).await
+async fn traces<A: Api>(State(api): State<Arc<A>>, headers: HeaderMap, bytes: Bytes) -> Reply {
+    otlp(api, headers, bytes, Source::Spans).await
 }
 
-async fn otlp_metrics(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {
-    otlp(agent, headers, bytes, Source::Metrics).await
+async fn otlp_metrics<A: Api>(
+    State(api): State<Arc<A>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Reply {
+    otlp(api, headers, bytes, Source::Metrics).await
 }
 
-async fn deploys(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Reply {
-    authorize(&headers, &agent.admin_token, true)?;
-    let views = agent
-        .engine
-        .read()
-        .map(|e| e.deploy_views())
-        .unwrap_or_default();
-    Ok(Json(views).into_response())
+async fn deploys<A: Api>(State(api): State<Arc<A>>, headers: HeaderMap) -> Reply {
+    authorize(&headers, api.admin_token(), true)?;
+    Ok(Json(api.deploys()).into_response())
 }
 
-async fn deploy(
-    State(agent): State<Arc<Agent>>,
+async fn deploy<A: Api>(
+    State(api): State<Arc<A>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
-    authorize(&headers, &agent.admin_token, true)?;
-    match agent.engine.read().ok().and_then(|e| e.deploy_view(&id)) {
+    authorize(&headers, api.admin_token(), true)?;
+    match api.deploy(&id) {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(error(
             StatusCode::NOT_FOUND,
@@ -333,66 +393,53 @@ fn actor(b: &AdminBody) -> String {
     }
 }
 
-async fn rollback(
-    State(agent): State<Arc<Agent>>,
+async fn rollback<A: Api>(
+    State(api): State<Arc<A>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Reply {
-    authorize(&headers, &agent.admin_token, true)?;
+    authorize(&headers, api.admin_token(), true)?;
     let b = admin_body(&bytes, true)?;
-    let command_id = crate::model::command_id(&id, crate::model::Action::Rollback);
-    let call = AdminCall::Rollback {
-        deploy_id: id,
-        reason: b.reason,
-        actor: b.actor,
-    };
-    let outputs = tokio::task::spawn_blocking(move || agent.admin(call))
+    info!(call = "rollback", deploy_id = %id, actor = %b.actor, "admin call");
+    match api
+        .rollback(id, b.reason, b.actor)
         .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or_else(|| error(StatusCode::INTERNAL_SERVER_ERROR, "engine unavailable"))?;
-    let refused = outputs.into_iter().find_map(|o| match o {
-        Output::Refused(r) => Some(r),
-        _ => None,
-    });
-    match refused {
-        None => Ok(Json(json!({"command_id": command_id})).into_response()),
-        Some(r @ Refusal::NotFound(_)) => Err(error(StatusCode::NOT_FOUND, r.to_string())),
-        Some(r @ Refusal::AlreadyEmitted(_)) => Err(error(StatusCode::CONFLICT, r.to_string())),
+        .map_err(input_error)?
+    {
+        Ok(command_id) => Ok(Json(json!({"command_id": command_id})).into_response()),
+        Err(r @ Refusal::NotFound(_)) => Err(error(StatusCode::NOT_FOUND, r.to_string())),
+        Err(r @ Refusal::AlreadyEmitted(_)) => Err(error(StatusCode::CONFLICT, r.to_string())),
     }
 }
 
-async fn guard_call(
-    agent: Arc<Agent>,
+async fn guard_call<A: Api>(
+    api: Arc<A>,
     headers: HeaderMap,
     bytes: Bytes,
-    call: &'static str,
+    action: AdminAction,
 ) -> Reply {
-    authorize(&headers, &agent.admin_token, true)?;
+    authorize(&headers, api.admin_token(), true)?;
     let who = actor(&admin_body(&bytes, false)?);
-    info!(call, actor = %who, "admin call");
-    let action = match call {
-        "pause" => AdminAction::Pause,
-        "resume" => AdminAction::Resume,
-        _ => AdminAction::BreakerReset,
-    };
-    let state = agent
-        .admin_call(action, who)
-        .await
-        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    info!(call = action.as_str(), actor = %who, "admin call");
+    let state = api.admin(action, who).await.map_err(input_error)?;
     Ok(Json(state).into_response())
 }
 
-async fn pause(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {
-    guard_call(agent, headers, bytes, "pause").await
+async fn pause<A: Api>(State(api): State<Arc<A>>, headers: HeaderMap, bytes: Bytes) -> Reply {
+    guard_call(api, headers, bytes, AdminAction::Pause).await
 }
 
-async fn resume(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {
-    guard_call(agent, headers, bytes, "resume").await
+async fn resume<A: Api>(State(api): State<Arc<A>>, headers: HeaderMap, bytes: Bytes) -> Reply {
+    guard_call(api, headers, bytes, AdminAction::Resume).await
 }
 
-async fn breaker_reset(State(agent): State<Arc<Agent>>, headers: HeaderMap, bytes: Bytes) -> Reply {
-    guard_call(agent, headers, bytes, "breaker_reset").await
+async fn breaker_reset<A: Api>(
+    State(api): State<Arc<A>>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Reply {
+    guard_call(api, headers, bytes, AdminAction::BreakerReset).await
 }
 
 #[derive(serde::Deserialize)]
@@ -400,19 +447,14 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn audit(
-    State(agent): State<Arc<Agent>>,
+async fn audit<A: Api>(
+    State(api): State<Arc<A>>,
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
 ) -> Reply {
-    authorize(&headers, &agent.admin_token, true)?;
-    let limit = q.limit.unwrap_or(100).min(crate::app::RECENT_AUDIT);
-    let records: Vec<_> = agent
-        .recent_audit
-        .lock()
-        .map(|r| r.iter().rev().take(limit).cloned().collect())
-        .unwrap_or_default();
-    Ok(Json(records).into_response())
+    authorize(&headers, api.admin_token(), true)?;
+    let limit = q.limit.unwrap_or(100).min(RECENT_AUDIT);
+    Ok(Json(api.audit(limit)).into_response())
 }
 
 /// Binds `addr`; logs the bound address (useful with port 0).
@@ -423,12 +465,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(
+pub async fn serve<A: Api>(
     listener: tokio::net::TcpListener,
-    agent: Arc<Agent>,
+    api: Arc<A>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(agent))
+    axum::serve(listener, router(api))
         .with_graceful_shutdown(shutdown)
         .await
 }

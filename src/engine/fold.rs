@@ -1,0 +1,264 @@
+//! Stage 1, intake: decoded telemetry, alerts and manual rollbacks matched
+//! to the deploys they concern and folded into [`Evidence`] keyed by
+//! (service, environment) — what the owner of each key needs to decide.
+//!
+//! Spans and delta histogram points become counters per deploy side, time
+//! slot and raw record; cumulative histogram points travel as they are (a
+//! series may reach intake on several raw partitions, so only the owner can
+//! turn it into deltas). A slot is the finest bucket of the deploy's
+//! windows ([`window::slot`]: one second with the default windows), so the
+//! owner's windows see the counters exactly as they would have seen each
+//! request. Data from before a deploy started is outside its windows; data
+//! older than its longest window is late; what no active deploy claims is
+//! unmatched.
+//!
+//! A [`Fold`] gathers evidence until it is flushed: at once when the engine
+//! is given telemetry itself (`replay`, `demo`, HTTP without Kafka: both
+//! stages in one process), every flush interval in `run`, where the
+//! evidence goes to its owner through the evidence topic
+//! ([`crate::evidence`] is its record format).
+
+use std::collections::BTreeMap;
+
+use super::registry::Registry;
+use super::window;
+use crate::model::evidence::{Evidence, Item, Key, Origin, RawOffset, Role};
+use crate::model::{Alert, DeployEvent, TelemetryBatch, TelemetryOutcome, Temporality};
+use crate::time::Timestamp;
+
+/// The key of a deploy: its service and environment.
+pub fn key_of(d: &DeployEvent) -> Key {
+    Key {
+        service: d.service.clone(),
+        environment: d.environment_or_default().to_string(),
+    }
+}
+
+/// Items that sum: (deploy, side, raw record, slot, metrics?).
+type CountsKey = (String, Role, Option<RawOffset>, Timestamp, bool);
+
+/// Evidence being gathered, per key.
+#[derive(Debug, Default)]
+pub struct Fold {
+    counts: BTreeMap<Key, BTreeMap<CountsKey, [u64; 4]>>,
+    other: BTreeMap<Key, Vec<Item>>,
+    /// The last raw offset folded, per (topic, partition).
+    read: BTreeMap<(String, i32), i64>,
+}
+
+impl Fold {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.other.is_empty()
+    }
+
+    /// Notes that the raw record at (`topic`, `partition`, `offset`) was
+    /// folded (whether or not anything of it matched a deploy).
+    pub fn read(&mut self, topic: &str, partition: i32, offset: i64) {
+        let last = self
+            .read
+            .entry((topic.to_string(), partition))
+            .or_insert(offset);
+        *last = (*last).max(offset);
+    }
+
+    /// Matches one decoded export to deploys and folds it in. `raw` is the
+    /// record it came from (Kafka), `None` from HTTP or a replay line.
+    pub(super) fn telemetry(
+        &mut self,
+        registry: &Registry,
+        batch: &TelemetryBatch,
+        raw: Option<&RawOffset>,
+        now: Timestamp,
+    ) -> TelemetryOutcome {
+        let mut out = TelemetryOutcome::default();
+        for res in &batch.resources {
+            let targets = registry.correlate(&res.ident);
+            if targets.is_empty() {
+                out.unmatched += (res.spans.len() + res.points.len()) as u64;
+                continue;
+            }
+            for t in &targets {
+                let d = t.deploy;
+                let key = key_of(&d.info);
+                let slot = window::slot(&d.policy.lengths);
+                let late_before = now.saturating_sub(d.policy.longest());
+                let threshold = d.policy.latency_threshold;
+                // Summed per (slot, metrics?) for this deploy side first,
+                // then merged into the fold once per slot.
+                let mut slots: Vec<((Timestamp, bool), [u64; 4])> = Vec::new();
+                let mut add = |at: Timestamp, metrics: bool, c: [u64; 4]| {
+                    let at = Timestamp(at.min(now).0.div_euclid(slot) * slot);
+                    let sum = match slots.iter_mut().rev().find(|(k, _)| *k == (at, metrics)) {
+                        Some((_, sum)) => sum,
+                        None => {
+                            slots.push(((at, metrics), [0; 4]));
+                            &mut slots.last_mut().expect("just pushed").1
+                        }
+                    };
+                    for (s, v) in sum.iter_mut().zip(c) {
+                        *s = s.saturating_add(v);
+                    }
+                };
+                for s in &res.spans {
+                    if s.end < d.info.at {
+                        // Before the deploy: outside every window of it.
+                        continue;
+                    }
+                    if s.end <= late_before {
+                        out.late += 1;
+                        continue;
+                    }
+                    let slow = u64::from(s.latency_ns > threshold.nanos());
+                    add(s.end, false, [1, u64::from(s.error), slow, 0]);
+                    out.observations += 1;
+                }
+                for p in &res.points {
+                    let slow = p.slow_count(threshold.as_secs_f64()).min(p.count);
+                    if p.temporality == Temporality::Cumulative {
+                        // Every point, even an old one: it is the reference
+                        // the owner measures the next point's delta from.
+                        self.other
+                            .entry(key.clone())
+                            .or_default()
+                            .push(Item::Cumulative {
+                                deploy_id: d.info.deploy_id.clone(),
+                                role: t.role,
+                                raw: raw.cloned(),
+                                series: p.series,
+                                start: p.start,
+                                time: p.time,
+                                count: p.count,
+                                slow,
+                                error: p.error,
+                            });
+                        out.observations += 1;
+                        continue;
+                    }
+                    if p.time < d.info.at {
+                        continue;
+                    }
+                    if p.time <= late_before {
+                        out.late += 1;
+                        continue;
+                    }
+                    let err = if p.error { p.count } else { 0 };
+                    add(p.time, true, [p.count, err, slow, 1]);
+                    out.observations += 1;
+                }
+                if slots.is_empty() {
+                    continue;
+                }
+                let counts = self.counts.entry(key).or_default();
+                for ((at, metrics), c) in slots {
+                    let k = (d.info.deploy_id.clone(), t.role, raw.cloned(), at, metrics);
+                    let sum = counts.entry(k).or_insert([0; 4]);
+                    for (s, v) in sum.iter_mut().zip(c) {
+                        *s = s.saturating_add(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Routes alerts to the keys of the deploys `match_deploy` matches them
+    /// to; returns those that match no active deploy (the instance that
+    /// received them audits them).
+    pub(super) fn alerts(
+        &mut self,
+        registry: &Registry,
+        alerts: Vec<Alert>,
+        match_deploy: impl Fn(&Alert) -> Option<String>,
+    ) -> Vec<Alert> {
+        let mut unmatched = Vec::new();
+        for a in alerts {
+            let key = match_deploy(&a)
+                .and_then(|id| registry.get(&id))
+                .map(|d| key_of(&d.info));
+            let Some(key) = key else {
+                unmatched.push(a);
+                continue;
+            };
+            let items = self.other.entry(key).or_default();
+            match items.last_mut() {
+                Some(Item::Alerts(list)) => list.push(a),
+                _ => items.push(Item::Alerts(vec![a])),
+            }
+        }
+        unmatched
+    }
+
+    /// Gives a person's rollback of `deploy_id` to its owner; `None` when
+    /// no such deploy is active.
+    pub(super) fn rollback(
+        &mut self,
+        registry: &Registry,
+        deploy_id: &str,
+        reason: &str,
+        actor: &str,
+    ) -> Option<Key> {
+        let key = key_of(&registry.get(deploy_id)?.info);
+        self.other
+            .entry(key.clone())
+            .or_default()
+            .push(Item::Rollback {
+                deploy_id: deploy_id.to_string(),
+                reason: reason.to_string(),
+                actor: actor.to_string(),
+            });
+        Some(key)
+    }
+
+    /// What was gathered, one [`Evidence`] per key, from `origin` (for
+    /// Kafka, the raw ranges read are filled in), and a fresh fold.
+    pub fn flush(&mut self, origin: Origin) -> Vec<Evidence> {
+        let fold = std::mem::take(self);
+        let ranges: Vec<(String, i32, i64)> = fold
+            .read
+            .into_iter()
+            .map(|((t, p), last)| (t, p, last))
+            .collect();
+        let mut keys: Vec<Key> = fold
+            .counts
+            .keys()
+            .chain(fold.other.keys())
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let (mut counts, mut other) = (fold.counts, fold.other);
+        keys.into_iter()
+            .map(|key| {
+                let mut items: Vec<Item> = counts
+                    .remove(&key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(
+                        |(
+                            (deploy_id, role, raw, at, metrics),
+                            [requests, errors, slow, points],
+                        )| {
+                            Item::Counts {
+                                deploy_id,
+                                role,
+                                raw,
+                                at,
+                                metrics,
+                                requests,
+                                errors,
+                                slow,
+                                points,
+                            }
+                        },
+                    )
+                    .collect();
+                items.extend(other.remove(&key).unwrap_or_default());
+                let origin = match &origin {
+                    Origin::Kafka(_) => Origin::Kafka(ranges.clone()),
+                    other => other.clone(),
+                };
+                Evidence { key, origin, items }
+            })
+            .collect()
+    }
+}

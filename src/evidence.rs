@@ -1,0 +1,470 @@
+//! The evidence topic's record format, `rollbackd.evidence/v1`: one
+//! protobuf message per record (compact: evidence stays a small fraction of
+//! the raw telemetry it stands for), key = `service NUL environment`.
+//!
+//! ```text
+//! Evidence        version=1 (uint32), service=2, environment=3, instance=4 (the producer, for logs),
+//!                 sources=5 (repeated Source), deploys=6 (repeated string: deploy ids items refer to),
+//!                 counts=7 (repeated Counts), cumulative=8 (repeated Cumulative),
+//!                 alerts=9 (repeated Alert), rollback=10 (optional Rollback), http=11 (bool: from HTTP)
+//! Source          topic=1, partition=2, last=3 (the last raw offset read when the batch was cut)
+//! Counts          deploy=1 (index into deploys), baseline=2, source=3 (index into sources, -1: none),
+//!                 offset=4 (raw offset), at=5 (slot start, ns), metrics=6, requests=7, errors=8,
+//!                 slow=9, points=10
+//! Cumulative      deploy=1, baseline=2, source=3, offset=4, series=5, start=6, time=7 (ns),
+//!                 count=8, slow=9, error=10
+//! Alert           firing=1, labels=2 (map), annotations=3 (map), starts_at=4 (ns),
+//!                 fingerprint=5, generator_url=6
+//! Rollback        deploy_id=1, reason=2, actor=3
+//! ```
+//!
+//! A record of another version, or one that does not decode, is malformed:
+//! counted, audited and dead-lettered like any other input (CONTRACT §6).
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+
+use crate::ingest::DecodeError;
+use crate::model::evidence::{Evidence, Item, Key, Origin, RawOffset, Role};
+use crate::model::{Alert, AlertStatus};
+use crate::time::Timestamp;
+
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+#[derive(Clone, PartialEq, Message)]
+struct EvidenceMsg {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(string, tag = "2")]
+    service: String,
+    #[prost(string, tag = "3")]
+    environment: String,
+    #[prost(string, tag = "4")]
+    instance: String,
+    #[prost(message, repeated, tag = "5")]
+    sources: Vec<SourceMsg>,
+    #[prost(string, repeated, tag = "6")]
+    deploys: Vec<String>,
+    #[prost(message, repeated, tag = "7")]
+    counts: Vec<CountsMsg>,
+    #[prost(message, repeated, tag = "8")]
+    cumulative: Vec<CumulativeMsg>,
+    #[prost(message, repeated, tag = "9")]
+    alerts: Vec<AlertMsg>,
+    #[prost(message, optional, tag = "10")]
+    rollback: Option<RollbackMsg>,
+    #[prost(bool, tag = "11")]
+    http: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SourceMsg {
+    #[prost(string, tag = "1")]
+    topic: String,
+    #[prost(int32, tag = "2")]
+    partition: i32,
+    #[prost(int64, tag = "3")]
+    last: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct CountsMsg {
+    #[prost(uint32, tag = "1")]
+    deploy: u32,
+    #[prost(bool, tag = "2")]
+    baseline: bool,
+    #[prost(sint32, tag = "3")]
+    source: i32,
+    #[prost(int64, tag = "4")]
+    offset: i64,
+    #[prost(int64, tag = "5")]
+    at: i64,
+    #[prost(bool, tag = "6")]
+    metrics: bool,
+    #[prost(uint64, tag = "7")]
+    requests: u64,
+    #[prost(uint64, tag = "8")]
+    errors: u64,
+    #[prost(uint64, tag = "9")]
+    slow: u64,
+    #[prost(uint64, tag = "10")]
+    points: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct CumulativeMsg {
+    #[prost(uint32, tag = "1")]
+    deploy: u32,
+    #[prost(bool, tag = "2")]
+    baseline: bool,
+    #[prost(sint32, tag = "3")]
+    source: i32,
+    #[prost(int64, tag = "4")]
+    offset: i64,
+    #[prost(fixed64, tag = "5")]
+    series: u64,
+    #[prost(int64, tag = "6")]
+    start: i64,
+    #[prost(int64, tag = "7")]
+    time: i64,
+    #[prost(uint64, tag = "8")]
+    count: u64,
+    #[prost(uint64, tag = "9")]
+    slow: u64,
+    #[prost(bool, tag = "10")]
+    error: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct AlertMsg {
+    #[prost(bool, tag = "1")]
+    firing: bool,
+    #[prost(btree_map = "string, string", tag = "2")]
+    labels: BTreeMap<String, String>,
+    #[prost(btree_map = "string, string", tag = "3")]
+    annotations: BTreeMap<String, String>,
+    #[prost(int64, tag = "4")]
+    starts_at: i64,
+    #[prost(string, tag = "5")]
+    fingerprint: String,
+    #[prost(string, optional, tag = "6")]
+    generator_url: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct RollbackMsg {
+    #[prost(string, tag = "1")]
+    deploy_id: String,
+    #[prost(string, tag = "2")]
+    reason: String,
+    #[prost(string, tag = "3")]
+    actor: String,
+}
+
+/// The record key of `key`'s evidence.
+pub fn record_key(key: &Key) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.service.len() + key.environment.len() + 1);
+    k.extend_from_slice(key.service.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.environment.as_bytes());
+    k
+}
+
+/// Indexes of strings in a table, added on first use.
+struct Table<T: Eq + Clone>(Vec<T>);
+
+impl<T: Eq + Clone> Table<T> {
+    fn index(&mut self, v: &T) -> u32 {
+        match self.0.iter().position(|x| x == v) {
+            Some(i) => i as u32,
+            None => {
+                self.0.push(v.clone());
+                (self.0.len() - 1) as u32
+            }
+        }
+    }
+}
+
+/// Encodes `e`, produced by `instance`.
+pub fn encode(e: &Evidence, instance: &str) -> Vec<u8> {
+    let mut deploys = Table(Vec::new());
+    let mut sources: Vec<SourceMsg> = match &e.origin {
+        Origin::Kafka(ranges) => ranges
+            .iter()
+            .map(|(topic, partition, last)| SourceMsg {
+                topic: topic.clone(),
+                partition: *partition,
+                last: *last,
+            })
+            .collect(),
+        Origin::Http | Origin::Local => Vec::new(),
+    };
+    let mut source_of = |raw: &Option<RawOffset>| -> (i32, i64) {
+        let Some(r) = raw else {
+            return (-1, 0);
+        };
+        let i = match sources
+            .iter()
+            .position(|s| s.topic == r.topic && s.partition == r.partition)
+        {
+            Some(i) => i,
+            None => {
+                sources.push(SourceMsg {
+                    topic: r.topic.clone(),
+                    partition: r.partition,
+                    last: r.offset,
+                });
+                sources.len() - 1
+            }
+        };
+        (i as i32, r.offset)
+    };
+    let mut msg = EvidenceMsg {
+        version: VERSION,
+        service: e.key.service.clone(),
+        environment: e.key.environment.clone(),
+        instance: instance.to_string(),
+        http: e.origin == Origin::Http,
+        ..Default::default()
+    };
+    for item in &e.items {
+        match item {
+            Item::Counts {
+                deploy_id,
+                role,
+                raw,
+                at,
+                metrics,
+                requests,
+                errors,
+                slow,
+                points,
+            } => {
+                let (source, offset) = source_of(raw);
+                msg.counts.push(CountsMsg {
+                    deploy: deploys.index(deploy_id),
+                    baseline: *role == Role::Baseline,
+                    source,
+                    offset,
+                    at: at.0,
+                    metrics: *metrics,
+                    requests: *requests,
+                    errors: *errors,
+                    slow: *slow,
+                    points: *points,
+                });
+            }
+            Item::Cumulative {
+                deploy_id,
+                role,
+                raw,
+                series,
+                start,
+                time,
+                count,
+                slow,
+                error,
+            } => {
+                let (source, offset) = source_of(raw);
+                msg.cumulative.push(CumulativeMsg {
+                    deploy: deploys.index(deploy_id),
+                    baseline: *role == Role::Baseline,
+                    source,
+                    offset,
+                    series: *series,
+                    start: start.0,
+                    time: time.0,
+                    count: *count,
+                    slow: *slow,
+                    error: *error,
+                });
+            }
+            Item::Alerts(alerts) => msg.alerts.extend(alerts.iter().map(|a| AlertMsg {
+                firing: a.status == AlertStatus::Firing,
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                starts_at: a.starts_at.0,
+                fingerprint: a.fingerprint.clone(),
+                generator_url: a.generator_url.clone(),
+            })),
+            Item::Rollback {
+                deploy_id,
+                reason,
+                actor,
+            } => {
+                msg.rollback = Some(RollbackMsg {
+                    deploy_id: deploy_id.clone(),
+                    reason: reason.clone(),
+                    actor: actor.clone(),
+                })
+            }
+        }
+    }
+    msg.sources = sources;
+    msg.deploys = deploys.0;
+    msg.encode_to_vec()
+}
+
+/// Decodes one evidence record: the evidence, and the instance that
+/// produced it.
+pub fn decode(bytes: &[u8]) -> Result<(Evidence, String), DecodeError> {
+    let msg = EvidenceMsg::decode(bytes)?;
+    if msg.version != VERSION {
+        return Err(DecodeError::new(format!(
+            "evidence version {}, this build reads {VERSION}",
+            msg.version
+        )));
+    }
+    let deploy = |i: u32| {
+        msg.deploys
+            .get(i as usize)
+            .cloned()
+            .ok_or_else(|| DecodeError::new(format!("evidence: no deploy #{i}")))
+    };
+    let raw = |source: i32, offset: i64| -> Result<Option<RawOffset>, DecodeError> {
+        if source < 0 {
+            return Ok(None);
+        }
+        let s = msg
+            .sources
+            .get(source as usize)
+            .ok_or_else(|| DecodeError::new(format!("evidence: no source #{source}")))?;
+        Ok(Some(RawOffset {
+            topic: s.topic.clone(),
+            partition: s.partition,
+            offset,
+        }))
+    };
+    let role = |baseline: bool| {
+        if baseline {
+            Role::Baseline
+        } else {
+            Role::Candidate
+        }
+    };
+    let mut items = Vec::with_capacity(msg.counts.len() + msg.cumulative.len() + 2);
+    for c in &msg.counts {
+        items.push(Item::Counts {
+            deploy_id: deploy(c.deploy)?,
+            role: role(c.baseline),
+            raw: raw(c.source, c.offset)?,
+            at: Timestamp(c.at),
+            metrics: c.metrics,
+            requests: c.requests,
+            errors: c.errors,
+            slow: c.slow,
+            points: c.points,
+        });
+    }
+    for c in &msg.cumulative {
+        items.push(Item::Cumulative {
+            deploy_id: deploy(c.deploy)?,
+            role: role(c.baseline),
+            raw: raw(c.source, c.offset)?,
+            series: c.series,
+            start: Timestamp(c.start),
+            time: Timestamp(c.time),
+            count: c.count,
+            slow: c.slow,
+            error: c.error,
+        });
+    }
+    if !msg.alerts.is_empty() {
+        items.push(Item::Alerts(
+            msg.alerts
+                .iter()
+                .map(|a| Alert {
+                    status: if a.firing {
+                        AlertStatus::Firing
+                    } else {
+                        AlertStatus::Resolved
+                    },
+                    labels: a.labels.clone(),
+                    annotations: a.annotations.clone(),
+                    starts_at: Timestamp(a.starts_at),
+                    fingerprint: a.fingerprint.clone(),
+                    generator_url: a.generator_url.clone(),
+                })
+                .collect(),
+        ));
+    }
+    if let Some(r) = msg.rollback {
+        items.push(Item::Rollback {
+            deploy_id: r.deploy_id,
+            reason: r.reason,
+            actor: r.actor,
+        });
+    }
+    let origin = if msg.http {
+        Origin::Http
+    } else if msg.sources.is_empty() {
+        Origin::Local
+    } else {
+        Origin::Kafka(
+            msg.sources
+                .iter()
+                .map(|s| (s.topic.clone(), s.partition, s.last))
+                .collect(),
+        )
+    };
+    let key = Key {
+        service: msg.service,
+        environment: msg.environment,
+    };
+    Ok((Evidence { key, origin, items }, msg.instance))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Evidence {
+        let raw = |o| {
+            Some(RawOffset {
+                topic: "otlp_spans".into(),
+                partition: 2,
+                offset: o,
+            })
+        };
+        Evidence {
+            key: Key {
+                service: "checkout".into(),
+                environment: "prod".into(),
+            },
+            origin: Origin::Kafka(vec![("otlp_spans".into(), 2, 41)]),
+            items: vec![
+                Item::Counts {
+                    deploy_id: "d-1".into(),
+                    role: Role::Candidate,
+                    raw: raw(40),
+                    at: Timestamp(1_000_000_000),
+                    metrics: false,
+                    requests: 10,
+                    errors: 2,
+                    slow: 1,
+                    points: 0,
+                },
+                Item::Counts {
+                    deploy_id: "d-1".into(),
+                    role: Role::Baseline,
+                    raw: raw(41),
+                    at: Timestamp(1_000_000_000),
+                    metrics: true,
+                    requests: 90,
+                    errors: 0,
+                    slow: 0,
+                    points: 3,
+                },
+                Item::Cumulative {
+                    deploy_id: "d-1".into(),
+                    role: Role::Candidate,
+                    raw: raw(41),
+                    series: u64::MAX,
+                    start: Timestamp(5),
+                    time: Timestamp(6),
+                    count: 7,
+                    slow: 1,
+                    error: true,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_other_versions() {
+        let e = sample();
+        let bytes = encode(&e, "pod-1");
+        let (back, instance) = decode(&bytes).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(instance, "pod-1");
+        let mut msg = EvidenceMsg::decode(&bytes[..]).unwrap();
+        msg.version = 2;
+        assert!(decode(&msg.encode_to_vec()).is_err());
+        msg.version = VERSION;
+        msg.counts[0].deploy = 9;
+        assert!(decode(&msg.encode_to_vec()).is_err());
+        assert!(decode(b"\xff\xff\xff").is_err());
+    }
+}

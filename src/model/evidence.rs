@@ -1,0 +1,189 @@
+//! Evidence: what stage 1 (intake, on every instance) hands to stage 2 (the
+//! owner of a (service, environment)). Telemetry matched to deploys and
+//! folded into counters per deploy side and time slot; cumulative histogram
+//! points as they came (only the owner can turn a series into deltas); and
+//! the alerts and manual rollbacks that must reach the owner.
+//!
+//! Every item that came from a raw Kafka record says which one (topic,
+//! partition, offset): the owner applies each raw record once per key, so a
+//! batch stage 1 sent again after a crash changes nothing.
+
+use crate::time::Timestamp;
+
+use super::Alert;
+
+/// Who decides: every deploy of one service in one environment has one
+/// owner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub service: String,
+    pub environment: String,
+}
+
+impl Key {
+    /// The evidence partition of this key among `partitions`.
+    pub fn partition(&self, partitions: u32) -> i32 {
+        partition_of(&self.service, &self.environment, partitions)
+    }
+}
+
+/// The evidence partition of (`service`, `environment`) among
+/// `partitions`: FNV-1a of `service NUL environment`. Stage 1 produces to
+/// it and stage 2 owns what it is assigned, so both use this one function.
+pub fn partition_of(service: &str, environment: &str, partitions: u32) -> i32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in service
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(environment.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(partitions.max(1))) as i32
+}
+
+/// Which keys this instance decides for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Ownership {
+    /// Every key: one process runs both stages (`replay`, `demo`, HTTP
+    /// without Kafka).
+    #[default]
+    All,
+    /// The keys of these evidence partitions, out of `count`.
+    Partitions {
+        count: u32,
+        owned: std::collections::BTreeSet<i32>,
+    },
+}
+
+impl Ownership {
+    pub fn owns(&self, service: &str, environment: &str) -> bool {
+        match self {
+            Ownership::All => true,
+            Ownership::Partitions { count, owned } => {
+                owned.contains(&partition_of(service, environment, *count))
+            }
+        }
+    }
+}
+
+/// Which side of a deploy telemetry describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Candidate,
+    Baseline,
+}
+
+/// A raw Kafka record an item came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RawOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Where a batch of evidence came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Raw telemetry records: for each (topic, partition), the last offset
+    /// stage 1 had read when it flushed (records without items for this key
+    /// are covered too).
+    Kafka(Vec<(String, i32, i64)>),
+    /// An HTTP request (OTLP/HTTP, Alertmanager, the admin API): applied as
+    /// it is.
+    Http,
+    /// In the same process (replay, demo, HTTP without Kafka).
+    Local,
+}
+
+/// One batch of evidence for one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    pub key: Key,
+    pub origin: Origin,
+    pub items: Vec<Item>,
+}
+
+/// One piece of evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// Requests of one deploy side in one time slot (the start of the
+    /// slot: the policy's finest window bucket, so windows see them exactly
+    /// as they would have seen each request).
+    Counts {
+        deploy_id: String,
+        role: Role,
+        raw: Option<RawOffset>,
+        at: Timestamp,
+        /// Histogram data (`true`) or spans.
+        metrics: bool,
+        requests: u64,
+        errors: u64,
+        slow: u64,
+        /// Histogram data points behind the counts (a point may carry
+        /// zero requests; a window uses metrics once it saw any).
+        points: u64,
+    },
+    /// One point of a cumulative histogram series, for the owner to turn
+    /// into a delta.
+    Cumulative {
+        deploy_id: String,
+        role: Role,
+        raw: Option<RawOffset>,
+        series: u64,
+        start: Timestamp,
+        time: Timestamp,
+        count: u64,
+        /// Requests in buckets at or above the deploy's latency threshold.
+        slow: u64,
+        error: bool,
+    },
+    /// Alertmanager alerts for deploys of this key (matched by stage 1;
+    /// the owner matches them again with the same rules).
+    Alerts(Vec<Alert>),
+    /// A person's rollback of one deploy of this key.
+    Rollback {
+        deploy_id: String,
+        reason: String,
+        actor: String,
+    },
+}
+
+impl Item {
+    /// The raw record it came from, if it came from one.
+    pub fn raw(&self) -> Option<&RawOffset> {
+        match self {
+            Item::Counts { raw, .. } | Item::Cumulative { raw, .. } => raw.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_spread_and_stay_put() {
+        let key = |s: &str, e: &str| Key {
+            service: s.into(),
+            environment: e.into(),
+        };
+        assert_eq!(
+            key("checkout", "prod").partition(6),
+            key("checkout", "prod").partition(6)
+        );
+        assert_ne!(
+            key("a", "bc").partition(1 << 30),
+            key("ab", "c").partition(1 << 30)
+        );
+        let mut seen = [0usize; 6];
+        for i in 0..600 {
+            seen[key(&format!("svc-{i}"), "prod").partition(6) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| (50..150).contains(&n)), "{seen:?}");
+        assert_eq!(key("x", "y").partition(0), 0);
+    }
+}

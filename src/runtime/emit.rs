@@ -1,0 +1,459 @@
+//! Where the owner's outputs go, and the one place they are counted.
+//!
+//! With Kafka: commands to `rollback-commands` (key = service, header
+//! `command_id`) and audit records to `rollbackd-audit`, through one
+//! producer. With transactions, a batch — the outputs of one pass of the
+//! owner loop — and the evidence offsets it consumed are committed in one
+//! transaction (KIP-447: the offsets go with the consumer's group
+//! metadata): all of it or none of it is seen by `read_committed` readers,
+//! and an instance whose transactional id was taken over by a newer one is
+//! fenced — it can never publish again and stops. Without transactions the
+//! batch is produced idempotently and acknowledged, then the offsets are
+//! committed.
+//!
+//! Without Kafka: commands as JSON lines on stdout (flushed one by one:
+//! someone may be piping them to an executor).
+//!
+//! Either way audit records are also appended to `audit.path` when set,
+//! and a batch is counted in the metrics only once it is out.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::TopicPartitionList;
+use tracing::{error, info, warn};
+
+use super::shared::Shared;
+use crate::config::{KafkaConfig, Topics, Transactions};
+use crate::model::{AuditRecord, Command, Output};
+use crate::sinks::audit_file::AuditFile;
+use crate::time::Timestamp;
+
+/// How long one transaction step may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a batch could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// Another instance took this instance's transactional id (it was
+    /// restarted while this one was frozen): this one must stop.
+    #[error("fenced: a newer instance holds this transactional id ({0})")]
+    Fenced(String),
+    /// Stopping while the batch was still being retried.
+    #[error("stopped before the batch was published")]
+    Stopped,
+    #[error("{0}")]
+    Kafka(#[from] KafkaError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The evidence offsets a batch consumed: committed with it.
+pub struct Offsets<'a> {
+    pub next: &'a TopicPartitionList,
+    pub group: Option<ConsumerGroupMetadata>,
+    /// Without transactions: commits them once the outputs are acknowledged.
+    pub commit: &'a dyn Fn(&TopicPartitionList) -> Result<(), KafkaError>,
+}
+
+/// One batch to publish.
+pub struct Batch<'a> {
+    pub outputs: Vec<Output>,
+    pub offsets: Option<Offsets<'a>>,
+    /// When the oldest raw record behind this batch's evidence was
+    /// consumed, for the decision latency.
+    pub consumed_at: Option<Instant>,
+}
+
+pub enum Sink {
+    Kafka(Box<KafkaSink>),
+    Stdout,
+}
+
+pub struct Emitter {
+    sink: Sink,
+    audit_file: Option<AuditFile>,
+    shared: Arc<Shared>,
+}
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    transactional: bool,
+    topics: Topics,
+    rt: tokio::runtime::Handle,
+}
+
+impl Emitter {
+    pub fn stdout(shared: Arc<Shared>, audit_file: Option<AuditFile>) -> Emitter {
+        Emitter {
+            sink: Sink::Stdout,
+            audit_file,
+            shared,
+        }
+    }
+
+    pub fn kafka(shared: Arc<Shared>, sink: KafkaSink, audit_file: Option<AuditFile>) -> Emitter {
+        shared
+            .readiness
+            .emit
+            .store(true, std::sync::atomic::Ordering::Release);
+        Emitter {
+            sink: Sink::Kafka(Box::new(sink)),
+            audit_file,
+            shared,
+        }
+    }
+
+    pub fn transactional(&self) -> bool {
+        matches!(&self.sink, Sink::Kafka(k) if k.transactional)
+    }
+
+    /// Publishes a batch: with Kafka, retried until it is out (or the
+    /// instance is fenced or stops).
+    pub fn publish(&mut self, batch: Batch<'_>) -> Result<(), EmitError> {
+        let has_offsets = batch.offsets.as_ref().is_some_and(|o| o.next.count() > 0);
+        let outputs: Vec<&Output> = batch
+            .outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Command(_) | Output::Audit(_)))
+            .collect();
+        if outputs.is_empty() && !has_offsets {
+            return Ok(());
+        }
+        let issued = Timestamp::now_wall();
+        match &self.sink {
+            Sink::Stdout => stdout(&outputs, issued)?,
+            Sink::Kafka(k) => {
+                let mut backoff = Duration::from_millis(50);
+                loop {
+                    let result = if k.transactional {
+                        k.transaction(&outputs, batch.offsets.as_ref(), issued)
+                    } else {
+                        k.idempotent(&outputs, batch.offsets.as_ref(), issued)
+                    };
+                    match result {
+                        Ok(()) => {
+                            self.shared
+                                .readiness
+                                .emit
+                                .store(true, std::sync::atomic::Ordering::Release);
+                            if k.transactional {
+                                self.shared
+                                    .metrics
+                                    .transactions
+                                    .with_label_values(&["committed"])
+                                    .inc();
+                            }
+                            break;
+                        }
+                        Err(EmitError::Fenced(why)) => {
+                            self.shared
+                                .metrics
+                                .transactions
+                                .with_label_values(&["fenced"])
+                                .inc();
+                            return Err(EmitError::Fenced(why));
+                        }
+                        Err(e) => {
+                            self.shared
+                                .readiness
+                                .emit
+                                .store(false, std::sync::atomic::Ordering::Release);
+                            if k.transactional {
+                                self.shared
+                                    .metrics
+                                    .transactions
+                                    .with_label_values(&["aborted"])
+                                    .inc();
+                            }
+                            warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing a batch failed; retrying it whole");
+                            if self.shared.cancel.is_cancelled() {
+                                return Err(EmitError::Stopped);
+                            }
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        }
+        self.done(&outputs, batch.consumed_at);
+        Ok(())
+    }
+
+    /// A batch is out: the audit file, the metrics, the recent audit.
+    fn done(&mut self, outputs: &[&Output], consumed_at: Option<Instant>) {
+        let m = &self.shared.metrics;
+        let audits: Vec<AuditRecord> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Audit(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(f) = self.audit_file.as_mut() {
+            for a in &audits {
+                f.write(a);
+            }
+        }
+        m.count_audits(audits.iter());
+        for o in outputs {
+            if let Output::Command(c) = o {
+                m.count_emitted(c, &audits);
+                let latency = consumed_at.map(|t| t.elapsed());
+                if let Some(l) = latency {
+                    m.decision_latency_seconds.observe(l.as_secs_f64());
+                }
+                info!(
+                    command_id = %c.command_id,
+                    deploy_id = %c.deploy_id,
+                    service = %c.service,
+                    action = c.action.as_str(),
+                    trigger = c.trigger.as_str(),
+                    decision_latency_us = latency.map(|l| l.as_micros() as u64),
+                    "command emitted"
+                );
+            }
+        }
+        self.shared.remember(audits);
+    }
+}
+
+fn stdout(outputs: &[&Output], issued: Timestamp) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for o in outputs {
+        if let Output::Command(c) = o {
+            let mut c = c.clone();
+            c.issued_at = issued;
+            serde_json::to_writer(&mut out, &c)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+impl KafkaSink {
+    /// The producer of the owner's outputs. With `kafka.transactions` auto
+    /// or on it is transactional (`transactional_id`) if the broker
+    /// supports transactions: probed with a transaction that commits the
+    /// owner group's offset `probe` again (an offset, not a record: a broker
+    /// without transactions then holds back no reader of any topic).
+    pub fn new(
+        k: &KafkaConfig,
+        topics: &Topics,
+        transactional_id: &str,
+        rt: tokio::runtime::Handle,
+        probe: Option<(ConsumerGroupMetadata, TopicPartitionList)>,
+    ) -> Result<KafkaSink, KafkaError> {
+        let base = [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "1"),
+            ("compression.type", "zstd"),
+        ];
+        let plain = || -> Result<KafkaSink, KafkaError> {
+            Ok(KafkaSink {
+                producer: crate::kafka::client_config_with(
+                    k,
+                    &[("message.timeout.ms", "15000")],
+                    &base,
+                )
+                .create()?,
+                transactional: false,
+                topics: topics.clone(),
+                rt: rt.clone(),
+            })
+        };
+        if k.transactions == Transactions::Off {
+            info!("transactions off (kafka.transactions = \"off\")");
+            return plain();
+        }
+        let mut overrides = base.to_vec();
+        overrides.push(("transactional.id", transactional_id));
+        let producer: FutureProducer = crate::kafka::client_config_with(
+            k,
+            &[
+                ("transaction.timeout.ms", "10000"),
+                ("message.timeout.ms", "9000"),
+            ],
+            &overrides,
+        )
+        .create()?;
+        let probed = producer
+            .init_transactions(TXN_TIMEOUT)
+            .and_then(|()| producer.begin_transaction())
+            .and_then(|()| match &probe {
+                Some((g, offsets)) => producer.send_offsets_to_transaction(offsets, g, TXN_TIMEOUT),
+                None => Ok(()),
+            })
+            .and_then(|()| producer.commit_transaction(TXN_TIMEOUT));
+        match (probed, k.transactions) {
+            (Ok(()), _) => {
+                info!(
+                    transactional_id,
+                    "transactions on: commands, audit records and evidence offsets commit together"
+                );
+                Ok(KafkaSink {
+                    producer,
+                    transactional: true,
+                    topics: topics.clone(),
+                    rt,
+                })
+            }
+            (Err(e), Transactions::On) => Err(e),
+            (Err(e), _) => {
+                warn!(error = %e, "the broker does not support transactions: transactions off (kafka.transactions = \"auto\")");
+                drop(producer);
+                plain()
+            }
+        }
+    }
+
+    fn records<'a>(&'a self, outputs: &'a [&Output], issued: Timestamp) -> Vec<Record<'a>> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Command(c) => {
+                    let c = Command {
+                        issued_at: issued,
+                        ..c.clone()
+                    };
+                    let payload = serde_json::to_vec(&c).ok()?;
+                    Some((
+                        c.service.clone().into_bytes(),
+                        payload,
+                        Some(c.command_id),
+                        self.topics.commands.as_str(),
+                    ))
+                }
+                Output::Audit(a) => {
+                    let payload = serde_json::to_vec(a).ok()?;
+                    let key = a.service.clone().unwrap_or_default().into_bytes();
+                    Some((key, payload, None, self.topics.audit.as_str()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Sends everything and waits for every acknowledgement.
+    fn send_all(&self, outputs: &[&Output], issued: Timestamp) -> Result<(), KafkaError> {
+        let records = self.records(outputs, issued);
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (key, payload, command_id, topic) in &records {
+            let mut rec = FutureRecord::to(topic)
+                .key(key.as_slice())
+                .payload(payload.as_slice());
+            if let Some(id) = command_id {
+                rec = rec.headers(OwnedHeaders::new().insert(Header {
+                    key: "command_id",
+                    value: Some(id.as_bytes()),
+                }));
+            }
+            deliveries.push(self.producer.send_result(rec).map_err(|(e, _)| e)?);
+        }
+        self.rt.block_on(async {
+            for future in deliveries {
+                match future.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(e),
+                    Err(_) => return Err(KafkaError::Canceled),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn transaction(
+        &self,
+        outputs: &[&Output],
+        offsets: Option<&Offsets<'_>>,
+        issued: Timestamp,
+    ) -> Result<(), EmitError> {
+        let p = &self.producer;
+        let run = || -> Result<(), KafkaError> {
+            p.begin_transaction()?;
+            self.send_all(outputs, issued)?;
+            if let Some(o) = offsets {
+                if let (true, Some(g)) = (o.next.count() > 0, &o.group) {
+                    p.send_offsets_to_transaction(o.next, g, TXN_TIMEOUT)?;
+                }
+            }
+            p.commit_transaction(TXN_TIMEOUT)
+        };
+        match run() {
+            Ok(()) => Ok(()),
+            Err(e) if fenced(&e) => {
+                error!(error = %e, "this instance is fenced: a newer instance took its transactional id; it publishes nothing more and stops");
+                Err(EmitError::Fenced(e.to_string()))
+            }
+            Err(e) => {
+                if let Err(abort) = p.abort_transaction(TXN_TIMEOUT) {
+                    if fenced(&abort) {
+                        return Err(EmitError::Fenced(abort.to_string()));
+                    }
+                    warn!(error = %abort, "aborting the transaction failed");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn idempotent(
+        &self,
+        outputs: &[&Output],
+        offsets: Option<&Offsets<'_>>,
+        issued: Timestamp,
+    ) -> Result<(), EmitError> {
+        self.send_all(outputs, issued)?;
+        if let Some(o) = offsets {
+            if o.next.count() > 0 {
+                (o.commit)(o.next)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes what is in flight (at shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.producer.flush(Timeout::After(Duration::from_secs(10))) {
+            error!(error = %e, "producer flush failed at shutdown");
+        }
+    }
+}
+
+impl Drop for Emitter {
+    fn drop(&mut self) {
+        if let Sink::Kafka(k) = &self.sink {
+            k.flush();
+        }
+    }
+}
+
+/// One record to produce: key, payload, the command id header (commands),
+/// the topic.
+type Record<'a> = (Vec<u8>, Vec<u8>, Option<String>, &'a str);
+
+/// Whether `e` says this producer was fenced (or is otherwise dead for
+/// good).
+fn fenced(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_fatal(),
+        other => matches!(
+            other.rdkafka_error_code(),
+            Some(
+                rdkafka::error::RDKafkaErrorCode::Fenced
+                    | rdkafka::error::RDKafkaErrorCode::ProducerFenced
+                    | rdkafka::error::RDKafkaErrorCode::InvalidProducerEpoch
+                    | rdkafka::error::RDKafkaErrorCode::Fatal
+            )
+        ),
+    }
+}

@@ -1,0 +1,343 @@
+//! Stage 2, the owner: one thread that changes the engine. It follows the
+//! control topics (read whole by every instance: deploys, commands,
+//! results, admin actions), consumes the evidence partitions this instance
+//! holds in the owner group, ticks the engine, takes the calls HTTP hands
+//! it, and publishes each pass's outputs — with the evidence offsets it
+//! consumed — as one batch ([`super::emit`]).
+//!
+//! A newly assigned evidence partition is read back from `now − longest
+//! window` before its keys are decided for (the engine owns them only
+//! then): their windows are rebuilt from the evidence, each raw record
+//! once. Without transactions the commands topic is also read to its end
+//! first, so a command the previous owner emitted is known.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::emit::{Batch, EmitError, Emitter, Offsets};
+use super::intake::Sender;
+use super::shared::Shared;
+use super::RunError;
+use crate::engine::Engine;
+use crate::evidence;
+use crate::ingest::{self, Source};
+use crate::kafka::consumer::ControlReader;
+use crate::kafka::group::Group;
+use crate::kafka::InRecord;
+use crate::model::evidence::Ownership;
+use crate::model::{Input, Output};
+use crate::time::Timestamp;
+
+/// What HTTP hands the owner thread: an input to apply here (an admin call
+/// taken on this instance, alerts no deploy matched), and where to answer.
+pub struct Call {
+    pub input: Input,
+    pub reply: oneshot::Sender<Vec<Output>>,
+}
+
+/// How often the engine is ticked without traffic.
+const TICK: Duration = Duration::from_millis(200);
+/// At most this many evidence records a pass.
+const BATCH: usize = 512;
+
+pub struct Owner {
+    pub shared: Arc<Shared>,
+    pub control: ControlReader,
+    pub group: Group,
+    pub emitter: Emitter,
+    pub calls: mpsc::Receiver<Call>,
+    /// Per control topic and partition, the next offset to apply (HTTP's
+    /// read-your-writes).
+    pub control_next: Arc<dashmap::DashMap<(String, i32), i64>>,
+    /// Partitions of the evidence topic (the keys' partitioning).
+    pub partitions: u32,
+    /// For malformed records.
+    pub dlq: Sender,
+}
+
+impl Owner {
+    /// Runs until cancelled; a fenced instance returns an error (and exits
+    /// non-zero).
+    pub fn run(mut self) -> Result<(), RunError> {
+        let t = self.shared.config.topics.clone();
+        let control_topics = [
+            t.commands.as_str(),
+            t.admin.as_str(),
+            t.deploy_events.as_str(),
+            t.results.as_str(),
+        ];
+        let mut generation = -1;
+        let mut rebuilding: BTreeSet<i32> = BTreeSet::new();
+        let mut owned: BTreeSet<i32> = BTreeSet::new();
+        let mut rebuild_started = Instant::now();
+        let mut last_tick = Instant::now() - TICK;
+        let mut last_check = Instant::now() - Duration::from_secs(10);
+        let mut last_new_check = Instant::now();
+        while !self.shared.cancel.is_cancelled() {
+            let mut outputs = Vec::new();
+            // Calls from HTTP.
+            while let Ok(call) = self.calls.try_recv() {
+                let out = self.shared.apply(call.input);
+                outputs.extend(out.iter().cloned());
+                let _ = call.reply.send(out);
+            }
+            // The control topics.
+            for _ in 0..BATCH {
+                match self.control.poll(Duration::ZERO) {
+                    Some(Ok(rec)) => outputs.extend(self.control_record(&rec, false)),
+                    Some(Err(e)) => {
+                        warn!(error = %e, "control consumer error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            // Evidence.
+            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+            let mut consumed_at = None;
+            let deadline = Instant::now() + Duration::from_millis(20);
+            while next.values().count() < BATCH {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let Some(polled) = self.group.poll(wait) else {
+                    break;
+                };
+                let rec = match polled {
+                    Ok(rec) => rec,
+                    Err(e) => {
+                        warn!(error = %e, "evidence consumer error");
+                        break;
+                    }
+                };
+                consumed_at.get_or_insert_with(Instant::now);
+                next.insert(rec.partition, rec.offset + 1);
+                outputs.extend(self.evidence_record(&rec));
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            // Ownership: what the group assigned, once read back.
+            if self.group.generation() != generation {
+                generation = self.group.generation();
+                let held: BTreeSet<i32> = self.group.held().keys().map(|(_, p)| *p).collect();
+                let lost: Vec<i32> = owned.difference(&held).copied().collect();
+                rebuilding = held.difference(&owned).copied().collect();
+                owned.retain(|p| held.contains(p));
+                rebuild_started = Instant::now();
+                if !lost.is_empty() {
+                    info!(partitions = ?lost, "evidence partitions lost: no longer deciding for their keys");
+                    self.own(&owned);
+                }
+                self.shared
+                    .readiness
+                    .owner
+                    .store(rebuilding.is_empty() && generation > 0, Ordering::Release);
+            }
+            if !rebuilding.is_empty() {
+                self.group.settle();
+                let held = self.group.held();
+                let done: Vec<i32> = rebuilding
+                    .iter()
+                    .copied()
+                    .filter(|p| {
+                        held.get(&(t.evidence.clone(), *p))
+                            .is_none_or(|h| h.caught_up())
+                    })
+                    .collect();
+                if !done.is_empty() && self.commands_known(&control_topics, &mut outputs) {
+                    for p in &done {
+                        rebuilding.remove(p);
+                        owned.insert(*p);
+                    }
+                    info!(
+                        partitions = ?done,
+                        owned = ?owned,
+                        read_back_ms = rebuild_started.elapsed().as_millis() as u64,
+                        "evidence partitions read back: deciding for their keys"
+                    );
+                    self.own(&owned);
+                    self.shared
+                        .readiness
+                        .owner
+                        .store(rebuilding.is_empty(), Ordering::Release);
+                }
+            }
+            if last_tick.elapsed() >= TICK {
+                outputs.extend(self.shared.apply(Input::Tick));
+                last_tick = Instant::now();
+                if let Some(lag) = self.group.lag() {
+                    self.shared.metrics.consumer_lag.set(lag);
+                }
+            }
+            // Publish this pass, with the evidence offsets it consumed.
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in &next {
+                let _ = tpl.add_partition_offset(&t.evidence, *p, Offset::Offset(*o));
+            }
+            let group = &self.group;
+            let commit = |tpl: &TopicPartitionList| {
+                for e in tpl.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        group.store(e.topic(), e.partition(), o - 1);
+                    }
+                }
+                group.commit()
+            };
+            let batch = Batch {
+                outputs,
+                offsets: Some(Offsets {
+                    next: &tpl,
+                    group: self.group.group_metadata(),
+                    commit: &commit,
+                }),
+                consumed_at,
+            };
+            match self.emitter.publish(batch) {
+                Ok(()) => {}
+                Err(EmitError::Fenced(why)) => {
+                    self.shared.cancel.cancel();
+                    return Err(RunError::Fenced(why));
+                }
+                Err(EmitError::Stopped) => break,
+                Err(e) => warn!(error = %e, "publishing failed"),
+            }
+            if last_check.elapsed() >= Duration::from_secs(2) {
+                let ok = self.control.broker_reachable(&t.commands);
+                self.shared.readiness.broker.store(ok, Ordering::Release);
+                last_check = Instant::now();
+            }
+            if last_new_check.elapsed() >= Duration::from_secs(10) {
+                match self.control.follow_new(&control_topics) {
+                    Ok(0) => {}
+                    Ok(n) => info!(partitions = n, "following new control partitions"),
+                    Err(e) => warn!(error = %e, "looking for new control partitions failed"),
+                }
+                last_new_check = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Without transactions, a new owner first reads the commands topic to
+    /// its end: a command the previous owner emitted is then known. (With
+    /// them, what the previous owner committed is read before what follows
+    /// it, and what it did not commit never will be.)
+    fn commands_known(&mut self, control_topics: &[&str], outputs: &mut Vec<Output>) -> bool {
+        if self.emitter.transactional() {
+            return true;
+        }
+        let commands = self.shared.config.topics.commands.clone();
+        let mut read = Vec::new();
+        let done = self.control.read_to_end(&commands, |rec| read.push(rec));
+        for rec in read {
+            outputs.extend(self.control_record(&rec, false));
+        }
+        let _ = control_topics;
+        match done {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "reading the commands topic to its end failed; ownership waits");
+                false
+            }
+        }
+    }
+
+    fn own(&mut self, owned: &BTreeSet<i32>) {
+        self.shared.metrics.owned_partitions.set(owned.len() as i64);
+        self.shared.apply(Input::Own(Ownership::Partitions {
+            count: self.partitions,
+            owned: owned.clone(),
+        }));
+    }
+
+    /// Applies one control record; returns what is to be published.
+    /// `recovering`: read at start, when only commands go out (a release
+    /// cascade whose commands never landed); what it audits was audited
+    /// when it happened.
+    pub fn control_record(&mut self, rec: &InRecord, recovering: bool) -> Vec<Output> {
+        let next = self
+            .control_next
+            .entry((rec.topic.clone(), rec.partition))
+            .or_insert(rec.offset + 1)
+            .value()
+            .to_owned();
+        self.control_next
+            .insert((rec.topic.clone(), rec.partition), next.max(rec.offset + 1));
+        control_record(&self.shared, &self.dlq, rec, recovering)
+    }
+
+    fn evidence_record(&mut self, rec: &InRecord) -> Vec<Output> {
+        match evidence::decode(&rec.payload) {
+            Ok((e, _instance)) => {
+                let out = self.shared.apply(Input::Evidence(e));
+                for o in &out {
+                    if let Output::Telemetry(t) = o {
+                        self.shared.metrics.observations.inc_by(t.observations);
+                    }
+                }
+                out
+            }
+            Err(err) => {
+                warn!(partition = rec.partition, offset = rec.offset, error = %err, "malformed evidence record skipped");
+                self.shared
+                    .metrics
+                    .records
+                    .with_label_values(&["evidence", "malformed"])
+                    .inc();
+                self.shared.apply(Engine::malformed(
+                    "evidence",
+                    &err.0,
+                    serde_json::json!({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}),
+                ))
+            }
+        }
+    }
+}
+
+/// Applies one control record (deploy events, commands, results, admin
+/// records); returns what is to be published. A malformed one goes to the
+/// dead-letter topic (not again when read back at start: it went there
+/// when it was first read).
+pub fn control_record(
+    shared: &Shared,
+    dlq: &Sender,
+    rec: &InRecord,
+    recovering: bool,
+) -> Vec<Output> {
+    let Some(source) = Source::from_topic(&shared.config, &rec.topic) else {
+        return Vec::new();
+    };
+    let input = match ingest::decode(source, &rec.payload, crate::config::OtlpEncoding::Json) {
+        Ok(input) => input,
+        Err(e) => {
+            if !recovering {
+                dlq.dead_letter(rec, source.label(), &e);
+            }
+            return Vec::new();
+        }
+    };
+    if let Input::Admin(a) = &input {
+        info!(action = a.action.as_str(), actor = %a.actor, instance = %a.instance, at = %a.at, recovering, "admin action read");
+    }
+    shared
+        .metrics
+        .records
+        .with_label_values(&[source.label(), "ok"])
+        .inc();
+    let outputs = shared.write().apply(input, Timestamp::now_wall());
+    match source {
+        // A breaker opened by a command read back was audited by the
+        // instance that emitted the command: not again here.
+        Source::Commands | Source::Admin => Vec::new(),
+        _ if recovering => outputs
+            .into_iter()
+            .filter(|o| matches!(o, Output::Command(_)))
+            .collect(),
+        _ => outputs,
+    }
+}

@@ -1,8 +1,11 @@
-//! The `run` daemon against a real broker on this machine: how fast it
-//! consumes OTLP from Kafka through decode and engine, and how long a
-//! decision takes from the decisive record to the command on the topic.
+//! The `run` daemon against real brokers on this machine: how fast one and
+//! three instances consume OTLP from Kafka through both stages (intake:
+//! decode and fold; the owner: evidence into windows), how small the
+//! evidence is, how long a decision takes from the decisive record to the
+//! command on the topic (with transactions), and whether consumption keeps
+//! up with a steady producer.
 //!
-//! Needs the tansu broker (`scripts/kafka-broker.sh install`). Run with
+//! Needs the brokers (`scripts/kafka-broker.sh install`). Run with
 //! `cargo bench --bench kafka`; numbers are reported in the README.
 
 #[path = "../tests/support/mod.rs"]
@@ -86,34 +89,61 @@ fn log_time(line: &str) -> Option<f64> {
     Some(t.nanos() as f64 / 1e9)
 }
 
-/// Starts an agent in a fresh group on `spans_topic`/`metrics_topic` and
-/// returns how long it took from the partition assignment to having every
-/// preloaded record applied.
-fn catch_up(broker: &Broker, group: &str, spans_topic: &str, metrics_topic: &str) -> Duration {
+/// Sums `rollbackd_records_total` of `source` over every outcome.
+fn records(text: &str, source: &str) -> f64 {
+    let label = format!("source=\"{source}\"");
+    text.lines()
+        .filter(|l| l.starts_with("rollbackd_records_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Starts `instances` agents in a fresh group on `spans_topic`/`metrics_topic`
+/// and returns how long they took, from the first partition assignment to
+/// every preloaded record of `source` (`exports` of them) folded, and the
+/// evidence bytes they sent.
+fn catch_up(
+    broker: &Broker,
+    group: &str,
+    (spans_topic, metrics_topic): (&str, &str),
+    (source, exports): (&str, usize),
+    instances: usize,
+) -> (Duration, f64) {
     let cfg = agent_config(
         broker,
         group,
         &format!("[topics]\notlp_spans = \"{spans_topic}\"\notlp_metrics = \"{metrics_topic}\"\n"),
     );
-    let agent = Agent::start(&cfg);
-    assert!(
-        agent.wait_log("telemetry windows rebuilt", Duration::from_secs(600)),
-        "{}",
-        agent.log_text()
-    );
-    let log = agent.log_text();
-    let assigned = log
-        .lines()
-        .find(|l| l.contains("telemetry partitions assigned"))
-        .and_then(log_time);
-    let rebuilt = log
-        .lines()
-        .find(|l| l.contains("telemetry windows rebuilt"))
-        .and_then(log_time);
-    match (assigned, rebuilt) {
-        (Some(a), Some(r)) => Duration::from_secs_f64((r - a).max(0.0)),
-        _ => panic!("no timestamps in the agent log"),
-    }
+    let agents: Vec<Agent> = (0..instances)
+        .map(|i| Agent::start_with_env(&cfg, &[(INSTANCE_ENV, &format!("{group}-{i}"))]))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let evidence = loop {
+        let texts: Vec<String> = agents.iter().map(|a| a.get("/metrics").1).collect();
+        let done: f64 = texts.iter().map(|t| records(t, source)).sum();
+        if done >= exports as f64 {
+            break texts
+                .iter()
+                .map(|t| metric(t, "rollbackd_evidence_bytes_total"))
+                .sum::<f64>();
+        }
+        assert!(Instant::now() < deadline, "{done} of {exports} records");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let finished = rollbackd::time::Timestamp::now_wall().nanos() as f64 / 1e9;
+    let assigned = agents
+        .iter()
+        .filter_map(|a| {
+            a.log_text()
+                .lines()
+                .find(|l| l.contains("telemetry partitions assigned"))
+                .and_then(log_time)
+        })
+        .fold(f64::MAX, f64::min);
+    (
+        Duration::from_secs_f64((finished - assigned).max(0.0)),
+        evidence,
+    )
 }
 
 fn consumption(c: &mut Criterion) {
@@ -140,59 +170,86 @@ fn consumption(c: &mut Criterion) {
         METRIC_EXPORTS * POINTS_PER_EXPORT,
         t.elapsed().as_secs_f64()
     );
+    let raw_spans = (0..SPAN_EXPORTS)
+        .map(|i| span_export(i).len())
+        .sum::<usize>() as f64;
+    let raw_points = (0..METRIC_EXPORTS)
+        .map(|i| metric_export(i).len())
+        .sum::<usize>() as f64;
     let mut g = c.benchmark_group("kafka_consume");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(
-        (SPAN_EXPORTS * SPANS_PER_EXPORT) as u64,
-    ));
     let mut n = 0;
-    g.bench_function("otlp_proto_spans", |b| {
-        b.iter_custom(|iters| {
-            (0..iters)
-                .map(|_| {
-                    n += 1;
-                    catch_up(
-                        &broker,
-                        &format!("bench-s-{n}"),
-                        "bench_spans",
-                        "bench_empty",
-                    )
+    for instances in [1, 3] {
+        g.throughput(Throughput::Elements(
+            (SPAN_EXPORTS * SPANS_PER_EXPORT) as u64,
+        ));
+        g.bench_function(format!("otlp_proto_spans/{instances}_instances"), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        n += 1;
+                        let (took, evidence) = catch_up(
+                            &broker,
+                            &format!("bench-s-{n}"),
+                            ("bench_spans", "bench_empty"),
+                            ("otlp_spans", SPAN_EXPORTS),
+                            instances,
+                        );
+                        println!(
+                            "kafka: {instances} instance(s): {:.0} spans/s; evidence {:.3} % of the raw bytes",
+                            (SPAN_EXPORTS * SPANS_PER_EXPORT) as f64 / took.as_secs_f64(),
+                            100.0 * evidence / raw_spans
+                        );
+                        took
+                    })
+                    .sum()
+            })
+        });
+        g.throughput(Throughput::Elements(
+            (METRIC_EXPORTS * POINTS_PER_EXPORT) as u64,
+        ));
+        g.bench_function(
+            format!("otlp_proto_histogram_points/{instances}_instances"),
+            |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            n += 1;
+                            let (took, evidence) = catch_up(
+                                &broker,
+                                &format!("bench-m-{n}"),
+                                ("bench_empty", "bench_metrics"),
+                                ("otlp_metrics", METRIC_EXPORTS),
+                                instances,
+                            );
+                            println!(
+                                "kafka: {instances} instance(s): {:.0} points/s; evidence {:.2} % of the raw bytes",
+                                (METRIC_EXPORTS * POINTS_PER_EXPORT) as f64 / took.as_secs_f64(),
+                                100.0 * evidence / raw_points
+                            );
+                            took
+                        })
+                        .sum()
                 })
-                .sum()
-        })
-    });
-    g.throughput(Throughput::Elements(
-        (METRIC_EXPORTS * POINTS_PER_EXPORT) as u64,
-    ));
-    g.bench_function("otlp_proto_histogram_points", |b| {
-        b.iter_custom(|iters| {
-            (0..iters)
-                .map(|_| {
-                    n += 1;
-                    catch_up(
-                        &broker,
-                        &format!("bench-m-{n}"),
-                        "bench_empty",
-                        "bench_metrics",
-                    )
-                })
-                .sum()
-        })
-    });
+            },
+        );
+    }
     g.finish();
 }
 
-/// Decision latency: the decisive record produced → the command readable
-/// on the commands topic, for many deploys one after another.
+/// Decision latency on noida-db with transactions: the decisive record
+/// produced → the command readable by a committed-only reader, for many
+/// deploys one after another; and inside the agents, the decisive record
+/// consumed by intake → the command's transaction committed.
 fn decision_latency(c: &mut Criterion) {
-    let broker = Broker::start();
+    let broker = Broker::noida();
     // Forty rollbacks in a row would open the circuit breaker by design.
     let cfg = agent_config(
         &broker,
         "bench-latency",
         "[guards]\nbreaker_max_rollbacks = 1000\n",
     );
-    let agent = Agent::start(&cfg);
+    let agent = Agent::start_with_env(&cfg, &[(INSTANCE_ENV, "latency-0")]);
     agent.wait_ready();
     let deploys = 40;
     for d in 0..deploys {
@@ -273,7 +330,7 @@ fn decision_latency(c: &mut Criterion) {
     if !inside.is_empty() {
         let q = |x: f64| inside[((inside.len() as f64 - 1.0) * x).round() as usize];
         println!(
-            "kafka: decision latency inside the agent (decisive record consumed → command acknowledged) over {} decisions: p50 {:.1} ms, p99 {:.1} ms",
+            "kafka: decision latency inside the agent (decisive record consumed by intake → command committed) over {} decisions: p50 {:.1} ms, p99 {:.1} ms",
             inside.len(),
             q(0.5),
             q(0.99)

@@ -1,6 +1,8 @@
-//! Hot paths: OTLP decoding alone, decoding plus the engine, window updates,
-//! a whole `replay` of a large OTLP/JSON file, and the cost of one input as
-//! the number of active deploys grows.
+//! Hot paths: OTLP decoding alone, decoding plus the engine, stage 1 alone
+//! (decoding and folding into evidence, as intake does in `run`), window
+//! updates, a whole `replay` of a large OTLP/JSON file, the cost of one
+//! input as the number of active deploys grows, and how small evidence is
+//! next to the telemetry it stands for.
 //!
 //! Run with `cargo bench --bench pipeline`; numbers are reported in the README.
 
@@ -18,9 +20,12 @@ mod common;
 use common::{kv_i, kv_s, resource, BOUNDS};
 use prost::Message;
 use rollbackd::config::{Config, OtlpEncoding};
+use rollbackd::engine::fold::Fold;
 use rollbackd::engine::window::{Kind, SeriesWindows};
 use rollbackd::engine::Engine;
+use rollbackd::evidence::{self, Envelope};
 use rollbackd::ingest::{self, otlp, Source};
+use rollbackd::model::evidence::{Origin, RawOffset};
 use rollbackd::model::{DataMigration, DeployEvent, DeployEventKind, Input};
 use rollbackd::replay::{self, ReplaySinks};
 use rollbackd::time::Timestamp;
@@ -33,12 +38,24 @@ const SERIES_PER_EXPORT: usize = 256;
 /// A realistic export: SERVER spans with the usual HTTP attributes, from
 /// the baseline and the candidate of one deploy.
 fn span_export(end_s: u64) -> Vec<u8> {
+    spans_of(
+        T0 + end_s * SEC,
+        SEC,
+        &[
+            ("v1", SPANS_PER_EXPORT * 9 / 10),
+            ("v2", SPANS_PER_EXPORT / 10),
+        ],
+    )
+}
+
+/// An export of `n` spans per version, ending over the `spread`
+/// nanoseconds before `end_ns`.
+fn spans_of(end_ns: u64, spread: u64, mix: &[(&str, usize)]) -> Vec<u8> {
     let mut resource_spans = Vec::new();
-    for (version, share) in [("v1", 9), ("v2", 1)] {
-        let n = SPANS_PER_EXPORT * share / 10;
+    for &(version, n) in mix {
         let spans = (0..n)
             .map(|i| {
-                let end = T0 + end_s * SEC - (i as u64 * 7_919_000) % SEC;
+                let end = end_ns - (i as u64 * 7_919_000) % spread;
                 let code = if i % 97 == 0 { 503 } else { 200 };
                 Span {
                     trace_id: (i as u128 * 0x9e37_79b9_7f4a_7c15).to_be_bytes().to_vec(),
@@ -81,9 +98,14 @@ fn span_export(end_s: u64) -> Vec<u8> {
 /// A realistic metrics export: `http.server.request.duration` per (method,
 /// route, status) series, cumulative, from the baseline and the candidate.
 fn metric_export(time_s: u64) -> Vec<u8> {
+    metric_export_of(time_s, SERIES_PER_EXPORT / 2)
+}
+
+/// [`metric_export`] with `series` series per version.
+fn metric_export_of(time_s: u64, series: usize) -> Vec<u8> {
     let mut resource_metrics = Vec::new();
     for version in ["v1", "v2"] {
-        let points = (0..SERIES_PER_EXPORT / 2)
+        let points = (0..series)
             .map(|i| {
                 let counts: Vec<u64> = (0..15)
                     .map(|b| (time_s + i as u64) * (15 - b) / 3)
@@ -162,6 +184,45 @@ fn decode_and_apply(engine: &mut Engine, source: Source, bytes: &[u8], now: Time
     black_box(engine.apply(Input::Tick, now));
 }
 
+/// Stage 1 as intake runs it: decodes `bytes` (the raw record at `offset`)
+/// and folds it into evidence; every `flush_every` records the evidence is
+/// flushed and encoded, as intake does every flush interval. Returns the
+/// evidence bytes encoded.
+fn decode_and_fold(
+    engine: &Engine,
+    fold: &mut Fold,
+    source: Source,
+    bytes: &[u8],
+    offset: i64,
+    now: Timestamp,
+    flush_every: i64,
+) -> usize {
+    let Input::Telemetry(batch) = ingest::decode(source, bytes, OtlpEncoding::Proto).unwrap()
+    else {
+        unreachable!("telemetry")
+    };
+    let raw = RawOffset {
+        topic: "otlp".into(),
+        partition: 0,
+        offset,
+    };
+    fold.read("otlp", 0, offset);
+    black_box(engine.fold_telemetry(fold, &batch, Some(&raw), now));
+    if offset % flush_every != 0 {
+        return 0;
+    }
+    let envelope = Envelope {
+        instance: "rollbackd-0".into(),
+        consumed_at: Some(now),
+    };
+    fold.flush(Origin::Kafka(Vec::new()))
+        .iter()
+        .map(|e| {
+            evidence::encode(e, &envelope).len() + e.key.service.len() + e.key.environment.len() + 1
+        })
+        .sum()
+}
+
 fn spans(c: &mut Criterion) {
     let exports: Vec<Vec<u8>> = (1..=60).map(span_export).collect();
     let spans_per = (SPANS_PER_EXPORT * 9 / 10 + SPANS_PER_EXPORT / 10) as u64;
@@ -186,6 +247,25 @@ fn spans(c: &mut Criterion) {
             i = (i + 1) % exports.len();
             let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
             decode_and_apply(&mut engine, Source::Spans, &exports[i], now);
+        })
+    });
+    g.bench_function("stage1_decode_and_fold", |b| {
+        let engine = engine_with_deploy();
+        let mut fold = Fold::default();
+        let mut offset = 0i64;
+        b.iter(|| {
+            offset += 1;
+            let i = offset as usize % exports.len();
+            let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
+            decode_and_fold(
+                &engine,
+                &mut fold,
+                Source::Spans,
+                &exports[i],
+                offset,
+                now,
+                16,
+            )
         })
     });
     g.finish();
@@ -224,7 +304,82 @@ fn histograms(c: &mut Criterion) {
             black_box(round)
         })
     });
+    g.bench_function("stage1_decode_and_fold", |b| {
+        let engine = engine_with_deploy();
+        let mut fold = Fold::default();
+        let mut offset = 0i64;
+        b.iter(|| {
+            offset += 1;
+            let i = offset as usize % exports.len();
+            let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
+            decode_and_fold(
+                &engine,
+                &mut fold,
+                Source::Metrics,
+                &exports[i],
+                offset,
+                now,
+                16,
+            )
+        })
+    });
     g.finish();
+}
+
+/// Evidence bytes next to raw bytes: one service at 100 requests/s per
+/// version for ten minutes, spans exported by a Collector every 200 ms (its
+/// batch processor's default), intake flushing after every export (it
+/// flushes every 100 ms); and the same service's `http.server.request.duration`
+/// histograms (cumulative, 32 series per version), exported every 10 s.
+fn evidence_size(c: &mut Criterion) {
+    let engine = engine_with_deploy();
+    let start = T0 + 31 * SEC;
+    let (mut raw, mut sent) = (0usize, 0usize);
+    let mut fold = Fold::default();
+    for k in 0..3000u64 {
+        let end = start + k * SEC / 5;
+        let bytes = spans_of(end, SEC / 5, &[("v1", 20), ("v2", 20)]);
+        raw += bytes.len();
+        sent += decode_and_fold(
+            &engine,
+            &mut fold,
+            Source::Spans,
+            &bytes,
+            k as i64,
+            Timestamp(end as i64),
+            1,
+        );
+    }
+    println!(
+        "evidence: spans at 100 requests/s per version: {:.1} KiB of evidence for {:.1} MiB of raw exports = {:.2} % ({:.0} bytes/s)",
+        sent as f64 / 1024.0,
+        raw as f64 / 1048576.0,
+        100.0 * sent as f64 / raw as f64,
+        sent as f64 / 600.0
+    );
+    let (mut raw, mut sent) = (0usize, 0usize);
+    let mut fold = Fold::default();
+    for k in 0..60u64 {
+        let bytes = metric_export_of(31 + k * 10, 32);
+        raw += bytes.len();
+        let now = Timestamp((T0 + (31 + k * 10) * SEC) as i64);
+        sent += decode_and_fold(
+            &engine,
+            &mut fold,
+            Source::Metrics,
+            &bytes,
+            k as i64,
+            now,
+            1,
+        );
+    }
+    println!(
+        "evidence: histograms (32 cumulative series per version every 10 s): {:.1} KiB of evidence for {:.1} KiB of raw exports = {:.1} %",
+        sent as f64 / 1024.0,
+        raw as f64 / 1024.0,
+        100.0 * sent as f64 / raw as f64
+    );
+    c.bench_function("evidence_size/noop", |b| b.iter(|| black_box(sent)));
 }
 
 fn windows(c: &mut Criterion) {
@@ -431,6 +586,7 @@ criterion_group!(
     benches,
     spans,
     histograms,
+    evidence_size,
     windows,
     replay_file,
     memory,

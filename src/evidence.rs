@@ -57,6 +57,17 @@ struct EvidenceMsg {
     rollback: Option<RollbackMsg>,
     #[prost(bool, tag = "11")]
     http: bool,
+    /// Unix nanoseconds; 0: unknown.
+    #[prost(fixed64, tag = "12")]
+    consumed_at: u64,
+}
+
+/// Who sent an evidence record, and when intake consumed the oldest raw
+/// record behind it (for the decision latency).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Envelope {
+    pub instance: String,
+    pub consumed_at: Option<Timestamp>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -168,7 +179,7 @@ impl<T: Eq + Clone> Table<T> {
 }
 
 /// Encodes `e`, produced by `instance`.
-pub fn encode(e: &Evidence, instance: &str) -> Vec<u8> {
+pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
     let mut deploys = Table(Vec::new());
     let mut sources: Vec<SourceMsg> = match &e.origin {
         Origin::Kafka(ranges) => ranges
@@ -205,8 +216,11 @@ pub fn encode(e: &Evidence, instance: &str) -> Vec<u8> {
         version: VERSION,
         service: e.key.service.clone(),
         environment: e.key.environment.clone(),
-        instance: instance.to_string(),
+        instance: envelope.instance.clone(),
         http: e.origin == Origin::Http,
+        consumed_at: envelope
+            .consumed_at
+            .map_or(0, |t| u64::try_from(t.0).unwrap_or(0)),
         ..Default::default()
     };
     for item in &e.items {
@@ -287,9 +301,8 @@ pub fn encode(e: &Evidence, instance: &str) -> Vec<u8> {
     msg.encode_to_vec()
 }
 
-/// Decodes one evidence record: the evidence, and the instance that
-/// produced it.
-pub fn decode(bytes: &[u8]) -> Result<(Evidence, String), DecodeError> {
+/// Decodes one evidence record: the evidence, and its envelope.
+pub fn decode(bytes: &[u8]) -> Result<(Evidence, Envelope), DecodeError> {
     let msg = EvidenceMsg::decode(bytes)?;
     if msg.version != VERSION {
         return Err(DecodeError::new(format!(
@@ -393,7 +406,13 @@ pub fn decode(bytes: &[u8]) -> Result<(Evidence, String), DecodeError> {
         service: msg.service,
         environment: msg.environment,
     };
-    Ok((Evidence { key, origin, items }, msg.instance))
+    let envelope = Envelope {
+        instance: msg.instance,
+        consumed_at: (msg.consumed_at > 0)
+            .then(|| Timestamp::from_unix_nanos(msg.consumed_at))
+            .flatten(),
+    };
+    Ok((Evidence { key, origin, items }, envelope))
 }
 
 #[cfg(test)]
@@ -455,10 +474,14 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_other_versions() {
         let e = sample();
-        let bytes = encode(&e, "pod-1");
-        let (back, instance) = decode(&bytes).unwrap();
+        let envelope = Envelope {
+            instance: "pod-1".into(),
+            consumed_at: Some(Timestamp(1_700_000_000_123_456_789)),
+        };
+        let bytes = encode(&e, &envelope);
+        let (back, env) = decode(&bytes).unwrap();
         assert_eq!(back, e);
-        assert_eq!(instance, "pod-1");
+        assert_eq!(env, envelope);
         let mut msg = EvidenceMsg::decode(&bytes[..]).unwrap();
         msg.version = 2;
         assert!(decode(&msg.encode_to_vec()).is_err());

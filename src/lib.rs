@@ -5,39 +5,54 @@
 //! # The path of a record
 //!
 //! Every adapter — `run` over Kafka or HTTP, `replay`, `demo`, the benches
-//! and the tests — takes a record the same way:
+//! and the tests — takes a record the same way, in two stages:
 //!
 //! ```text
-//! bytes ─► ingest::decode(Source, bytes) ─► Input ─► Engine::apply(Input, now) ─► Vec<Output> ─► sinks
-//!          (Kafka consumer, HTTP route,                (deterministic: no I/O,     (Kafka producer, stdout,
-//!           replay line)                                no wall clock)              audit file, metrics)
+//!             STAGE 1 — intake (every instance)                 STAGE 2 — decide (the owner of a key)
+//!  Kafka: otlp_spans ───┐                                    ┌─────────────────────────────┐
+//!  Kafka: otlp_metrics ─┤  ingest::decode    engine::fold    │ Engine::apply(Input, now)   │──► rollback-commands
+//!  HTTP: OTLP, alerts ──┼──► Input ────────► Evidence ───────┼─► windows · evaluate        │──► rollbackd-audit
+//!  Kafka: deploy-events ┤   (bytes→values)   per deploy side,│   guards · release cascade  │──► /metrics, /v1/audit
+//!  Kafka: results/admin ┘                    slot and raw    └─────────────────────────────┘
+//!                                            record, keyed by (service, environment)
+//!           run: the Kafka topic `rollbackd-evidence` between the stages (runtime::intake → runtime::owner)
+//!           replay, demo, HTTP without Kafka: the engine folds and applies in one call — the same code
 //! ```
+//!
+//! Control records (deploy events, commands, results, admin actions) are
+//! read whole by every instance and go straight to
+//! [`engine::Engine::apply`]; only the owner of a key decides for it.
 //!
 //! # Layout
 //!
 //! - [`model`]: domain values shared by every layer: deploy events,
 //!   telemetry observations, alerts, results, commands; the engine's
 //!   [`model::Input`] and [`model::Output`]; typed audit records
-//!   ([`model::audit`]).
+//!   ([`model::audit`]); evidence and its keys ([`model::evidence`]).
 //! - [`ingest`]: bytes → [`model::Input`], pure and panic-free, one module
 //!   per wire format (deploy events, OTLP protobuf and JSON, Alertmanager,
 //!   executor results).
 //! - [`engine`]: all state and every decision behind one door,
-//!   [`engine::Engine::apply`]; its module docs are the map of lifecycle,
-//!   intake, decisions, guards, alerts and views.
+//!   [`engine::Engine::apply`]; stage 1's matching and folding
+//!   ([`engine::fold`], read-only over the engine's deploys) lives beside
+//!   it. Its module docs are the map of lifecycle, intake, decisions,
+//!   guards, alerts and views.
+//! - [`evidence`]: the evidence record's wire format (`rollbackd.evidence/v1`).
 //! - [`config`]: TOML → validated [`config::Config`], with the effective SLO
 //!   [`config::Policy`] per service; [`time`]: timestamps and durations;
 //!   [`stats`]: the statistics behind "enough evidence".
 //! - [`replay`]: recorded inputs (JSONL) through the engine; [`demo`]: a
 //!   built-in simulated rollout; [`loadgen`]: simulated canary traffic and
 //!   the OTLP builders the tests and benches share.
-//! - [`app`]: `rollbackd run` — threads, recovery, readiness, shutdown;
-//!   [`http`]: its HTTP listener; [`fleet`]: what an HTTP call publishes for
-//!   every instance; [`telemetry`]: rollbackd's own Prometheus metrics.
-//! - [`kafka`]: Kafka clients only (consumers, the producer, announce and
-//!   tail); [`sinks`]: where outputs go (the publisher queue, stdout, the
-//!   audit file); [`executor`]: the reference executor; [`shutdown`]: the
-//!   signals that stop them.
+//! - [`runtime`]: `rollbackd run` — the two stages and their consumer
+//!   groups, ownership of evidence partitions, transactions, recovery,
+//!   readiness per stage, shutdown; [`http`]: its HTTP listener, which
+//!   reaches the runtime through the narrow [`http::Api`] trait;
+//!   [`telemetry`]: rollbackd's own Prometheus metrics.
+//! - [`kafka`]: Kafka clients only (the control-topic reader, the group
+//!   consumers, announce and tail); [`sinks`]: the audit file;
+//!   [`executor`]: the reference executor; [`shutdown`]: the signals that
+//!   stop them.
 //!
 //! The command line (`src/main.rs` and `src/cli/`, one module per
 //! subcommand) is the binary's: it parses, dispatches, and reports errors.

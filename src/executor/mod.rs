@@ -146,9 +146,9 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> Result<(), Error> {
                 continue;
             }
             None => {
-                if ends
-                    .iter()
-                    .all(|(p, &high)| next.get(p).is_some_and(|&n| n >= high))
+                let ends = ends.iter().map(|(&p, &high)| (p, high));
+                if crate::kafka::behind(&consumer, &t.commands, ends, |p| next.get(&p).copied())?
+                    == 0
                 {
                     break;
                 }

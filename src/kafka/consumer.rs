@@ -14,7 +14,7 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
-use super::{client_config, InRecord};
+use super::{behind, client_config, InRecord};
 use crate::config::KafkaConfig;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,10 +110,8 @@ impl ControlReader {
                     warn!(topic, error = %e, "error while reading a control topic; retrying");
                 }
                 None => {
-                    let behind = targets
-                        .iter()
-                        .filter(|(p, &high)| next.get(p).is_none_or(|&n| n < high))
-                        .count();
+                    let ends = targets.iter().map(|(&p, &h)| (p, h));
+                    let behind = behind(&self.consumer, topic, ends, |p| next.get(&p).copied())?;
                     if behind == 0 {
                         break;
                     }
@@ -179,14 +177,9 @@ impl ControlReader {
                 // Nothing more in hand: done once every partition is read
                 // up to where it ended when called.
                 None => {
-                    let behind = ends.iter().any(|&(p, high)| {
-                        high > 0
-                            && self
-                                .positions
-                                .get(&(topic.to_string(), p))
-                                .is_none_or(|&pos| pos < high)
-                    });
-                    if !behind {
+                    let ends = ends.iter().copied().filter(|&(_, high)| high > 0);
+                    let read = |p| self.positions.get(&(topic.to_string(), p)).copied();
+                    if behind(&self.consumer, topic, ends, read)? == 0 {
                         return Ok(());
                     }
                 }

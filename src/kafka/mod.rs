@@ -9,6 +9,8 @@ pub mod group;
 pub mod tools;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use crate::config::{kafka_property_string, KafkaConfig};
@@ -41,6 +43,29 @@ pub fn client_config_with(
         c.set(*key, *v);
     }
     c
+}
+
+/// How many partitions of `topic` a reader has not yet read up to the
+/// given end offsets: judged by the consumer's position, not by the last
+/// record — a transaction's commit marker takes an offset but is no record
+/// — or by `read` (the offset after the last record read), whichever is
+/// further.
+pub fn behind<C: Consumer>(
+    consumer: &C,
+    topic: &str,
+    ends: impl Iterator<Item = (i32, i64)>,
+    read: impl Fn(i32) -> Option<i64>,
+) -> KafkaResult<usize> {
+    let positions = consumer.position()?;
+    Ok(ends
+        .filter(|&(p, end)| {
+            let at = positions
+                .find_partition(topic, p)
+                .and_then(|e| e.offset().to_raw())
+                .unwrap_or(-1);
+            at.max(read(p).unwrap_or(-1)) < end
+        })
+        .count())
 }
 
 /// The brokers did not answer: the message names the address and the

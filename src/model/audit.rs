@@ -83,6 +83,7 @@ pub enum AuditEvent {
     Pause(PauseAudit),
     Admin(AdminAudit),
     Malformed(MalformedAudit),
+    Owner(OwnerAudit),
 }
 
 impl AuditEvent {
@@ -98,6 +99,7 @@ impl AuditEvent {
             AuditEvent::Pause(_) => "pause",
             AuditEvent::Admin(_) => "admin",
             AuditEvent::Malformed(_) => "malformed",
+            AuditEvent::Owner(_) => "owner",
         }
     }
 
@@ -128,6 +130,13 @@ impl AuditEvent {
             AuditEvent::Malformed(m) => {
                 json!({"source": m.source, "error": m.error, "location": m.location})
             }
+            AuditEvent::Owner(o) => json!({
+                "instance": o.instance,
+                "change": o.change,
+                "partitions": o.partitions,
+                "owned": o.owned,
+                "transactional": o.transactional,
+            }),
         }
     }
 }
@@ -153,6 +162,7 @@ into_event!(
     PauseAudit => Pause,
     AdminAudit => Admin,
     MalformedAudit => Malformed,
+    OwnerAudit => Owner,
 );
 
 /// What became of a deploy event, or a deploy's end.
@@ -513,4 +523,32 @@ pub struct MalformedAudit {
     pub error: String,
     /// Where it was: topic, partition and offset; a replay line; HTTP.
     pub location: Value,
+}
+
+/// Which evidence partitions — and so which (service, environment) keys —
+/// an instance decides for (`run` with Kafka only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerAudit {
+    /// The instance (its `kafka.instance_id_env` value, or its host name).
+    pub instance: String,
+    pub change: OwnerChange,
+    /// The partitions the change is about.
+    pub partitions: Vec<i32>,
+    /// Every partition the instance owns after the change.
+    pub owned: Vec<i32>,
+    /// Whether its commands go out in transactions.
+    pub transactional: bool,
+}
+
+/// What changed in an instance's ownership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerChange {
+    /// Read back and now decided for.
+    Took,
+    /// Assigned to another instance.
+    Lost,
+    /// A newer instance with the same transactional id fenced this one:
+    /// it published nothing since and stops.
+    Fenced,
 }

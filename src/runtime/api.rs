@@ -131,9 +131,12 @@ impl Handle {
                     .observations
                     .inc_by(outcome.observations);
                 self.count(source, outcome.label());
-                sender.send(fold.flush(Origin::Http)).await.map_err(|e| {
-                    unavailable(format!("the evidence topic did not acknowledge: {e}"))
-                })
+                sender
+                    .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()))
+                    .await
+                    .map_err(|e| {
+                        unavailable(format!("the evidence topic did not acknowledge: {e}"))
+                    })
             }
         }
     }
@@ -158,9 +161,12 @@ impl Handle {
             Backend::Kafka { sender, .. } => {
                 let mut fold = Fold::default();
                 let unmatched = self.shared.read().fold_alerts(&mut fold, alerts);
-                sender.send(fold.flush(Origin::Http)).await.map_err(|e| {
-                    unavailable(format!("the evidence topic did not acknowledge: {e}"))
-                })?;
+                sender
+                    .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()))
+                    .await
+                    .map_err(|e| {
+                        unavailable(format!("the evidence topic did not acknowledge: {e}"))
+                    })?;
                 if !unmatched.is_empty() {
                     // Audited by this instance: no owner would see them.
                     self.on_owner(Input::Alerts(unmatched)).await?;
@@ -360,7 +366,7 @@ impl Api for Handle {
             }
         }
         sender
-            .send(fold.flush(Origin::Http))
+            .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()))
             .await
             .map_err(|e| unavailable(format!("the evidence topic did not acknowledge: {e}")))?;
         let until = Instant::now() + Duration::from_secs(10);

@@ -19,7 +19,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
@@ -67,8 +67,9 @@ pub struct Batch<'a> {
     pub outputs: Vec<Output>,
     pub offsets: Option<Offsets<'a>>,
     /// When the oldest raw record behind this batch's evidence was
-    /// consumed, for the decision latency.
-    pub consumed_at: Option<Instant>,
+    /// consumed (wall time, by whichever instance's intake), for the
+    /// decision latency.
+    pub consumed_at: Option<Timestamp>,
 }
 
 pub enum Sink {
@@ -188,7 +189,7 @@ impl Emitter {
     }
 
     /// A batch is out: the audit file, the metrics, the recent audit.
-    fn done(&mut self, outputs: &[&Output], consumed_at: Option<Instant>) {
+    fn done(&mut self, outputs: &[&Output], consumed_at: Option<Timestamp>) {
         let m = &self.shared.metrics;
         let audits: Vec<AuditRecord> = outputs
             .iter()
@@ -206,7 +207,7 @@ impl Emitter {
         for o in outputs {
             if let Output::Command(c) = o {
                 m.count_emitted(c, &audits);
-                let latency = consumed_at.map(|t| t.elapsed());
+                let latency = consumed_at.map(|t| Timestamp::now_wall().since(t));
                 if let Some(l) = latency {
                     m.decision_latency_seconds.observe(l.as_secs_f64());
                 }
@@ -216,7 +217,7 @@ impl Emitter {
                     service = %c.service,
                     action = c.action.as_str(),
                     trigger = c.trigger.as_str(),
-                    decision_latency_us = latency.map(|l| l.as_micros() as u64),
+                    decision_latency_us = latency.map(|l| l.nanos().max(0) as u64 / 1000),
                     "command emitted"
                 );
             }

@@ -10,24 +10,28 @@
 //! records go to the dead-letter topic with their headers.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::shared::Shared;
+use super::RunError;
 use crate::engine::fold::Fold;
 use crate::engine::Engine;
+use crate::evidence::Envelope;
 use crate::ingest::{self, DecodeError, Source};
 use crate::kafka::group::Group;
 use crate::kafka::InRecord;
+use crate::model::audit::{OwnerAudit, OwnerChange};
 use crate::model::evidence::{Evidence, Origin, RawOffset};
-use crate::model::{Input, Output};
+use crate::model::{AuditRecord, Input, Output};
 use crate::time::Timestamp;
 
 /// At most this many raw records are decoded as one batch.
@@ -44,16 +48,29 @@ pub struct Sender {
     pub rt: tokio::runtime::Handle,
     /// Partitions of the evidence topic.
     pub partitions: u32,
+    /// Whether the owner's outputs go out in transactions (for the audit).
+    pub transactional: bool,
+    /// Set once this instance is fenced (audited once).
+    pub fenced: Arc<AtomicBool>,
 }
 
 impl Sender {
     /// Produces `evidence` to each key's partition and waits for every
-    /// acknowledgement.
-    pub async fn send(&self, evidence: Vec<Evidence>) -> Result<(), rdkafka::error::KafkaError> {
+    /// acknowledgement. `consumed_at`: when the oldest raw record (or HTTP
+    /// request) behind it was taken in.
+    pub async fn send(
+        &self,
+        evidence: Vec<Evidence>,
+        consumed_at: Option<Timestamp>,
+    ) -> Result<(), rdkafka::error::KafkaError> {
         let topic = &self.shared.config.topics.evidence;
+        let envelope = Envelope {
+            instance: self.shared.instance.clone(),
+            consumed_at,
+        };
         let mut deliveries = Vec::with_capacity(evidence.len());
         for e in &evidence {
-            let payload = crate::evidence::encode(e, &self.shared.instance);
+            let payload = crate::evidence::encode(e, &envelope);
             let key = crate::evidence::record_key(&e.key);
             self.shared.metrics.evidence_records.inc();
             self.shared
@@ -78,10 +95,10 @@ impl Sender {
 
     /// [`Sender::send`] from a plain thread, retried until acknowledged or
     /// stopped; returns whether it was sent.
-    fn send_blocking(&self, evidence: Vec<Evidence>) -> bool {
+    fn send_blocking(&self, evidence: Vec<Evidence>, consumed_at: Option<Timestamp>) -> bool {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.rt.block_on(self.send(evidence.clone())) {
+            match self.rt.block_on(self.send(evidence.clone(), consumed_at)) {
                 Ok(()) => return true,
                 Err(e) => {
                     warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sending evidence failed; retrying");
@@ -126,48 +143,80 @@ impl Sender {
         if let Some(k) = &rec.key {
             out = out.key(k.as_slice());
         }
-        let audit = self
-            .shared
-            .apply(Engine::malformed(
-                source,
-                &err.0,
-                serde_json::json!({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}),
-            ))
-            .into_iter()
-            .find_map(|o| match o {
-                Output::Audit(a) => Some(a),
-                _ => None,
-            });
-        let audit_payload = audit.as_ref().and_then(|a| serde_json::to_vec(a).ok());
-        let audit_topic = &self.shared.config.topics.audit;
         let sent = self.rt.block_on(async {
-            let dlq = self
-                .producer
+            self.producer
                 .send(out, Timeout::After(Duration::from_secs(10)))
                 .await
-                .map_err(|(e, _)| e);
-            if let Some(p) = &audit_payload {
-                let _ = self
-                    .producer
-                    .send(
-                        FutureRecord::<[u8], [u8]>::to(audit_topic).payload(p.as_slice()),
-                        Timeout::After(Duration::from_secs(10)),
-                    )
-                    .await;
-            }
-            dlq
+                .map_err(|(e, _)| e)
         });
         if let Err(e) = sent {
             warn!(error = %e, "the dead-letter topic did not acknowledge a malformed record");
         }
-        if let Some(a) = audit {
-            self.shared.remember([a]);
+        let audit = self.shared.apply(Engine::malformed(
+            source,
+            &err.0,
+            serde_json::json!({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}),
+        ));
+        for o in audit {
+            if let Output::Audit(a) = o {
+                self.audit(a);
+            }
         }
+    }
+
+    /// This instance was fenced — a newer one with its id took its
+    /// transactional id or its place in a consumer group — while owning
+    /// `owned`: the audit says so, once, outside any transaction.
+    pub fn fenced(&self, why: &str, owned: Vec<i32>) -> RunError {
+        error!(reason = %why, "fenced: a newer instance with this instance's id took over; nothing more is published, stopping");
+        if !self.fenced.swap(true, Ordering::AcqRel) {
+            let record = AuditRecord::new(
+                Timestamp::now_wall(),
+                OwnerAudit {
+                    instance: self.shared.instance.clone(),
+                    change: OwnerChange::Fenced,
+                    partitions: owned,
+                    owned: Vec::new(),
+                    transactional: self.transactional,
+                },
+            );
+            self.audit(record);
+        }
+        self.shared.cancel.cancel();
+        RunError::Fenced(why.to_string())
+    }
+
+    /// Publishes an audit record outside the owner's batches (a malformed
+    /// raw record; an instance that was fenced and can no longer publish
+    /// transactionally) and keeps it for `GET /v1/audit`.
+    pub fn audit(&self, record: AuditRecord) {
+        if let Ok(payload) = serde_json::to_vec(&record) {
+            let sent = self.rt.block_on(async {
+                self.producer
+                    .send(
+                        FutureRecord::<[u8], [u8]>::to(&self.shared.config.topics.audit)
+                            .payload(payload.as_slice()),
+                        Timeout::After(Duration::from_secs(10)),
+                    )
+                    .await
+            });
+            if let Err((e, _)) = sent {
+                warn!(error = %e, kind = record.kind(), "the audit topic did not acknowledge a record");
+            }
+        }
+        self.shared.remember([record]);
     }
 }
 
 /// Runs intake until cancelled, then sends what it gathered and commits.
-pub fn run(shared: Arc<Shared>, group: Group, sender: Sender, flush: Duration) {
+/// A fatal consumer error — a newer instance with this instance's id took
+/// its place in the group — stops the instance.
+pub fn run(
+    shared: Arc<Shared>,
+    group: Group,
+    sender: Sender,
+    flush: Duration,
+) -> Result<(), RunError> {
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
     let lookback = shared.config.longest_window();
     let mut fold = Fold::default();
@@ -177,6 +226,8 @@ pub fn run(shared: Arc<Shared>, group: Group, sender: Sender, flush: Duration) {
     let mut flush_at = Instant::now() + flush;
     let mut last_settle = Instant::now();
     let mut assigned_once = false;
+    // When the oldest record not yet sent was consumed.
+    let mut oldest: Option<Timestamp> = None;
     while !shared.cancel.is_cancelled() {
         batch.clear();
         let deadline = Instant::now() + Duration::from_millis(5);
@@ -190,6 +241,9 @@ pub fn run(shared: Arc<Shared>, group: Group, sender: Sender, flush: Duration) {
             };
             match group.poll(wait) {
                 Some(Ok(r)) => batch.push(r),
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                    return Err(sender.fenced(&e.to_string(), Vec::new()));
+                }
                 Some(Err(e)) => {
                     warn!(error = %e, "telemetry consumer error");
                     break;
@@ -209,6 +263,7 @@ pub fn run(shared: Arc<Shared>, group: Group, sender: Sender, flush: Duration) {
             }
         }
         if !batch.is_empty() {
+            oldest.get_or_insert_with(Timestamp::now_wall);
             fold_batch(&shared, &sender, &mut fold, &batch, workers, lookback);
             for r in &batch {
                 let last = read
@@ -219,15 +274,16 @@ pub fn run(shared: Arc<Shared>, group: Group, sender: Sender, flush: Duration) {
         }
         if Instant::now() >= flush_at {
             flush_at = Instant::now() + flush;
-            if !send(&sender, &mut fold, &group, &mut read) {
+            if !send(&sender, &mut fold, &group, &mut read, oldest.take()) {
                 break;
             }
         }
     }
-    send(&sender, &mut fold, &group, &mut read);
+    send(&sender, &mut fold, &group, &mut read, oldest);
     if let Err(e) = group.commit() {
         warn!(error = %e, "final offset commit failed");
     }
+    Ok(())
 }
 
 /// Sends what was folded, then stores the offsets it covers.
@@ -236,13 +292,17 @@ fn send(
     fold: &mut Fold,
     group: &Group,
     read: &mut BTreeMap<(String, i32), i64>,
+    consumed_at: Option<Timestamp>,
 ) -> bool {
     if read.is_empty() {
         return true;
     }
     let evidence = fold.flush(Origin::Kafka(Vec::new()));
-    if !evidence.is_empty() && !sender.send_blocking(evidence) {
-        return false;
+    if !evidence.is_empty() {
+        if !sender.send_blocking(evidence, consumed_at) {
+            return false;
+        }
+        super::failpoint::hit("intake-after-send");
     }
     for ((topic, p), off) in std::mem::take(read) {
         group.store(&topic, p, off);

@@ -19,6 +19,7 @@
 //!   partition is newly assigned), ticks, calls from HTTP.
 //! - [`emit`]: the owner's outputs — transactional when the broker allows.
 //! - [`api`]: what the HTTP routes can do ([`crate::http::Api`]).
+//! - [`failpoint`]: crash points for tests of recovery.
 //! - [`shared`]: the engine behind one lock (a poisoned lock is fatal),
 //!   metrics, readiness per stage, the cancellation token.
 //!
@@ -32,6 +33,7 @@
 
 pub mod api;
 pub mod emit;
+pub mod failpoint;
 pub mod intake;
 pub mod owner;
 pub mod shared;
@@ -266,6 +268,8 @@ fn run_kafka(
         shared: shared.clone(),
         rt: rt.handle().clone(),
         partitions,
+        transactional: emitter.transactional(),
+        fenced: Default::default(),
     };
     // Recovery: guard state, then admin actions, deploys, results.
     let started = std::time::Instant::now();
@@ -382,14 +386,16 @@ fn run_kafka(
         calls,
         control_next,
         partitions,
-        dlq: sender_for_owner,
+        sender: sender_for_owner,
     };
-    let result = owner.run();
+    let owned = owner.run();
     shared.cancel.cancel();
     let deadline = std::time::Instant::now() + GRACE;
-    if intake_thread.join().is_err() {
+    let intake = intake_thread.join().unwrap_or_else(|_| {
         error!("intake thread panicked");
-    }
+        Ok(())
+    });
+    let result = owned.and(intake);
     rt.block_on(async {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let _ = tokio::time::timeout(left.min(Duration::from_secs(5)), http).await;

@@ -30,8 +30,9 @@ use crate::ingest::{self, Source};
 use crate::kafka::consumer::ControlReader;
 use crate::kafka::group::Group;
 use crate::kafka::InRecord;
+use crate::model::audit::{OwnerAudit, OwnerChange};
 use crate::model::evidence::Ownership;
-use crate::model::{Input, Output};
+use crate::model::{AuditRecord, Input, Output};
 use crate::time::Timestamp;
 
 /// What HTTP hands the owner thread: an input to apply here (an admin call
@@ -57,8 +58,8 @@ pub struct Owner {
     pub control_next: Arc<dashmap::DashMap<(String, i32), i64>>,
     /// Partitions of the evidence topic (the keys' partitioning).
     pub partitions: u32,
-    /// For malformed records.
-    pub dlq: Sender,
+    /// Dead letters, and audit records outside the owner's batches.
+    pub sender: Sender,
 }
 
 impl Owner {
@@ -109,14 +110,16 @@ impl Owner {
                 };
                 let rec = match polled {
                     Ok(rec) => rec,
+                    Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                        return Err(self.fenced(e.to_string(), &owned));
+                    }
                     Err(e) => {
                         warn!(error = %e, "evidence consumer error");
                         break;
                     }
                 };
-                consumed_at.get_or_insert_with(Instant::now);
                 next.insert(rec.partition, rec.offset + 1);
-                outputs.extend(self.evidence_record(&rec));
+                outputs.extend(self.evidence_record(&rec, &mut consumed_at));
                 if Instant::now() >= deadline {
                     break;
                 }
@@ -132,6 +135,7 @@ impl Owner {
                 if !lost.is_empty() {
                     info!(partitions = ?lost, "evidence partitions lost: no longer deciding for their keys");
                     self.own(&owned);
+                    outputs.push(self.audit(OwnerChange::Lost, lost, &owned));
                 }
                 self.shared
                     .readiness
@@ -149,7 +153,7 @@ impl Owner {
                             .is_none_or(|h| h.caught_up())
                     })
                     .collect();
-                if !done.is_empty() && self.commands_known(&control_topics, &mut outputs) {
+                if !done.is_empty() && self.commands_known(&mut outputs) {
                     for p in &done {
                         rebuilding.remove(p);
                         owned.insert(*p);
@@ -161,6 +165,7 @@ impl Owner {
                         "evidence partitions read back: deciding for their keys"
                     );
                     self.own(&owned);
+                    outputs.push(self.audit(OwnerChange::Took, done, &owned));
                     self.shared
                         .readiness
                         .owner
@@ -199,10 +204,7 @@ impl Owner {
             };
             match self.emitter.publish(batch) {
                 Ok(()) => {}
-                Err(EmitError::Fenced(why)) => {
-                    self.shared.cancel.cancel();
-                    return Err(RunError::Fenced(why));
-                }
+                Err(EmitError::Fenced(why)) => return Err(self.fenced(why, &owned)),
                 Err(EmitError::Stopped) => break,
                 Err(e) => warn!(error = %e, "publishing failed"),
             }
@@ -223,21 +225,18 @@ impl Owner {
         Ok(())
     }
 
-    /// Without transactions, a new owner first reads the commands topic to
-    /// its end: a command the previous owner emitted is then known. (With
-    /// them, what the previous owner committed is read before what follows
-    /// it, and what it did not commit never will be.)
-    fn commands_known(&mut self, control_topics: &[&str], outputs: &mut Vec<Output>) -> bool {
-        if self.emitter.transactional() {
-            return true;
-        }
+    /// A new owner first reads the commands topic to its end as of now: a
+    /// command the previous owner emitted is then known. With transactions
+    /// "its end" waits for a transaction still open (the previous owner's,
+    /// frozen mid-publish) to commit, abort or time out, so what it
+    /// committed is known and what it did not commit never will be.
+    fn commands_known(&mut self, outputs: &mut Vec<Output>) -> bool {
         let commands = self.shared.config.topics.commands.clone();
         let mut read = Vec::new();
         let done = self.control.read_to_end(&commands, |rec| read.push(rec));
         for rec in read {
             outputs.extend(self.control_record(&rec, false));
         }
-        let _ = control_topics;
         match done {
             Ok(()) => true,
             Err(e) => {
@@ -245,6 +244,28 @@ impl Owner {
                 false
             }
         }
+    }
+
+    /// A newer instance with this instance's id took over (its
+    /// transactional id, or its place in the owner group): nothing more is
+    /// published; the audit says so (outside any transaction) and the
+    /// instance stops.
+    fn fenced(&self, why: String, owned: &BTreeSet<i32>) -> RunError {
+        self.sender.fenced(&why, owned.iter().copied().collect())
+    }
+
+    /// The audit record of an ownership change.
+    fn audit(&self, change: OwnerChange, partitions: Vec<i32>, owned: &BTreeSet<i32>) -> Output {
+        Output::Audit(AuditRecord::new(
+            Timestamp::now_wall(),
+            OwnerAudit {
+                instance: self.shared.instance.clone(),
+                change,
+                partitions,
+                owned: owned.iter().copied().collect(),
+                transactional: self.emitter.transactional(),
+            },
+        ))
     }
 
     fn own(&mut self, owned: &BTreeSet<i32>) {
@@ -268,19 +289,22 @@ impl Owner {
             .to_owned();
         self.control_next
             .insert((rec.topic.clone(), rec.partition), next.max(rec.offset + 1));
-        control_record(&self.shared, &self.dlq, rec, recovering)
+        control_record(&self.shared, &self.sender, rec, recovering)
     }
 
-    fn evidence_record(&mut self, rec: &InRecord) -> Vec<Output> {
+    /// Applies one evidence record; `consumed_at` becomes the earliest time
+    /// a raw record behind this pass's evidence was taken in.
+    fn evidence_record(
+        &mut self,
+        rec: &InRecord,
+        consumed_at: &mut Option<Timestamp>,
+    ) -> Vec<Output> {
         match evidence::decode(&rec.payload) {
-            Ok((e, _instance)) => {
-                let out = self.shared.apply(Input::Evidence(e));
-                for o in &out {
-                    if let Output::Telemetry(t) = o {
-                        self.shared.metrics.observations.inc_by(t.observations);
-                    }
-                }
-                out
+            Ok((e, envelope)) => {
+                let at = envelope.consumed_at.unwrap_or_else(Timestamp::now_wall);
+                *consumed_at = Some(consumed_at.map_or(at, |c| c.min(at)));
+                // Observations were counted by the intake that folded them.
+                self.shared.apply(Input::Evidence(e))
             }
             Err(err) => {
                 warn!(partition = rec.partition, offset = rec.offset, error = %err, "malformed evidence record skipped");

@@ -11,21 +11,42 @@ use super::broker::Broker;
 use super::http::{http_get, metric};
 use super::procs::unique_dir;
 
-/// A config for a test agent: fast windows so a bad canary is caught in
-/// seconds of wall time.
 const RESTART_MARK: &str = "---- restart ----\n";
 
+/// The environment variable the test configs name in
+/// `kafka.instance_id_env`: an agent started with it set is a static group
+/// member with a stable transactional id.
+pub const INSTANCE_ENV: &str = "ROLLBACKD_INSTANCE";
+
+/// The `[slo]` of [`agent_config`]: fast windows, so a bad canary is caught
+/// in seconds of wall time.
+pub const FAST_SLO: &str = r#"[slo]
+warmup = "2s"
+evaluation_interval = "1s"
+min_requests = 50
+windows = [ { short = "5s", long = "20s", burn_rate = 14.4 } ]
+"#;
+
+/// A config for a test agent with [`FAST_SLO`] and `extra` tables.
 pub fn agent_config(broker: &Broker, group: &str, extra: &str) -> PathBuf {
+    agent_config_with_slo(broker, group, FAST_SLO, extra)
+}
+
+/// A config for a test agent: transactions on with noida-db, off with
+/// tansu (which answers the transactional API without keeping its
+/// promises).
+pub fn agent_config_with_slo(broker: &Broker, group: &str, slo: &str, extra: &str) -> PathBuf {
     let dir = unique_dir("agent");
     let p = dir.join("config.toml");
+    let transactions = if broker.noida { "on" } else { "off" };
     std::fs::write(
         &p,
         format!(
             r#"[kafka]
 brokers = "{}"
 group_id = "{group}"
-# tansu answers the transactional API without keeping its promises.
-transactions = "off"
+transactions = "{transactions}"
+instance_id_env = "{INSTANCE_ENV}"
 [kafka.properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
@@ -33,11 +54,7 @@ transactions = "off"
 [http]
 listen = "127.0.0.1:0"
 
-[slo]
-warmup = "2s"
-evaluation_interval = "1s"
-min_requests = 50
-windows = [ {{ short = "5s", long = "20s", burn_rate = 14.4 }} ]
+{slo}
 {extra}
 "#,
             broker.brokers()
@@ -149,6 +166,41 @@ impl Agent {
         self.kill9();
         self.log.lock().unwrap().push_str(RESTART_MARK);
         self.spawn();
+    }
+
+    /// Starts the agent again (it must have exited or been killed) with
+    /// `env` instead of the environment it was started with.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.restart();
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to the agent's process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-s", sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; how it
+    /// ended (`None`: still running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.child = None;
+                    return Some(status);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn log_text(&self) -> String {

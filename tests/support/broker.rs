@@ -133,6 +133,7 @@ impl Broker {
             let group = format!("-{}", c.id());
             let _ = Command::new("kill")
                 .args(["-s", "TERM", "--", &group])
+                .stderr(std::process::Stdio::null())
                 .status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
@@ -143,6 +144,7 @@ impl Broker {
             }
             let _ = Command::new("kill")
                 .args(["-s", "KILL", "--", &group])
+                .stderr(std::process::Stdio::null())
                 .status();
             let _ = c.wait();
         }
@@ -257,6 +259,16 @@ pub fn read_topic(broker: &Broker, topic: &str, wait: Duration) -> Vec<Got> {
             Instant::now() < give_up,
             "{topic}: not read to its end within 60 s"
         );
+        // Read to the end: judged by the position, which a transaction's
+        // commit marker moves too.
+        if let Ok(positions) = c.position() {
+            ends.retain(|&p, &mut end| {
+                positions
+                    .find_partition(topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .is_none_or(|at| at < end)
+            });
+        }
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
             if ends
                 .get(&m.partition())

@@ -172,8 +172,13 @@ impl Owner {
                         .store(rebuilding.is_empty(), Ordering::Release);
                 }
             }
-            if last_tick.elapsed() >= TICK {
+            // Deploys touched by this pass's evidence are evaluated in this
+            // pass (their decision leaves with the offsets that caused it);
+            // the others when they are due.
+            if !next.is_empty() || last_tick.elapsed() >= TICK {
                 outputs.extend(self.shared.apply(Input::Tick));
+            }
+            if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
                 if let Some(lag) = self.group.lag() {
                     self.shared.metrics.consumer_lag.set(lag);

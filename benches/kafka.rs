@@ -186,60 +186,53 @@ fn consumption(c: &mut Criterion) {
     let mut g = c.benchmark_group("kafka_consume");
     g.sample_size(10);
     let mut n = 0;
+    // (bench, unit, topics (spans, metrics), source, exports, elements, raw bytes)
+    let backlogs = [
+        (
+            "otlp_proto_spans",
+            "spans",
+            ("bench_spans", "bench_empty"),
+            "otlp_spans",
+            SPAN_EXPORTS,
+            SPAN_EXPORTS * SPANS_PER_EXPORT,
+            raw_spans,
+        ),
+        (
+            "otlp_proto_histogram_points",
+            "points",
+            ("bench_empty", "bench_metrics"),
+            "otlp_metrics",
+            METRIC_EXPORTS,
+            METRIC_EXPORTS * POINTS_PER_EXPORT,
+            raw_points,
+        ),
+    ];
     for instances in [1, 3] {
-        g.throughput(Throughput::Elements(
-            (SPAN_EXPORTS * SPANS_PER_EXPORT) as u64,
-        ));
-        g.bench_function(format!("otlp_proto_spans/{instances}_instances"), |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        n += 1;
-                        let (took, evidence) = catch_up(
-                            &broker,
-                            &format!("bench-s-{n}"),
-                            ("bench_spans", "bench_empty"),
-                            ("otlp_spans", SPAN_EXPORTS),
-                            instances,
-                        );
-                        println!(
-                            "kafka: {instances} instance(s): {:.0} spans/s; evidence {:.3} % of the raw bytes",
-                            (SPAN_EXPORTS * SPANS_PER_EXPORT) as f64 / took.as_secs_f64(),
-                            100.0 * evidence / raw_spans
-                        );
-                        took
-                    })
-                    .sum()
-            })
-        });
-        g.throughput(Throughput::Elements(
-            (METRIC_EXPORTS * POINTS_PER_EXPORT) as u64,
-        ));
-        g.bench_function(
-            format!("otlp_proto_histogram_points/{instances}_instances"),
-            |b| {
+        for &(name, unit, topics, source, exports, elements, raw) in &backlogs {
+            g.throughput(Throughput::Elements(elements as u64));
+            g.bench_function(format!("{name}/{instances}_instances"), |b| {
                 b.iter_custom(|iters| {
                     (0..iters)
                         .map(|_| {
                             n += 1;
                             let (took, evidence) = catch_up(
                                 &broker,
-                                &format!("bench-m-{n}"),
-                                ("bench_empty", "bench_metrics"),
-                                ("otlp_metrics", METRIC_EXPORTS),
+                                &format!("bench-{n}"),
+                                topics,
+                                (source, exports),
                                 instances,
                             );
                             println!(
-                                "kafka: {instances} instance(s): {:.0} points/s; evidence {:.2} % of the raw bytes",
-                                (METRIC_EXPORTS * POINTS_PER_EXPORT) as f64 / took.as_secs_f64(),
-                                100.0 * evidence / raw_points
+                                "kafka: {instances} instance(s): {:.0} {unit}/s; evidence {:.3} % of the raw bytes",
+                                elements as f64 / took.as_secs_f64(),
+                                100.0 * evidence / raw
                             );
                             took
                         })
                         .sum()
                 })
-            },
-        );
+            });
+        }
     }
     g.finish();
 }

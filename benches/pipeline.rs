@@ -223,6 +223,26 @@ fn decode_and_fold(
         .sum()
 }
 
+/// Stage 1 over `exports` (raw records at successive offsets, one second
+/// apart), flushing every 16 records.
+fn stage1(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    source: Source,
+    exports: &[Vec<u8>],
+) {
+    g.bench_function("stage1_decode_and_fold", |b| {
+        let engine = engine_with_deploy();
+        let mut fold = Fold::default();
+        let mut offset = 0i64;
+        b.iter(|| {
+            offset += 1;
+            let i = offset as usize % exports.len();
+            let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
+            decode_and_fold(&engine, &mut fold, source, &exports[i], offset, now, 16)
+        })
+    });
+}
+
 fn spans(c: &mut Criterion) {
     let exports: Vec<Vec<u8>> = (1..=60).map(span_export).collect();
     let spans_per = (SPANS_PER_EXPORT * 9 / 10 + SPANS_PER_EXPORT / 10) as u64;
@@ -249,25 +269,7 @@ fn spans(c: &mut Criterion) {
             decode_and_apply(&mut engine, Source::Spans, &exports[i], now);
         })
     });
-    g.bench_function("stage1_decode_and_fold", |b| {
-        let engine = engine_with_deploy();
-        let mut fold = Fold::default();
-        let mut offset = 0i64;
-        b.iter(|| {
-            offset += 1;
-            let i = offset as usize % exports.len();
-            let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
-            decode_and_fold(
-                &engine,
-                &mut fold,
-                Source::Spans,
-                &exports[i],
-                offset,
-                now,
-                16,
-            )
-        })
-    });
+    stage1(&mut g, Source::Spans, &exports);
     g.finish();
 }
 
@@ -304,25 +306,7 @@ fn histograms(c: &mut Criterion) {
             black_box(round)
         })
     });
-    g.bench_function("stage1_decode_and_fold", |b| {
-        let engine = engine_with_deploy();
-        let mut fold = Fold::default();
-        let mut offset = 0i64;
-        b.iter(|| {
-            offset += 1;
-            let i = offset as usize % exports.len();
-            let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
-            decode_and_fold(
-                &engine,
-                &mut fold,
-                Source::Metrics,
-                &exports[i],
-                offset,
-                now,
-                16,
-            )
-        })
-    });
+    stage1(&mut g, Source::Metrics, &exports);
     g.finish();
 }
 

@@ -997,16 +997,7 @@ fn an_alert_delivered_to_two_instances_at_once_is_emitted_once() {
             .count(),
         1
     );
-    assert_eq!(
-        commands_for(&all, "d-ha"),
-        1,
-        "{}",
-        agents
-            .iter()
-            .map(|a| a.log_text())
-            .collect::<Vec<_>>()
-            .join("\n----\n")
-    );
+    assert_eq!(commands_for(&all, "d-ha"), 1, "{}", logs(&agents));
 }
 
 /// A deploy event POSTed to one instance is written to the deploy-events

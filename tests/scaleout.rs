@@ -122,11 +122,7 @@ fn wait_owned(agents: &[&Agent]) {
         assert!(
             Instant::now() < deadline,
             "evidence partitions owned: {owned:?}\n{}",
-            agents
-                .iter()
-                .map(|a| a.log_text())
-                .collect::<Vec<_>>()
-                .join("\n----\n")
+            logs(agents.iter().copied())
         );
         thread::sleep(Duration::from_millis(200));
     }
@@ -176,13 +172,6 @@ fn decide_with(n: usize) -> f64 {
     traffic.add("shop", true);
     started(&cfg, "d-good", "cart");
     traffic.add("cart", false);
-    let logs = || {
-        agents
-            .iter()
-            .map(|a| a.log_text())
-            .collect::<Vec<_>>()
-            .join("\n----\n")
-    };
     wait_topic(&broker, "rollback-commands", Duration::from_secs(60), |g| {
         !commands_for(g, "d-bad").is_empty()
     });
@@ -193,13 +182,13 @@ fn decide_with(n: usize) -> f64 {
         commands_for(&got, "d-bad").len(),
         1,
         "{n} instances\n{}",
-        logs()
+        logs(&agents)
     );
     assert_eq!(
         commands_for(&got, "d-good").len(),
         0,
         "{n} instances\n{}",
-        logs()
+        logs(&agents)
     );
     drop(traffic);
     decided_after(&broker, commands_for(&got, "d-bad")[0])
@@ -287,7 +276,7 @@ fn exactly_one_command_per_bad_deploy_under_kill_9() {
     let got = read_topic(&broker, "rollback-commands", Duration::ZERO);
     let audit = read_topic(&broker, "rollbackd-audit", Duration::ZERO);
     drop(traffic);
-    let logs = || {
+    let report = || {
         agents
             .iter()
             .map(|a| {
@@ -327,7 +316,7 @@ fn exactly_one_command_per_bad_deploy_under_kill_9() {
                 .map(|a| deploy_view(a, &bad))
                 .collect::<Vec<_>>()
                 .join("\n"),
-            logs()
+            report()
         );
         assert_eq!(commands_for(&got, &good).len(), 0, "{good}: seed {seed}");
         let audited = audit
@@ -434,28 +423,15 @@ windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
     agent.wait_ready();
     started(&cfg, "d-once", "once");
     let requests = |agent: &Agent| -> Option<u64> {
-        let (code, body) = http(
-            &agent.http_addr(),
-            "GET",
-            "/v1/deploys/d-once",
-            &[("Authorization", "Bearer adm")],
-            b"",
-        );
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        (code == 200).then(|| v["evaluation"]["pairs"][0]["candidate_long"]["requests"].as_u64())?
+        let v: serde_json::Value = serde_json::from_str(&deploy_view(agent, "d-once")).ok()?;
+        v["evaluation"]["pairs"][0]["candidate_long"]["requests"].as_u64()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while requests(&agent).is_none() {
         assert!(
             Instant::now() < deadline,
-            "{:?}\n{}",
-            http(
-                &agent.http_addr(),
-                "GET",
-                "/v1/deploys/d-once",
-                &[("Authorization", "Bearer adm")],
-                b""
-            ),
+            "{}\n{}",
+            deploy_view(&agent, "d-once"),
             agent.log_text()
         );
         thread::sleep(Duration::from_millis(100));

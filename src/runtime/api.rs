@@ -53,6 +53,15 @@ fn unavailable(e: impl std::fmt::Display) -> InputError {
     InputError::Unavailable(e.to_string())
 }
 
+/// Sends what an HTTP request gathered to the owners of its keys (taken in
+/// now) and waits for the broker's acknowledgement.
+async fn send_to_owners(sender: &Sender, mut fold: Fold) -> Result<(), InputError> {
+    sender
+        .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()))
+        .await
+        .map_err(|e| unavailable(format!("the evidence topic did not acknowledge: {e}")))
+}
+
 impl Handle {
     /// Without Kafka: applies `input` and publishes what it caused.
     pub fn local(&self, input: Input) -> Vec<Output> {
@@ -131,12 +140,7 @@ impl Handle {
                     .observations
                     .inc_by(outcome.observations);
                 self.count(source, outcome.label());
-                sender
-                    .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()))
-                    .await
-                    .map_err(|e| {
-                        unavailable(format!("the evidence topic did not acknowledge: {e}"))
-                    })
+                send_to_owners(sender, fold).await
             }
         }
     }
@@ -161,12 +165,7 @@ impl Handle {
             Backend::Kafka { sender, .. } => {
                 let mut fold = Fold::default();
                 let unmatched = self.shared.read().fold_alerts(&mut fold, alerts);
-                sender
-                    .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()))
-                    .await
-                    .map_err(|e| {
-                        unavailable(format!("the evidence topic did not acknowledge: {e}"))
-                    })?;
+                send_to_owners(sender, fold).await?;
                 if !unmatched.is_empty() {
                     // Audited by this instance: no owner would see them.
                     self.on_owner(Input::Alerts(unmatched)).await?;
@@ -365,10 +364,7 @@ impl Api for Handle {
                 return Ok(Err(Refusal::NotFound(deploy_id)));
             }
         }
-        sender
-            .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()))
-            .await
-            .map_err(|e| unavailable(format!("the evidence topic did not acknowledge: {e}")))?;
+        send_to_owners(sender, fold).await?;
         let until = Instant::now() + Duration::from_secs(10);
         while !self.shared.read().was_emitted(&id) {
             if Instant::now() > until {

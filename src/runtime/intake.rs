@@ -274,9 +274,10 @@ pub fn run(
         }
         if Instant::now() >= flush_at {
             flush_at = Instant::now() + flush;
-            if !send(&sender, &mut fold, &group, &mut read, oldest.take()) {
+            if !send(&sender, &mut fold, &group, &mut read, oldest) {
                 break;
             }
+            oldest = None;
         }
     }
     send(&sender, &mut fold, &group, &mut read, oldest);
@@ -286,7 +287,9 @@ pub fn run(
     Ok(())
 }
 
-/// Sends what was folded, then stores the offsets it covers.
+/// Sends what was folded, then stores the offsets it covers. When it could
+/// not be sent (stopped while retrying) nothing is stored: those records are
+/// read again after the restart.
 fn send(
     sender: &Sender,
     fold: &mut Fold,
@@ -300,6 +303,7 @@ fn send(
     let evidence = fold.flush(Origin::Kafka(Vec::new()));
     if !evidence.is_empty() {
         if !sender.send_blocking(evidence, consumed_at) {
+            read.clear();
             return false;
         }
         super::failpoint::hit("intake-after-send");

@@ -256,6 +256,15 @@ impl Agent {
     }
 }
 
+/// The logs of `agents`, one after the other (for a failing assertion).
+pub fn logs<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
+    agents
+        .into_iter()
+        .map(|a| a.log_text())
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+}
+
 /// Starts `rollbackd ARGS --config CFG` with the given stdout and stderr.
 pub fn spawn_rollbackd(
     args: &[&str],

@@ -237,7 +237,7 @@ pub fn read_topic(broker: &Broker, topic: &str, wait: Duration) -> Vec<Got> {
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    let mut ends = std::collections::HashMap::new();
+    let mut ends = Vec::new();
     for t in md.topics() {
         for p in t.partitions() {
             tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
@@ -246,7 +246,7 @@ pub fn read_topic(broker: &Broker, topic: &str, wait: Duration) -> Vec<Got> {
                 .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
                 .unwrap();
             if high > 0 {
-                ends.insert(p.id(), high);
+                ends.push((p.id(), high));
             }
         }
     }
@@ -254,28 +254,19 @@ pub fn read_topic(broker: &Broker, topic: &str, wait: Duration) -> Vec<Got> {
     let deadline = Instant::now() + wait;
     let give_up = Instant::now() + Duration::from_secs(60);
     let mut out = Vec::new();
-    while !ends.is_empty() || Instant::now() < deadline {
+    // The offset after the last record read, per partition.
+    let mut next = std::collections::HashMap::new();
+    let behind = |next: &std::collections::HashMap<i32, i64>| {
+        rollbackd::kafka::behind(&c, topic, ends.iter().copied(), |p| next.get(&p).copied())
+            .unwrap_or(1)
+    };
+    while behind(&next) > 0 || Instant::now() < deadline {
         assert!(
             Instant::now() < give_up,
             "{topic}: not read to its end within 60 s"
         );
-        // Read to the end: judged by the position, which a transaction's
-        // commit marker moves too.
-        if let Ok(positions) = c.position() {
-            ends.retain(|&p, &mut end| {
-                positions
-                    .find_partition(topic, p)
-                    .and_then(|e| e.offset().to_raw())
-                    .is_none_or(|at| at < end)
-            });
-        }
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            if ends
-                .get(&m.partition())
-                .is_some_and(|&e| m.offset() + 1 >= e)
-            {
-                ends.remove(&m.partition());
-            }
+            next.insert(m.partition(), m.offset() + 1);
             let headers = m
                 .headers()
                 .map(|h| {

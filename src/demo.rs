@@ -24,30 +24,13 @@ use crate::model::{
     AuditEvent, DataMigration, DeployEvent, DeployEventKind, ExecutorResult, Input, Output,
     ResultStatus,
 };
+use crate::rng::Rng;
 use crate::time::{Duration, Timestamp};
 
 const SEC: i64 = 1_000_000_000;
 
 /// The demo's configuration, also shipped as `config/demo.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
-
-/// A small deterministic generator (SplitMix64), so the demo prints the
-/// same story every time.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// One version's traffic: requests per second and its error and slow shares.
 struct Traffic {
@@ -243,7 +226,7 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
         .unwrap_or(0);
     let mut demo = Demo {
         engine: Engine::new(config),
-        rng: Rng(42),
+        rng: Rng::new(42),
         t0,
         out,
         commands: Vec::new(),
@@ -265,9 +248,12 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
     )?;
     writeln!(
         demo.out,
-        "with {:.0}% confidence, at least {} requests, after a {} warm-up, and worse than the old version.",
+        "and is worse than the old version, each with {:.0}% confidence that holds however often it is checked",
         policy.confidence * 100.0,
-        policy.min_requests,
+    )?;
+    writeln!(
+        demo.out,
+        "(anytime-valid sequential tests: no request floor needed), after a {} warm-up.",
         policy.warmup
     )?;
     writeln!(
@@ -407,12 +393,22 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
             )?;
             writeln!(
                 demo.out,
-                "              {:.0}% lower bound {:.2}% ≥ threshold {:.2}%); baseline v42 {} bad of {} — significantly better",
-                policy.confidence * 100.0,
-                ev["candidate"]["lower_bound"].as_f64().unwrap_or(0.0) * 100.0,
+                "              over the {:.2}% threshold: e-value e^{:.1} ≥ e^{:.1} needed); baseline v42 {} bad of {}",
                 ev["threshold"].as_f64().unwrap_or(0.0) * 100.0,
+                ev["candidate"]["threshold_test"]["log_e"].as_f64().unwrap_or(0.0),
+                ev["candidate"]["threshold_test"]["needed"].as_f64().unwrap_or(0.0),
                 ev["baseline"]["bad"],
                 ev["baseline"]["requests"]
+            )?;
+            writeln!(
+                demo.out,
+                "              — the canary is worse: e-value e^{:.1} ≥ e^{:.1} needed",
+                ev["baseline"]["worse_test"]["log_e"]
+                    .as_f64()
+                    .unwrap_or(0.0),
+                ev["baseline"]["worse_test"]["needed"]
+                    .as_f64()
+                    .unwrap_or(0.0),
             )?;
             writeln!(demo.out, "    guards: first command for this deploy, automation not paused, no dry run, no cooldown, breaker closed")?;
             writeln!(

@@ -40,10 +40,13 @@
 //! - [`evidence`]: the evidence record's wire format (`rollbackd.evidence/v1`).
 //! - [`config`]: TOML → validated [`config::Config`], with the effective SLO
 //!   [`config::Policy`] per service; [`time`]: timestamps and durations;
-//!   [`stats`]: the statistics behind "enough evidence".
+//!   [`stats`]: the statistics behind "enough evidence" (anytime-valid
+//!   sequential tests).
 //! - [`replay`]: recorded inputs (JSONL) through the engine; [`demo`]: a
-//!   built-in simulated rollout; [`loadgen`]: simulated canary traffic and
-//!   the OTLP builders the tests and benches share.
+//!   built-in simulated rollout; [`simulate`]: Monte Carlo of a policy
+//!   through the engine's windows and sequential tests; [`loadgen`]:
+//!   simulated canary traffic and the OTLP builders the tests and benches
+//!   share; [`rng`]: the deterministic generator they draw from.
 //! - [`runtime`]: `rollbackd run` — the two stages and their consumer
 //!   groups, ownership of evidence partitions, transactions, recovery,
 //!   readiness per stage, shutdown; [`http`]: its HTTP listener, which
@@ -83,8 +86,10 @@ pub mod kafka;
 pub mod loadgen;
 pub mod model;
 pub mod replay;
+pub mod rng;
 pub mod runtime;
 pub mod shutdown;
+pub mod simulate;
 pub mod sinks;
 pub mod stats;
 pub mod telemetry;

@@ -69,6 +69,9 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Monte Carlo of healthy and bad deploys through the engine: the
+    /// policy's false-rollback rate and time to decision per grid point
+    Simulate(cli::simulate::Args),
     /// Send simulated canary traffic (OTLP spans) to Kafka, to a rollbackd
     /// over OTLP/HTTP, or to a replay file
     Loadgen(Box<cli::loadgen::Args>),
@@ -88,5 +91,6 @@ fn main() -> ExitCode {
         Cmd::Tail(args) => cli::tail::main(args),
         Cmd::Execute { config, dry_run } => cli::execute::main(&config.config, dry_run),
         Cmd::Loadgen(args) => cli::loadgen::main(*args),
+        Cmd::Simulate(args) => cli::simulate::main(args),
     }
 }

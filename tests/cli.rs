@@ -1,5 +1,5 @@
-//! Black-box tests of the command line: config checking, the demo, and
-//! replay's handling of its arguments.
+//! Black-box tests of the command line: config checking, the demo,
+//! simulate, and replay's handling of its arguments.
 
 use std::process::Command;
 
@@ -113,6 +113,56 @@ fn demo_catches_the_bad_deploy_and_leaves_the_good_one() {
         summary.ends_with("1 command(s) that would be published"),
         "{summary}"
     );
+}
+
+#[test]
+fn demo_says_how_soon_it_caught_the_bad_canary() {
+    let (_, out, _) = rollbackd(&["demo"]);
+    let summary = out.lines().last().unwrap();
+    let secs: u64 = summary
+        .split("caught ")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(secs <= 15, "caught {secs}s after it started");
+}
+
+#[test]
+fn simulate_reports_a_grid_as_table_and_json() {
+    let grid = write(
+        "grid.toml",
+        "runs = 20\nduration = \"10m\"\nevaluation_interval = \"1s\"\n[[rows]]\nname = \"bad\"\ncanary_rps = [10]\nbaseline_rps = [90]\nbaseline_bad = [0.0005]\ncandidate_bad = [1.0]\n[[rows]]\nname = \"healthy\"\ncanary_rps = [10]\ncanary_share = 0.1\nbaseline_bad = [0.0005]\n",
+    );
+    let cfg = repo("config/rollbackd.toml");
+    let args = ["simulate", "--config", &cfg, "--grid", &grid, "--seed", "9"];
+    let (code, table, err) = rollbackd(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.starts_with("row "), "{table}");
+    assert!(err.contains("2 grid points, 40 deploys"), "{err}");
+    let (code, json, _) = rollbackd(&[&args[..], &["--json"]].concat());
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points[0]["rollbacks"], 20);
+    assert_eq!(points[0]["time_to_decision"]["p50"], 5.0);
+    assert_eq!(points[1]["healthy"], true);
+    assert_eq!(points[1]["rollbacks"], 0);
+    // Deterministic by seed.
+    let (_, again, _) = rollbackd(&[&args[..], &["--json"]].concat());
+    assert_eq!(json, again);
+    // A bad grid is an error naming the key, exit 2.
+    let bad = write(
+        "badgrid.toml",
+        "[[rows]]\ncanary_rps = [10]\nbaseline_bad = [1.5]\n",
+    );
+    let (code, out, err) = rollbackd(&["simulate", "--config", &cfg, "--grid", &bad]);
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert!(err.contains("rows[0].baseline_bad"), "{err}");
+    let (code, _, err) = rollbackd(&["simulate", "--config", &cfg, "--grid", "/nonexistent.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read grid /nonexistent.toml"), "{err}");
 }
 
 #[test]

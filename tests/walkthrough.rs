@@ -147,7 +147,7 @@ fn the_readme_walkthroughs_run_as_printed() {
     };
     // Replay: the bad canary of the recording, not the healthy one.
     assert_eq!(of("d-checkout").len(), 1, "{context}");
-    assert_eq!(of("d-checkout")[0]["decided_at"], "2026-11-26T12:00:05Z");
+    assert_eq!(of("d-checkout")[0]["decided_at"], "2026-11-26T12:00:10Z");
     assert!(of("d-search").is_empty(), "{context}");
     // Without Kafka: a burn-rate decision, then an alert's (d-8 is printed
     // by `cat` and again by `tail -n 1`).

@@ -9,6 +9,7 @@ pub mod execute;
 pub mod loadgen;
 pub mod replay;
 pub mod run;
+pub mod simulate;
 pub mod tail;
 
 use std::io;

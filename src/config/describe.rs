@@ -109,8 +109,8 @@ fn describe_policy(out: &mut String, name: &str, p: &Policy) {
     );
     let _ = writeln!(
         out,
-        "  evidence: min_requests {} confidence {} (z {:.3}) warmup {} every {} watch_after_complete {}",
-        p.min_requests, p.confidence, p.z, p.warmup, p.evaluation_interval, p.watch_after_complete
+        "  evidence: confidence {} over the whole watch (anytime-valid), optional floors min_requests {} warmup {}; every {} watch_after_complete {}",
+        p.confidence, p.min_requests, p.warmup, p.evaluation_interval, p.watch_after_complete
     );
     for w in &p.windows {
         let _ = writeln!(

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::stats::z_for_family;
+use crate::stats::sequential::RateTest;
 use crate::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -341,10 +341,9 @@ pub struct Policy {
     pub watch_after_complete: Duration,
     pub windows: Vec<WindowPair>,
     pub dry_run: bool,
-    /// The one-sided normal quantile each (window pair, SLI) test uses, so
-    /// that the verdict — any of them firing — holds at `confidence`
-    /// (Bonferroni over `2 × windows` tests).
-    pub z: f64,
+    /// Per window pair, the threshold tests of its errors and latency SLIs
+    /// (H0: bad ratio ≤ burn_rate × budget).
+    pub rate_tests: Vec<[RateTest; 2]>,
     /// Distinct window lengths, ascending; windows are kept per length.
     pub lengths: Vec<Duration>,
     /// For each pair, the indices of its short and long length in `lengths`.
@@ -362,6 +361,19 @@ impl Policy {
 
     pub fn latency_budget(&self) -> f64 {
         1.0 - self.latency_objective
+    }
+
+    /// This policy with other objectives and confidence, its derived
+    /// constants computed again (what `simulate` varies over a grid).
+    pub fn with_slo(&self, objective: f64, latency_objective: f64, confidence: f64) -> Policy {
+        let mut p = Policy {
+            objective,
+            latency_objective,
+            confidence,
+            ..self.clone()
+        };
+        p.rate_tests = rate_tests(&p);
+        p
     }
 }
 
@@ -641,9 +653,9 @@ fn resolve_policy(
     let objective = pick!(objective, 0.999);
     let latency_threshold = pick!(latency_threshold, Duration::from_millis(500));
     let latency_objective = pick!(latency_objective, 0.99);
-    let min_requests = pick!(min_requests, 100);
+    let min_requests = pick!(min_requests, 0);
     let confidence = pick!(confidence, 0.95);
-    let warmup = pick!(warmup, Duration::from_secs(30));
+    let warmup = pick!(warmup, Duration::from_secs(5));
     let evaluation_interval = pick!(evaluation_interval, Duration::from_secs(5));
     let watch_after_complete = pick!(watch_after_complete, Duration::from_secs(900));
     let windows = pick!(windows, default_windows());
@@ -666,9 +678,6 @@ fn resolve_policy(
             key("latency_threshold"),
             "must be greater than zero",
         ));
-    }
-    if min_requests == 0 {
-        return Err(invalid(key("min_requests"), "must be at least 1"));
     }
     if !(0.5..1.0).contains(&confidence) {
         return Err(invalid(key("confidence"), "must be in [0.5, 1)"));
@@ -714,7 +723,7 @@ fn resolve_policy(
         .iter()
         .map(|w| (index(w.short), index(w.long)))
         .collect();
-    Ok(Policy {
+    let mut policy = Policy {
         objective,
         latency_threshold,
         latency_objective,
@@ -724,11 +733,25 @@ fn resolve_policy(
         evaluation_interval,
         watch_after_complete,
         dry_run: global_dry_run || own.dry_run.unwrap_or(false),
-        z: z_for_family(confidence, windows.len() * 2),
+        rate_tests: Vec::new(),
         windows,
         lengths,
         pair_index,
-    })
+    };
+    policy.rate_tests = rate_tests(&policy);
+    Ok(policy)
+}
+
+fn rate_tests(p: &Policy) -> Vec<[RateTest; 2]> {
+    p.windows
+        .iter()
+        .map(|w| {
+            [
+                RateTest::new(w.burn_rate * p.error_budget()),
+                RateTest::new(w.burn_rate * p.latency_budget()),
+            ]
+        })
+        .collect()
 }
 
 /// `"4MiB"`, `"512KiB"`, `"1GiB"`, `"1MB"`, `"4096"` → bytes.

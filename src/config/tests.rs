@@ -20,8 +20,11 @@ fn empty_config_has_the_contract_defaults() {
         ]
     );
     assert_eq!(p.pair_index, vec![(0, 1), (1, 2)]);
-    // two pairs × two SLIs at 95% overall: 98.75% each
-    assert!((p.z - 2.2414).abs() < 1e-3);
+    // the floors are optional: the sequential tests make a verdict valid
+    assert_eq!(p.min_requests, 0);
+    assert_eq!(p.warmup, Duration::from_secs(5));
+    assert_eq!(p.confidence, 0.95);
+    assert_eq!(p.rate_tests.len(), 2);
     assert_eq!(c.longest_window(), Duration::from_secs(1800));
 }
 

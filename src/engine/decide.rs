@@ -17,6 +17,7 @@ use crate::time::Timestamp;
 
 use super::evaluate::{evaluate, Evaluation};
 use super::guards::Chain;
+use super::judge::Judge;
 use super::registry::{Deploy, Role};
 use super::Engine;
 
@@ -41,7 +42,12 @@ impl Engine {
                 self.registry.update(&id, |d| d.next_eval = next_eval);
                 continue;
             }
-            let ev = self.evaluate_deploy(d, now);
+            let Some(ev) = self.judge_deploy(seq, now) else {
+                continue;
+            };
+            let Some(d) = self.registry.by_seq(seq) else {
+                continue;
+            };
             let verdict = ev.verdict;
             let evidence = ev.decisive_pair().map(|p| p.evidence());
             let decided = d.decided.is_some();
@@ -90,10 +96,30 @@ impl Engine {
         self.sweep_cumulative();
     }
 
+    /// Evaluates a deploy, its sequential tests taking in what arrived
+    /// since they last looked.
+    fn judge_deploy(&mut self, seq: u64, now: Timestamp) -> Option<Evaluation> {
+        let d = self.registry.by_seq(seq)?;
+        let judge = self
+            .judges
+            .entry(seq)
+            .or_insert_with(|| Judge::new(&d.policy, d.info.at));
+        let cand = self.windows.get(&(seq, Role::Candidate));
+        let base = self.windows.get(&(seq, Role::Baseline));
+        Some(evaluate(judge, &d.policy, cand, base, now))
+    }
+
+    /// A deploy's evaluation at `now` for a view: its tests as they stand,
+    /// unchanged.
     pub(super) fn evaluate_deploy(&self, d: &Deploy, now: Timestamp) -> Evaluation {
+        let mut judge = self
+            .judges
+            .get(&d.seq)
+            .cloned()
+            .unwrap_or_else(|| Judge::new(&d.policy, d.info.at));
         let cand = self.windows.get(&(d.seq, Role::Candidate));
         let base = self.windows.get(&(d.seq, Role::Baseline));
-        evaluate(&d.policy, d.info.at, cand, base, now)
+        evaluate(&mut judge, &d.policy, cand, base, now)
     }
 
     /// One decision on one deploy: the guard chain (CONTRACT §3, in order),

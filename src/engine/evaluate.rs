@@ -1,15 +1,25 @@
 //! Multi-window, multi-burn-rate evaluation with attribution (CONTRACT §2).
 //!
-//! A pure function of a policy, the deploy's start, its candidate and
-//! baseline windows, and `now`. It never decides what to *do*: that is the
-//! guards' job; it says what the evidence shows.
+//! A deploy's [`Judge`] keeps its sequential tests (see `judge`); this
+//! module turns them and the windows into a verdict.
+//!
+//! A pair fires when, after `warmup` and with `min_requests` in the long
+//! window (both optional floors), the short and long windows' observed bad
+//! ratios are at least the threshold, the threshold test rejects, and —
+//! when the baseline has traffic — the baseline does not burn as much
+//! itself (else `not_attributable`) and the attribution test rejects.
+//! Every test's level is `epoch_alpha`, so P(a healthy deploy is ever
+//! rolled back) ≤ 1 − `confidence` over its whole watch.
+//!
+//! It never decides what to *do*: that is the guards' job; it says what
+//! the evidence shows.
 
 use serde::Serialize;
 use serde_json::json;
 
+use super::judge::{Judge, TestResult};
 use super::window::{SeriesWindows, Sli, WindowCounts};
 use crate::config::Policy;
-use crate::stats::{significantly_worse, wilson_lower_bound};
 use crate::time::{Duration, Timestamp};
 
 /// What one window pair says about one SLI.
@@ -22,7 +32,7 @@ pub enum PairState {
     InsufficientData,
     /// Within budget, or not confidently over it.
     Ok,
-    /// Over budget, but not significantly worse than the baseline.
+    /// Over budget, but not yet shown worse than the baseline.
     NotSignificant,
     /// Over budget, and the baseline burns just as much: not this deploy.
     NotAttributable,
@@ -46,8 +56,11 @@ pub struct PairEval {
     pub burn_short: f64,
     pub burn_long: f64,
     pub baseline_burn_long: f64,
-    /// Wilson lower bound of the candidate's long-window bad ratio.
-    pub lower_bound: f64,
+    /// The threshold test with the most evidence, once the observed ratios
+    /// reach the threshold (it is not computed before).
+    pub rate_test: Option<TestResult>,
+    /// The attribution test with the most evidence, when it was needed.
+    pub attribution_test: Option<TestResult>,
     pub state: PairState,
 }
 
@@ -59,6 +72,7 @@ impl PairEval {
                 "requests": self.baseline_long.requests,
                 "bad": self.baseline_long.bad(self.sli),
                 "burn_long": round3(self.baseline_burn_long),
+                "worse_test": test_json(self.attribution_test),
             })
         } else {
             serde_json::Value::Null
@@ -75,13 +89,20 @@ impl PairEval {
                 "bad": self.candidate_long.bad(self.sli),
                 "burn_short": round3(self.burn_short),
                 "burn_long": round3(self.burn_long),
-                "lower_bound": round6(self.lower_bound),
+                "threshold_test": test_json(self.rate_test),
                 "short_requests": self.candidate_short.requests,
                 "short_bad": self.candidate_short.bad(self.sli),
             },
             "baseline": baseline,
         })
     }
+}
+
+fn test_json(t: Option<TestResult>) -> serde_json::Value {
+    t.map_or(
+        serde_json::Value::Null,
+        |t| json!({"log_e": round3(t.log_e.max(-1e9)), "needed": round3(t.needed)}),
+    )
 }
 
 fn round3(v: f64) -> f64 {
@@ -110,47 +131,49 @@ impl Evaluation {
     }
 }
 
-/// Evaluates every window pair for both SLIs. Pairs are visited in policy
+/// Feeds `judge`'s tests what arrived since it last looked, then evaluates
+/// every window pair for both SLIs at `now`. Pairs are visited in policy
 /// order, errors before latency; the first firing pair is the evidence.
 pub fn evaluate(
+    judge: &mut Judge,
     policy: &Policy,
-    deploy_at: Timestamp,
     candidate: Option<&SeriesWindows>,
     baseline: Option<&SeriesWindows>,
     now: Timestamp,
 ) -> Evaluation {
-    let warming = now < deploy_at.saturating_add(policy.warmup);
+    let totals = judge.observe(policy, candidate, baseline, now);
+    let warming = now < judge.at().saturating_add(policy.warmup);
     let mut pairs = Vec::with_capacity(policy.windows.len() * 2);
-    for (w, &(si, li)) in policy.windows.iter().zip(&policy.pair_index) {
+    for (i, (w, &(si, li))) in policy.windows.iter().zip(&policy.pair_index).enumerate() {
         let c_short = candidate.map_or(WindowCounts::EMPTY, |c| c.window(si, now));
         let c_long = candidate.map_or(WindowCounts::EMPTY, |c| c.window(li, now));
         let b_long = baseline.map_or(WindowCounts::EMPTY, |b| b.window(li, now));
+        let has_baseline = b_long.requests > 0 && b_long.requests >= policy.min_requests;
         for sli in Sli::ALL {
             let budget = match sli {
                 Sli::Errors => policy.error_budget(),
                 Sli::Latency => policy.latency_budget(),
             };
             let threshold = w.burn_rate * budget;
-            let lower_bound = wilson_lower_bound(c_long.bad(sli), c_long.requests, policy.z);
+            let over = c_short.requests > 0
+                && c_short.ratio(sli) >= threshold
+                && c_long.ratio(sli) >= threshold;
+            let rate_test = over
+                .then(|| judge.rate_test(policy, i, sli, totals))
+                .flatten();
+            let attribution_test = (over && has_baseline)
+                .then(|| judge.attribution_test(policy, sli))
+                .flatten();
             let state = if warming {
                 PairState::WarmingUp
             } else if c_long.requests < policy.min_requests {
                 PairState::InsufficientData
-            } else if lower_bound < threshold
-                || c_short.requests == 0
-                || c_short.ratio(sli) < threshold
-            {
+            } else if !rate_test.is_some_and(|t| t.rejects()) {
                 PairState::Ok
-            } else if b_long.requests >= policy.min_requests {
+            } else if has_baseline {
                 if b_long.ratio(sli) >= threshold {
                     PairState::NotAttributable
-                } else if significantly_worse(
-                    c_long.bad(sli),
-                    c_long.requests,
-                    b_long.bad(sli),
-                    b_long.requests,
-                    policy.z,
-                ) {
+                } else if attribution_test.is_some_and(|t| t.rejects()) {
                     PairState::Fires
                 } else {
                     PairState::NotSignificant
@@ -170,7 +193,8 @@ pub fn evaluate(
                 burn_short: c_short.ratio(sli) / budget,
                 burn_long: c_long.ratio(sli) / budget,
                 baseline_burn_long: b_long.ratio(sli) / budget,
-                lower_bound,
+                rate_test,
+                attribution_test,
                 state,
             });
         }
@@ -204,71 +228,90 @@ mod tests {
 
     const SEC: i64 = 1_000_000_000;
 
-    fn fill(
-        w: &mut SeriesWindows,
-        from: i64,
-        to: i64,
+    /// Traffic of one version from second `from` to `to`: requests per
+    /// second and bad requests per mille.
+    struct Traffic {
         rps: u64,
         err_per_mille: u64,
         slow_per_mille: u64,
-    ) {
-        for s in from..to {
-            w.add(
-                Timestamp(s * SEC),
-                Kind::Span,
-                rps,
-                rps * err_per_mille / 1000,
-                rps * slow_per_mille / 1000,
-            );
+    }
+
+    const fn t(rps: u64, err_per_mille: u64, slow_per_mille: u64) -> Traffic {
+        Traffic {
+            rps,
+            err_per_mille,
+            slow_per_mille,
         }
     }
 
-    /// The evaluation of a deploy started at 100 s, at `now_s`.
-    fn at(
-        p: &Policy,
-        cand: &SeriesWindows,
-        base: Option<&SeriesWindows>,
-        now_s: i64,
-    ) -> Evaluation {
-        evaluate(
-            p,
-            Timestamp(100 * SEC),
-            Some(cand),
-            base,
-            Timestamp(now_s * SEC),
-        )
+    /// A deploy started at 100 s, fed `cand` (and `base`) every second up to
+    /// `to_s` and evaluated after every second, as the engine does; the
+    /// evaluation at `to_s`.
+    fn run(p: &Policy, cand: &Traffic, base: Option<&Traffic>, to_s: i64) -> Evaluation {
+        let mut c = SeriesWindows::new(&p.lengths);
+        let mut b = SeriesWindows::new(&p.lengths);
+        let mut judge = Judge::new(p, Timestamp(100 * SEC));
+        let mut last = None;
+        for s in 100..to_s {
+            for (w, tr) in [(&mut c, Some(cand)), (&mut b, base)] {
+                if let Some(tr) = tr {
+                    let (e, sl) = (
+                        tr.rps * tr.err_per_mille / 1000,
+                        tr.rps * tr.slow_per_mille / 1000,
+                    );
+                    w.add(Timestamp(s * SEC), Kind::Span, tr.rps, e, sl);
+                }
+            }
+            let base_w = base.map(|_| &b);
+            last = Some(evaluate(
+                &mut judge,
+                p,
+                Some(&c),
+                base_w,
+                Timestamp((s + 1) * SEC),
+            ));
+        }
+        last.expect("at least one second")
     }
 
-    fn setup() -> (std::sync::Arc<Policy>, SeriesWindows, SeriesWindows) {
-        let c = Config::default();
-        let p = c.default_policy.clone();
-        let cand = SeriesWindows::new(&p.lengths);
-        let base = SeriesWindows::new(&p.lengths);
-        (p, cand, base)
+    fn setup() -> std::sync::Arc<Policy> {
+        Config::default().default_policy.clone()
     }
 
     #[test]
     fn bad_canary_fires_on_errors() {
-        let (p, mut cand, mut base) = setup();
-        fill(&mut cand, 100, 160, 10, 100, 0);
-        fill(&mut base, 100, 160, 40, 1, 0);
-        let ev = at(&p, &cand, Some(&base), 160);
+        let p = setup();
+        let ev = run(&p, &t(10, 100, 0), Some(&t(40, 1, 0)), 160);
         assert_eq!(ev.verdict, Verdict::Rollback);
         let d = ev.decisive_pair().unwrap();
         assert_eq!(d.sli, Sli::Errors);
-        assert_eq!(d.short, Duration::from_secs(60));
         assert!(d.burn_long > 14.4);
+        assert!(d.rate_test.unwrap().rejects());
+        assert!(d.attribution_test.unwrap().rejects());
     }
 
     #[test]
-    fn warmup_and_min_requests_hold_back() {
-        let (p, mut cand, _) = setup();
-        fill(&mut cand, 100, 120, 10, 500, 0);
-        let ev = at(&p, &cand, None, 120);
+    fn a_failing_canary_is_caught_as_soon_as_warmup_ends() {
+        let p = setup();
+        assert_eq!(p.warmup, Duration::from_secs(5));
+        let ev = run(&p, &t(10, 1000, 0), Some(&t(90, 0, 0)), 104);
         assert_eq!(ev.verdict, Verdict::WarmingUp);
-        let (p, mut cand, _) = setup();
-        fill(&mut cand, 100, 190, 1, 1000, 0); // 90 requests, all bad
-        let ev = at(&p, &cand, None, 190);
+        let ev = run(&p, &t(10, 1000, 0), Some(&t(90, 0, 0)), 105);
+        assert_eq!(ev.verdict, Verdict::Rollback);
+    }
+
+    #[test]
+    fn floors_hold_back_when_set() {
+        let mut p = (*setup()).clone();
+        p.warmup = Duration::from_secs(30);
+        p.min_requests = 100;
+        let ev = run(&p, &t(10, 500, 0), None, 120);
+        assert_eq!(ev.verdict, Verdict::WarmingUp);
+        let p = Policy {
+            warmup: Duration::ZERO,
+            ..p
+        };
+        let ev = run(&p, &t(1, 1000, 0), None, 190); // 90 requests, all bad
         assert_eq!(ev.verdict, Verdict::Healthy);
         assert!(ev
             .pairs
@@ -278,30 +321,78 @@ mod tests {
 
     #[test]
     fn baseline_burning_too_is_not_attributable() {
-        let (p, mut cand, mut base) = setup();
-        fill(&mut cand, 100, 200, 50, 60, 0);
-        fill(&mut base, 100, 200, 200, 60, 0);
-        let ev = at(&p, &cand, Some(&base), 200);
+        let p = setup();
+        let ev = run(&p, &t(50, 60, 0), Some(&t(200, 60, 0)), 200);
         assert_eq!(ev.verdict, Verdict::NotAttributable);
     }
 
     #[test]
+    fn attribution_needs_both_versions_serving_at_the_same_time() {
+        // The baseline served only in the first 10 s, the candidate fails
+        // from 20 s on: over budget, but nothing says it is worse than the
+        // baseline at the same time — not significant (yet).
+        let p = setup();
+        let mut c = SeriesWindows::new(&p.lengths);
+        let mut b = SeriesWindows::new(&p.lengths);
+        let mut judge = Judge::new(&p, Timestamp(0));
+        let mut ev = None;
+        for s in 0..60i64 {
+            let bad = if s >= 20 { 10 } else { 0 };
+            c.add(Timestamp(s * SEC), Kind::Span, 100, bad, 0);
+            if s < 10 {
+                b.add(Timestamp(s * SEC), Kind::Span, 100, 0, 0);
+            }
+            ev = Some(evaluate(
+                &mut judge,
+                &p,
+                Some(&c),
+                Some(&b),
+                Timestamp((s + 1) * SEC),
+            ));
+        }
+        let ev = ev.unwrap();
+        assert_eq!(ev.verdict, Verdict::Healthy);
+        let first = &ev.pairs[0];
+        assert!(first.rate_test.unwrap().rejects());
+        assert_eq!(first.state, PairState::NotSignificant);
+    }
+
+    #[test]
     fn latency_regression_fires_on_latency() {
-        let (p, mut cand, mut base) = setup();
-        fill(&mut cand, 100, 200, 10, 0, 200);
-        fill(&mut base, 100, 200, 40, 0, 1);
-        let ev = at(&p, &cand, Some(&base), 200);
+        let p = setup();
+        let ev = run(&p, &t(10, 0, 200), Some(&t(40, 0, 1)), 200);
         assert_eq!(ev.verdict, Verdict::Rollback);
         assert_eq!(ev.decisive_pair().unwrap().sli, Sli::Latency);
     }
 
     #[test]
     fn healthy_canary_stays_healthy() {
-        let (p, mut cand, mut base) = setup();
-        fill(&mut cand, 100, 400, 10, 0, 0);
-        fill(&mut base, 100, 400, 40, 0, 0);
-        let ev = at(&p, &cand, Some(&base), 400);
+        let p = setup();
+        let ev = run(&p, &t(10, 0, 0), Some(&t(40, 0, 0)), 400);
         assert_eq!(ev.verdict, Verdict::Healthy);
         assert!(ev.pairs.iter().all(|p| p.state == PairState::Ok));
+    }
+
+    #[test]
+    fn a_late_regression_is_caught_by_a_later_test() {
+        // Healthy for an hour, then 5 % errors: the tests that began after
+        // the regression are not diluted by the hour before it.
+        let p = setup();
+        let mut c = SeriesWindows::new(&p.lengths);
+        let mut b = SeriesWindows::new(&p.lengths);
+        let mut judge = Judge::new(&p, Timestamp(0));
+        let mut decided = None;
+        for s in 0..7200i64 {
+            let bad = u64::from(s >= 3600 && s % 2 == 0);
+            c.add(Timestamp(s * SEC), Kind::Span, 10, bad, 0);
+            b.add(Timestamp(s * SEC), Kind::Span, 90, 0, 0);
+            let ev = evaluate(&mut judge, &p, Some(&c), Some(&b), Timestamp((s + 1) * SEC));
+            if ev.verdict == Verdict::Rollback {
+                decided = Some(s + 1 - 3600);
+                break;
+            }
+        }
+        let after = decided.expect("caught");
+        assert!(after < 600, "{after} s after the regression began");
     }
 }

@@ -11,7 +11,6 @@ use crate::model::{
     ResultStatus,
 };
 
-use super::registry::Role;
 use super::Engine;
 
 impl Engine {
@@ -141,8 +140,7 @@ impl Engine {
         let Some(d) = self.registry.retire(deploy_id) else {
             return false;
         };
-        self.windows.remove(&(d.seq, Role::Candidate));
-        self.windows.remove(&(d.seq, Role::Baseline));
+        self.forget_evidence(d.seq);
         self.pending_alerts.remove(deploy_id);
         if self.owns(&d.info) {
             out.push(Output::Audit(

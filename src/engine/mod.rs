@@ -22,8 +22,8 @@
 //! - [`views`]: what the admin API, the metrics and the demo show.
 //! - state: [`registry`] (deploys, indexes, schedule), [`window`] (rolling
 //!   windows), [`guards`] (the guards' state and chain), [`bounded`].
-//! - math: [`evaluate`] (burn-rate pairs and attribution, on
-//!   [`crate::stats`]).
+//! - math: [`evaluate`] (burn-rate pairs and attribution) on [`judge`]
+//!   (each deploy's sequential tests, on [`crate::stats`]).
 
 pub mod admin;
 pub mod alerts;
@@ -33,6 +33,7 @@ pub mod evaluate;
 pub mod fold;
 pub mod guards;
 pub mod intake;
+pub mod judge;
 pub mod lifecycle;
 pub mod registry;
 
@@ -52,6 +53,7 @@ use crate::model::{
 use crate::time::Timestamp;
 use bounded::Bounded;
 use guards::Guards;
+use judge::Judge;
 use registry::{Registry, Role};
 use window::SeriesWindows;
 
@@ -69,6 +71,8 @@ pub struct Engine {
     clock: Timestamp,
     registry: Registry,
     windows: HashMap<(u64, Role), SeriesWindows>,
+    /// Each deploy's sequential tests, by its `seq`.
+    judges: HashMap<u64, Judge>,
     /// Last cumulative histogram state per series and deploy side, to turn
     /// it into deltas.
     cumulative: HashMap<intake::CumKey, intake::CumState>,
@@ -96,6 +100,7 @@ impl Engine {
             clock: Timestamp::MIN,
             registry: Registry::default(),
             windows: HashMap::new(),
+            judges: HashMap::new(),
             cumulative: HashMap::new(),
             applied: HashMap::new(),
             ownership: Ownership::All,
@@ -175,6 +180,13 @@ impl Engine {
         self.ownership.owns(&d.service, d.environment_or_default())
     }
 
+    /// Forgets a deploy's windows and what its sequential tests saw.
+    fn forget_evidence(&mut self, seq: u64) {
+        self.windows.remove(&(seq, Role::Candidate));
+        self.windows.remove(&(seq, Role::Baseline));
+        self.judges.remove(&seq);
+    }
+
     /// Takes a new ownership: the windows, evidence offsets and held-back
     /// alerts of keys no longer owned are forgotten (a new owner rebuilds
     /// them from the evidence topic).
@@ -187,8 +199,7 @@ impl Engine {
             .map(|d| (d.seq, d.info.deploy_id.clone()))
             .collect();
         for (seq, id) in lost {
-            self.windows.remove(&(seq, registry::Role::Candidate));
-            self.windows.remove(&(seq, registry::Role::Baseline));
+            self.forget_evidence(seq);
             self.pending_alerts.remove(&id);
             self.registry.update(&id, |d| {
                 d.previous_verdict = None;

@@ -167,13 +167,9 @@ fn burn_summary_counts_states_with_bounded_keys() {
     let s = e.burn_summary();
     assert_eq!(
         s.states,
-        [
-            ("awaiting_approval", 1),
-            ("commanded", 1),
-            ("warming_up", 1)
-        ]
-        .into_iter()
-        .collect()
+        [("awaiting_approval", 1), ("commanded", 1), ("healthy", 1)]
+            .into_iter()
+            .collect()
     );
     // One key per SLI and window pair of the default policy.
     let keys: Vec<_> = s.max_burn.keys().cloned().collect();

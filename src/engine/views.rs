@@ -61,9 +61,17 @@ impl Engine {
         self.windows.len() + self.cumulative.len()
     }
 
-    /// Bytes of window state (for the memory bench).
+    /// Bytes of window and sequential-test state (for the memory bench).
     pub fn window_bytes(&self) -> usize {
-        self.windows.values().map(|w| w.memory_bytes()).sum()
+        self.windows
+            .values()
+            .map(|w| w.memory_bytes())
+            .sum::<usize>()
+            + self
+                .judges
+                .values()
+                .map(|j| j.memory_bytes())
+                .sum::<usize>()
     }
 
     /// The on-call summary of the active deploys, keyed by bounded values

@@ -197,22 +197,54 @@ impl Ring {
     fn sum(&self, now: Timestamp) -> WindowCounts {
         let newest = now.nanos().div_euclid(self.width);
         let oldest = newest - BUCKETS as i64; // exclusive
-        let (mut spans, mut metrics, mut points) = ([0u64; 3], [0u64; 3], 0u64);
+        let mut t = Tally::default();
         for b in self.buckets.iter() {
             if b.epoch > oldest && b.epoch <= newest {
-                spans[0] += u64::from(b.spans.requests);
-                spans[1] += u64::from(b.spans.errors);
-                spans[2] += u64::from(b.spans.slow);
-                metrics[0] += u64::from(b.metrics.requests);
-                metrics[1] += u64::from(b.metrics.errors);
-                metrics[2] += u64::from(b.metrics.slow);
-                points += u64::from(b.metric_points);
+                t.add_bucket(b);
             }
         }
-        let (c, source) = if points > 0 {
-            (metrics, Source::Metrics)
-        } else if spans[0] > 0 {
-            (spans, Source::Spans)
+        t.counts()
+    }
+}
+
+/// Counts summed over buckets (or over all time), by kind, without
+/// overflow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    spans: [u64; 3],
+    metrics: [u64; 3],
+    points: u64,
+}
+
+impl Tally {
+    /// Adds one bucket (plain additions: sums of u32 counters fit in u64).
+    fn add_bucket(&mut self, b: &Bucket) {
+        self.spans[0] += u64::from(b.spans.requests);
+        self.spans[1] += u64::from(b.spans.errors);
+        self.spans[2] += u64::from(b.spans.slow);
+        self.metrics[0] += u64::from(b.metrics.requests);
+        self.metrics[1] += u64::from(b.metrics.errors);
+        self.metrics[2] += u64::from(b.metrics.slow);
+        self.points += u64::from(b.metric_points);
+    }
+
+    fn add(&mut self, kind: Kind, c: [u64; 3], points: u64) {
+        let cell = match kind {
+            Kind::Span => &mut self.spans,
+            Kind::Metric => &mut self.metrics,
+        };
+        for (sum, v) in cell.iter_mut().zip(c) {
+            *sum = sum.saturating_add(v);
+        }
+        self.points = self.points.saturating_add(points);
+    }
+
+    /// Metrics when any histogram point was seen, else spans: never both.
+    fn counts(&self) -> WindowCounts {
+        let (c, source) = if self.points > 0 {
+            (self.metrics, Source::Metrics)
+        } else if self.spans[0] > 0 {
+            (self.spans, Source::Spans)
         } else {
             return WindowCounts::EMPTY;
         };
@@ -229,6 +261,9 @@ impl Ring {
 #[derive(Debug, Clone)]
 pub struct SeriesWindows {
     rings: Vec<Ring>,
+    /// Everything ever added, by kind: the sequential tests count requests
+    /// since their start, not inside a window.
+    total: Tally,
 }
 
 impl SeriesWindows {
@@ -236,6 +271,7 @@ impl SeriesWindows {
     pub fn new(lengths: &[Duration]) -> SeriesWindows {
         SeriesWindows {
             rings: lengths.iter().map(|&l| Ring::new(l)).collect(),
+            total: Tally::default(),
         }
     }
 
@@ -262,6 +298,35 @@ impl SeriesWindows {
         for ring in &mut self.rings {
             ring.add(t, kind, c);
         }
+        self.total
+            .add(kind, [c.requests, c.errors, c.slow], c.points);
+    }
+
+    /// Every request added so far, from metrics when any histogram point
+    /// was added, else from spans (the rule of a window).
+    pub fn totals(&self) -> WindowCounts {
+        self.total.counts()
+    }
+
+    /// The width (ns) of the finest window's buckets: the event-time slot
+    /// in which candidate and baseline are compared.
+    pub fn finest_width(&self) -> i64 {
+        self.rings.first().map_or(1, |r| r.width)
+    }
+
+    /// The counts of finest-window slot `epoch` (time `epoch × width`), if
+    /// the ring still holds it.
+    pub fn finest_slot(&self, epoch: i64) -> WindowCounts {
+        self.rings.first().map_or(WindowCounts::EMPTY, |r| {
+            let b = &r.buckets[epoch.rem_euclid(BUCKETS as i64) as usize];
+            if b.epoch == epoch {
+                let mut t = Tally::default();
+                t.add_bucket(b);
+                t.counts()
+            } else {
+                WindowCounts::EMPTY
+            }
+        })
     }
 
     /// The totals of window `index` (an index into the policy's lengths) at `now`.

@@ -1,9 +1,17 @@
-//! The statistics behind "enough evidence": the one-sided Wilson score lower
-//! bound of a bad-request ratio, and the one-sided two-proportion z-test that
-//! says a candidate is worse than its baseline.
+//! The statistics behind "enough evidence".
 //!
-//! Both are closed-form and allocation-free; every function is total (no NaN
-//! escapes for any counts, including zero).
+//! Verdicts use two anytime-valid sequential tests ([`sequential::RateTest`],
+//! [`sequential::ShareTest`]): each is an e-process — a nonnegative supermartingale
+//! under its null hypothesis, starting at 1 — so by Ville's inequality
+//! P(it ever reaches 1/α) ≤ α, however often and whenever it is looked at.
+//! That is what makes "with confidence" hold over a deploy's whole watch
+//! (CONTRACT §2), where a fixed-sample test recomputed at every evaluation
+//! would not.
+//!
+//! The Wilson bound and the normal quantile remain for reporting (the
+//! uncertainty of a Monte Carlo estimate in `simulate`), not for verdicts.
+
+pub mod sequential;
 
 /// The standard normal quantile `z` such that P(Z ≤ z) = `confidence`.
 pub fn z_for_confidence(confidence: f64) -> f64 {
@@ -41,35 +49,6 @@ fn wilson_plain(bad: u64, n: u64, z: f64) -> f64 {
     let center = p + z2 / (2.0 * n_f);
     let margin = z * ((p * (1.0 - p) / n_f) + z2 / (4.0 * n_f * n_f)).sqrt();
     ((center - margin) / denom).clamp(0.0, 1.0)
-}
-
-/// The per-test quantile that keeps a verdict built from `tests`
-/// simultaneous one-sided tests at `confidence` overall (Bonferroni).
-pub fn z_for_family(confidence: f64, tests: usize) -> f64 {
-    let alpha = (1.0 - confidence) / tests.max(1) as f64;
-    z_for_confidence(1.0 - alpha)
-}
-
-/// The pooled two-proportion z statistic for H1: candidate ratio > baseline
-/// ratio. Zero when either side is empty or the pooled variance is zero.
-pub fn two_proportion_z(bad_c: u64, n_c: u64, bad_b: u64, n_b: u64) -> f64 {
-    if n_c == 0 || n_b == 0 {
-        return 0.0;
-    }
-    let (bc, bb) = (bad_c.min(n_c) as f64, bad_b.min(n_b) as f64);
-    let (nc, nb) = (n_c as f64, n_b as f64);
-    let pooled = (bc + bb) / (nc + nb);
-    let var = pooled * (1.0 - pooled) * (1.0 / nc + 1.0 / nb);
-    if var <= 0.0 {
-        return 0.0;
-    }
-    (bc / nc - bb / nb) / var.sqrt()
-}
-
-/// Whether the candidate's bad ratio is significantly higher than the
-/// baseline's at the one-sided quantile `z`.
-pub fn significantly_worse(bad_c: u64, n_c: u64, bad_b: u64, n_b: u64, z: f64) -> bool {
-    two_proportion_z(bad_c, n_c, bad_b, n_b) >= z
 }
 
 /// Wichura's algorithm AS 241 (PPND16), accurate to about 1e-16. The
@@ -196,23 +175,6 @@ mod tests {
         assert_eq!(wilson_lower_bound(5, 0, 1.645), 0.0);
     }
 
-    #[test]
-    fn family_quantile_is_bonferroni() {
-        assert!((z_for_family(0.95, 1) - z_for_confidence(0.95)).abs() < 1e-12);
-        assert!((z_for_family(0.95, 4) - z_for_confidence(0.9875)).abs() < 1e-12);
-        assert!(z_for_family(0.95, 0).is_finite());
-    }
-
-    #[test]
-    fn two_proportion_example() {
-        // 30/300 vs 10/1000: clearly worse.
-        assert!(significantly_worse(30, 300, 10, 1000, 1.645));
-        // identical ratios: not worse.
-        assert!(!significantly_worse(10, 100, 100, 1000, 1.645));
-        assert!(!significantly_worse(0, 100, 0, 1000, 1.645));
-        assert!(!significantly_worse(5, 0, 0, 10, 1.645));
-    }
-
     proptest! {
         #[test]
         fn wilson_is_a_lower_bound_in_unit_range(n in 1u64..1_000_000, frac in 0.0f64..=1.0, conf in 0.5f64..0.9999) {
@@ -247,19 +209,6 @@ mod tests {
             let (lo, hi) = if a < b { (a, b) } else { (b, a) };
             prop_assert!(z_for_confidence(lo) <= z_for_confidence(hi));
             prop_assert!((z_for_confidence(a) + z_for_confidence(1.0 - a)).abs() < 1e-9);
-        }
-
-        #[test]
-        fn two_proportion_is_antisymmetric_and_finite(bc in 0u64..10_000, nc in 1u64..10_000, bb in 0u64..10_000, nb in 1u64..10_000) {
-            let z1 = two_proportion_z(bc, nc, bb, nb);
-            let z2 = two_proportion_z(bb, nb, bc, nc);
-            prop_assert!(z1.is_finite());
-            prop_assert!((z1 + z2).abs() < 1e-9);
-        }
-
-        #[test]
-        fn more_candidate_errors_is_more_significant(bc in 0u64..1000, nc in 1000u64..5000, bb in 0u64..1000, nb in 1000u64..5000) {
-            prop_assert!(two_proportion_z(bc + 1, nc, bb, nb) >= two_proportion_z(bc, nc, bb, nb) - 1e-12);
         }
     }
 }

@@ -1,0 +1,298 @@
+//! Anytime-valid sequential tests: e-processes built by the method of
+//! mixtures (Robbins 1970; Howard, Ramdas, McAuliffe & Sekhon, "Time-uniform,
+//! nonparametric, nonasymptotic confidence sequences", Ann. Stat. 2021).
+//!
+//! # The threshold test ([`RateTest`])
+//!
+//! H0: the candidate's bad ratio p ≤ θ (θ = burn_rate × budget). After `n`
+//! requests of which `k` were bad, for an alternative q > θ the likelihood
+//! ratio is
+//!
+//! ```text
+//! L_q(n, k) = (q/θ)^k · ((1−q)/(1−θ))^(n−k)
+//! ```
+//!
+//! One request multiplies it by q/θ (bad) or (1−q)/(1−θ) (good), whose
+//! expectation is 1 + (p − θ)·(q/θ − (1−q)/(1−θ)) ≤ 1 when p ≤ θ < q: a
+//! nonnegative supermartingale under every p in H0. The test uses the
+//! mixture E(n, k) = Σ_j w_j·L_{q_j}(n, k) over a geometric grid of
+//! alternatives q_j = θ·1.25·1.5^j (and 0.99), w_j = 1/J — a mixture of
+//! supermartingales is one — and rejects H0 when E ≥ 1/α. Ville's
+//! inequality gives P_H0(E ever ≥ 1/α) ≤ α.
+//!
+//! # The attribution test ([`ShareTest`])
+//!
+//! H0: the candidate's bad ratio is no higher than its baseline's. Requests
+//! are counted in event-time slots; in one slot the candidate served n_c
+//! and the baseline n_b requests, k of them bad, k_c on the candidate. If
+//! both have the same bad ratio in that slot, then given (n_c, n_b, k), k_c
+//! is hypergeometric; if the candidate's is lower, it is stochastically
+//! smaller still. For an alternative "the candidate's bad ratio is δ times
+//! the baseline's", with s = n_c / (n_c + n_b) the candidate's share of the
+//! slot, the slot contributes the factor
+//!
+//! ```text
+//! δ^k_c / (δ·s + 1 − s)^k
+//! ```
+//!
+//! whose conditional expectation under H0 is ≤ 1: for the binomial it is
+//! exactly 1, and sampling without replacement is dominated in convex order
+//! (Hoeffding 1963, Theorem 4), δ^x being convex. The product over slots is
+//! a supermartingale whatever the traffic split does from slot to slot and
+//! whatever both versions' common bad ratio does over time (a shared
+//! dependency failing) — the conditioning on bad events and the current
+//! split is the counting-process construction of Lindon & Malek,
+//! "Anytime-Valid Inference for Multinomial Count Data" (NeurIPS 2022), as
+//! used for canary testing in Lindon, Sanden & Shirikian, "Rapid Regression
+//! Detection in Software Deployments through Sequential Testing" (KDD 2022).
+//! Mixed over δ_j = 1.5·1.75^j (j < 12) with equal weights, it rejects at
+//! 1/α like the threshold test.
+//!
+//! # Many tests, one promise
+//!
+//! A verdict may come from any window pair and either SLI, and a deploy's
+//! tests restart (threshold tests every long window of their pair,
+//! attribution tests every longest window) so that a regression an hour
+//! into a deploy is not diluted by the hour before: [`epoch_alpha`] spends
+//! α over all of them by a union bound — `2 × pairs` threshold-test
+//! sequences, 2 attribution-test sequences — so P(any of them ever rejects
+//! wrongly) ≤ α. A rollback needs a threshold test to reject (and, with a
+//! baseline, an attribution test too), so a deploy within its thresholds,
+//! or identical to its baseline, is rolled back with probability ≤ α.
+
+/// ln Σ exp(x_i), stable; −∞ for an empty slice.
+pub fn log_sum_exp(xs: impl Iterator<Item = f64> + Clone) -> f64 {
+    let max = xs.clone().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    max + xs.map(|x| (x - max).exp()).sum::<f64>().ln()
+}
+
+/// The level of test `epoch` (0, 1, 2, …) of one of `family` test
+/// sequences that together hold at `1 − confidence`: α / family ×
+/// 1 / ((epoch + 1)(epoch + 2)), which sums to α over all epochs.
+pub fn epoch_alpha(confidence: f64, family: usize, epoch: u64) -> f64 {
+    let k = epoch as f64;
+    (1.0 - confidence) / family.max(1) as f64 / ((k + 1.0) * (k + 2.0))
+}
+
+/// The mixture likelihood-ratio test of H0: p ≤ θ (module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateTest {
+    /// Per alternative: ln(q/θ) and ln((1−q)/(1−θ)).
+    terms: Vec<(f64, f64)>,
+    log_weight: f64,
+}
+
+impl RateTest {
+    pub fn new(theta: f64) -> RateTest {
+        let mut qs = Vec::new();
+        if theta > 0.0 && theta < 0.99 {
+            let mut q = theta * 1.25;
+            while q < 0.99 {
+                qs.push(q);
+                q *= 1.5;
+            }
+            qs.push(0.99);
+        } else if theta > 0.0 && theta < 1.0 {
+            qs.push((theta + 1.0) / 2.0);
+        }
+        let terms: Vec<(f64, f64)> = qs
+            .iter()
+            .map(|&q| ((q / theta).ln(), ((1.0 - q) / (1.0 - theta)).ln()))
+            .collect();
+        RateTest {
+            log_weight: -(terms.len().max(1) as f64).ln(),
+            terms,
+        }
+    }
+
+    /// ln of the e-value after `bad` of `n` requests (−∞ when θ ≥ 1: such a
+    /// threshold can never be exceeded).
+    pub fn log_e(&self, bad: u64, n: u64) -> f64 {
+        let (k, rest) = (bad.min(n) as f64, n.saturating_sub(bad) as f64);
+        self.log_weight + log_sum_exp(self.terms.iter().map(|&(a, b)| k * a + rest * b))
+    }
+}
+
+/// The alternatives of [`ShareTest`]: how many times worse the candidate is.
+pub const SHARE_ALTERNATIVES: usize = 12;
+
+/// The counting-process test of H0: candidate no worse than baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShareTest {
+    deltas: [f64; SHARE_ALTERNATIVES],
+    log_deltas: [f64; SHARE_ALTERNATIVES],
+}
+
+/// The running log-likelihood ratio of each alternative of a [`ShareTest`].
+pub type ShareState = [f64; SHARE_ALTERNATIVES];
+
+impl Default for ShareTest {
+    fn default() -> Self {
+        let deltas: [f64; SHARE_ALTERNATIVES] =
+            std::array::from_fn(|j| 1.5 * 1.75f64.powi(j as i32));
+        ShareTest {
+            log_deltas: deltas.map(f64::ln),
+            deltas,
+        }
+    }
+}
+
+impl ShareTest {
+    /// The one test every deploy uses (its alternatives are fixed).
+    pub fn get() -> &'static ShareTest {
+        static TEST: std::sync::OnceLock<ShareTest> = std::sync::OnceLock::new();
+        TEST.get_or_init(ShareTest::default)
+    }
+
+    /// Adds one slot: the candidate's `n_c` requests with `bad_c` bad, the
+    /// baseline's `n_b` with `bad_b` bad. A slot with no bad request, or
+    /// with only one side's traffic, carries no evidence either way.
+    pub fn update(&self, state: &mut ShareState, bad_c: u64, n_c: u64, bad_b: u64, n_b: u64) {
+        let (bad_c, bad_b) = (bad_c.min(n_c), bad_b.min(n_b));
+        let k = bad_c + bad_b;
+        if k == 0 || n_c == 0 || n_b == 0 {
+            return;
+        }
+        let s = n_c as f64 / (n_c + n_b) as f64;
+        let (kc, k) = (bad_c as f64, k as f64);
+        for ((l, &d), &ld) in state.iter_mut().zip(&self.deltas).zip(&self.log_deltas) {
+            *l += kc * ld - k * (d * s + 1.0 - s).ln();
+        }
+    }
+
+    /// ln of the e-value of `state`.
+    pub fn log_e(&self, state: &ShareState) -> f64 {
+        log_sum_exp(state.iter().copied()) - (SHARE_ALTERNATIVES as f64).ln()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// ln C(n, k).
+    fn ln_choose(n: u64, k: u64) -> f64 {
+        (0..k)
+            .map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln())
+            .sum()
+    }
+
+    #[test]
+    fn log_sum_exp_is_stable() {
+        assert!((log_sum_exp([1000.0, 1000.0].into_iter()) - (1000.0 + 2f64.ln())).abs() < 1e-9);
+        assert_eq!(log_sum_exp(std::iter::empty()), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn epoch_levels_sum_to_alpha() {
+        let total: f64 = (0..100_000).map(|k| epoch_alpha(0.95, 4, k)).sum();
+        assert!(total <= 0.05 / 4.0 + 1e-12 && total > 0.05 / 4.0 * 0.9999);
+    }
+
+    #[test]
+    fn strong_evidence_rejects_quickly() {
+        // 100 % bad against θ = 1.44 %: a handful of requests suffices.
+        let t = RateTest::new(0.0144);
+        let needed = (1.0 / epoch_alpha(0.95, 4, 0)).ln();
+        assert!(t.log_e(4, 4) > needed);
+        assert!(t.log_e(0, 1000) < 0.0);
+        // θ ≥ 1 can never be exceeded.
+        assert_eq!(RateTest::new(1.2).log_e(10, 10), f64::NEG_INFINITY);
+        let s = ShareTest::default();
+        let mut st = [0.0; SHARE_ALTERNATIVES];
+        for _ in 0..4 {
+            s.update(&mut st, 10, 10, 0, 90);
+        }
+        assert!(s.log_e(&st) > needed);
+        let mut one_sided = [0.0; SHARE_ALTERNATIVES];
+        s.update(&mut one_sided, 10, 10, 0, 0);
+        assert_eq!(one_sided, [0.0; SHARE_ALTERNATIVES]);
+    }
+
+    proptest! {
+        /// One request's factor has expectation ≤ 1 under every p ≤ θ: the
+        /// mixture is a supermartingale under H0.
+        #[test]
+        fn rate_test_is_a_supermartingale_under_h0(theta in 0.0001f64..0.9, frac in 0.0f64..=1.0, n in 0u64..5000, k_frac in 0.0f64..=1.0) {
+            let p = theta * frac;
+            let t = RateTest::new(theta);
+            let k = ((n as f64) * k_frac) as u64;
+            let now = t.log_e(k, n).exp();
+            let next = p * t.log_e(k + 1, n + 1).exp() + (1.0 - p) * t.log_e(k, n + 1).exp();
+            prop_assert!(next <= now * (1.0 + 1e-9) + 1e-300, "{next} > {now}");
+        }
+
+        /// One slot's factor has conditional expectation ≤ 1 when both sides
+        /// share a bad ratio (hypergeometric k_c), for every alternative.
+        #[test]
+        fn share_test_is_a_supermartingale_under_h0(n_c in 1u64..60, n_b in 1u64..60, k_frac in 0.0f64..=1.0) {
+            let k = ((n_c + n_b) as f64 * k_frac) as u64;
+            let test = ShareTest::default();
+            let ln_total = ln_choose(n_c + n_b, k);
+            let mut expectation = [0.0; SHARE_ALTERNATIVES];
+            for kc in k.saturating_sub(n_b)..=k.min(n_c) {
+                let pmf = (ln_choose(n_c, kc) + ln_choose(n_b, k - kc) - ln_total).exp();
+                let mut st = [0.0; SHARE_ALTERNATIVES];
+                test.update(&mut st, kc, n_c, k - kc, n_b);
+                for (e, l) in expectation.iter_mut().zip(st) {
+                    *e += pmf * l.exp();
+                }
+            }
+            for e in expectation {
+                prop_assert!(e <= 1.0 + 1e-9, "{e}");
+            }
+        }
+
+        #[test]
+        fn more_bad_is_more_evidence(theta in 0.001f64..0.5, n in 1u64..10_000, k_frac in 0.0f64..1.0) {
+            let t = RateTest::new(theta);
+            let k = ((n as f64) * k_frac) as u64;
+            prop_assert!(t.log_e(k + 1, n + 1) >= t.log_e(k, n + 1));
+            prop_assert!(t.log_e(k, n).is_finite());
+        }
+    }
+
+    /// Ville's inequality in action: healthy streams watched request by
+    /// request for a long time cross 1/α at most α of the time.
+    #[test]
+    fn healthy_streams_rarely_ever_cross() {
+        let mut rng = crate::rng::Rng::new(11);
+        let alpha: f64 = 0.05;
+        let needed = (1.0 / alpha).ln();
+        let (theta, runs, steps) = (0.02, 2000, 3000);
+        let t = RateTest::new(theta);
+        let mut crossed = 0;
+        for _ in 0..runs {
+            let (mut n, mut k) = (0u64, 0u64);
+            for _ in 0..steps {
+                n += 1;
+                k += u64::from(rng.unit() < theta);
+                if t.log_e(k, n) >= needed {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        assert!(crossed as f64 / runs as f64 <= alpha, "{crossed} of {runs}");
+        let s = ShareTest::default();
+        let mut crossed = 0;
+        for _ in 0..runs {
+            let mut st = [0.0; SHARE_ALTERNATIVES];
+            for _ in 0..300 {
+                let (n_c, n_b) = (1 + rng.poisson(3.0), 1 + rng.poisson(20.0));
+                let p = if rng.unit() < 0.1 { 0.3 } else { 0.01 }; // a shared, bursty ratio
+                let (bc, bb) = (rng.binomial(n_c, p), rng.binomial(n_b, p));
+                s.update(&mut st, bc, n_c, bb, n_b);
+                if s.log_e(&st) >= needed {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        assert!(crossed as f64 / runs as f64 <= alpha, "{crossed} of {runs}");
+    }
+}

@@ -20,6 +20,7 @@ use crate::engine::evaluate::{PairState, Verdict};
 use crate::engine::window::Sli;
 use crate::engine::{DeployView, Engine};
 use crate::ingest::{self, Source};
+use crate::model::audit::Ratio;
 use crate::model::{
     AuditEvent, DataMigration, DeployEvent, DeployEventKind, ExecutorResult, Input, Output,
     ResultStatus,
@@ -212,6 +213,44 @@ impl<W: Write> Demo<'_, W> {
             verdict
         )
     }
+}
+
+/// After the rollback: the restored version serves everything until the
+/// verification's outcome; prints it and returns it for the summary.
+fn verify(
+    demo: &mut Demo<'_, impl Write>,
+    from: i64,
+    window: Duration,
+    traffic: &[Traffic],
+) -> io::Result<Option<String>> {
+    for s in from + 1..=from + window.nanos() / SEC + 5 {
+        let outputs = demo.second(s, traffic)?;
+        let Some(v) = outputs.iter().find_map(|o| match o {
+            Output::Audit(a) => match &a.event {
+                AuditEvent::Verification(v) => Some(v.clone()),
+                _ => None,
+            },
+            _ => None,
+        }) else {
+            continue;
+        };
+        let pct =
+            |r: Option<Ratio>| r.map_or("?".to_string(), |r| format!("{:.2}%", r.ratio * 100.0));
+        let outcome = match v.time_to_recover_from_result {
+            Some(took) => format!("{} {took} after the rollback", v.outcome.as_str()),
+            None => v.outcome.as_str().to_string(),
+        };
+        let line = format!(
+            "{outcome}: {} {} → {} on v42 (baseline before the deploy {})",
+            v.sli,
+            pct(v.during),
+            pct(Some(v.after)),
+            pct(v.before)
+        );
+        writeln!(demo.out, "  {}  verification: {line}", demo.hms(s))?;
+        return Ok(Some(outcome));
+    }
+    Ok(None)
 }
 
 /// Runs the demo, writing the timeline to `out`.
@@ -423,6 +462,7 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
         }
     }
     let mut executed = None;
+    let mut verified = None;
     if let (Some(s), Some(cmd)) = (decided_at, demo.commands.first().cloned()) {
         let at = demo.clock(s + 12);
         let result = ExecutorResult {
@@ -444,11 +484,13 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
                 },
                 _ => None,
             });
+        let window = demo.engine.config().verify.window;
         writeln!(
             demo.out,
-            "\n  {}  executor result: succeeded (argo-rollouts: rollout aborted, v42 serving 100%); deploy retired",
+            "\n  {}  executor result: succeeded (argo-rollouts: rollout aborted, v42 serving 100%); watching v42 for {window}",
             demo.hms(s + 12)
         )?;
+        verified = verify(&mut demo, s + 12, window, &v42_full)?;
     }
     writeln!(demo.out)?;
     let d1 = match d1_verdict {
@@ -459,9 +501,10 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
     match decided_at {
         Some(s) => writeln!(
             demo.out,
-            "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) caught {} after it started and rolled back{}; {} command(s) that would be published",
+            "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) caught {} after it started and rolled back{}, {}; {} command(s) that would be published",
             Duration::from_secs(s - d2_start),
             executed.map_or(String::new(), |d| format!(" {d} after the decision")),
+            verified.unwrap_or_else(|| "not verified".into()),
             demo.commands.len()
         )?,
         None => writeln!(

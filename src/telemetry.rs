@@ -36,6 +36,8 @@ pub struct Metrics {
     pub detection_seconds: Histogram,
     pub decision_latency_seconds: Histogram,
     pub time_to_rollback_seconds: Histogram,
+    pub verifications: IntCounterVec,
+    pub recovery_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -109,7 +111,7 @@ impl Metrics {
             deploys_by_state: int_gauge_vec(
                 &r,
                 "deploys",
-                "Active deploys by state: commanded, awaiting_approval, or the latest verdict (pending: not evaluated yet).",
+                "Active deploys by state: commanded, awaiting_approval, verifying (rolled back, restored version under watch), or the latest verdict (pending: not evaluated yet).",
                 &["state"],
             ),
             burn_rate_max: gauge_vec(
@@ -208,6 +210,18 @@ impl Metrics {
                 "From the decision to the executor's succeeded result.",
                 vec![5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
             ),
+            verifications: counter_vec(
+                &r,
+                "rollback_verifications_total",
+                "How successful rollbacks turned out: recovered, not_recovered (the restored version still burns), inconclusive.",
+                &["outcome"],
+            ),
+            recovery_seconds: histogram(
+                &r,
+                "rollback_recovery_seconds",
+                "From the executor's succeeded result to the restored version confidently below every threshold.",
+                vec![5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0],
+            ),
             registry: r,
         }
     }
@@ -240,6 +254,14 @@ impl Metrics {
                             .observe(took.as_secs_f64().max(0.0));
                     }
                 }
+                AuditEvent::Verification(v) => {
+                    self.verifications
+                        .with_label_values(&[v.outcome.as_str()])
+                        .inc();
+                    if let Some(took) = v.time_to_recover_from_result {
+                        self.recovery_seconds.observe(took.as_secs_f64().max(0.0));
+                    }
+                }
                 _ => {}
             }
         }
@@ -264,7 +286,7 @@ impl Metrics {
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let plain: [&dyn Collector; 19] = [
+        let plain: [&dyn Collector; 20] = [
             &self.records,
             &self.observations,
             &self.active_deploys,
@@ -284,6 +306,7 @@ impl Metrics {
             &self.consumer_lag,
             &self.dead_letters,
             &self.results,
+            &self.verifications,
         ];
         let mut names: Vec<String> = plain
             .iter()
@@ -293,6 +316,7 @@ impl Metrics {
             &self.detection_seconds,
             &self.decision_latency_seconds,
             &self.time_to_rollback_seconds,
+            &self.recovery_seconds,
         ] {
             for d in h.desc() {
                 for suffix in ["_bucket", "_sum", "_count"] {

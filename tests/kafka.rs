@@ -586,15 +586,16 @@ fn reference_executor_runs_each_rollback_once_and_reports_back() {
     assert!(cmds
         .iter()
         .any(|c| c.payload["deploy_id"] == "d-appr" && c.payload["action"] == "approval_required"));
-    // rollbackd retires the deploy and measures time to rollback.
+    // rollbackd measures time to rollback and watches the restored version.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, text) = agent.get("/metrics");
         // The three move one after another: wait for all of them.
         if metric(&text, "rollbackd_time_to_rollback_seconds_count") == 1.0
             && metric(&text, r#"rollbackd_results_total{status="succeeded"}"#) == 1.0
-            // d-exec retired, d-appr still watched.
-            && metric(&text, "rollbackd_active_deploys") == 1.0
+            // d-exec under verification, d-appr still watched.
+            && metric(&text, r#"rollbackd_deploys{state="verifying"}"#) == 1.0
+            && metric(&text, "rollbackd_active_deploys") == 2.0
         {
             break;
         }

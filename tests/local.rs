@@ -407,6 +407,13 @@ fn real_prometheus_scrapes_and_evaluates_the_rules() {
         .spawn()
         .expect("prometheus (Debian package; scripts/deps.sh installs it)");
     let prom_addr = format!("127.0.0.1:{port}");
+    let rule_count = std::fs::read_to_string(format!(
+        "{}/deploy/kubernetes/base/prometheusrule.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .matches("- alert:")
+    .count();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut up, mut evaluated) = (false, false);
     while Instant::now() < deadline && !(up && evaluated) {
@@ -418,8 +425,8 @@ fn real_prometheus_scrapes_and_evaluates_the_rules() {
         up = targets.contains("\"health\":\"up\"");
         let (_, rules) = http(&prom_addr, "GET", "/api/v1/rules", &[], b"");
         // (The body may come chunked: count rather than parse.)
-        evaluated = rules.matches("\"health\":\"ok\"").count() == 6
-            && rules.matches("\"lastEvaluation\"").count() >= 6;
+        evaluated = rules.matches("\"health\":\"ok\"").count() == rule_count
+            && rules.matches("\"lastEvaluation\"").count() >= rule_count;
         // The readiness rule has data to work on once scraped.
         if up {
             let (_, q) = http(

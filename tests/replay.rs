@@ -853,3 +853,92 @@ fn deploys_over_the_cap_are_not_tracked() {
     assert_eq!(ids.len(), 2, "{}", out.stdout);
     assert!(!ids.contains(&"d-c"), "{ids:?}");
 }
+
+/// After a successful rollback the restored version is watched for
+/// `verify.window`: recovered (with its times), not recovered (at once, and
+/// no second command), or inconclusive (no traffic to tell).
+#[test]
+fn a_successful_rollback_is_verified_on_the_restored_version() {
+    // (restored version's error ratio after the rollback, its rps, outcome)
+    for (after_errors, after_rps, outcome) in [
+        (0.0005, 60.0, "recovered"),
+        (0.1, 60.0, "not_recovered"),
+        (0.0, 0.0, "inconclusive"),
+    ] {
+        let mut f = Fixture::new();
+        f.config_extra = "[verify]\nwindow = \"2m\"\n".into();
+        f.started(60.0, "d-v", "cart", "v2", "v1");
+        f.spans(
+            Stream::new("cart", "v1", 40.0)
+                .errors(0.0005)
+                .between(0.0, 150.0),
+        );
+        f.spans(
+            Stream::new("cart", "v2", 10.0)
+                .errors(0.1)
+                .between(60.0, 150.0),
+        );
+        if after_rps > 0.0 {
+            f.spans(
+                Stream::new("cart", "v1", after_rps)
+                    .errors(after_errors)
+                    .between(150.0, 1e9),
+            );
+        }
+        // Another service's traffic moves the replay clock on.
+        f.spans(Stream::new("other", "v9", 1.0));
+        let id = command_id("d-v", Action::Rollback);
+        f.record(
+            150.0,
+            "rollback-results",
+            json!({"command_id": id, "deploy_id": "d-v", "status": "succeeded",
+                   "at": fixture::ts(150.0), "executor": "test", "message": "done"}),
+        );
+        let out = f.replay(400.0);
+        assert_eq!(out.commands.len(), 1, "{outcome}: {}", out.stdout);
+        let decided = secs(&out.commands[0]["decided_at"]);
+        let v = audit_kinds(&out.audit, "verification");
+        assert_eq!(v.len(), 1, "{outcome}: {:?}", out.audit);
+        let (at, d) = (secs(&v[0]["at"]), &v[0]["detail"]);
+        assert_eq!(d["outcome"], outcome, "{d}");
+        assert_eq!(d["command_id"], id);
+        assert_eq!(d["restored_version"], "v1");
+        assert_eq!(d["sli"], "errors");
+        let rollback = d["time_to_rollback_seconds"].as_f64().unwrap();
+        assert!((rollback - (150.0 - decided)).abs() < 1e-6, "{d}");
+        assert!((d["time_to_decide_seconds"].as_f64().unwrap() - (decided - 60.0)).abs() < 1e-6);
+        let detect = d["time_to_detect_seconds"].as_f64().unwrap();
+        assert!(detect > 0.0 && detect <= decided - 60.0, "{d}");
+        assert!(d["during"]["ratio"].as_f64().unwrap() > 0.05, "{d}");
+        match outcome {
+            "recovered" => {
+                // Told at the end of the window, recovered within it.
+                assert!((270.0..=276.0).contains(&at), "at +{at}s");
+                let from_result = d["time_to_recover_from_result_seconds"].as_f64().unwrap();
+                assert!(from_result > 0.0 && from_result <= 60.0, "{d}");
+                let from_decision = d["time_to_recover_seconds"].as_f64().unwrap();
+                assert!((from_decision - from_result - rollback).abs() < 1e-6, "{d}");
+                assert!(d["after"]["ratio"].as_f64().unwrap() < 0.01, "{d}");
+            }
+            "not_recovered" => {
+                // Told as soon as the restored version is seen to burn.
+                assert!(at < 200.0, "at +{at}s");
+                assert_eq!(d["time_to_recover_seconds"], Value::Null);
+                assert_eq!(d["evidence"]["sli"], "errors", "{d}");
+                assert!(d["after"]["ratio"].as_f64().unwrap() > 0.02, "{d}");
+            }
+            _ => {
+                assert!((270.0..=276.0).contains(&at), "at +{at}s");
+                // Only the last export of the old traffic came after it.
+                assert!(d["after"]["requests"].as_u64().unwrap() <= 400, "{d}");
+                assert_eq!(d["time_to_recover_seconds"], Value::Null);
+            }
+        }
+        // The deploy is retired after its verification, whatever it says.
+        let retired = audit_kinds(&out.audit, "deploy")
+            .into_iter()
+            .filter(|a| a["detail"]["event"] == "retired")
+            .count();
+        assert!(retired <= 1);
+    }
+}

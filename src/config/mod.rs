@@ -251,6 +251,22 @@ pub struct AuditConfig {
     pub path: String,
 }
 
+/// `[verify]`: after a successful rollback, how long the restored version
+/// is watched to tell whether users are fine again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    pub window: Duration,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -321,6 +337,8 @@ struct RawConfig {
     #[serde(default)]
     audit: AuditConfig,
     #[serde(default)]
+    verify: VerifyConfig,
+    #[serde(default)]
     log: LogConfig,
     #[serde(default)]
     telemetry: TelemetryConfig,
@@ -344,6 +362,9 @@ pub struct Policy {
     /// Per window pair, the threshold tests of its errors and latency SLIs
     /// (H0: bad ratio ≤ burn_rate × budget).
     pub rate_tests: Vec<[RateTest; 2]>,
+    /// Per SLI, the test that its bad ratio is below the lowest threshold
+    /// of any pair (H0: ratio ≥ it): a restored version has recovered.
+    pub recovery_tests: [RateTest; 2],
     /// Distinct window lengths, ascending; windows are kept per length.
     pub lengths: Vec<Duration>,
     /// For each pair, the indices of its short and long length in `lengths`.
@@ -372,7 +393,7 @@ impl Policy {
             confidence,
             ..self.clone()
         };
-        p.rate_tests = rate_tests(&p);
+        (p.rate_tests, p.recovery_tests) = (rate_tests(&p), recovery_tests(&p));
         p
     }
 }
@@ -389,6 +410,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub limits: LimitsConfig,
     pub audit: AuditConfig,
+    pub verify: VerifyConfig,
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
     pub executor: ExecutorConfig,
@@ -500,6 +522,10 @@ impl Config {
         if http_max_body == 0 {
             return Err(invalid("http.max_body", "must be greater than zero"));
         }
+        let verify = raw.verify.window.nanos();
+        if !(1_000_000_000..=86_400 * 1_000_000_000).contains(&verify) {
+            return Err(invalid("verify.window", "must be 1s to 1d"));
+        }
         if raw.guards.cooldown.nanos() < 0 {
             return Err(invalid("guards.cooldown", "must not be negative"));
         }
@@ -581,6 +607,7 @@ impl Config {
             alerts: raw.alerts,
             limits: raw.limits,
             audit: raw.audit,
+            verify: raw.verify,
             log: raw.log,
             telemetry: raw.telemetry,
             executor: raw.executor,
@@ -734,12 +761,25 @@ fn resolve_policy(
         watch_after_complete,
         dry_run: global_dry_run || own.dry_run.unwrap_or(false),
         rate_tests: Vec::new(),
+        recovery_tests: [RateTest::below(1.0), RateTest::below(1.0)],
         windows,
         lengths,
         pair_index,
     };
-    policy.rate_tests = rate_tests(&policy);
+    (policy.rate_tests, policy.recovery_tests) = (rate_tests(&policy), recovery_tests(&policy));
     Ok(policy)
+}
+
+fn recovery_tests(p: &Policy) -> [RateTest; 2] {
+    let lowest = p
+        .windows
+        .iter()
+        .map(|w| w.burn_rate)
+        .fold(f64::INFINITY, f64::min);
+    [
+        RateTest::below(lowest * p.error_budget()),
+        RateTest::below(lowest * p.latency_budget()),
+    ]
 }
 
 fn rate_tests(p: &Policy) -> Vec<[RateTest; 2]> {

@@ -92,6 +92,7 @@ impl Engine {
         if let Some(d) = self.registry.get_mut(&cmd.deploy_id) {
             if cmd.trigger != Trigger::Manual || cmd.action == Action::Rollback {
                 d.decided = Some((cmd.command_id.clone(), cmd.action));
+                d.command = Some(cmd.clone());
             }
         }
         self.pending_alerts.remove(&cmd.deploy_id);

@@ -31,6 +31,10 @@ impl Engine {
                 continue;
             };
             let id = d.info.deploy_id.clone();
+            if d.verifying.is_some() {
+                self.verify(seq, out);
+                continue;
+            }
             if d.watched_until().is_some_and(|end| now >= end) {
                 self.retire(&id, "watch after completion ended", out);
                 continue;
@@ -202,6 +206,7 @@ impl Engine {
         let started = self.registry.get(&cmd.deploy_id).map(|d| d.info.at);
         if let Some(d) = self.registry.get_mut(&cmd.deploy_id) {
             d.decided = Some((cmd.command_id.clone(), cmd.action));
+            d.command = Some(cmd.clone());
         }
         out.push(Output::Audit(
             AuditRecord::new(

@@ -17,7 +17,7 @@
 
 use serde::Serialize;
 
-use super::window::{SeriesWindows, Sli, Source, WindowCounts};
+use super::window::{SeriesWindows, Sli, WindowCounts};
 use crate::config::Policy;
 use crate::stats::sequential::{epoch_alpha, ShareState, ShareTest, SHARE_ALTERNATIVES};
 use crate::time::Timestamp;
@@ -97,26 +97,6 @@ struct Paired {
     baseline: WindowCounts,
 }
 
-fn sli_index(sli: Sli) -> usize {
-    match sli {
-        Sli::Errors => 0,
-        Sli::Latency => 1,
-    }
-}
-
-/// `now − start` of a series' totals, or `None` when its source changed.
-fn since(now: WindowCounts, start: WindowCounts) -> Option<WindowCounts> {
-    if start.source != Source::None && start.source != now.source {
-        return None;
-    }
-    Some(WindowCounts {
-        requests: now.requests.saturating_sub(start.requests),
-        errors: now.errors.saturating_sub(start.errors),
-        slow: now.slow.saturating_sub(start.slow),
-        source: now.source,
-    })
-}
-
 /// Of (ln e-value, α) per epoch, the one closest to rejecting.
 fn best(tests: impl Iterator<Item = (f64, f64)>) -> Option<TestResult> {
     tests
@@ -182,7 +162,7 @@ impl Judge {
             roll(epochs, index, |e| e.index, || Epoch { index, start });
             // A series that moved from spans to metrics starts its count again.
             for e in epochs.iter_mut().flatten() {
-                if since(totals, e.start).is_none() {
+                if totals.since(e.start).is_none() {
                     e.start = totals;
                 }
             }
@@ -219,7 +199,7 @@ impl Judge {
             let seen = entry.filter(|p| p.slot == slot);
             let delta = match seen {
                 None => Some((c, b)),
-                Some(p) => since(c, p.candidate).zip(since(b, p.baseline)),
+                Some(p) => c.since(p.candidate).zip(b.since(p.baseline)),
             };
             let Some((dc, db)) = delta else {
                 // A side's source changed: start the slot over.
@@ -241,7 +221,7 @@ impl Judge {
             });
             for e in self.share.iter_mut().flatten() {
                 for sli in Sli::ALL {
-                    let state = &mut e.state[sli_index(sli)];
+                    let state = &mut e.state[sli.index()];
                     test.update(state, dc.bad(sli), dc.requests, db.bad(sli), db.requests);
                 }
             }
@@ -257,10 +237,11 @@ impl Judge {
         sli: Sli,
         totals: WindowCounts,
     ) -> Option<TestResult> {
-        let test = &policy.rate_tests[i][sli_index(sli)];
+        let test = &policy.rate_tests[i][sli.index()];
         let family = policy.windows.len() * 2;
         best(self.epochs[i].iter().flatten().map(|e| {
-            let log_e = since(totals, e.start)
+            let log_e = totals
+                .since(e.start)
                 .map_or(f64::NEG_INFINITY, |d| test.log_e(d.bad(sli), d.requests));
             (log_e, epoch_alpha(policy.confidence, family, e.index))
         }))
@@ -271,7 +252,7 @@ impl Judge {
     pub fn attribution_test(&self, policy: &Policy, sli: Sli) -> Option<TestResult> {
         let test = ShareTest::get();
         best(self.share.iter().flatten().map(|e| {
-            let log_e = test.log_e(&e.state[sli_index(sli)]);
+            let log_e = test.log_e(&e.state[sli.index()]);
             (log_e, epoch_alpha(policy.confidence, 2, e.index))
         }))
     }

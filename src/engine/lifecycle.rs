@@ -3,9 +3,10 @@
 //! `deploy.progressed` updates its traffic split, `deploy.completed` starts
 //! its final watch, `deploy.rolled_back` and `deploy.aborted` retire it (a
 //! rollback taking its release along), and so does a `succeeded` executor
-//! result.
+//! result — except that a deploy rollbackd rolled back is first watched on
+//! its restored version (`verify`).
 
-use crate::model::audit::{DeployAudit, ResultAudit};
+use crate::model::audit::{DeployAudit, ResultAudit, VerificationOutcome};
 use crate::model::{
     command_id, Action, AuditRecord, DeployEvent, DeployEventKind, ExecutorResult, Output,
     ResultStatus,
@@ -120,7 +121,9 @@ impl Engine {
                     .get(&ev.deploy_id)
                     .and_then(|d| d.info.release_id.clone());
                 let owned = self.owns(&ev);
-                if self.retire(&ev.deploy_id, ev.kind.as_str(), out) {
+                let verifying = ev.kind == DeployEventKind::RolledBack
+                    && self.start_verification(&ev.deploy_id, ev.at);
+                if verifying || self.retire(&ev.deploy_id, ev.kind.as_str(), out) {
                     // The owner of the rolled-back deploy takes its release
                     // along (the commands topic tells the other instances).
                     if let (DeployEventKind::RolledBack, Some(release), true) =
@@ -137,6 +140,18 @@ impl Engine {
 
     /// Stops watching a deploy: its windows and held-back alert go with it.
     pub(super) fn retire(&mut self, deploy_id: &str, why: &str, out: &mut Vec<Output>) -> bool {
+        // A restored version still under watch: the watch ends unfinished.
+        if let Some(d) = self.registry.get(deploy_id) {
+            if let (Some(v), true) = (&d.verifying, self.owns(&d.info)) {
+                let rec = self.verification_audit(
+                    d,
+                    v,
+                    VerificationOutcome::Inconclusive,
+                    serde_json::json!({ "why": why }),
+                );
+                out.push(Output::Audit(rec));
+            }
+        }
         let Some(d) = self.registry.retire(deploy_id) else {
             return false;
         };
@@ -182,7 +197,12 @@ impl Engine {
         if owned {
             out.push(Output::Audit(rec));
         }
-        if r.status == ResultStatus::Succeeded {
+        let ours = deploy
+            .and_then(|d| d.decided.as_ref())
+            .is_some_and(|(id, _)| *id == r.command_id);
+        if r.status == ResultStatus::Succeeded
+            && !(ours && self.start_verification(&r.deploy_id, r.at))
+        {
             self.retire(&r.deploy_id, "rollback succeeded", out);
         }
     }

@@ -15,7 +15,8 @@
 //!   [`intake`]: stage 2 — evidence into rolling windows (each raw record
 //!   once), cumulative histograms into deltas.
 //! - [`decide`]: evaluation of due deploys, the guard chain and the
-//!   commands it lets through, release cascades.
+//!   commands it lets through, release cascades; [`verify`]: after a
+//!   successful rollback, whether the restored version recovered.
 //! - [`alerts`]: Alertmanager alerts as rollback triggers.
 //! - [`admin`]: pause, resume, breaker reset, manual rollback, and guard
 //!   state read back from the commands topic.
@@ -37,6 +38,7 @@ pub mod judge;
 pub mod lifecycle;
 pub mod registry;
 
+pub mod verify;
 pub mod views;
 pub mod window;
 

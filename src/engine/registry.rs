@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use super::bounded::Bounded;
 use super::evaluate::Evaluation;
+use super::window::WindowCounts;
 use crate::config::Policy;
-use crate::model::{Action, DeployEvent, ResourceIdent, Verdict};
+use crate::model::{Action, Command, DeployEvent, ResourceIdent, Verdict};
 use crate::time::Timestamp;
 
 pub use crate::model::evidence::Role;
@@ -45,6 +46,24 @@ pub struct Deploy {
     /// When it is next evaluated at the latest.
     pub next_eval: Timestamp,
     pub last_eval: Option<Evaluation>,
+    /// The command emitted for it (or read back from the commands topic).
+    pub command: Option<Command>,
+    /// After a successful rollback: its restored version is being watched.
+    pub verifying: Option<Verifying>,
+}
+
+/// A rolled-back deploy's restored version under watch (CONTRACT
+/// `[verify]`): its baseline side's requests since the rollback.
+#[derive(Debug, Clone)]
+pub struct Verifying {
+    /// When the executor (or a `deploy.rolled_back` event) said it was done.
+    pub rolled_back_at: Timestamp,
+    /// The watch ends here.
+    pub until: Timestamp,
+    /// The restored version's totals when the watch began.
+    pub start: WindowCounts,
+    /// When it was first confidently below every threshold.
+    pub recovered_at: Option<Timestamp>,
 }
 
 impl Deploy {
@@ -65,7 +84,11 @@ impl Deploy {
     /// The next time something is due for it: an evaluation, or the end of
     /// its watch.
     fn due_at(&self) -> Timestamp {
-        match self.watched_until() {
+        let end = match &self.verifying {
+            Some(v) => Some(v.until),
+            None => self.watched_until(),
+        };
+        match end {
             Some(end) => end.min(self.next_eval),
             None => self.next_eval,
         }
@@ -207,6 +230,8 @@ impl Registry {
             audited_suppression: None,
             next_eval: now,
             last_eval: None,
+            command: None,
+            verifying: None,
         };
         self.schedule.insert((d.due_at(), seq));
         self.deploys.insert(seq, d);

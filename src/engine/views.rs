@@ -76,13 +76,15 @@ impl Engine {
 
     /// The on-call summary of the active deploys, keyed by bounded values
     /// only: how many are in each state — `commanded` (a rollback command
-    /// was emitted), `awaiting_approval` (an approval_required command was),
+    /// was emitted), `verifying` (rolled back, its restored version under
+    /// watch), `awaiting_approval` (an approval_required command was),
     /// `pending` (not evaluated yet), else the latest verdict — and the
     /// highest long-window burn rate per SLI and window pair (`"1m/5m"`).
     pub fn burn_summary(&self) -> BurnSummary {
         let mut summary = BurnSummary::default();
         for d in self.registry.iter() {
             let state = match (&d.decided, &d.last_eval) {
+                _ if d.verifying.is_some() => "verifying",
                 (Some((_, Action::ApprovalRequired)), _) => "awaiting_approval",
                 (Some(_), _) => "commanded",
                 (None, Some(ev)) => ev.verdict.as_str(),

@@ -94,6 +94,20 @@ impl WindowCounts {
         }
     }
 
+    /// The counts added since `start` (an earlier reading of the same
+    /// totals), or `None` when the source changed in between.
+    pub fn since(self, start: WindowCounts) -> Option<WindowCounts> {
+        if start.source != Source::None && start.source != self.source {
+            return None;
+        }
+        Some(WindowCounts {
+            requests: self.requests.saturating_sub(start.requests),
+            errors: self.errors.saturating_sub(start.errors),
+            slow: self.slow.saturating_sub(start.slow),
+            source: self.source,
+        })
+    }
+
     /// Bad share of requests; zero when there were none.
     pub fn ratio(&self, sli: Sli) -> f64 {
         if self.requests == 0 {
@@ -114,6 +128,14 @@ pub enum Sli {
 
 impl Sli {
     pub const ALL: [Sli; 2] = [Sli::Errors, Sli::Latency];
+
+    /// Its place in per-SLI arrays: errors 0, latency 1.
+    pub fn index(self) -> usize {
+        match self {
+            Sli::Errors => 0,
+            Sli::Latency => 1,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -264,6 +286,8 @@ pub struct SeriesWindows {
     /// Everything ever added, by kind: the sequential tests count requests
     /// since their start, not inside a window.
     total: Tally,
+    /// Event time of the earliest bad request added, errors then latency.
+    first_bad: [Option<Timestamp>; 2],
 }
 
 impl SeriesWindows {
@@ -272,6 +296,7 @@ impl SeriesWindows {
         SeriesWindows {
             rings: lengths.iter().map(|&l| Ring::new(l)).collect(),
             total: Tally::default(),
+            first_bad: [None, None],
         }
     }
 
@@ -300,6 +325,19 @@ impl SeriesWindows {
         }
         self.total
             .add(kind, [c.requests, c.errors, c.slow], c.points);
+        for (first, bad) in self.first_bad.iter_mut().zip([c.errors, c.slow]) {
+            if bad > 0 && first.is_none_or(|f| t < f) {
+                *first = Some(t);
+            }
+        }
+    }
+
+    /// When the earliest bad request of `sli` added so far happened.
+    pub fn first_bad(&self, sli: Sli) -> Option<Timestamp> {
+        match sli {
+            Sli::Errors => self.first_bad[0],
+            Sli::Latency => self.first_bad[1],
+        }
     }
 
     /// Every request added so far, from metrics when any histogram point

@@ -84,6 +84,7 @@ pub enum AuditEvent {
     Admin(AdminAudit),
     Malformed(MalformedAudit),
     Owner(OwnerAudit),
+    Verification(VerificationAudit),
 }
 
 impl AuditEvent {
@@ -100,6 +101,7 @@ impl AuditEvent {
             AuditEvent::Admin(_) => "admin",
             AuditEvent::Malformed(_) => "malformed",
             AuditEvent::Owner(_) => "owner",
+            AuditEvent::Verification(_) => "verification",
         }
     }
 
@@ -130,6 +132,7 @@ impl AuditEvent {
             AuditEvent::Malformed(m) => {
                 json!({"source": m.source, "error": m.error, "location": m.location})
             }
+            AuditEvent::Verification(v) => v.detail(),
             AuditEvent::Owner(o) => json!({
                 "instance": o.instance,
                 "change": o.change,
@@ -152,6 +155,7 @@ macro_rules! into_event {
 }
 
 into_event!(
+    VerificationAudit => Verification,
     DeployAudit => Deploy,
     DecisionAudit => Decision,
     SuppressedAudit => Suppressed,
@@ -551,4 +555,99 @@ pub enum OwnerChange {
     /// A newer instance with the same transactional id fenced this one:
     /// it published nothing since and stops.
     Fenced,
+}
+
+/// How a successful rollback turned out (the restored version watched for
+/// `verify.window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationOutcome {
+    /// The restored version is confidently below every firing threshold.
+    Recovered,
+    /// The restored version still burns: a firing pair on it.
+    NotRecovered,
+    /// Too little traffic (or the deploy was superseded) to tell.
+    Inconclusive,
+}
+
+impl VerificationOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationOutcome::Recovered => "recovered",
+            VerificationOutcome::NotRecovered => "not_recovered",
+            VerificationOutcome::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// A bad ratio with the counts behind it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Ratio {
+    pub requests: u64,
+    pub bad: u64,
+    /// `bad / requests` to six decimals (0 without requests).
+    pub ratio: f64,
+}
+
+impl Ratio {
+    pub fn new(bad: u64, requests: u64) -> Ratio {
+        let ratio = if requests == 0 {
+            0.0
+        } else {
+            (bad as f64 / requests as f64 * 1e6).round() / 1e6
+        };
+        Ratio {
+            requests,
+            bad,
+            ratio,
+        }
+    }
+}
+
+/// The outcome of watching a rolled-back deploy's restored version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerificationAudit {
+    pub outcome: VerificationOutcome,
+    pub command_id: String,
+    pub restored_version: Option<String>,
+    /// The SLI the decision was about.
+    pub sli: &'static str,
+    /// The restored version's bad ratio while the deploy ran (the
+    /// baseline at the decision), the candidate's at the decision, and the
+    /// restored version's since the rollback.
+    pub before: Option<Ratio>,
+    pub during: Option<Ratio>,
+    pub after: Ratio,
+    /// From the candidate's first bad request to the decision.
+    pub time_to_detect: Option<Duration>,
+    /// From the deploy's start to the decision.
+    pub time_to_decide: Option<Duration>,
+    /// From the decision to the executor's result.
+    pub time_to_rollback: Option<Duration>,
+    /// From the decision, and from the result, to recovery.
+    pub time_to_recover: Option<Duration>,
+    pub time_to_recover_from_result: Option<Duration>,
+    /// Why, for `not_recovered` (the firing pair) and `inconclusive`.
+    pub evidence: Value,
+}
+
+impl VerificationAudit {
+    fn detail(&self) -> Value {
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        json!({
+            "outcome": self.outcome.as_str(),
+            "command_id": self.command_id,
+            "restored_version": self.restored_version,
+            "sli": self.sli,
+            "before": self.before,
+            "during": self.during,
+            "after": self.after,
+            "time_to_detect_seconds": secs(self.time_to_detect),
+            "time_to_decide_seconds": secs(self.time_to_decide),
+            "time_to_rollback_seconds": secs(self.time_to_rollback),
+            "time_to_recover_seconds": secs(self.time_to_recover),
+            "time_to_recover_from_result_seconds": secs(self.time_to_recover_from_result),
+            "evidence": self.evidence,
+        })
+    }
 }

@@ -77,7 +77,9 @@ pub fn epoch_alpha(confidence: f64, family: usize, epoch: u64) -> f64 {
     (1.0 - confidence) / family.max(1) as f64 / ((k + 1.0) * (k + 2.0))
 }
 
-/// The mixture likelihood-ratio test of H0: p ≤ θ (module docs).
+/// The mixture likelihood-ratio test of H0: p ≤ θ (module docs), or, built
+/// with [`RateTest::below`], of H0: p ≥ θ (alternatives q < θ: each factor's
+/// expectation 1 + (p − θ)·(q/θ − (1−q)/(1−θ)) is ≤ 1 when p ≥ θ > q).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateTest {
     /// Per alternative: ln(q/θ) and ln((1−q)/(1−θ)).
@@ -98,6 +100,26 @@ impl RateTest {
         } else if theta > 0.0 && theta < 1.0 {
             qs.push((theta + 1.0) / 2.0);
         }
+        let terms: Vec<(f64, f64)> = qs
+            .iter()
+            .map(|&q| ((q / theta).ln(), ((1.0 - q) / (1.0 - theta)).ln()))
+            .collect();
+        RateTest {
+            log_weight: -(terms.len().max(1) as f64).ln(),
+            terms,
+        }
+    }
+
+    /// The test of H0: p ≥ θ — rejecting it says the ratio is below θ.
+    pub fn below(theta: f64) -> RateTest {
+        let qs: Vec<f64> = if theta > 0.0 && theta < 1.0 {
+            [0.8, 0.5, 0.25, 0.1, 0.03, 0.01, 0.001]
+                .iter()
+                .map(|m| theta * m)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let terms: Vec<(f64, f64)> = qs
             .iter()
             .map(|&q| ((q / theta).ln(), ((1.0 - q) / (1.0 - theta)).ln()))
@@ -245,6 +267,17 @@ mod tests {
             for e in expectation {
                 prop_assert!(e <= 1.0 + 1e-9, "{e}");
             }
+        }
+
+        /// The same for the test of H0: p ≥ θ.
+        #[test]
+        fn below_test_is_a_supermartingale_under_h0(theta in 0.0001f64..0.9, frac in 0.0f64..=1.0, n in 0u64..5000, k_frac in 0.0f64..=1.0) {
+            let p = theta + (1.0 - theta) * frac;
+            let t = RateTest::below(theta);
+            let k = ((n as f64) * k_frac) as u64;
+            let now = t.log_e(k, n).exp();
+            let next = p * t.log_e(k + 1, n + 1).exp() + (1.0 - p) * t.log_e(k, n + 1).exp();
+            prop_assert!(next <= now * (1.0 + 1e-9) + 1e-300, "{next} > {now}");
         }
 
         #[test]

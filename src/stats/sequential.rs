@@ -100,14 +100,7 @@ impl RateTest {
         } else if theta > 0.0 && theta < 1.0 {
             qs.push((theta + 1.0) / 2.0);
         }
-        let terms: Vec<(f64, f64)> = qs
-            .iter()
-            .map(|&q| ((q / theta).ln(), ((1.0 - q) / (1.0 - theta)).ln()))
-            .collect();
-        RateTest {
-            log_weight: -(terms.len().max(1) as f64).ln(),
-            terms,
-        }
+        RateTest::mixture(theta, &qs)
     }
 
     /// The test of H0: p ≥ θ — rejecting it says the ratio is below θ.
@@ -120,6 +113,11 @@ impl RateTest {
         } else {
             Vec::new()
         };
+        RateTest::mixture(theta, &qs)
+    }
+
+    /// Equal weights over the alternatives `qs` against θ.
+    fn mixture(theta: f64, qs: &[f64]) -> RateTest {
         let terms: Vec<(f64, f64)> = qs
             .iter()
             .map(|&q| ((q / theta).ln(), ((1.0 - q) / (1.0 - theta)).ln()))

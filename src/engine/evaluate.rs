@@ -358,6 +358,33 @@ mod tests {
     }
 
     #[test]
+    fn metrics_exported_at_different_moments_are_still_compared() {
+        // Histogram exports every 15 s, the candidate's at :00, the
+        // baseline's at :07: never in the same one-second slot, always in
+        // the same 30 s one.
+        let p = setup();
+        let mut c = SeriesWindows::new(&p.lengths);
+        let mut b = SeriesWindows::new(&p.lengths);
+        let mut judge = Judge::new(&p, Timestamp(0));
+        let mut decided = None;
+        for s in 0..600i64 {
+            if s % 15 == 0 {
+                c.add(Timestamp(s * SEC), Kind::Metric, 150, 15, 0);
+            }
+            if s % 15 == 7 {
+                b.add(Timestamp(s * SEC), Kind::Metric, 1350, 1, 0);
+            }
+            let ev = evaluate(&mut judge, &p, Some(&c), Some(&b), Timestamp((s + 1) * SEC));
+            if ev.verdict == Verdict::Rollback {
+                decided = Some(s + 1);
+                break;
+            }
+        }
+        let at = decided.expect("caught");
+        assert!(at <= 180, "decided at {at} s");
+    }
+
+    #[test]
     fn latency_regression_fires_on_latency() {
         let p = setup();
         let ev = run(&p, &t(10, 0, 200), Some(&t(40, 0, 1)), 200);

@@ -11,13 +11,23 @@
 //! test's level is `epoch_alpha` of its sequence, so together they hold at
 //! `confidence` over the deploy's whole watch.
 //!
-//! A slot of the finest window is read once it is two slots old; its late
-//! data is read again for 15 more slots, and a slot where only one side
-//! has new requests waits for the other (one side alone is no evidence).
+//! Slots are the finest window's buckets (one second by default), or the
+//! longest window's once either side reports histogram points, whose
+//! exports are seconds apart. A slot is read once two more have ended after
+//! it; its late data is read again for 15 more slots, and a slot where only
+//! one side has new requests waits for the other (one side alone is no
+//! evidence). A series that moves from spans to histograms (which it does
+//! at most once) starts its tests again rather than count the same
+//! requests twice; that restart spends its epoch's level a second time.
+//!
+//! The tests live in memory: an instance that restarts, or takes a key
+//! over, starts them afresh (epoch 0 counts every request it is given
+//! again; attribution reads new slots), so the bound holds per owner's
+//! watch of a deploy.
 
 use serde::Serialize;
 
-use super::window::{SeriesWindows, Sli, WindowCounts};
+use super::window::{SeriesWindows, Sli, Source, WindowCounts};
 use crate::config::Policy;
 use crate::stats::sequential::{epoch_alpha, ShareState, ShareTest, SHARE_ALTERNATIVES};
 use crate::time::Timestamp;
@@ -58,9 +68,13 @@ pub struct Judge {
     /// The attribution tests' current epoch and the one before (they
     /// restart every longest window; one per SLI, whatever the pair).
     share: [Option<ShareEpoch>; 2],
-    /// Finest-window slots already given to the attribution tests, by
-    /// slot number modulo the ring, with what was read of them.
+    /// Slots already given to the attribution tests, by slot number
+    /// modulo the ring, with what was read of them.
     paired: Vec<Option<Paired>>,
+    /// Whose buckets the slots are: the finest window's for spans; the
+    /// longest window's once either side reports histogram points (metric
+    /// exports are seconds apart and rarely share a fine slot).
+    pair_window: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +109,8 @@ struct Paired {
     slot: i64,
     candidate: WindowCounts,
     baseline: WindowCounts,
+    /// A side's source changed after the slot was read: never read again.
+    frozen: bool,
 }
 
 /// Of (ln e-value, α) per epoch, the one closest to rejecting.
@@ -114,6 +130,7 @@ impl Judge {
             epochs: vec![[None, None]; policy.windows.len()],
             share: [None, None],
             paired: vec![None; PAIRED_RING],
+            pair_window: None,
         }
     }
 
@@ -160,7 +177,8 @@ impl Judge {
                 totals
             };
             roll(epochs, index, |e| e.index, || Epoch { index, start });
-            // A series that moved from spans to metrics starts its count again.
+            // A series that moved from spans to metrics starts its count
+            // again (once: it never moves back).
             for e in epochs.iter_mut().flatten() {
                 if totals.since(e.start).is_none() {
                     e.start = totals;
@@ -182,15 +200,31 @@ impl Judge {
     /// Gives the attribution tests every settled event-time slot (and late
     /// data of recent ones) in which candidate and baseline both served.
     fn pair_slots(&mut self, cand: &SeriesWindows, base: &SeriesWindows, now: Timestamp) {
-        let width = cand.finest_width();
-        if width != base.finest_width() {
+        let metrics = [cand, base]
+            .iter()
+            .any(|w| w.totals().source == Source::Metrics);
+        let window = if metrics { cand.lengths() - 1 } else { 0 };
+        if self.pair_window != Some(window) {
+            if self.pair_window.is_some() {
+                // Spans read in fine slots may come again as metrics: the
+                // tests start again rather than read requests twice.
+                for e in self.share.iter_mut().flatten() {
+                    e.state = [[0.0; SHARE_ALTERNATIVES]; 2];
+                }
+            }
+            self.paired.fill(None);
+            self.pair_window = Some(window);
+        }
+        let width = cand.bucket_width(window);
+        if width != base.bucket_width(window) {
             return;
         }
+        // A slot is read once two more have ended after it.
         let newest = now.nanos().div_euclid(width) - SETTLE_SLOTS - 1;
         let oldest = (newest - LATE_SLOTS).max(self.at.nanos().div_euclid(width));
         let test = ShareTest::get();
         for slot in oldest..=newest {
-            let (c, b) = (cand.finest_slot(slot), base.finest_slot(slot));
+            let (c, b) = (cand.bucket(window, slot), base.bucket(window, slot));
             if c.requests == 0 && b.requests == 0 {
                 continue;
             }
@@ -198,15 +232,18 @@ impl Judge {
             let entry = &mut self.paired[slot.rem_euclid(ring) as usize];
             let seen = entry.filter(|p| p.slot == slot);
             let delta = match seen {
+                Some(p) if p.frozen => continue,
                 None => Some((c, b)),
                 Some(p) => c.since(p.candidate).zip(b.since(p.baseline)),
             };
             let Some((dc, db)) = delta else {
-                // A side's source changed: start the slot over.
+                // A side's source changed after the slot was read: what it
+                // says now may repeat what was read.
                 *entry = Some(Paired {
                     slot,
                     candidate: c,
                     baseline: b,
+                    frozen: true,
                 });
                 continue;
             };
@@ -218,6 +255,7 @@ impl Judge {
                 slot,
                 candidate: c,
                 baseline: b,
+                frozen: false,
             });
             for e in self.share.iter_mut().flatten() {
                 for sli in Sli::ALL {

@@ -121,13 +121,18 @@ impl Engine {
                     .get(&ev.deploy_id)
                     .and_then(|d| d.info.release_id.clone());
                 let owned = self.owns(&ev);
+                // Rolled back by rollbackd: its release went along then.
+                let ours = self
+                    .registry
+                    .get(&ev.deploy_id)
+                    .is_some_and(|d| d.decided.is_some());
                 let verifying = ev.kind == DeployEventKind::RolledBack
                     && self.start_verification(&ev.deploy_id, ev.at);
                 if verifying || self.retire(&ev.deploy_id, ev.kind.as_str(), out) {
                     // The owner of the rolled-back deploy takes its release
                     // along (the commands topic tells the other instances).
-                    if let (DeployEventKind::RolledBack, Some(release), true) =
-                        (ev.kind, release, owned)
+                    if let (DeployEventKind::RolledBack, Some(release), true, false) =
+                        (ev.kind, release, owned, ours)
                     {
                         self.cascade_release(&release, &ev.deploy_id, None, out);
                     }

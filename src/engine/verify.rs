@@ -18,7 +18,9 @@
 //!   deploy of the service supersedes it before the end.
 //!
 //! Every instance keeps the state (results and deploy events are read by
-//! all); the owner of the deploy's key audits the outcome.
+//! all); the owner of the deploy's key audits the outcome. The watch ends
+//! `verify.window` after the rollback's own time, also when a restart reads
+//! the result back (a watch already over is not started again).
 
 use serde_json::{json, Value};
 
@@ -53,7 +55,7 @@ impl Engine {
             .map_or(WindowCounts::EMPTY, |w| w.totals());
         let verifying = Verifying {
             rolled_back_at: at,
-            until: now.saturating_add(window),
+            until: at.saturating_add(window),
             start,
             recovered_at: None,
         };
@@ -157,9 +159,7 @@ impl Engine {
             }
         }
         // The deploy leaves the registry without a second verdict on it.
-        if let Some(d) = self.registry.get_mut(deploy_id) {
-            d.verifying = None;
-        }
+        self.registry.update(deploy_id, |d| d.verifying = None);
         self.retire(
             deploy_id,
             &format!("verification: {}", outcome.as_str()),
@@ -217,7 +217,10 @@ impl Engine {
                 before: ratio(&cmd_evidence["baseline"]),
                 during: ratio(&cmd_evidence["candidate"]),
                 after: Ratio::new(after.bad(sli), after.requests),
-                time_to_detect: decided_at.zip(first_bad).map(|(at, bad)| at.since(bad)),
+                time_to_detect: decided_at
+                    .zip(first_bad)
+                    .map(|(at, bad)| at.since(bad))
+                    .filter(|d| d.nanos() >= 0),
                 time_to_decide: decided_at.map(|at| at.since(d.info.at)),
                 time_to_rollback: decided_at.map(|at| v.rolled_back_at.since(at)),
                 time_to_recover: recovered.zip(decided_at).map(|(r, at)| r.since(at)),

@@ -346,16 +346,21 @@ impl SeriesWindows {
         self.total.counts()
     }
 
-    /// The width (ns) of the finest window's buckets: the event-time slot
-    /// in which candidate and baseline are compared.
-    pub fn finest_width(&self) -> i64 {
-        self.rings.first().map_or(1, |r| r.width)
+    /// How many window lengths it keeps.
+    pub fn lengths(&self) -> usize {
+        self.rings.len()
     }
 
-    /// The counts of finest-window slot `epoch` (time `epoch × width`), if
-    /// the ring still holds it.
-    pub fn finest_slot(&self, epoch: i64) -> WindowCounts {
-        self.rings.first().map_or(WindowCounts::EMPTY, |r| {
+    /// The width (ns) of the buckets of window `index`: the event-time slot
+    /// in which candidate and baseline are compared.
+    pub fn bucket_width(&self, index: usize) -> i64 {
+        self.rings.get(index).map_or(1, |r| r.width)
+    }
+
+    /// The counts of bucket `epoch` (time `epoch × width`) of window
+    /// `index`, if its ring still holds it.
+    pub fn bucket(&self, index: usize, epoch: i64) -> WindowCounts {
+        self.rings.get(index).map_or(WindowCounts::EMPTY, |r| {
             let b = &r.buckets[epoch.rem_euclid(BUCKETS as i64) as usize];
             if b.epoch == epoch {
                 let mut t = Tally::default();

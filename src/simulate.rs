@@ -23,7 +23,7 @@ use crate::engine::evaluate::{evaluate, Verdict};
 use crate::engine::judge::Judge;
 use crate::engine::window::{Kind, SeriesWindows, Sli};
 use crate::rng::{splitmix, Rng};
-use crate::stats::wilson_lower_bound;
+use crate::stats::{wilson_lower_bound, z_for_confidence};
 use crate::time::{Duration, Timestamp};
 
 /// The grid used when none is given (also shipped as `config/simulate.toml`).
@@ -357,7 +357,7 @@ fn outcome(point: Point, runs: Vec<Option<f64>>) -> Outcome {
     let mut decided: Vec<f64> = runs.into_iter().flatten().collect();
     decided.sort_by(f64::total_cmp);
     let k = decided.len() as u64;
-    let z95 = 1.644_853_626_951;
+    let z95 = z_for_confidence(0.95);
     let rank =
         |q: f64| decided[((q * decided.len() as f64).ceil() as usize).clamp(1, decided.len()) - 1];
     Outcome {
@@ -515,18 +515,19 @@ mod tests {
         assert!(Grid::from_toml("[[rows]]\ncanary_rps = [1]\nfoo = 1").is_err());
     }
 
+    /// The outcomes of `grid` (TOML) under the default config.
+    fn outcomes(grid: &str, seed: u64, threads: usize) -> Vec<Outcome> {
+        let grid = Grid::from_toml(grid).unwrap();
+        simulate(&Config::default(), &grid, seed, threads).unwrap()
+    }
+
     #[test]
     fn same_seed_same_report_whatever_the_threads() {
-        let cfg = Config::default();
-        let grid = Grid::from_toml(
-            "runs = 40\nduration = \"10m\"\nevaluation_interval = \"1s\"\n[[rows]]\ncanary_rps = [5]\nbaseline_rps = [45]\nbaseline_bad = [0.001]\ncandidate_bad = [0.05, 0.001]",
-        )
-        .unwrap();
-        let one = serde_json::to_string(&simulate(&cfg, &grid, 7, 1).unwrap()).unwrap();
-        let two = serde_json::to_string(&simulate(&cfg, &grid, 7, 2).unwrap()).unwrap();
-        assert_eq!(one, two);
-        let other = serde_json::to_string(&simulate(&cfg, &grid, 8, 2).unwrap()).unwrap();
-        assert_ne!(one, other);
+        let grid = "runs = 40\nduration = \"10m\"\nevaluation_interval = \"1s\"\n[[rows]]\ncanary_rps = [5]\nbaseline_rps = [45]\nbaseline_bad = [0.001]\ncandidate_bad = [0.05, 0.001]";
+        let json = |seed, threads| serde_json::to_string(&outcomes(grid, seed, threads)).unwrap();
+        let one = json(7, 1);
+        assert_eq!(one, json(7, 2));
+        assert_ne!(one, json(8, 2));
     }
 
     /// The promise, through the engine's decisions: at a confidence low
@@ -535,13 +536,10 @@ mod tests {
     /// confidence (plus Monte Carlo slack).
     #[test]
     fn healthy_deploys_respect_the_bound() {
-        let cfg = Config::default();
         for (conf, base_bad, rps) in [(0.5, 0.005, 2.0), (0.6, 0.0005, 50.0), (0.7, 0.02, 10.0)] {
-            let grid = Grid::from_toml(&format!(
+            let out = outcomes(&format!(
                 "runs = 200\nduration = \"30m\"\nevaluation_interval = \"1s\"\n[[rows]]\ncanary_rps = [{rps}]\ncanary_share = 0.2\nbaseline_bad = [{base_bad}]\nobjective = [0.99]\nconfidence = [{conf}]"
-            ))
-            .unwrap();
-            let out = simulate(&cfg, &grid, 3, 2).unwrap();
+            ), 3, 2);
             let alpha = 1.0 - conf;
             let slack = 3.0 * (alpha * conf / 200.0f64).sqrt();
             assert!(
@@ -554,12 +552,11 @@ mod tests {
 
     #[test]
     fn a_failing_canary_is_caught_and_an_identical_one_is_not() {
-        let cfg = Config::default();
-        let grid = Grid::from_toml(
+        let out = outcomes(
             "runs = 50\nduration = \"30m\"\nevaluation_interval = \"1s\"\n[[rows]]\ncanary_rps = [10]\nbaseline_rps = [90]\nbaseline_bad = [0.0005]\ncandidate_bad = [1.0]\n[[rows]]\ncanary_rps = [10]\nbaseline_rps = [90]\nbaseline_bad = [0.0005]",
-        )
-        .unwrap();
-        let out = simulate(&cfg, &grid, 1, 2).unwrap();
+            1,
+            2,
+        );
         assert_eq!(out[0].rollbacks, 50);
         assert!(out[1].rollbacks <= 2, "{}", out[1].rollbacks);
     }

@@ -6,6 +6,8 @@
 //! changes to or from `rollback` / `not_attributable`; a suppression when
 //! its reason changes — not at every evaluation.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use crate::model::audit::{BreakerAudit, CommandAudit, DecisionAudit, SuppressedAudit};
@@ -19,6 +21,7 @@ use super::evaluate::{evaluate, Evaluation};
 use super::guards::Chain;
 use super::judge::Judge;
 use super::registry::{Deploy, Role};
+use super::window::SeriesWindows;
 use super::Engine;
 
 impl Engine {
@@ -108,9 +111,7 @@ impl Engine {
             .judges
             .entry(seq)
             .or_insert_with(|| Judge::new(&d.policy, d.info.at));
-        let cand = self.windows.get(&(seq, Role::Candidate));
-        let base = self.windows.get(&(seq, Role::Baseline));
-        Some(evaluate(judge, &d.policy, cand, base, now))
+        Some(evaluate_with(judge, d, &self.windows, now))
     }
 
     /// A deploy's evaluation at `now` for a view: its tests as they stand,
@@ -121,9 +122,7 @@ impl Engine {
             .get(&d.seq)
             .cloned()
             .unwrap_or_else(|| Judge::new(&d.policy, d.info.at));
-        let cand = self.windows.get(&(d.seq, Role::Candidate));
-        let base = self.windows.get(&(d.seq, Role::Baseline));
-        evaluate(&mut judge, &d.policy, cand, base, now)
+        evaluate_with(&mut judge, d, &self.windows, now)
     }
 
     /// One decision on one deploy: the guard chain (CONTRACT §3, in order),
@@ -343,4 +342,16 @@ fn build_command(
         // The engine has no wall clock: adapters stamp the issue time.
         issued_at: now,
     }
+}
+
+/// Evaluates `d` on its windows with `judge`'s tests.
+fn evaluate_with(
+    judge: &mut Judge,
+    d: &Deploy,
+    windows: &HashMap<(u64, Role), SeriesWindows>,
+    now: Timestamp,
+) -> Evaluation {
+    let cand = windows.get(&(d.seq, Role::Candidate));
+    let base = windows.get(&(d.seq, Role::Baseline));
+    evaluate(judge, &d.policy, cand, base, now)
 }

@@ -131,6 +131,12 @@ impl Evaluation {
     }
 }
 
+/// Whether the short and the long window both burn at `threshold` or
+/// faster: the observed half of a firing pair (the tests are the other).
+pub fn burning(short: WindowCounts, long: WindowCounts, sli: Sli, threshold: f64) -> bool {
+    short.requests > 0 && short.ratio(sli) >= threshold && long.ratio(sli) >= threshold
+}
+
 /// Feeds `judge`'s tests what arrived since it last looked, then evaluates
 /// every window pair for both SLIs at `now`. Pairs are visited in policy
 /// order, errors before latency; the first firing pair is the evidence.
@@ -150,14 +156,9 @@ pub fn evaluate(
         let b_long = baseline.map_or(WindowCounts::EMPTY, |b| b.window(li, now));
         let has_baseline = b_long.requests > 0 && b_long.requests >= policy.min_requests;
         for sli in Sli::ALL {
-            let budget = match sli {
-                Sli::Errors => policy.error_budget(),
-                Sli::Latency => policy.latency_budget(),
-            };
+            let budget = sli.budget(policy);
             let threshold = w.burn_rate * budget;
-            let over = c_short.requests > 0
-                && c_short.ratio(sli) >= threshold
-                && c_long.ratio(sli) >= threshold;
+            let over = burning(c_short, c_long, sli, threshold);
             let rate_test = over
                 .then(|| judge.rate_test(policy, i, sli, totals))
                 .flatten();
@@ -244,34 +245,49 @@ mod tests {
         }
     }
 
-    /// A deploy started at 100 s, fed `cand` (and `base`) every second up to
-    /// `to_s` and evaluated after every second, as the engine does; the
-    /// evaluation at `to_s`.
-    fn run(p: &Policy, cand: &Traffic, base: Option<&Traffic>, to_s: i64) -> Evaluation {
+    /// A deploy started at `at_s`, fed by `feed(second, candidate,
+    /// baseline)` for each second of `seconds` and evaluated after each, as
+    /// the engine does: the first (second, evaluation) for which `until`
+    /// holds, else the last.
+    fn follow(
+        p: &Policy,
+        at_s: i64,
+        seconds: std::ops::Range<i64>,
+        mut feed: impl FnMut(i64, &mut SeriesWindows, &mut SeriesWindows),
+        until: impl Fn(&Evaluation) -> bool,
+    ) -> (i64, Evaluation) {
         let mut c = SeriesWindows::new(&p.lengths);
         let mut b = SeriesWindows::new(&p.lengths);
-        let mut judge = Judge::new(p, Timestamp(100 * SEC));
+        let mut judge = Judge::new(p, Timestamp(at_s * SEC));
         let mut last = None;
-        for s in 100..to_s {
-            for (w, tr) in [(&mut c, Some(cand)), (&mut b, base)] {
-                if let Some(tr) = tr {
-                    let (e, sl) = (
-                        tr.rps * tr.err_per_mille / 1000,
-                        tr.rps * tr.slow_per_mille / 1000,
-                    );
-                    w.add(Timestamp(s * SEC), Kind::Span, tr.rps, e, sl);
-                }
+        for s in seconds {
+            feed(s, &mut c, &mut b);
+            let ev = evaluate(&mut judge, p, Some(&c), Some(&b), Timestamp((s + 1) * SEC));
+            if until(&ev) {
+                return (s + 1, ev);
             }
-            let base_w = base.map(|_| &b);
-            last = Some(evaluate(
-                &mut judge,
-                p,
-                Some(&c),
-                base_w,
-                Timestamp((s + 1) * SEC),
-            ));
+            last = Some((s + 1, ev));
         }
         last.expect("at least one second")
+    }
+
+    /// A deploy started at 100 s, fed `cand` (and `base`) every second up to
+    /// `to_s`; the evaluation at `to_s`.
+    fn run(p: &Policy, cand: &Traffic, base: Option<&Traffic>, to_s: i64) -> Evaluation {
+        let add = |w: &mut SeriesWindows, s: i64, tr: &Traffic| {
+            let (e, sl) = (
+                tr.rps * tr.err_per_mille / 1000,
+                tr.rps * tr.slow_per_mille / 1000,
+            );
+            w.add(Timestamp(s * SEC), Kind::Span, tr.rps, e, sl);
+        };
+        let feed = |s, c: &mut SeriesWindows, b: &mut SeriesWindows| {
+            add(c, s, cand);
+            if let Some(tr) = base {
+                add(b, s, tr);
+            }
+        };
+        follow(p, 100, 100..to_s, feed, |_| false).1
     }
 
     fn setup() -> std::sync::Arc<Policy> {
@@ -332,25 +348,14 @@ mod tests {
         // from 20 s on: over budget, but nothing says it is worse than the
         // baseline at the same time — not significant (yet).
         let p = setup();
-        let mut c = SeriesWindows::new(&p.lengths);
-        let mut b = SeriesWindows::new(&p.lengths);
-        let mut judge = Judge::new(&p, Timestamp(0));
-        let mut ev = None;
-        for s in 0..60i64 {
+        let feed = |s, c: &mut SeriesWindows, b: &mut SeriesWindows| {
             let bad = if s >= 20 { 10 } else { 0 };
             c.add(Timestamp(s * SEC), Kind::Span, 100, bad, 0);
             if s < 10 {
                 b.add(Timestamp(s * SEC), Kind::Span, 100, 0, 0);
             }
-            ev = Some(evaluate(
-                &mut judge,
-                &p,
-                Some(&c),
-                Some(&b),
-                Timestamp((s + 1) * SEC),
-            ));
-        }
-        let ev = ev.unwrap();
+        };
+        let (_, ev) = follow(&p, 0, 0..60, feed, |_| false);
         assert_eq!(ev.verdict, Verdict::Healthy);
         let first = &ev.pairs[0];
         assert!(first.rate_test.unwrap().rejects());
@@ -363,24 +368,17 @@ mod tests {
         // baseline's at :07: never in the same one-second slot, always in
         // the same 30 s one.
         let p = setup();
-        let mut c = SeriesWindows::new(&p.lengths);
-        let mut b = SeriesWindows::new(&p.lengths);
-        let mut judge = Judge::new(&p, Timestamp(0));
-        let mut decided = None;
-        for s in 0..600i64 {
+        let feed = |s, c: &mut SeriesWindows, b: &mut SeriesWindows| {
             if s % 15 == 0 {
                 c.add(Timestamp(s * SEC), Kind::Metric, 150, 15, 0);
             }
             if s % 15 == 7 {
                 b.add(Timestamp(s * SEC), Kind::Metric, 1350, 1, 0);
             }
-            let ev = evaluate(&mut judge, &p, Some(&c), Some(&b), Timestamp((s + 1) * SEC));
-            if ev.verdict == Verdict::Rollback {
-                decided = Some(s + 1);
-                break;
-            }
-        }
-        let at = decided.expect("caught");
+        };
+        let rollback = |ev: &Evaluation| ev.verdict == Verdict::Rollback;
+        let (at, ev) = follow(&p, 0, 0..600, feed, rollback);
+        assert!(rollback(&ev), "caught");
         assert!(at <= 180, "decided at {at} s");
     }
 
@@ -405,21 +403,15 @@ mod tests {
         // Healthy for an hour, then 5 % errors: the tests that began after
         // the regression are not diluted by the hour before it.
         let p = setup();
-        let mut c = SeriesWindows::new(&p.lengths);
-        let mut b = SeriesWindows::new(&p.lengths);
-        let mut judge = Judge::new(&p, Timestamp(0));
-        let mut decided = None;
-        for s in 0..7200i64 {
+        let feed = |s, c: &mut SeriesWindows, b: &mut SeriesWindows| {
             let bad = u64::from(s >= 3600 && s % 2 == 0);
             c.add(Timestamp(s * SEC), Kind::Span, 10, bad, 0);
             b.add(Timestamp(s * SEC), Kind::Span, 90, 0, 0);
-            let ev = evaluate(&mut judge, &p, Some(&c), Some(&b), Timestamp((s + 1) * SEC));
-            if ev.verdict == Verdict::Rollback {
-                decided = Some(s + 1 - 3600);
-                break;
-            }
-        }
-        let after = decided.expect("caught");
+        };
+        let rollback = |ev: &Evaluation| ev.verdict == Verdict::Rollback;
+        let (at, ev) = follow(&p, 0, 0..7200, feed, rollback);
+        assert!(rollback(&ev), "caught");
+        let after = at - 3600;
         assert!(after < 600, "{after} s after the regression began");
     }
 }

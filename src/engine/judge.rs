@@ -160,7 +160,7 @@ impl Judge {
         let totals = candidate.map_or(WindowCounts::EMPTY, |c| c.totals());
         self.start_epochs(policy, totals, now);
         if let (Some(c), Some(b)) = (candidate, baseline) {
-            self.pair_slots(c, b, now);
+            self.pair_slots(c, totals, b, now);
         }
         totals
     }
@@ -199,10 +199,16 @@ impl Judge {
 
     /// Gives the attribution tests every settled event-time slot (and late
     /// data of recent ones) in which candidate and baseline both served.
-    fn pair_slots(&mut self, cand: &SeriesWindows, base: &SeriesWindows, now: Timestamp) {
-        let metrics = [cand, base]
+    fn pair_slots(
+        &mut self,
+        cand: &SeriesWindows,
+        cand_totals: WindowCounts,
+        base: &SeriesWindows,
+        now: Timestamp,
+    ) {
+        let metrics = [cand_totals, base.totals()]
             .iter()
-            .any(|w| w.totals().source == Source::Metrics);
+            .any(|t| t.source == Source::Metrics);
         let window = if metrics { cand.lengths() - 1 } else { 0 };
         if self.pair_window != Some(window) {
             if self.pair_window.is_some() {

@@ -28,6 +28,7 @@ use crate::model::audit::{Ratio, VerificationAudit, VerificationOutcome};
 use crate::model::{Action, AuditRecord, Output};
 use crate::time::Timestamp;
 
+use super::evaluate::burning;
 use super::registry::{Deploy, Role, Verifying};
 use super::window::{Sli, WindowCounts};
 use super::Engine;
@@ -77,10 +78,7 @@ impl Engine {
         };
         let id = d.info.deploy_id.clone();
         let restored = self.windows.get(&(seq, Role::Baseline));
-        let after = restored
-            .map_or(WindowCounts::EMPTY, |w| w.totals())
-            .since(v.start)
-            .unwrap_or(WindowCounts::EMPTY);
+        let after = self.since_rollback(seq, &v);
         let p = &d.policy;
         // Not recovered: a pair fires on the restored version.
         let needed = ((p.windows.len() * 2) as f64 / (1.0 - p.confidence)).ln();
@@ -89,10 +87,8 @@ impl Engine {
             let short = restored.map_or(WindowCounts::EMPTY, |r| r.window(si, now));
             let long = restored.map_or(WindowCounts::EMPTY, |r| r.window(li, now));
             for sli in Sli::ALL {
-                let threshold = w.burn_rate * budget(d, sli);
-                let over = short.requests > 0
-                    && short.ratio(sli) >= threshold
-                    && long.ratio(sli) >= threshold;
+                let threshold = w.burn_rate * sli.budget(p);
+                let over = burning(short, long, sli, threshold);
                 let log_e = p.rate_tests[i][sli.index()].log_e(after.bad(sli), after.requests);
                 if firing.is_none() && over && log_e >= needed {
                     firing = Some(json!({
@@ -167,6 +163,15 @@ impl Engine {
         );
     }
 
+    /// The restored version's requests since its watch began.
+    fn since_rollback(&self, seq: u64, v: &Verifying) -> WindowCounts {
+        self.windows
+            .get(&(seq, Role::Baseline))
+            .map_or(WindowCounts::EMPTY, |w| w.totals())
+            .since(v.start)
+            .unwrap_or(WindowCounts::EMPTY)
+    }
+
     pub(super) fn verification_audit(
         &self,
         d: &Deploy,
@@ -194,12 +199,7 @@ impl Engine {
                 side["requests"].as_u64()?,
             ))
         };
-        let after = self
-            .windows
-            .get(&(d.seq, Role::Baseline))
-            .map_or(WindowCounts::EMPTY, |w| w.totals())
-            .since(v.start)
-            .unwrap_or(WindowCounts::EMPTY);
+        let after = self.since_rollback(d.seq, v);
         let first_bad = self
             .windows
             .get(&(d.seq, Role::Candidate))
@@ -229,12 +229,5 @@ impl Engine {
             },
         )
         .for_deploy(&d.info.deploy_id, &d.info.service)
-    }
-}
-
-fn budget(d: &Deploy, sli: Sli) -> f64 {
-    match sli {
-        Sli::Errors => d.policy.error_budget(),
-        Sli::Latency => d.policy.latency_budget(),
     }
 }

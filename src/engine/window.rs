@@ -14,6 +14,7 @@
 //! window uses metrics when it saw any histogram data and spans otherwise —
 //! never both added together.
 
+use crate::config::Policy;
 use crate::time::{Duration, Timestamp};
 
 /// Buckets per window length: the window's edges are exact to 1/60 of its
@@ -128,6 +129,14 @@ pub enum Sli {
 
 impl Sli {
     pub const ALL: [Sli; 2] = [Sli::Errors, Sli::Latency];
+
+    /// Its error budget under `policy` (1 − its objective).
+    pub fn budget(self, policy: &Policy) -> f64 {
+        match self {
+            Sli::Errors => policy.error_budget(),
+            Sli::Latency => policy.latency_budget(),
+        }
+    }
 
     /// Its place in per-SLI arrays: errors 0, latency 1.
     pub fn index(self) -> usize {

@@ -202,6 +202,17 @@ mod tests {
             .sum()
     }
 
+    /// ln of the e-value after `k` bad of `n`, and ln of its expectation
+    /// after one more request that is bad with probability `p` (in
+    /// logarithms: e-values of thousands of requests overflow f64).
+    fn one_more_request(t: &RateTest, p: f64, k: u64, n: u64) -> (f64, f64) {
+        let next = [
+            p.ln() + t.log_e(k + 1, n + 1),
+            (1.0 - p).ln() + t.log_e(k, n + 1),
+        ];
+        (t.log_e(k, n), log_sum_exp(next.into_iter()))
+    }
+
     #[test]
     fn log_sum_exp_is_stable() {
         assert!((log_sum_exp([1000.0, 1000.0].into_iter()) - (1000.0 + 2f64.ln())).abs() < 1e-9);
@@ -242,11 +253,7 @@ mod tests {
             let p = theta * frac;
             let t = RateTest::new(theta);
             let k = ((n as f64) * k_frac) as u64;
-            // In logarithms: e-values of thousands of requests overflow f64.
-            let now = t.log_e(k, n);
-            let next = log_sum_exp(
-                [p.ln() + t.log_e(k + 1, n + 1), (1.0 - p).ln() + t.log_e(k, n + 1)].into_iter(),
-            );
+            let (now, next) = one_more_request(&t, p, k, n);
             prop_assert!(next <= now + 1e-9 * (1.0 + now.abs()), "{next} > {now}");
         }
 
@@ -277,11 +284,7 @@ mod tests {
             let p = theta + (1.0 - theta) * frac;
             let t = RateTest::below(theta);
             let k = ((n as f64) * k_frac) as u64;
-            // In logarithms: e-values of thousands of requests overflow f64.
-            let now = t.log_e(k, n);
-            let next = log_sum_exp(
-                [p.ln() + t.log_e(k + 1, n + 1), (1.0 - p).ln() + t.log_e(k, n + 1)].into_iter(),
-            );
+            let (now, next) = one_more_request(&t, p, k, n);
             prop_assert!(next <= now + 1e-9 * (1.0 + now.abs()), "{next} > {now}");
         }
 

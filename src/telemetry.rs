@@ -5,8 +5,8 @@
 //! labels — they are in the logs and the audit records.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::model::{AuditEvent, AuditRecord, Command, ResultStatus};
@@ -38,6 +38,20 @@ pub struct Metrics {
     pub time_to_rollback_seconds: Histogram,
     pub verifications: IntCounterVec,
     pub recovery_seconds: Histogram,
+    pub notify: NotifyMetrics,
+}
+
+/// The notification sinks' metrics, labelled by sink name (a bounded set:
+/// the config's `[[notify]]` tables); cloned into the sinks' workers.
+#[derive(Clone)]
+pub struct NotifyMetrics {
+    /// By sink and outcome: delivered, failed (after its retries, or
+    /// refused), dropped (its queue was full).
+    pub notifications: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub queued: IntGaugeVec,
+    /// From the audit record being offered to the receiver's 2xx.
+    pub delivery_seconds: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -222,6 +236,40 @@ impl Metrics {
                 "From the executor's succeeded result to the restored version confidently below every threshold.",
                 vec![5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0],
             ),
+            notify: NotifyMetrics {
+                notifications: counter_vec(
+                    &r,
+                    "notifications_total",
+                    "Notifications by sink and outcome: delivered, failed (after its retries, or refused by the receiver), dropped (the sink's queue was full).",
+                    &["sink", "outcome"],
+                ),
+                retries: counter_vec(
+                    &r,
+                    "notification_retries_total",
+                    "Delivery attempts after a notification's first, by sink.",
+                    &["sink"],
+                ),
+                queued: int_gauge_vec(
+                    &r,
+                    "notification_queue",
+                    "Notifications waiting for delivery, by sink.",
+                    &["sink"],
+                ),
+                delivery_seconds: {
+                    let h = HistogramVec::new(
+                        HistogramOpts::new(
+                            "notification_delivery_seconds",
+                            "From an audit record's arrival at the notifier to the receiver's 2xx, by sink.",
+                        )
+                        .namespace("rollbackd")
+                        .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+                        &["sink"],
+                    )
+                    .expect("valid metric");
+                    r.register(Box::new(h.clone())).expect("unique metric");
+                    h
+                },
+            },
             registry: r,
         }
     }
@@ -286,7 +334,7 @@ impl Metrics {
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let plain: [&dyn Collector; 20] = [
+        let plain: [&dyn Collector; 23] = [
             &self.records,
             &self.observations,
             &self.active_deploys,
@@ -307,17 +355,22 @@ impl Metrics {
             &self.dead_letters,
             &self.results,
             &self.verifications,
+            &self.notify.notifications,
+            &self.notify.retries,
+            &self.notify.queued,
         ];
         let mut names: Vec<String> = plain
             .iter()
             .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
             .collect();
-        for h in [
+        let histograms: [&dyn Collector; 5] = [
             &self.detection_seconds,
             &self.decision_latency_seconds,
             &self.time_to_rollback_seconds,
             &self.recovery_seconds,
-        ] {
+            &self.notify.delivery_seconds,
+        ];
+        for h in histograms {
             for d in h.desc() {
                 for suffix in ["_bucket", "_sum", "_count"] {
                     names.push(format!("{}{suffix}", d.fq_name));

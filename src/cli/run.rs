@@ -15,6 +15,12 @@ pub fn main(path: &Path) -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A `[[notify]]` env var: a config error, found before anything
+        // started.
+        Err(rollbackd::runtime::RunError::Config(e)) => {
+            eprintln!("rollbackd: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "rollbackd failed");
             eprintln!("rollbackd: run: {e:#}");

@@ -7,6 +7,7 @@
 //! service, so the engine never merges config on its hot path.
 
 mod describe;
+pub mod notify;
 #[cfg(test)]
 mod tests;
 
@@ -344,6 +345,8 @@ struct RawConfig {
     telemetry: TelemetryConfig,
     #[serde(default)]
     executor: ExecutorConfig,
+    #[serde(default)]
+    notify: Vec<notify::NotifyConfig>,
 }
 
 /// The effective SLO policy of one service, with derived constants.
@@ -414,6 +417,8 @@ pub struct Config {
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
     pub executor: ExecutorConfig,
+    /// `[[notify]]` sinks, validated and named.
+    pub notify: Vec<notify::NotifyConfig>,
     pub default_policy: Arc<Policy>,
     pub service_policies: HashMap<String, Arc<Policy>>,
 }
@@ -579,6 +584,7 @@ impl Config {
                 "unknown key here: use guards.dry_run, or dry_run in [slo.services.NAME]",
             ));
         }
+        let notify = notify::validate(raw.notify, &raw.http.listen)?;
         let base = resolve_policy("slo", &SloTable::default(), &raw.slo, raw.guards.dry_run)?;
         let mut service_policies = HashMap::new();
         for (name, table) in raw.slo.services.iter().flatten() {
@@ -611,6 +617,7 @@ impl Config {
             log: raw.log,
             telemetry: raw.telemetry,
             executor: raw.executor,
+            notify,
             default_policy: Arc::new(base),
             service_policies,
         })

@@ -105,3 +105,77 @@ fn sizes() {
     assert_eq!(parse_size("x"), None);
     assert_eq!(parse_size("99999999999999999999GiB"), None);
 }
+
+#[test]
+fn notify_sinks_are_checked_and_named() {
+    let c = Config::from_toml(
+        r#"
+        [[notify]]
+        kind = "slack"
+        url_env = "ROLLBACKD_SLACK_URL"
+        [[notify]]
+        kind = "webhook"
+        name = "pager"
+        url = "https://hooks.example/x"
+        secret_env = "HOOK_SECRET"
+        events = ["not_recovered", "breaker_opened"]
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.notify.len(), 2);
+    assert_eq!(c.notify[0].name, "slack-0");
+    assert_eq!(c.notify[0].events.len(), 4, "the contract's default events");
+    assert_eq!(c.notify[0].api_url, "http://127.0.0.1:9464");
+    assert_eq!(c.notify[1].name, "pager");
+    let bad = |toml: &str, key: &str| {
+        let e = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(e.contains(key), "{toml}: {e}");
+    };
+    bad(
+        "[[notify]]\nkind = \"slack\"\n",
+        "notify[0].url: set url or url_env",
+    );
+    bad(
+        "[[notify]]\nkind = \"slack\"\nurl = \"ftp://x\"\n",
+        "notify[0].url: must start with http:// or https://",
+    );
+    bad(
+        "[[notify]]\nkind = \"slack\"\nurl = \"https://x\"\nsecret_env = \"S\"\n",
+        "notify[0].secret_env",
+    );
+    bad(
+        "[[notify]]\nkind = \"webhook\"\nurl = \"https://x\"\nevents = [\"everything\"]\n",
+        "unknown variant `everything`",
+    );
+    bad(
+        "[[notify]]\nkind = \"webhook\"\nurl = \"https://x\"\nevents = []\n",
+        "notify[0].events",
+    );
+    bad(
+        "[[notify]]\nkind = \"webhook\"\nurl = \"https://x\"\n[[notify]]\nkind = \"webhook\"\nname = \"webhook-0\"\nurl = \"https://y\"\n",
+        "notify[1].name",
+    );
+    bad(
+        "[[notify]]\nkind = \"webhook\"\nurl = \"https://x\"\nqueue = 0\n",
+        "notify[0].queue",
+    );
+    bad(
+        "[[notify]]\nkind = \"email\"\nurl = \"https://x\"\n",
+        "unknown variant `email`",
+    );
+}
+
+#[test]
+fn notify_env_vars_are_read_at_start_without_echoing_the_url() {
+    let c = Config::from_toml(
+        "[[notify]]\nkind = \"slack\"\nurl_env = \"ROLLBACKD_TEST_NOTIFY_URL_UNSET\"\n",
+    )
+    .unwrap();
+    let e = c.notify[0].resolve(0).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "notify[0].url_env: environment variable ROLLBACKD_TEST_NOTIFY_URL_UNSET is not set"
+        ),
+        "{e}"
+    );
+}

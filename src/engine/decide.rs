@@ -214,6 +214,8 @@ impl Engine {
                     command_id: cmd.command_id.clone(),
                     action: cmd.action,
                     trigger: cmd.trigger,
+                    environment: cmd.environment.clone(),
+                    from_version: cmd.from_version.clone(),
                     to_version: cmd.to_version.clone(),
                     evidence: cmd.evidence.clone(),
                     detected_after: started.map(|at| cmd.decided_at.since(at)),

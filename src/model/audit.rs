@@ -85,6 +85,7 @@ pub enum AuditEvent {
     Malformed(MalformedAudit),
     Owner(OwnerAudit),
     Verification(VerificationAudit),
+    Notification(NotificationAudit),
 }
 
 impl AuditEvent {
@@ -102,6 +103,7 @@ impl AuditEvent {
             AuditEvent::Malformed(_) => "malformed",
             AuditEvent::Owner(_) => "owner",
             AuditEvent::Verification(_) => "verification",
+            AuditEvent::Notification(_) => "notification",
         }
     }
 
@@ -133,6 +135,14 @@ impl AuditEvent {
                 json!({"source": m.source, "error": m.error, "location": m.location})
             }
             AuditEvent::Verification(v) => v.detail(),
+            AuditEvent::Notification(n) => json!({
+                "sink": n.sink,
+                "event": n.event,
+                "event_id": n.event_id,
+                "outcome": n.outcome,
+                "attempts": n.attempts,
+                "error": n.error,
+            }),
             AuditEvent::Owner(o) => json!({
                 "instance": o.instance,
                 "change": o.change,
@@ -156,6 +166,7 @@ macro_rules! into_event {
 
 into_event!(
     VerificationAudit => Verification,
+    NotificationAudit => Notification,
     DeployAudit => Deploy,
     DecisionAudit => Decision,
     SuppressedAudit => Suppressed,
@@ -385,6 +396,8 @@ pub struct CommandAudit {
     pub command_id: String,
     pub action: Action,
     pub trigger: Trigger,
+    pub environment: String,
+    pub from_version: String,
     pub to_version: Option<String>,
     pub evidence: Value,
     /// From the deploy's start to the decision.
@@ -399,6 +412,8 @@ impl CommandAudit {
             "command_id": self.command_id,
             "action": self.action,
             "trigger": self.trigger,
+            "environment": self.environment,
+            "from_version": self.from_version,
             "to_version": self.to_version,
             "evidence": self.evidence,
             "detected_after_seconds": self.detected_after.map(|d| d.as_secs_f64()),
@@ -650,4 +665,20 @@ impl VerificationAudit {
             "evidence": self.evidence,
         })
     }
+}
+
+/// A notification that did not reach its receiver (delivered ones are
+/// counted, not audited).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationAudit {
+    /// The `[[notify]]` sink's name.
+    pub sink: String,
+    /// The event (`decision`, `approval_required`, …).
+    pub event: &'static str,
+    /// The notification's `X-Rollbackd-Event-Id`.
+    pub event_id: String,
+    /// `dropped` (the sink's queue was full) or `failed`.
+    pub outcome: &'static str,
+    pub attempts: u32,
+    pub error: String,
 }

@@ -368,12 +368,19 @@ pub fn command_id(deploy_id: &str, action: Action) -> String {
     h.update(deploy_id.as_bytes());
     h.update(b"\0");
     h.update(action.as_str().as_bytes());
-    let digest = h.finalize();
-    let mut out = String::with_capacity(32);
-    for b in &digest[..16] {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    hex(&h.finalize()[..16])
+}
+
+/// Lower-case hex, the form of every id rollbackd makes (command ids,
+/// notification event ids, signatures).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 pub use audit::{AuditEvent, AuditRecord, Verdict, AUDIT_SCHEMA};

@@ -15,7 +15,11 @@
 //! someone may be piping them to an executor).
 //!
 //! Either way audit records are also appended to `audit.path` when set,
-//! and a batch is counted in the metrics only once it is out.
+//! and a batch is counted in the metrics only once it is out. With
+//! `[[notify]]` sinks, the audit records of notifications that failed or
+//! were dropped join the next batch; without Kafka a batch's audit records
+//! are offered to the notifier once out (with Kafka the notify consumer
+//! reads them from the audit topic: `super::notify`).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use super::shared::Shared;
 use crate::config::{KafkaConfig, Topics, Transactions};
 use crate::model::{AuditRecord, Command, Output};
 use crate::sinks::audit_file::AuditFile;
+use crate::sinks::notify::Notifier;
 use crate::time::Timestamp;
 
 /// How long one transaction step may take.
@@ -80,6 +85,7 @@ pub enum Sink {
 pub struct Emitter {
     sink: Sink,
     audit_file: Option<AuditFile>,
+    notifier: Option<Arc<Notifier>>,
     shared: Arc<Shared>,
 }
 
@@ -91,15 +97,25 @@ pub struct KafkaSink {
 }
 
 impl Emitter {
-    pub fn stdout(shared: Arc<Shared>, audit_file: Option<AuditFile>) -> Emitter {
+    pub fn stdout(
+        shared: Arc<Shared>,
+        audit_file: Option<AuditFile>,
+        notifier: Option<Arc<Notifier>>,
+    ) -> Emitter {
         Emitter {
             sink: Sink::Stdout,
             audit_file,
+            notifier,
             shared,
         }
     }
 
-    pub fn kafka(shared: Arc<Shared>, sink: KafkaSink, audit_file: Option<AuditFile>) -> Emitter {
+    pub fn kafka(
+        shared: Arc<Shared>,
+        sink: KafkaSink,
+        audit_file: Option<AuditFile>,
+        notifier: Option<Arc<Notifier>>,
+    ) -> Emitter {
         shared
             .readiness
             .emit
@@ -107,6 +123,7 @@ impl Emitter {
         Emitter {
             sink: Sink::Kafka(Box::new(sink)),
             audit_file,
+            notifier,
             shared,
         }
     }
@@ -117,7 +134,12 @@ impl Emitter {
 
     /// Publishes a batch: with Kafka, retried until it is out (or the
     /// instance is fenced or stops).
-    pub fn publish(&mut self, batch: Batch<'_>) -> Result<(), EmitError> {
+    pub fn publish(&mut self, mut batch: Batch<'_>) -> Result<(), EmitError> {
+        if let Some(n) = &self.notifier {
+            batch
+                .outputs
+                .extend(n.take_audits().into_iter().map(Output::Audit));
+        }
         let has_offsets = batch.offsets.as_ref().is_some_and(|o| o.next.count() > 0);
         let outputs: Vec<&Output> = batch
             .outputs
@@ -204,6 +226,13 @@ impl Emitter {
             }
         }
         m.count_audits(audits.iter());
+        if let (Sink::Stdout, Some(n)) = (&self.sink, &self.notifier) {
+            for a in &audits {
+                if let Ok(payload) = serde_json::to_vec(a) {
+                    n.offer(&payload);
+                }
+            }
+        }
         for o in outputs {
             if let Output::Command(c) = o {
                 m.count_emitted(c, &audits);

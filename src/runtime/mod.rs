@@ -18,6 +18,8 @@
 //!   topics, owned evidence (read back from `now − longest window` when a
 //!   partition is newly assigned), ticks, calls from HTTP.
 //! - [`emit`]: the owner's outputs — transactional when the broker allows.
+//! - [`notify`]: the audit topic to the `[[notify]]` sinks (a third
+//!   consumer group), so each event is notified once.
 //! - [`api`]: what the HTTP routes can do ([`crate::http::Api`]).
 //! - [`failpoint`]: crash points for tests of recovery.
 //! - [`shared`]: the engine behind one lock (a poisoned lock is fatal),
@@ -35,6 +37,7 @@ pub mod api;
 pub mod emit;
 pub mod failpoint;
 pub mod intake;
+pub mod notify;
 pub mod owner;
 pub mod shared;
 
@@ -46,12 +49,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::config::notify::ResolvedSink;
 use crate::config::{Config, KafkaConfig};
 use crate::kafka::consumer::ControlReader;
 use crate::kafka::group::{Group, GroupSpec, Start};
 use crate::model::evidence::Ownership;
 use crate::model::Input;
 use crate::sinks::audit_file::AuditFile;
+use crate::sinks::notify::Notifier;
 use api::{Backend, Handle};
 use emit::{Batch, Emitter, KafkaSink};
 use shared::Shared;
@@ -80,6 +85,9 @@ pub enum RunError {
     NoEvidenceTopic(String),
     #[error("{0}")]
     Fenced(String),
+    /// A `[[notify]]` sink's env var is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -87,6 +95,13 @@ pub enum RunError {
 /// Runs the agent until SIGTERM or SIGINT: with Kafka when the config has
 /// a `[kafka]` table, else HTTP only.
 pub fn run(config: Config) -> Result<(), RunError> {
+    // The sinks' URLs and secrets, from the environment, before anything.
+    let sinks = config
+        .notify
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.resolve(i))
+        .collect::<Result<Vec<_>, _>>()?;
     let config = Arc::new(config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -105,11 +120,20 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .block_on(crate::http::bind(addr))
         .map_err(|source| RunError::Listen { addr, source })?;
     let result = match config.kafka.clone() {
-        Some(k) => run_kafka(&rt, config, k, listener, audit_file),
-        None => run_local(&rt, config, listener, audit_file),
+        Some(k) => run_kafka(&rt, config, k, listener, audit_file, sinks),
+        None => run_local(&rt, config, listener, audit_file, sinks),
     };
     rt.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The `[[notify]]` sinks started; `None` without sinks.
+fn notifier(shared: &Shared, sinks: Vec<ResolvedSink>) -> Result<Option<Arc<Notifier>>, RunError> {
+    Ok(Notifier::start(
+        sinks,
+        &shared.config.http.admin_token_env,
+        shared.metrics.notify.clone(),
+    )?)
 }
 
 /// Cancels `shared` at SIGTERM or SIGINT.
@@ -144,12 +168,15 @@ fn run_local(
     config: Arc<Config>,
     listener: tokio::net::TcpListener,
     audit_file: Option<AuditFile>,
+    sinks: Vec<ResolvedSink>,
 ) -> Result<(), RunError> {
     let shared = Shared::new(config, instance_name());
+    let notifier = notifier(&shared, sinks)?;
     watch_signals(rt, &shared);
     let emitter = Arc::new(std::sync::Mutex::new(Emitter::stdout(
         shared.clone(),
         audit_file,
+        notifier.clone(),
     )));
     let handle = Arc::new(Handle {
         shared: shared.clone(),
@@ -165,6 +192,9 @@ fn run_local(
         thread::sleep(Duration::from_millis(200));
     }
     let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), http).await });
+    if let Some(n) = notifier {
+        n.stop(notify::STOP_GRACE);
+    }
     info!("rollbackd stopped");
     Ok(())
 }
@@ -200,10 +230,12 @@ fn run_kafka(
     k: KafkaConfig,
     listener: tokio::net::TcpListener,
     audit_file: Option<AuditFile>,
+    sinks: Vec<ResolvedSink>,
 ) -> Result<(), RunError> {
     let id = instance_id(&k);
     let name = id.clone().unwrap_or_else(instance_name);
     let shared = Shared::new(config.clone(), name.clone());
+    let notifier = notifier(&shared, sinks)?;
     watch_signals(rt, &shared);
     let t = config.topics.clone();
     // A daemon waits for its broker (not ready meanwhile) rather than exit.
@@ -251,7 +283,7 @@ fn run_kafka(
         .group_metadata()
         .map(|g| (g, group.committed_or_zero(&t.evidence, 0)));
     let sink = KafkaSink::new(&k, &t, &transactional_id, rt.handle().clone(), probe)?;
-    let mut emitter = Emitter::kafka(shared.clone(), sink, audit_file);
+    let mut emitter = Emitter::kafka(shared.clone(), sink, audit_file, notifier.clone());
 
     // Evidence, dead letters, and what HTTP hands to the owners.
     let sender = intake::Sender {
@@ -343,6 +375,19 @@ fn run_kafka(
             .spawn(move || intake::run(shared, raw, sender, flush))?
     };
 
+    let notify_thread = match notifier {
+        Some(n) => {
+            let group = notify::group(&k, &t.audit, id.as_deref())?;
+            let shared = shared.clone();
+            Some(
+                thread::Builder::new()
+                    .name("notify".into())
+                    .spawn(move || notify::run(shared, group, n))?,
+            )
+        }
+        None => None,
+    };
+
     // HTTP, then stage 2 on this thread.
     let sender_for_owner = sender.clone();
     let (calls_tx, calls) = mpsc::channel(256);
@@ -395,7 +440,13 @@ fn run_kafka(
         error!("intake thread panicked");
         Ok(())
     });
-    let result = owned.and(intake);
+    let notified = notify_thread.map_or(Ok(()), |t| {
+        t.join().unwrap_or_else(|_| {
+            error!("notify thread panicked");
+            Ok(())
+        })
+    });
+    let result = owned.and(intake).and(notified);
     rt.block_on(async {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let _ = tokio::time::timeout(left.min(Duration::from_secs(5)), http).await;

@@ -10,6 +10,7 @@
 //! - [`http`]: a minimal HTTP client and Prometheus text parsing;
 //! - [`otlp`]: OTLP exports, built from `rollbackd::loadgen`'s builders
 //!   (one per wire format: protobuf bytes, or the same message as JSON);
+//! - [`receiver`]: a notification receiver on loopback (fails, holds);
 //! - [`replay`]: replay-file fixtures run through `rollbackd replay`.
 
 #![allow(dead_code, unused_imports)]
@@ -19,6 +20,7 @@ pub mod broker;
 pub mod http;
 pub mod otlp;
 pub mod procs;
+pub mod receiver;
 pub mod replay;
 
 pub use agent::*;
@@ -26,3 +28,4 @@ pub use broker::*;
 pub use http::*;
 pub use otlp::*;
 pub use procs::*;
+pub use receiver::*;

@@ -7,9 +7,9 @@
 #                             perl, pkg-config, zlib and OpenSSL headers
 #                             (librdkafka is built from source by rdkafka-sys)
 #
-# Everything: the Debian packages for the build, Prometheus and
-# Alertmanager (the tests run the real programs), the Python packages of
-# tests/python/requirements.txt in a virtualenv, then the two brokers the
+# Everything: the Debian packages for the build, Prometheus,
+# Alertmanager and Chromium (the tests run the real programs), the Python
+# packages of tests/python/requirements.txt in a virtualenv, then the two brokers the
 # Kafka tests run against, tansu and noida-db (prebuilt binaries; see
 # scripts/kafka-broker.sh).
 set -euo pipefail
@@ -18,8 +18,9 @@ cd "$(dirname "$0")/.."
 BUILD_PACKAGES=(build-essential perl pkg-config zlib1g-dev libssl-dev)
 # prometheus: its promtool checks the alert rules in deploy/ and a real
 # Prometheus scrapes /metrics; prometheus-alertmanager: a real Alertmanager
-# delivers webhooks in the tests.
-TEST_PACKAGES=(python3 python3-venv prometheus prometheus-alertmanager)
+# delivers webhooks in the tests; chromium (headless) loads the status page
+# and the replay report, with a font to render them in.
+TEST_PACKAGES=(python3 python3-venv prometheus prometheus-alertmanager chromium fonts-dejavu-core)
 
 apt_install() {
   local need=()

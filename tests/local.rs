@@ -5,58 +5,21 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{http, http_addr_from_stderr, metric, rfc3339_now, spans_proto, stdout_lines};
+use support::{
+    http, http_addr_from_stderr, metric, rfc3339_now, spans_proto, stdout_lines, LocalAgent,
+};
 
-struct Local {
-    child: std::process::Child,
-    addr: String,
-    stdout: mpsc::Receiver<String>,
-    audit: std::path::PathBuf,
-}
+const SLO: &str = "[slo]\nwarmup = \"1s\"\nevaluation_interval = \"1s\"\nmin_requests = 50\nwindows = [ { short = \"5s\", long = \"20s\", burn_rate = 14.4 } ]\n";
 
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Local {
+fn start() -> LocalAgent {
     start_with_env(&[])
 }
 
-fn start_with_env(env: &[(&str, &str)]) -> Local {
-    let dir = support::unique_dir("local");
-    let audit = dir.join("audit.jsonl");
-    let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"{}\"\n[slo]\nwarmup = \"1s\"\nevaluation_interval = \"1s\"\nmin_requests = 50\nwindows = [ {{ short = \"5s\", long = \"20s\", burn_rate = 14.4 }} ]\n",
-            audit.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = stdout_lines(&mut child);
-    let addr = http_addr_from_stderr(&mut child);
-    Local {
-        child,
-        addr,
-        stdout: rx,
-        audit,
-    }
+fn start_with_env(env: &[(&str, &str)]) -> LocalAgent {
+    LocalAgent::start("", SLO, env)
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {

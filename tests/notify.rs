@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use rollbackd::model::hex;
@@ -14,49 +13,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::*;
 
-/// `rollbackd run` without Kafka.
-struct Local {
-    child: Child,
-    addr: String,
-    stdout: mpsc::Receiver<String>,
-    audit: std::path::PathBuf,
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_local(notify: &str, env: &[(&str, &str)]) -> Local {
-    let dir = unique_dir("notify");
-    let audit = dir.join("audit.jsonl");
-    let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[audit]\npath = \"{}\"\n[guards]\nbreaker_max_rollbacks = 10\n{notify}",
-            audit.display()
-        ),
+fn start_local(notify: &str, env: &[(&str, &str)]) -> LocalAgent {
+    LocalAgent::start(
+        "",
+        &format!("[guards]\nbreaker_max_rollbacks = 10\n{notify}"),
+        env,
     )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = stdout_lines(&mut child);
-    let addr = http_addr_from_stderr(&mut child);
-    Local {
-        child,
-        addr,
-        stdout,
-        audit,
-    }
 }
 
 fn post(addr: &str, path: &str, body: &Value) {
@@ -91,12 +53,8 @@ fn alert(addr: &str, service: &str) {
     );
 }
 
-fn command(l: &Local) -> Value {
-    let line = l
-        .stdout
-        .recv_timeout(Duration::from_secs(15))
-        .expect("a command on stdout");
-    serde_json::from_str(&line).unwrap()
+fn command(l: &LocalAgent) -> Value {
+    l.command(Duration::from_secs(15))
 }
 
 fn metrics(addr: &str) -> String {

@@ -147,6 +147,9 @@ pub struct HttpConfig {
     pub webhook_token_env: String,
     pub admin_token_env: String,
     pub max_body: String,
+    /// `GET /v1/status` without the admin token (read-only; the page itself
+    /// is always served).
+    pub status_public: bool,
 }
 
 impl Default for HttpConfig {
@@ -158,6 +161,7 @@ impl Default for HttpConfig {
             webhook_token_env: "ROLLBACKD_WEBHOOK_TOKEN".into(),
             admin_token_env: "ROLLBACKD_ADMIN_TOKEN".into(),
             max_body: "4MiB".into(),
+            status_public: false,
         }
     }
 }

@@ -63,6 +63,7 @@ impl Engine {
             let pending = self.pending_alerts.contains_key(&id);
             self.registry.update(&id, |d| {
                 d.next_eval = next_eval;
+                d.history.record(&ev);
                 d.last_eval = Some(ev);
                 d.previous_verdict = Some(verdict);
                 if verdict != Verdict::Rollback && !pending {

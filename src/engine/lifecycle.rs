@@ -157,6 +157,7 @@ impl Engine {
                 out.push(Output::Audit(rec));
             }
         }
+        self.remember_finished(deploy_id, why);
         let Some(d) = self.registry.retire(deploy_id) else {
             return false;
         };

@@ -20,7 +20,9 @@
 //! - [`alerts`]: Alertmanager alerts as rollback triggers.
 //! - [`admin`]: pause, resume, breaker reset, manual rollback, and guard
 //!   state read back from the commands topic.
-//! - [`views`]: what the admin API, the metrics and the demo show.
+//! - [`views`]: what the admin API, the status page, the metrics and the
+//!   demo show, with each deploy's [`history`] and the recently finished
+//!   deploys.
 //! - state: [`registry`] (deploys, indexes, schedule), [`window`] (rolling
 //!   windows), [`guards`] (the guards' state and chain), [`bounded`].
 //! - math: [`evaluate`] (burn-rate pairs and attribution) on [`judge`]
@@ -33,6 +35,7 @@ pub mod decide;
 pub mod evaluate;
 pub mod fold;
 pub mod guards;
+pub mod history;
 pub mod intake;
 pub mod judge;
 pub mod lifecycle;
@@ -59,7 +62,7 @@ use judge::Judge;
 use registry::{Registry, Role};
 use window::SeriesWindows;
 
-pub use views::{BurnSummary, DeployView};
+pub use views::{BurnSummary, DeployView, FinishedDeploy};
 
 /// How many (fingerprint, startsAt, status) alert keys are remembered to
 /// recognise Alertmanager's repeated deliveries.
@@ -92,6 +95,10 @@ pub struct Engine {
     pending_alerts: HashMap<String, alerts::Pending>,
     /// When cumulative series not updated for a while are next forgotten.
     next_sweep: Timestamp,
+    /// The last deploys that stopped being watched, newest last, at most
+    /// `keep_finished`.
+    finished: std::collections::VecDeque<FinishedDeploy>,
+    keep_finished: usize,
 }
 
 impl Engine {
@@ -109,6 +116,8 @@ impl Engine {
             alerts_seen: Bounded::new(MAX_ALERTS_REMEMBERED),
             pending_alerts: HashMap::new(),
             next_sweep: Timestamp::MIN,
+            finished: Default::default(),
+            keep_finished: views::KEEP_FINISHED,
         }
     }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::bounded::Bounded;
 use super::evaluate::Evaluation;
+use super::history::History;
 use super::window::WindowCounts;
 use crate::config::Policy;
 use crate::model::{Action, Command, DeployEvent, ResourceIdent, Verdict};
@@ -50,6 +51,8 @@ pub struct Deploy {
     pub command: Option<Command>,
     /// After a successful rollback: its restored version is being watched.
     pub verifying: Option<Verifying>,
+    /// Its evaluations, for people (the status page, the replay report).
+    pub history: History,
 }
 
 /// A rolled-back deploy's restored version under watch (CONTRACT
@@ -232,6 +235,7 @@ impl Registry {
             last_eval: None,
             command: None,
             verifying: None,
+            history: History::default(),
         };
         self.schedule.insert((d.due_at(), seq));
         self.deploys.insert(seq, d);

@@ -1,6 +1,7 @@
-//! What the engine shows (read-only): a deploy with a fresh evaluation for
-//! the admin API and the demo, and the bounded on-call summary behind the
-//! Prometheus gauges.
+//! What the engine shows (read-only): a deploy with a fresh evaluation,
+//! its state in words and its history for the admin API, the status page,
+//! the replay report and the demo; the recently finished deploys; and the
+//! bounded on-call summary behind the Prometheus gauges.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,13 @@ use crate::model::{Action, DataMigration};
 use crate::time::Timestamp;
 
 use super::evaluate::Evaluation;
+use super::history::Point;
+use super::registry::Deploy;
 use super::Engine;
+
+/// How many finished deploys the engine remembers by default (the status
+/// page's "recently finished").
+pub const KEEP_FINISHED: usize = 20;
 
 /// A deploy as the admin API and the demo show it.
 #[derive(Debug, Clone, Serialize)]
@@ -28,7 +35,47 @@ pub struct DeployView {
     pub completed_at: Option<Timestamp>,
     pub command_id: Option<String>,
     pub action: Option<Action>,
+    /// In words: `watching`, `warming up`, `healthy so far`, `rollback`
+    /// (commanded), `not_attributable`, `suppressed: <reason>`,
+    /// `approval required`, `verifying`.
+    pub state: String,
+    /// From its start to the engine's clock.
+    pub age_seconds: f64,
+    /// The decisive pair's evidence in words, when a pair fires.
+    pub evidence: Option<String>,
     pub evaluation: Evaluation,
+    /// Its evaluations over its life (see [`super::history`]).
+    pub history: Vec<Point>,
+}
+
+/// A deploy no longer watched, as it was when it left.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinishedDeploy {
+    #[serde(flatten)]
+    pub deploy: DeployView,
+    pub finished_at: Timestamp,
+    pub finished_because: String,
+}
+
+/// A deploy's state in words (see [`DeployView::state`]).
+fn state(d: &Deploy) -> String {
+    if d.verifying.is_some() {
+        return "verifying".into();
+    }
+    match (&d.decided, &d.last_eval) {
+        (Some((_, Action::ApprovalRequired)), _) => "approval required".into(),
+        (Some(_), _) => "rollback".into(),
+        (None, None) => "watching".into(),
+        (None, Some(ev)) => match ev.verdict {
+            crate::model::Verdict::WarmingUp => "warming up".into(),
+            crate::model::Verdict::Healthy => "healthy so far".into(),
+            crate::model::Verdict::NotAttributable => "not_attributable".into(),
+            crate::model::Verdict::Rollback => match d.audited_suppression {
+                Some(reason) => format!("suppressed: {reason}"),
+                None => "rollback".into(),
+            },
+        },
+    }
 }
 
 /// See [`Engine::burn_summary`].
@@ -83,6 +130,7 @@ impl Engine {
     pub fn burn_summary(&self) -> BurnSummary {
         let mut summary = BurnSummary::default();
         for d in self.registry.iter() {
+            // Bounded values: the verdict, not the suppression reason.
             let state = match (&d.decided, &d.last_eval) {
                 _ if d.verifying.is_some() => "verifying",
                 (Some((_, Action::ApprovalRequired)), _) => "awaiting_approval",
@@ -123,8 +171,67 @@ impl Engine {
             completed_at: d.completed_at,
             command_id: d.decided.as_ref().map(|(id, _)| id.clone()),
             action: d.decided.as_ref().map(|(_, a)| *a),
+            state: state(d),
+            age_seconds: self.clock.since(d.info.at).as_secs_f64().max(0.0),
+            evidence: evaluation
+                .decisive_pair()
+                .and_then(|p| crate::model::summary::evidence(&p.evidence())),
             evaluation,
+            history: d.history.points().to_vec(),
         })
+    }
+
+    /// Keeps a deploy that is about to stop being watched among the
+    /// finished ones.
+    pub(super) fn remember_finished(&mut self, deploy_id: &str, why: &str) {
+        if self.keep_finished == 0 {
+            return;
+        }
+        let Some(deploy) = self.deploy_view(deploy_id) else {
+            return;
+        };
+        if self.finished.len() >= self.keep_finished {
+            self.finished.pop_front();
+        }
+        self.finished.push_back(FinishedDeploy {
+            deploy,
+            finished_at: self.clock,
+            finished_because: why.to_string(),
+        });
+    }
+
+    /// The deploys that stopped being watched, oldest first.
+    pub fn finished(&self) -> impl DoubleEndedIterator<Item = &FinishedDeploy> {
+        self.finished.iter()
+    }
+
+    /// How many finished deploys to remember ([`KEEP_FINISHED`] by
+    /// default; a replay that writes a report keeps them all).
+    pub fn keep_finished(&mut self, n: usize) {
+        self.keep_finished = n;
+        while self.finished.len() > n {
+            self.finished.pop_front();
+        }
+    }
+
+    /// When automation was paused, and by whom.
+    pub fn paused_by(&self) -> Option<&(Timestamp, String)> {
+        self.guards.paused()
+    }
+
+    /// Since when the circuit breaker is open.
+    pub fn breaker_open_since(&self) -> Option<Timestamp> {
+        self.guards.breaker_open_since()
+    }
+
+    /// Which keys this engine decides for.
+    pub fn ownership(&self) -> &crate::model::evidence::Ownership {
+        &self.ownership
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> Timestamp {
+        self.clock
     }
 
     /// Every active deploy, in arrival order.

@@ -29,6 +29,8 @@ use crate::engine::DeployView;
 use crate::ingest::Source;
 use crate::model::{AdminAction, AuditRecord, Refusal};
 
+pub mod status;
+
 /// Why an input taken over HTTP was not taken.
 #[derive(Debug)]
 pub enum InputError {
@@ -74,6 +76,8 @@ pub trait Api: Send + Sync + 'static {
     fn deploy(&self, id: &str) -> Option<DeployView>;
     /// The latest audit records, newest first.
     fn audit(&self, limit: usize) -> Vec<AuditRecord>;
+    /// What the instance is doing: `GET /v1/status` and the page.
+    fn status(&self) -> status::Status;
 }
 
 /// How many audit records `GET /v1/audit` can show.
@@ -83,6 +87,8 @@ pub const RECENT_AUDIT: usize = 1000;
 pub fn router<A: Api>(api: Arc<A>) -> Router {
     let limit = api.config().http_max_body;
     Router::new()
+        .route("/", get(status::page))
+        .route("/v1/status", get(status::status::<A>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))

@@ -8,10 +8,13 @@
 //! - [`audit`]: the typed audit records;
 //! - [`evidence`]: what intake hands to the owner of a (service,
 //!   environment), and which keys an instance owns.
+//! - [`summary`]: audit records and evidence in words, from their JSON,
+//!   for every reader that shows them to people.
 
 pub mod audit;
 pub mod evidence;
 pub mod input;
+pub mod summary;
 
 use std::collections::BTreeMap;
 

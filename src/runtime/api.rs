@@ -20,7 +20,8 @@ use super::shared::Shared;
 use crate::config::{Config, OtlpEncoding};
 use crate::engine::fold::Fold;
 use crate::engine::{DeployView, Engine};
-use crate::http::{Api, InputError};
+use crate::http::status::Status;
+use crate::http::{Api, InputError, RECENT_AUDIT};
 use crate::ingest::{self, DecodeError, Source};
 use crate::model::evidence::Origin;
 use crate::model::{
@@ -387,5 +388,15 @@ impl Api for Handle {
 
     fn audit(&self, limit: usize) -> Vec<AuditRecord> {
         self.shared.recent_audit(limit)
+    }
+
+    fn status(&self) -> Status {
+        let recent = self.shared.recent_audit(RECENT_AUDIT);
+        Status::new(
+            &self.shared.read(),
+            &self.shared.instance,
+            self.shared.readiness.not_ready(),
+            recent,
+        )
     }
 }

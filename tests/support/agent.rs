@@ -375,3 +375,62 @@ pub fn announce_started_with(broker_config: &Path, deploy_id: &str, service: &st
     args.extend_from_slice(more);
     announce(broker_config, &args);
 }
+
+/// `rollbackd run` without Kafka: HTTP in, commands on stdout, audit to a
+/// file.
+pub struct LocalAgent {
+    pub child: Child,
+    pub addr: String,
+    pub stdout: std::sync::mpsc::Receiver<String>,
+    pub audit: PathBuf,
+}
+
+impl Drop for LocalAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LocalAgent {
+    /// Starts one listening on a free loopback port; `http` goes in its
+    /// `[http]` table, `extra` after it (more tables).
+    pub fn start(http: &str, extra: &str, env: &[(&str, &str)]) -> LocalAgent {
+        let dir = unique_dir("local");
+        let audit = dir.join("audit.jsonl");
+        let cfg = dir.join("config.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n{http}\n[audit]\npath = \"{}\"\n{extra}",
+                audit.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = stdout_lines(&mut child);
+        let addr = http_addr_from_stderr(&mut child);
+        LocalAgent {
+            child,
+            addr,
+            stdout,
+            audit,
+        }
+    }
+
+    /// The next command it prints.
+    pub fn command(&self, timeout: Duration) -> serde_json::Value {
+        let line = self
+            .stdout
+            .recv_timeout(timeout)
+            .expect("a command on stdout");
+        serde_json::from_str(&line).unwrap()
+    }
+}

@@ -7,6 +7,8 @@
 //!   to it and read its topics;
 //! - [`agent`]: the `rollbackd` binary — `run` as an [`agent::Agent`], any
 //!   other subcommand, and the lines it prints;
+//! - [`browser`]: headless Chromium: a page's DOM, its requests, a
+//!   screenshot;
 //! - [`http`]: a minimal HTTP client and Prometheus text parsing;
 //! - [`otlp`]: OTLP exports, built from `rollbackd::loadgen`'s builders
 //!   (one per wire format: protobuf bytes, or the same message as JSON);
@@ -17,6 +19,7 @@
 
 pub mod agent;
 pub mod broker;
+pub mod browser;
 pub mod http;
 pub mod otlp;
 pub mod procs;
@@ -25,6 +28,7 @@ pub mod replay;
 
 pub use agent::*;
 pub use broker::*;
+pub use browser::*;
 pub use http::*;
 pub use otlp::*;
 pub use procs::*;

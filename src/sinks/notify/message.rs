@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::hmac::hmac_sha256;
 use crate::config::notify::NotifyEvent;
-use crate::model::hex;
+use crate::model::{hex, summary};
 
 /// An audit record some sink may want, parsed once.
 #[derive(Debug)]
@@ -110,101 +110,6 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-/// One line a person reads: what happened, to what.
-pub fn headline(e: &Event) -> String {
-    let service = e.text("service");
-    let deploy = e.text("deploy_id");
-    let versions = || {
-        let from = e.detail("from_version").as_str().unwrap_or("?");
-        match e.detail("to_version").as_str() {
-            Some(to) => format!("{from} → {to}"),
-            None => from.to_string(),
-        }
-    };
-    let env = || e.detail("environment").as_str().unwrap_or("?").to_string();
-    match e.kind {
-        NotifyEvent::Decision => format!(
-            "{service}: verdict {} for deploy {deploy}",
-            e.detail("verdict").as_str().unwrap_or("?")
-        ),
-        NotifyEvent::Command => format!(
-            "Rolling back {service} {} in {}",
-            versions(),
-            env()
-        ),
-        NotifyEvent::ApprovalRequired => format!(
-            "Approval required: roll back {service} {} in {}?",
-            versions(),
-            env()
-        ),
-        NotifyEvent::Suppressed => format!(
-            "{service}: a rollback of deploy {deploy} was held back ({})",
-            e.detail("reason").as_str().unwrap_or("?")
-        ),
-        NotifyEvent::BreakerOpened => format!(
-            "Circuit breaker open: {} automatic rollbacks within {}; automatic rollbacks are held",
-            e.detail("automatic_commands"),
-            e.detail("window").as_str().unwrap_or("?")
-        ),
-        NotifyEvent::Recovered => format!("{service} recovered after the rollback of {deploy}"),
-        NotifyEvent::NotRecovered => format!(
-            "{service} did NOT recover after the rollback of {deploy}: the restored version still burns"
-        ),
-        NotifyEvent::Inconclusive => format!(
-            "{service}: too little traffic to tell whether the rollback of {deploy} worked"
-        ),
-    }
-}
-
-/// The evidence in a few words: "errors 5.45% (11/132 requests) vs
-/// baseline 0.00% (0/1320), threshold 1.44% over 1m/5m".
-pub fn evidence_line(evidence: &Value) -> Option<String> {
-    let ratio = |side: &Value| -> Option<String> {
-        let (bad, req) = (side["bad"].as_u64()?, side["requests"].as_u64()?);
-        let pct = if req == 0 {
-            0.0
-        } else {
-            bad as f64 / req as f64 * 100.0
-        };
-        Some(format!("{pct:.2}% ({bad}/{req} requests)"))
-    };
-    let sli = evidence["sli"].as_str()?;
-    let mut s = format!("{sli} {}", ratio(&evidence["candidate"])?);
-    if let Some(b) = ratio(&evidence["baseline"]) {
-        s.push_str(&format!(" vs baseline {b}"));
-    }
-    if let (Some(t), Some(short), Some(long)) = (
-        evidence["threshold"].as_f64(),
-        evidence["short"].as_str(),
-        evidence["long"].as_str(),
-    ) {
-        s.push_str(&format!(
-            ", threshold {:.2}% over {short}/{long}",
-            t * 100.0
-        ));
-    }
-    Some(s)
-}
-
-/// What a verification measured: "errors 5.45% → 0.05% on v42, recovered
-/// 12s after the rollback".
-fn verification_line(e: &Event) -> Option<String> {
-    let pct = |v: &Value| v["ratio"].as_f64().map(|r| format!("{:.2}%", r * 100.0));
-    let sli = e.detail("sli").as_str()?;
-    let after = pct(e.detail("after"))?;
-    let mut s = match pct(e.detail("during")) {
-        Some(during) => format!("{sli} {during} → {after}"),
-        None => format!("{sli} {after} since the rollback"),
-    };
-    if let Some(v) = e.detail("restored_version").as_str() {
-        s.push_str(&format!(" on {v}"));
-    }
-    if let Some(t) = e.detail("time_to_recover_from_result_seconds").as_f64() {
-        s.push_str(&format!(", recovered {t:.0}s after the rollback"));
-    }
-    Some(s)
-}
-
 /// Slack's mrkdwn: `&`, `<` and `>` escaped, so that no label becomes a
 /// link or a mention.
 fn mrkdwn(s: &str) -> String {
@@ -216,7 +121,7 @@ fn mrkdwn(s: &str) -> String {
 /// A Slack incoming-webhook message: a header, the facts as fields, the
 /// evidence, how to act, links.
 pub fn slack(e: &Event, api: &Api<'_>) -> Value {
-    let title = headline(e);
+    let title = summary::line(&e.record);
     let mut fields = Vec::new();
     let mut field = |name: &str, value: &Value| {
         let v = match value {
@@ -244,13 +149,7 @@ pub fn slack(e: &Event, api: &Api<'_>) -> Value {
     if !fields.is_empty() {
         blocks.push(json!({"type": "section", "fields": fields}));
     }
-    let evidence = match e.kind {
-        NotifyEvent::Recovered | NotifyEvent::NotRecovered | NotifyEvent::Inconclusive => {
-            verification_line(e)
-        }
-        _ => evidence_line(e.detail("evidence")),
-    };
-    if let Some(line) = evidence {
+    if let Some(line) = summary::numbers(&e.record) {
         blocks.push(json!({
             "type": "section",
             "text": {"type": "mrkdwn", "text": format!("*Evidence*: {}", mrkdwn(&line))},

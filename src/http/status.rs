@@ -1,0 +1,196 @@
+//! The live status: `GET /v1/status` (JSON, schema `rollbackd.status/v1`)
+//! and `GET /`, a self-contained page (HTML, CSS and a small script, all in
+//! the binary; nothing fetched from anywhere but `/v1/status`) that polls
+//! it every 2 s. `rollbackd status` prints the same JSON as a table.
+//!
+//! The page holds no data itself, so it is served to anyone; the JSON
+//! needs the admin token unless `http.status_public` is set (the page asks
+//! for the token, or takes it from a link's `#token=…` fragment, which is
+//! never sent to the server, and keeps it in the tab's sessionStorage).
+//! Every label is set as text, never parsed as markup.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::{authorize, Api, Reply};
+use crate::engine::{DeployView, Engine, FinishedDeploy};
+use crate::model::evidence::Ownership;
+use crate::model::{summary, AuditRecord};
+use crate::time::Timestamp;
+
+/// The schema tag of the status JSON.
+pub const STATUS_SCHEMA: &str = "rollbackd.status/v1";
+
+/// How many audit records the status shows.
+pub const STATUS_AUDIT: usize = 50;
+
+const PAGE: &str = include_str!("status.html");
+
+/// What an instance is doing (`GET /v1/status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub schema: &'static str,
+    /// The engine's clock.
+    pub at: Timestamp,
+    pub instance: String,
+    pub ready: bool,
+    /// Why not ready, when not.
+    pub not_ready: Option<String>,
+    pub role: Role,
+    pub automation: Automation,
+    /// Active deploys, in arrival order.
+    pub deploys: Vec<DeployView>,
+    /// Deploys no longer watched, newest first.
+    pub finished: Vec<FinishedDeploy>,
+    /// This instance's latest audit records that people act on (decisions,
+    /// suppressions, commands, results, verifications, breaker, pause,
+    /// admin calls, notifications), newest first.
+    pub audit: Vec<AuditLine>,
+}
+
+/// Which keys the instance decides for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Role {
+    /// `all` (one process, every key) or `partitions`.
+    pub owns: &'static str,
+    /// With Kafka: the evidence partitions, and those it owns.
+    pub partitions: Option<u32>,
+    pub owned: Option<Vec<i32>>,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Automation {
+    pub paused: bool,
+    pub paused_by: Option<String>,
+    pub paused_at: Option<Timestamp>,
+    pub breaker_open: bool,
+    pub breaker_open_since: Option<Timestamp>,
+}
+
+/// An audit record with its meaning in words.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditLine {
+    pub at: Timestamp,
+    pub kind: &'static str,
+    pub deploy_id: Option<String>,
+    pub service: Option<String>,
+    pub summary: String,
+    /// The evidence or measurements, in words, when there are some.
+    pub numbers: Option<String>,
+    pub record: AuditRecord,
+}
+
+impl AuditLine {
+    pub fn new(record: AuditRecord) -> AuditLine {
+        let json = serde_json::to_value(&record).unwrap_or_default();
+        AuditLine {
+            at: record.at,
+            kind: record.kind(),
+            deploy_id: record.deploy_id.clone(),
+            service: record.service.clone(),
+            summary: summary::line(&json),
+            numbers: summary::numbers(&json),
+            record,
+        }
+    }
+}
+
+/// Whether people act on an audit record of this kind.
+fn notable(kind: &str) -> bool {
+    matches!(
+        kind,
+        "decision"
+            | "suppressed"
+            | "command"
+            | "result"
+            | "verification"
+            | "breaker"
+            | "pause"
+            | "admin"
+            | "notification"
+    )
+}
+
+impl Status {
+    /// The status of an instance from its engine, readiness and recent
+    /// audit records (newest first).
+    pub fn new(
+        engine: &Engine,
+        instance: &str,
+        not_ready: Option<String>,
+        recent: Vec<AuditRecord>,
+    ) -> Status {
+        let role = match engine.ownership() {
+            Ownership::All => Role {
+                owns: "all",
+                partitions: None,
+                owned: None,
+                description: "decides for every service".into(),
+            },
+            Ownership::Partitions { count, owned } => Role {
+                owns: "partitions",
+                partitions: Some(*count),
+                owned: Some(owned.iter().copied().collect()),
+                description: format!(
+                    "decides for the services of evidence partitions {:?} of {count}",
+                    owned.iter().collect::<Vec<_>>()
+                ),
+            },
+        };
+        let paused = engine.paused_by();
+        Status {
+            schema: STATUS_SCHEMA,
+            at: engine.clock(),
+            instance: instance.to_string(),
+            ready: not_ready.is_none(),
+            not_ready,
+            role,
+            automation: Automation {
+                paused: paused.is_some(),
+                paused_by: paused.map(|(_, by)| by.clone()),
+                paused_at: paused.map(|(at, _)| *at),
+                breaker_open: engine.breaker_open(),
+                breaker_open_since: engine.breaker_open_since(),
+            },
+            deploys: engine.deploy_views(),
+            finished: engine.finished().rev().cloned().collect(),
+            audit: recent
+                .into_iter()
+                .filter(|a| notable(a.kind()))
+                .take(STATUS_AUDIT)
+                .map(AuditLine::new)
+                .collect(),
+        }
+    }
+}
+
+/// `GET /`: the page.
+pub(super) async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+/// `GET /v1/status`.
+pub(super) async fn status<A: Api>(State(api): State<Arc<A>>, headers: HeaderMap) -> Reply {
+    if !api.config().http.status_public {
+        authorize(&headers, api.admin_token(), true)?;
+    }
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(api.status())).into_response())
+}

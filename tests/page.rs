@@ -1,0 +1,216 @@
+//! The live status page (`GET /`) and `GET /v1/status` of a running agent
+//! fed a bad and a healthy canary, loaded in headless Chromium: what it
+//! renders, that it reaches nothing off this machine, that hostile labels
+//! stay text; and the JSON's schema.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+const SLO: &str = "[slo]\nwarmup = \"1s\"\nevaluation_interval = \"1s\"\nmin_requests = 50\nwindows = [ { short = \"5s\", long = \"20s\", burn_rate = 14.4 } ]\n";
+
+/// A service name no page may treat as markup.
+const HOSTILE: &str = "<script>document.title='owned'</script><img src=x onerror=alert(1)>";
+
+fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+    let (code, text) = http(addr, "POST", path, headers, body);
+    assert_eq!(code, 200, "{path}: {text}");
+}
+
+fn started(addr: &str, id: &str, service: &str) {
+    let ev = json!({"type": "deploy.started", "deploy_id": id, "service": service, "version": "v2",
+        "previous_version": "v1", "environment": "prod", "strategy": "canary", "at": rfc3339_now()});
+    post(
+        addr,
+        "/v1/deploy-events",
+        &[("Content-Type", "application/json")],
+        ev.to_string().as_bytes(),
+    );
+}
+
+/// Canary traffic for a few seconds: checkout's v2 fails 3 requests in 20,
+/// search's and the hostile one's none.
+fn canaries(addr: &str, seconds: u64) {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        for (svc, errs) in [("checkout", 3), ("search", 0), (HOSTILE, 0)] {
+            for (v, n, e) in [("v1", 40, 0), ("v2", 20, errs)] {
+                post(
+                    addr,
+                    "/v1/traces",
+                    &[("Content-Type", "application/x-protobuf")],
+                    &spans_proto(svc, v, n, e),
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_live_page_shows_the_rollback_with_its_evidence_and_nothing_leaves_loopback() {
+    let _serial = serial();
+    let agent = LocalAgent::start("", SLO, &[("ROLLBACKD_ADMIN_TOKEN", "admin-secret")]);
+    let addr = agent.addr.clone();
+    started(&addr, "d-bad", "checkout");
+    started(&addr, "d-good", "search");
+    started(&addr, "d-hostile", HOSTILE);
+    canaries(&addr, 6);
+    assert_eq!(agent.command(Duration::from_secs(10))["deploy_id"], "d-bad");
+
+    // Without the token the page asks for it and shows no data.
+    let page = load(&format!("http://{addr}/"), None);
+    assert!(page.dom.contains("enter the admin token"), "{}", page.dom);
+    assert!(!page.dom.contains("d-bad"));
+
+    // With the token (the page keeps it in sessionStorage): a page that
+    // sets it, then goes to the status page.
+    let status = load_with_token(
+        &addr,
+        "admin-secret",
+        Some(&screenshot_path("status-page.png")),
+    );
+    let dom = &status.dom;
+    let bad = card(dom, "d-bad");
+    assert!(bad.contains(">rollback<"), "{bad}");
+    assert!(
+        bad.contains("evidence: errors")
+            && bad.contains("vs baseline")
+            && bad.contains("threshold"),
+        "{bad}"
+    );
+    assert!(bad.contains("<svg"), "charts: {bad}");
+    let good = card(dom, "d-good");
+    assert!(
+        !good.contains(">rollback<") && !good.contains("evidence:"),
+        "{good}"
+    );
+    assert!(good.contains("healthy so far"), "{good}");
+    // The recent decisions table has the command.
+    assert!(
+        dom.contains("Rolling back checkout v2 → v1 in prod"),
+        "{dom}"
+    );
+
+    // The hostile service name is text: escaped in the DOM, no element
+    // made of it, no script of it run.
+    assert!(
+        dom.contains(
+            "&lt;script&gt;document.title='owned'&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+        ),
+        "{dom}"
+    );
+    assert!(!dom.contains("<img"), "{dom}");
+    assert!(dom.contains("<title>rollbackd status</title>"));
+
+    // Every request the page made stayed on loopback.
+    assert!(
+        status.requests.iter().any(|u| u.ends_with("/v1/status")),
+        "{:?}",
+        status.requests
+    );
+    for u in page.requests.iter().chain(&status.requests) {
+        assert!(is_local(u), "the page requested {u}");
+    }
+}
+
+/// Loads the page with the admin token in its URL fragment (never sent to
+/// the server), which the page keeps in the tab's sessionStorage and
+/// removes from the address.
+fn load_with_token(addr: &str, token: &str, shot: Option<&std::path::Path>) -> Page {
+    load(&format!("http://{addr}/#token={token}"), shot)
+}
+
+/// The HTML of one deploy's card.
+fn card<'a>(dom: &'a str, deploy_id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("data-deploy-id=\"{deploy_id}\""))
+        .unwrap_or_else(|| panic!("no card for {deploy_id}: {dom}"));
+    let rest = &dom[start..];
+    let end = rest.find("</section>").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn the_status_json_follows_its_schema() {
+    let _serial = serial();
+    let agent = LocalAgent::start("status_public = true", SLO, &[]);
+    let addr = agent.addr.clone();
+    started(&addr, "d-bad", "checkout");
+    started(&addr, "d-good", "search");
+    canaries(&addr, 6);
+    assert_eq!(agent.command(Duration::from_secs(10))["deploy_id"], "d-bad");
+    let (code, text) = http(&addr, "GET", "/v1/status", &[], b"");
+    assert_eq!(code, 200, "status_public: no token needed");
+    let s: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(s["schema"], "rollbackd.status/v1");
+    for key in [
+        "at",
+        "instance",
+        "ready",
+        "not_ready",
+        "role",
+        "automation",
+        "deploys",
+        "finished",
+        "audit",
+    ] {
+        assert!(s.get(key).is_some(), "missing {key}: {s}");
+    }
+    assert_eq!(s["ready"], true);
+    assert_eq!(s["role"]["owns"], "all");
+    assert_eq!(s["automation"]["paused"], false);
+    assert_eq!(s["automation"]["breaker_open"], false);
+    let deploys = s["deploys"].as_array().unwrap();
+    let bad = deploys.iter().find(|d| d["deploy_id"] == "d-bad").unwrap();
+    assert_eq!(bad["state"], "rollback");
+    assert_eq!(bad["environment"], "prod");
+    assert!(
+        bad["evidence"].as_str().unwrap().starts_with("errors "),
+        "{bad}"
+    );
+    assert!(bad["age_seconds"].as_f64().unwrap() > 1.0);
+    let history = bad["history"].as_array().unwrap();
+    assert!(history.len() >= 3, "{bad}");
+    let point = &history[history.len() - 1];
+    assert!(point["at"].is_string() && point["verdict"].is_string());
+    assert!(point["candidate"]["requests"].as_u64().unwrap() > 0);
+    assert_eq!(
+        point["burn"].as_array().unwrap().len(),
+        bad["evaluation"]["pairs"].as_array().unwrap().len()
+    );
+    let good = deploys.iter().find(|d| d["deploy_id"] == "d-good").unwrap();
+    assert_eq!(good["state"], "healthy so far");
+    assert!(good["evidence"].is_null());
+    let audit = s["audit"].as_array().unwrap();
+    let command = audit.iter().find(|a| a["kind"] == "command").unwrap();
+    assert_eq!(command["summary"], "Rolling back checkout v2 → v1 in prod");
+    assert!(command["numbers"].as_str().unwrap().starts_with("errors "));
+    assert_eq!(command["record"]["schema"], "rollbackd.audit/v1");
+
+    // Without status_public the JSON needs the admin token.
+    let private = LocalAgent::start("", SLO, &[("ROLLBACKD_ADMIN_TOKEN", "t")]);
+    assert_eq!(http(&private.addr, "GET", "/v1/status", &[], b"").0, 401);
+    assert_eq!(
+        http(
+            &private.addr,
+            "GET",
+            "/v1/status",
+            &[("Authorization", "Bearer t")],
+            b""
+        )
+        .0,
+        200
+    );
+    // The page itself holds no data and is served to anyone, with a
+    // policy that lets it reach nothing but its own origin.
+    let (code, page) = http(&private.addr, "GET", "/", &[], b"");
+    assert_eq!(code, 200);
+    assert!(page.contains("<title>rollbackd status</title>"));
+    for reference in [" src=", " href=", "url(", "@import"] {
+        assert!(!page.contains(reference), "the page refers to {reference}");
+    }
+}

@@ -455,6 +455,7 @@ fn replay_file(c: &mut Criterion) {
                     commands: &mut commands,
                     audit: None,
                     errors: &mut errors,
+                    kept: None,
                 };
                 let s = replay::replay(&mut engine, BufReader::new(&file[..]), &mut sinks).unwrap();
                 assert_eq!(s.commands, 1);
@@ -553,6 +554,7 @@ fn active_deploys(c: &mut Criterion) {
         commands: &mut commands,
         audit: None,
         errors: &mut errors,
+        kept: None,
     };
     let s = replay::replay(&mut engine, BufReader::new(&file[..]), &mut sinks).unwrap();
     let took = started_at.elapsed();

@@ -42,7 +42,8 @@
 //!   [`config::Policy`] per service; [`time`]: timestamps and durations;
 //!   [`stats`]: the statistics behind "enough evidence" (anytime-valid
 //!   sequential tests).
-//! - [`replay`]: recorded inputs (JSONL) through the engine; [`demo`]: a
+//! - [`replay`]: recorded inputs (JSONL) through the engine, and
+//!   [`report`], its HTML report with charts; [`demo`]: a
 //!   built-in simulated rollout; [`simulate`]: Monte Carlo of a policy
 //!   through the engine's windows and sequential tests; [`loadgen`]:
 //!   simulated canary traffic and the OTLP builders the tests and benches
@@ -86,6 +87,7 @@ pub mod kafka;
 pub mod loadgen;
 pub mod model;
 pub mod replay;
+pub mod report;
 pub mod rng;
 pub mod runtime;
 pub mod shutdown;

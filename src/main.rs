@@ -43,6 +43,9 @@ enum Cmd {
         /// Also write every audit record to this file (JSONL)
         #[arg(long, value_name = "FILE")]
         audit: Option<PathBuf>,
+        /// Also write a self-contained HTML report with per-deploy charts
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Run the agent: with a [kafka] table, consume Kafka and publish
     /// commands; without one, HTTP in (OTLP, deploy events, Alertmanager)
@@ -58,8 +61,11 @@ enum Cmd {
     },
     /// Publish a deploy event (from a CI/CD pipeline)
     Announce(Box<cli::announce::Args>),
-    /// Print the commands topic (or the results topic) as JSON lines
+    /// Print the commands topic (or the results topic) as JSON lines, or
+    /// follow the audit topic's decisions in words (--follow-audit)
     Tail(cli::tail::Args),
+    /// Print a running agent's live status (GET /v1/status) as a table
+    Status(cli::status::Args),
     /// The reference executor: run rollback commands with configured templates
     Execute {
         #[command(flatten)]
@@ -84,11 +90,13 @@ fn main() -> ExitCode {
             config,
             input,
             audit,
-        } => cli::replay::main(&config.config, &input, audit.as_deref()),
+            report,
+        } => cli::replay::main(&config.config, &input, audit.as_deref(), report.as_deref()),
         Cmd::Run { config } => cli::run::main(&config.config),
         Cmd::CheckConfig { config } => cli::check_config::main(&config.config),
         Cmd::Announce(args) => cli::announce::main(*args),
         Cmd::Tail(args) => cli::tail::main(args),
+        Cmd::Status(args) => cli::status::main(args),
         Cmd::Execute { config, dry_run } => cli::execute::main(&config.config, dry_run),
         Cmd::Loadgen(args) => cli::loadgen::main(*args),
         Cmd::Simulate(args) => cli::simulate::main(args),

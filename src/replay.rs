@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use crate::config::OtlpEncoding;
 use crate::engine::Engine;
 use crate::ingest::{self, DecodeError, Source};
-use crate::model::{Input, Output};
+use crate::model::{AuditRecord, Input, Output};
 use crate::time::Timestamp;
 
 #[derive(Deserialize)]
@@ -51,6 +51,8 @@ pub struct ReplaySinks<'a> {
     pub commands: &'a mut dyn Write,
     pub audit: Option<&'a mut dyn Write>,
     pub errors: &'a mut dyn Write,
+    /// Every audit record, kept (for `--report`).
+    pub kept: Option<&'a mut Vec<AuditRecord>>,
 }
 
 /// A line that is not a valid record: its source label and time when
@@ -184,6 +186,9 @@ fn write_outputs(
                 if let Some(w) = sinks.audit.as_mut() {
                     serde_json::to_writer(&mut **w, &a)?;
                     w.write_all(b"\n")?;
+                }
+                if let Some(kept) = sinks.kept.as_mut() {
+                    kept.push(a);
                 }
             }
             Output::Telemetry(_) | Output::Refused(_) => {}

@@ -304,4 +304,37 @@ fn each_event_is_notified_once_across_instances_and_restarts() {
         .map(|r| r.header("X-Rollbackd-Event-Id").unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 2);
+
+    // `tail --follow-audit` shows the same decisions, in words or as JSON.
+    let tail = |extra: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+            .args(["tail", "--config"])
+            .arg(&cfg)
+            .args(["--follow-audit", "--from-beginning", "--limit", "2"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let human = tail(&[]);
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(lines.len(), 2, "{human}");
+    assert!(
+        lines[0].contains("  command  ") && lines[0].contains("Rolling back svc-1 v2 → v1"),
+        "{human}"
+    );
+    let json = tail(&["--json"]);
+    let records: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "{json}");
+    assert!(records.iter().all(|r| r["schema"] == "rollbackd.audit/v1"));
+    assert_eq!(records[0]["kind"], "command");
+    assert_eq!(records[0]["deploy_id"], "d-1");
 }

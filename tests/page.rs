@@ -1,13 +1,15 @@
-//! The live status page (`GET /`) and `GET /v1/status` of a running agent
-//! fed a bad and a healthy canary, loaded in headless Chromium: what it
-//! renders, that it reaches nothing off this machine, that hostile labels
-//! stay text; and the JSON's schema.
+//! What people look at, loaded in headless Chromium: the live status page
+//! (`GET /`) of a running agent fed a bad and a healthy canary, and the
+//! report of a replay (`replay --report`) — what they render, that they
+//! reach nothing off this machine, that hostile labels stay text; and the
+//! status JSON's schema.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::replay::{Encoding, Fixture, Stream};
 use support::*;
 
 const SLO: &str = "[slo]\nwarmup = \"1s\"\nevaluation_interval = \"1s\"\nmin_requests = 50\nwindows = [ { short = \"5s\", long = \"20s\", burn_rate = 14.4 } ]\n";
@@ -191,6 +193,38 @@ fn the_status_json_follows_its_schema() {
     assert!(command["numbers"].as_str().unwrap().starts_with("errors "));
     assert_eq!(command["record"]["schema"], "rollbackd.audit/v1");
 
+    // `rollbackd status` prints the same as a table.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["status", "--url", &format!("http://{addr}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("d-bad "))
+        .expect(&table);
+    assert!(
+        row.contains("checkout")
+            && row.contains("v1 → v2")
+            && row.contains("rollback")
+            && row.contains("errors "),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("d-good "))
+        .expect(&table);
+    assert!(row.contains("healthy so far"), "{table}");
+    assert!(
+        table.contains("RECENT") && table.contains("Rolling back checkout v2 → v1 in prod"),
+        "{table}"
+    );
+
     // Without status_public the JSON needs the admin token.
     let private = LocalAgent::start("", SLO, &[("ROLLBACKD_ADMIN_TOKEN", "t")]);
     assert_eq!(http(&private.addr, "GET", "/v1/status", &[], b"").0, 401);
@@ -205,6 +239,13 @@ fn the_status_json_follows_its_schema() {
         .0,
         200
     );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["status", "--url", &format!("http://{}", private.addr)])
+        .env_remove("ROLLBACKD_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     // The page itself holds no data and is served to anyone, with a
     // policy that lets it reach nothing but its own origin.
     let (code, page) = http(&private.addr, "GET", "/", &[], b"");
@@ -212,5 +253,94 @@ fn the_status_json_follows_its_schema() {
     assert!(page.contains("<title>rollbackd status</title>"));
     for reference in [" src=", " href=", "url(", "@import"] {
         assert!(!page.contains(reference), "the page refers to {reference}");
+    }
+}
+
+#[test]
+fn the_replay_report_charts_every_deploy_and_marks_the_decision() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-bad", "checkout", "v2", "v1");
+    f.started(60.0, "d-good", "search", "v8", "v7");
+    f.started(60.0, "d-hostile", HOSTILE, "v2", "v1");
+    f.spans(Stream::new("checkout", "v1", 40.0).errors(0.0005));
+    f.spans(
+        Stream::new("checkout", "v2", 10.0)
+            .errors(0.2)
+            .between(60.0, 1e9),
+    );
+    f.spans(Stream::new("search", "v7", 40.0).errors(0.0005));
+    f.spans(
+        Stream::new("search", "v8", 10.0)
+            .errors(0.0005)
+            .between(60.0, 1e9),
+    );
+    f.spans(Stream::new(HOSTILE, "v1", 40.0));
+    f.spans(Stream::new(HOSTILE, "v2", 10.0).between(60.0, 1e9));
+    let (input, config) = f.write(400.0, Encoding::Json);
+    let report = input.with_file_name("report.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["replay", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&input)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commands = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(commands.lines().count(), 1, "{commands}");
+
+    let page = load(
+        &format!("file://{}", report.display()),
+        Some(&screenshot_path("replay-report.png")),
+    );
+    let dom = &page.dom;
+    // The summary table: one row per deploy, the bad one rolled back with
+    // its time to decide, the others not.
+    let row = |id: &str| {
+        let start = dom
+            .find(&format!("<tr data-deploy-id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no row {id}: {dom}"));
+        &dom[start..start + dom[start..].find("</tr>").unwrap()]
+    };
+    assert!(
+        row("d-bad").contains(">rollback<") && row("d-bad").contains("rollback (burn_rate)"),
+        "{}",
+        row("d-bad")
+    );
+    assert!(
+        row("d-bad").contains(" s<"),
+        "time to decide: {}",
+        row("d-bad")
+    );
+    assert!(!row("d-good").contains(">rollback<"), "{}", row("d-good"));
+    // Each deploy's section: three charts, threshold lines, the decision
+    // marked and its evidence in words.
+    let section = |id: &str| card(&dom[dom.find("<section").unwrap()..], id).to_string();
+    let bad = section("d-bad");
+    assert_eq!(bad.matches("<svg").count(), 3, "{bad}");
+    assert!(bad.contains("class=\"threshold\""), "{bad}");
+    assert!(bad.contains("class=\"marker\""), "{bad}");
+    assert!(bad.contains("evidence at the decision: errors "), "{bad}");
+    assert!(bad.contains("Rolling back checkout v2 → v1"), "{bad}");
+    let good = section("d-good");
+    assert!(
+        !good.contains("evidence at the decision") && !good.contains("data-kind=\"command\""),
+        "{good}"
+    );
+    // Hostile labels are text; nothing is fetched, no script runs.
+    assert!(
+        dom.contains("&lt;script&gt;document.title='owned'&lt;/script&gt;"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<img") && !dom.contains("<script"), "{dom}");
+    assert!(dom.contains("<title>rollbackd replay report</title>"));
+    for u in &page.requests {
+        assert!(is_local(u), "the report requested {u}");
     }
 }

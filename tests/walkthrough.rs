@@ -149,6 +149,12 @@ fn the_readme_walkthroughs_run_as_printed() {
     assert_eq!(of("d-checkout").len(), 1, "{context}");
     assert_eq!(of("d-checkout")[0]["decided_at"], "2026-11-26T12:00:10Z");
     assert!(of("d-search").is_empty(), "{context}");
+    let report = std::fs::read_to_string("/tmp/rollbackd-replay-report.html").unwrap();
+    assert!(
+        report.contains("data-deploy-id=\"d-checkout\"")
+            && report.contains("data-deploy-id=\"d-search\""),
+        "the replay report"
+    );
     // Without Kafka: a burn-rate decision, then an alert's (d-8 is printed
     // by `cat` and again by `tail -n 1`).
     assert_eq!(of("d-7").len(), 1, "{context}");

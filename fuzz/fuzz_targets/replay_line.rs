@@ -13,6 +13,6 @@ use rollbackd::replay::{replay, ReplaySinks};
 fuzz_target!(|data: &[u8]| {
     let mut engine = Engine::new(Arc::new(Config::default()));
     let (mut c, mut e) = (io::sink(), io::sink());
-    let mut sinks = ReplaySinks { commands: &mut c, audit: None, errors: &mut e };
+    let mut sinks = ReplaySinks { commands: &mut c, audit: None, errors: &mut e, kept: None };
     let _ = replay(&mut engine, BufReader::new(data), &mut sinks);
 });

@@ -10,6 +10,7 @@ pub mod loadgen;
 pub mod replay;
 pub mod run;
 pub mod simulate;
+pub mod status;
 pub mod tail;
 
 use std::io;

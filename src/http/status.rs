@@ -101,22 +101,6 @@ impl AuditLine {
     }
 }
 
-/// Whether people act on an audit record of this kind.
-fn notable(kind: &str) -> bool {
-    matches!(
-        kind,
-        "decision"
-            | "suppressed"
-            | "command"
-            | "result"
-            | "verification"
-            | "breaker"
-            | "pause"
-            | "admin"
-            | "notification"
-    )
-}
-
 impl Status {
     /// The status of an instance from its engine, readiness and recent
     /// audit records (newest first).
@@ -162,7 +146,7 @@ impl Status {
             finished: engine.finished().rev().cloned().collect(),
             audit: recent
                 .into_iter()
-                .filter(|a| notable(a.kind()))
+                .filter(|a| summary::notable(a.kind()))
                 .take(STATUS_AUDIT)
                 .map(AuditLine::new)
                 .collect(),

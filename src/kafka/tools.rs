@@ -1,7 +1,6 @@
 //! The clients behind `rollbackd announce` and `rollbackd tail`: the
 //! pipeline's and the on-call engineer's tools around the topics.
 
-use std::io::Write;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -48,14 +47,15 @@ pub fn announce(
     }
 }
 
-/// Prints `topic` as lines, from now or from the beginning, until
-/// interrupted or until `limit` records were printed.
+/// Hands each record of `topic` to `print`, from now or from the
+/// beginning, until interrupted or until `print` printed `limit` of them
+/// (it says whether it printed one).
 pub fn tail(
     k: &KafkaConfig,
     topic: &str,
     from_beginning: bool,
     limit: Option<u64>,
-    out: &mut impl Write,
+    mut print: impl FnMut(&[u8]) -> std::io::Result<bool>,
 ) -> Result<(), Error> {
     check_reachable(k)?;
     // Assign-only: never joins or commits in this group.
@@ -90,10 +90,9 @@ pub fn tail(
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
                 if let Some(p) = m.payload() {
-                    out.write_all(p)?;
-                    out.write_all(b"\n")?;
-                    out.flush()?;
-                    printed += 1;
+                    if print(p)? {
+                        printed += 1;
+                    }
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "tail: consumer error"),

@@ -8,6 +8,33 @@
 
 use serde_json::Value;
 
+/// Whether people act on audit records of this kind: decisions,
+/// suppressions, commands, results, verifications, the breaker, pauses,
+/// admin calls and failed notifications (not deploy events, alerts,
+/// malformed inputs or ownership changes).
+pub fn notable(kind: &str) -> bool {
+    matches!(
+        kind,
+        "decision"
+            | "suppressed"
+            | "command"
+            | "result"
+            | "verification"
+            | "breaker"
+            | "pause"
+            | "admin"
+            | "notification"
+    )
+}
+
+/// `s` for a terminal: control characters (an escape sequence in a label)
+/// shown as `?`.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// One line saying what an audit record is about.
 pub fn line(record: &Value) -> String {
     let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
@@ -202,6 +229,7 @@ mod tests {
             "checkout: deploy d-1 no longer watched: rollback succeeded"
         );
         assert_eq!(line(&json!(null)), "? ? ?");
+        assert_eq!(printable("a\u{1b}[31mred\n"), "a?[31mred?");
         assert_eq!(
             numbers(&json!({"kind": "verification", "detail": {"sli": "errors", "during": {"ratio": 0.0545}, "after": {"ratio": 0.0005}, "restored_version": "v42", "time_to_recover_from_result_seconds": 12.0}})).unwrap(),
             "errors 5.45% → 0.05% on v42, recovered 12s after the rollback"

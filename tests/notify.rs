@@ -306,20 +306,18 @@ fn each_event_is_notified_once_across_instances_and_restarts() {
     assert_eq!(ids.len(), 2);
 
     // `tail --follow-audit` shows the same decisions, in words or as JSON.
+    let cfg = cfg.to_str().unwrap();
     let tail = |extra: &[&str]| -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-            .args(["tail", "--config"])
-            .arg(&cfg)
-            .args(["--follow-audit", "--from-beginning", "--limit", "2"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let args = [
+            "tail",
+            "--config",
+            cfg,
+            "--follow-audit",
+            "--from-beginning",
+            "--limit",
+            "2",
+        ];
+        rollbackd_ok(&[&args[..], extra].concat())
     };
     let human = tail(&[]);
     let lines: Vec<&str> = human.lines().collect();

@@ -157,6 +157,7 @@ fn the_status_json_follows_its_schema() {
         "role",
         "automation",
         "deploys",
+        "deploys_total",
         "finished",
         "audit",
     ] {
@@ -167,6 +168,7 @@ fn the_status_json_follows_its_schema() {
     assert_eq!(s["automation"]["paused"], false);
     assert_eq!(s["automation"]["breaker_open"], false);
     let deploys = s["deploys"].as_array().unwrap();
+    assert_eq!(s["deploys_total"], 2);
     let bad = deploys.iter().find(|d| d["deploy_id"] == "d-bad").unwrap();
     assert_eq!(bad["state"], "rollback");
     assert_eq!(bad["environment"], "prod");
@@ -194,16 +196,7 @@ fn the_status_json_follows_its_schema() {
     assert_eq!(command["record"]["schema"], "rollbackd.audit/v1");
 
     // `rollbackd status` prints the same as a table.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["status", "--url", &format!("http://{addr}")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(out.stdout).unwrap();
+    let table = rollbackd_ok(&["status", "--url", &format!("http://{addr}")]);
     let row = table
         .lines()
         .find(|l| l.starts_with("d-bad "))
@@ -278,21 +271,15 @@ fn the_replay_report_charts_every_deploy_and_marks_the_decision() {
     f.spans(Stream::new(HOSTILE, "v2", 10.0).between(60.0, 1e9));
     let (input, config) = f.write(400.0, Encoding::Json);
     let report = input.with_file_name("report.html");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
-        .args(["replay", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&input)
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let commands = String::from_utf8_lossy(&out.stdout);
+    let commands = rollbackd_ok(&[
+        "replay".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--input".as_ref(),
+        input.as_os_str(),
+        "--report".as_ref(),
+        report.as_os_str(),
+    ]);
     assert_eq!(commands.lines().count(), 1, "{commands}");
 
     let page = load(

@@ -84,3 +84,40 @@ impl History {
         &self.points
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::evaluate::Evaluation;
+
+    fn evaluation(at: i64) -> Evaluation {
+        let policy = crate::config::Config::default().default_policy.clone();
+        let mut judge = crate::engine::judge::Judge::new(&policy, Timestamp(0));
+        let mut ev =
+            crate::engine::evaluate::evaluate(&mut judge, &policy, None, None, Timestamp(at));
+        ev.at = Timestamp(at);
+        ev
+    }
+
+    #[test]
+    fn a_long_life_is_thinned_to_the_limit_from_its_start() {
+        let mut h = History::default();
+        for i in 1..=1000 {
+            h.record(&evaluation(i * 5_000_000_000));
+        }
+        let p = h.points();
+        assert!(
+            p.len() <= MAX_POINTS && p.len() > MAX_POINTS / 2,
+            "{}",
+            p.len()
+        );
+        assert!(p[0].at.0 <= 20_000_000_000, "the start is kept");
+        assert!(
+            p[p.len() - 1].at.0 >= 4_800_000_000_000,
+            "and the recent end"
+        );
+        assert!(p.windows(2).all(|w| w[0].at < w[1].at));
+        // What the README says a point costs (plus its burn rates).
+        assert!(std::mem::size_of::<Point>() <= 64);
+    }
+}

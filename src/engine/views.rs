@@ -156,8 +156,30 @@ impl Engine {
     /// A deploy with a fresh evaluation at the clock.
     pub fn deploy_view(&self, deploy_id: &str) -> Option<DeployView> {
         let d = self.registry.get(deploy_id)?;
-        let evaluation = self.evaluate_deploy(d, self.clock);
-        Some(DeployView {
+        Some(self.view(d, self.evaluate_deploy(d, self.clock)))
+    }
+
+    /// Up to `limit` active deploys, the newest, in arrival order, each as
+    /// of its last evaluation (a fresh one only if it has none): cheap
+    /// enough for a page that polls every few seconds, whatever the
+    /// number of deploys. Also how many are active.
+    pub fn latest_views(&self, limit: usize) -> (Vec<DeployView>, usize) {
+        let all: Vec<&Deploy> = self.registry.iter().collect();
+        let views = all[all.len().saturating_sub(limit)..]
+            .iter()
+            .map(|d| {
+                let evaluation = match &d.last_eval {
+                    Some(ev) => ev.clone(),
+                    None => self.evaluate_deploy(d, self.clock),
+                };
+                self.view(d, evaluation)
+            })
+            .collect();
+        (views, all.len())
+    }
+
+    fn view(&self, d: &Deploy, evaluation: Evaluation) -> DeployView {
+        DeployView {
             deploy_id: d.info.deploy_id.clone(),
             service: d.info.service.clone(),
             environment: d.environment().to_string(),
@@ -178,7 +200,7 @@ impl Engine {
                 .and_then(|p| crate::model::summary::evidence(&p.evidence())),
             evaluation,
             history: d.history.points().to_vec(),
-        })
+        }
     }
 
     /// Keeps a deploy that is about to stop being watched among the

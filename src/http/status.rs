@@ -29,6 +29,9 @@ pub const STATUS_SCHEMA: &str = "rollbackd.status/v1";
 /// How many audit records the status shows.
 pub const STATUS_AUDIT: usize = 50;
 
+/// How many active deploys the status shows (the newest).
+pub const STATUS_DEPLOYS: usize = 200;
+
 const PAGE: &str = include_str!("status.html");
 
 /// What an instance is doing (`GET /v1/status`).
@@ -43,8 +46,11 @@ pub struct Status {
     pub not_ready: Option<String>,
     pub role: Role,
     pub automation: Automation,
-    /// Active deploys, in arrival order.
+    /// The newest [`STATUS_DEPLOYS`] active deploys, in arrival order, as
+    /// of their last evaluation.
     pub deploys: Vec<DeployView>,
+    /// How many deploys are active.
+    pub deploys_total: usize,
     /// Deploys no longer watched, newest first.
     pub finished: Vec<FinishedDeploy>,
     /// This instance's latest audit records that people act on (decisions,
@@ -128,6 +134,7 @@ impl Status {
             },
         };
         let paused = engine.paused_by();
+        let (deploys, deploys_total) = engine.latest_views(STATUS_DEPLOYS);
         Status {
             schema: STATUS_SCHEMA,
             at: engine.clock(),
@@ -142,7 +149,8 @@ impl Status {
                 breaker_open: engine.breaker_open(),
                 breaker_open_since: engine.breaker_open_since(),
             },
-            deploys: engine.deploy_views(),
+            deploys,
+            deploys_total,
             finished: engine.finished().rev().cloned().collect(),
             audit: recent
                 .into_iter()

@@ -265,6 +265,22 @@ pub fn logs<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> String {
         .join("\n----\n")
 }
 
+/// Runs `rollbackd ARGS` to its end; asserts that it succeeded and
+/// returns what it printed on stdout.
+pub fn rollbackd_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(args)
+        .output()
+        .expect("run rollbackd");
+    assert!(
+        out.status.success(),
+        "rollbackd {:?}: {}",
+        args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 on stdout")
+}
+
 /// Starts `rollbackd ARGS --config CFG` with the given stdout and stderr.
 pub fn spawn_rollbackd(
     args: &[&str],

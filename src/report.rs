@@ -254,9 +254,9 @@ fn charts(h: &mut String, v: &DeployView, markers: &[(Timestamp, String)]) {
     let started = x(v.started_at);
     frame.chart(
         h,
-        "requests per second: candidate (shortest window) vs baseline",
+        "requests per second: candidate (first pair's short window) vs baseline (its long window)",
         &[
-            // Until the shortest window has passed, the candidate's
+            // Until the short window has passed, the candidate's
             // traffic has only run since the start.
             line("candidate", CANDIDATE, &|p| {
                 rate(p.candidate.requests, short.min(x(p.at) - started).max(1.0))

@@ -42,9 +42,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let code = resp.status();
     let body = resp.text()?;
     if !code.is_success() {
+        let said: String = printable(body.trim()).chars().take(300).collect();
         anyhow::bail!(
-            "{url} answered {code}: {} (set {} to the admin token)",
-            body.trim(),
+            "{url} answered {code}: {said} (set {} to the admin token)",
             args.token_env
         );
     }
@@ -52,7 +52,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         serde_json::from_str(&body).with_context(|| format!("{url} did not answer JSON"))?;
     let mut out = io::stdout().lock();
     if args.json {
-        writeln!(out, "{body}")?;
+        // Written again from what parsed: nothing but JSON reaches the
+        // terminal.
+        writeln!(out, "{}", printable(&serde_json::to_string(&status)?))?;
     } else {
         out.write_all(table(&status).as_bytes())?;
     }

@@ -58,7 +58,8 @@ pub fn main(args: Args) -> ExitCode {
             return Ok(false);
         }
         if args.json {
-            return line(&mut out, payload);
+            let json = summary::printable(&record.to_string());
+            return line(&mut out, json.as_bytes());
         }
         line(&mut out, human(&record).as_bytes())
     };

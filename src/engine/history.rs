@@ -25,8 +25,8 @@ pub struct Counts {
 pub struct Point {
     pub at: Timestamp,
     pub verdict: Verdict,
-    /// The candidate over the shortest window, and the baseline over the
-    /// first pair's long window (the one the tests compare against).
+    /// The candidate over the first window pair's short window, and the
+    /// baseline over its long window (the one the tests compare against).
     pub candidate: Counts,
     pub baseline: Counts,
     /// Per window pair and SLI, in the evaluation's order: the long

@@ -216,6 +216,7 @@ impl Engine {
                 d.previous_verdict = None;
                 d.last_eval = None;
                 d.audited_suppression = None;
+                d.history = Default::default();
             });
         }
         self.applied

@@ -93,6 +93,17 @@ pub struct AuditLine {
 }
 
 impl AuditLine {
+    /// The lines of the latest records people act on, newest first, from
+    /// `recent` (newest first).
+    pub fn recent(recent: Vec<AuditRecord>) -> Vec<AuditLine> {
+        recent
+            .into_iter()
+            .filter(|a| summary::notable(a.kind()))
+            .take(STATUS_AUDIT)
+            .map(AuditLine::new)
+            .collect()
+    }
+
     pub fn new(record: AuditRecord) -> AuditLine {
         let json = serde_json::to_value(&record).unwrap_or_default();
         AuditLine {
@@ -110,11 +121,14 @@ impl AuditLine {
 impl Status {
     /// The status of an instance from its engine, readiness and recent
     /// audit records (newest first).
+    /// The status of an instance from its engine (read under its lock:
+    /// nothing here is slow), readiness and the lines of its recent audit
+    /// records ([`AuditLine::recent`], made before taking the lock).
     pub fn new(
         engine: &Engine,
         instance: &str,
         not_ready: Option<String>,
-        recent: Vec<AuditRecord>,
+        audit: Vec<AuditLine>,
     ) -> Status {
         let role = match engine.ownership() {
             Ownership::All => Role {
@@ -152,12 +166,7 @@ impl Status {
             deploys,
             deploys_total,
             finished: engine.finished().rev().cloned().collect(),
-            audit: recent
-                .into_iter()
-                .filter(|a| summary::notable(a.kind()))
-                .take(STATUS_AUDIT)
-                .map(AuditLine::new)
-                .collect(),
+            audit,
         }
     }
 }
@@ -184,5 +193,9 @@ pub(super) async fn status<A: Api>(State(api): State<Arc<A>>, headers: HeaderMap
     if !api.config().http.status_public {
         authorize(&headers, api.admin_token(), true)?;
     }
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(api.status())).into_response())
+    // Off the async workers: it reads the engine under its lock.
+    let status = tokio::task::spawn_blocking(move || api.status())
+        .await
+        .map_err(|e| super::error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(status)).into_response())
 }

@@ -20,7 +20,7 @@ use super::shared::Shared;
 use crate::config::{Config, OtlpEncoding};
 use crate::engine::fold::Fold;
 use crate::engine::{DeployView, Engine};
-use crate::http::status::Status;
+use crate::http::status::{AuditLine, Status};
 use crate::http::{Api, InputError, RECENT_AUDIT};
 use crate::ingest::{self, DecodeError, Source};
 use crate::model::evidence::Origin;
@@ -391,12 +391,12 @@ impl Api for Handle {
     }
 
     fn status(&self) -> Status {
-        let recent = self.shared.recent_audit(RECENT_AUDIT);
+        let audit = AuditLine::recent(self.shared.recent_audit(RECENT_AUDIT));
         Status::new(
             &self.shared.read(),
             &self.shared.instance,
             self.shared.readiness.not_ready(),
-            recent,
+            audit,
         )
     }
 }

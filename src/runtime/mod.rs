@@ -194,6 +194,8 @@ fn run_local(
     let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), http).await });
     if let Some(n) = notifier {
         n.stop(notify::STOP_GRACE);
+        // The audit records of notifications that failed meanwhile.
+        handle.local(Input::Tick);
     }
     info!("rollbackd stopped");
     Ok(())

@@ -58,7 +58,25 @@ pub fn run(shared: Arc<Shared>, group: Group, notifier: Arc<Notifier>) -> Result
     let mut pending: BTreeMap<(String, i32), VecDeque<(i64, Pending)>> = BTreeMap::new();
     let mut generation = group.generation();
     while !shared.cancel.is_cancelled() {
-        match group.poll(Duration::from_millis(100)) {
+        let polled = group.poll(Duration::from_millis(100));
+        // Rebalances happen inside poll: a record it returns already
+        // belongs to the new assignment.
+        if group.generation() != generation {
+            generation = group.generation();
+            // Every partition held after an assignment change resumes at
+            // its committed offset (on this instance again, or another):
+            // what is still queued is taken back and read again. Only a
+            // delivery already under way can be sent twice, with the same
+            // event id.
+            for queue in std::mem::take(&mut pending).into_values() {
+                queue.iter().for_each(|(_, p)| p.cancel());
+            }
+            info!(
+                partitions = group.held().len(),
+                "notify: audit partitions assigned"
+            );
+        }
+        match polled {
             Some(Ok(rec)) => {
                 let offered = notifier.offer(&rec.payload);
                 pending
@@ -72,12 +90,6 @@ pub fn run(shared: Arc<Shared>, group: Group, notifier: Arc<Notifier>) -> Result
             }
             Some(Err(e)) => warn!(error = %e, "audit consumer error"),
             None => {}
-        }
-        if group.generation() != generation {
-            generation = group.generation();
-            let held = group.held();
-            pending.retain(|key, _| held.contains_key(key));
-            info!(partitions = held.len(), "notify: audit partitions assigned");
         }
         store_done(&group, &mut pending);
     }

@@ -110,12 +110,18 @@ fn path_segment(s: &str) -> String {
     out
 }
 
-/// Slack's mrkdwn: `&`, `<` and `>` escaped, so that no label becomes a
-/// link or a mention.
+/// Slack's mrkdwn: `&`, `<` and `>` escaped, so that no text becomes a
+/// `<link|…>` or a mention.
 fn mrkdwn(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// A label in mrkdwn: escaped, and a bare URL in it broken with a word
+/// joiner so that Slack does not make it a link.
+fn label(s: &str) -> String {
+    mrkdwn(s).replace("://", ":\u{2060}//")
 }
 
 /// A Slack incoming-webhook message: a header, the facts as fields, the
@@ -129,7 +135,7 @@ pub fn slack(e: &Event, api: &Api<'_>) -> Value {
             Value::Number(n) => n.to_string(),
             _ => return,
         };
-        fields.push(json!({"type": "mrkdwn", "text": format!("*{name}*\n{}", mrkdwn(&v))}));
+        fields.push(json!({"type": "mrkdwn", "text": format!("*{name}*\n{}", label(&v))}));
     };
     field("Service", &e.record["service"]);
     field("Environment", e.detail("environment"));
@@ -152,7 +158,7 @@ pub fn slack(e: &Event, api: &Api<'_>) -> Value {
     if let Some(line) = summary::numbers(&e.record) {
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": format!("*Evidence*: {}", mrkdwn(&line))},
+            "text": {"type": "mrkdwn", "text": format!("*Evidence*: {}", label(&line))},
         }));
     }
     let deploy = e.record["deploy_id"].as_str();
@@ -184,7 +190,7 @@ pub fn slack(e: &Event, api: &Api<'_>) -> Value {
             "<{}/v1/deploys/{}|deploy {}>",
             api.url,
             path_segment(d),
-            mrkdwn(&d.replace('|', "/"))
+            label(&d.replace('|', "/"))
         ));
     }
     context.push(format!("<{}/v1/audit|audit>", api.url));
@@ -193,7 +199,7 @@ pub fn slack(e: &Event, api: &Api<'_>) -> Value {
         "elements": [{"type": "mrkdwn", "text": context.join(" · ")}],
     }));
     // `text` (what a phone's notification shows) is mrkdwn too.
-    json!({"text": mrkdwn(&title), "blocks": blocks})
+    json!({"text": label(&title), "blocks": blocks})
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -319,6 +325,7 @@ mod tests {
         let mut r = approval();
         r["service"] = json!("<!channel> <http://evil|click> & co");
         r["deploy_id"] = json!("d/../x y");
+        r["detail"]["environment"] = json!("see https://evil.example");
         let msg = slack(&event(r), &API);
         // Every text Slack renders as mrkdwn is escaped; the header is
         // plain text, which Slack never renders as markup.
@@ -339,13 +346,15 @@ mod tests {
         assert!(texts.len() > 3);
         for t in &texts {
             assert!(
-                !t.contains("<!channel>") && !t.contains("<http://evil"),
+                !t.contains("<!channel>")
+                    && !t.contains("<http://evil")
+                    && !t.contains("https://evil.example"),
                 "{t}"
             );
         }
         assert_eq!(msg["blocks"][0]["text"]["type"], "plain_text");
         let msg = msg.to_string();
-        assert!(msg.contains("&lt;!channel&gt; &lt;http://evil|click&gt; &amp; co"));
+        assert!(msg.contains("&lt;!channel&gt; &lt;http:\u{2060}//evil|click&gt; &amp; co"));
         assert!(msg.contains("/v1/deploys/d%2F..%2Fx%20y/rollback"));
     }
 

@@ -47,18 +47,28 @@ use message::{Api, Event};
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// How many sinks have yet to finish with one offered record (deliver it,
-/// give up on it, or drop it).
+/// give up on it, or drop it), and whether it was taken back.
 #[derive(Debug, Clone, Default)]
-pub struct Pending(Arc<AtomicUsize>);
+pub struct Pending(Arc<(AtomicUsize, AtomicBool)>);
 
 impl Pending {
     /// Every sink is finished with the record: its offset may be committed.
     pub fn done(&self) -> bool {
-        self.0.load(Ordering::Acquire) == 0
+        self.0 .0.load(Ordering::Acquire) == 0
+    }
+
+    /// Takes the record back (its partition was revoked: whoever holds it
+    /// now reads it again): a sink that has not started on it skips it.
+    pub fn cancel(&self) {
+        self.0 .1.store(true, Ordering::Release);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0 .1.load(Ordering::Acquire)
     }
 
     fn finish(&self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -169,7 +179,7 @@ impl Notifier {
             .iter()
             .filter(|q| q.events.contains(&event.kind))
             .collect();
-        pending.0.store(wanted.len(), Ordering::Release);
+        pending.0 .0.store(wanted.len(), Ordering::Release);
         let m = &self.state.metrics;
         for q in wanted {
             let job = Job {
@@ -253,6 +263,8 @@ impl Worker {
         let client = reqwest::blocking::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("rollbackd/", env!("CARGO_PKG_VERSION")))
+            // A redirect would turn the POST into a GET without the body.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| error!(sink = %sink.config.name, error = %e, "cannot make an HTTP client: every notification will fail"))
             .ok();
@@ -278,6 +290,9 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             m.queued.with_label_values(&[name.as_str()]).dec();
+            if job.pending.cancelled() {
+                continue;
+            }
             let e = &job.event;
             match self.deliver(e) {
                 Outcome::Delivered { attempts } => {

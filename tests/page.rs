@@ -85,6 +85,7 @@ fn the_live_page_shows_the_rollback_with_its_evidence_and_nothing_leaves_loopbac
         "{bad}"
     );
     assert!(bad.contains("<svg"), "charts: {bad}");
+    assert!(bad.contains("class=\"threshold\""), "threshold line: {bad}");
     let good = card(dom, "d-good");
     assert!(
         !good.contains(">rollback<") && !good.contains("evidence:"),

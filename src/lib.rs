@@ -50,11 +50,13 @@
 //!   share; [`rng`]: the deterministic generator they draw from.
 //! - [`runtime`]: `rollbackd run` — the two stages and their consumer
 //!   groups, ownership of evidence partitions, transactions, recovery,
-//!   readiness per stage, shutdown; [`http`]: its HTTP listener, which
-//!   reaches the runtime through the narrow [`http::Api`] trait;
+//!   readiness per stage, shutdown; [`http`]: its HTTP listener (and the
+//!   live status page), which reaches the runtime through the narrow
+//!   [`http::Api`] trait;
 //!   [`telemetry`]: rollbackd's own Prometheus metrics.
 //! - [`kafka`]: Kafka clients only (the control-topic reader, the group
-//!   consumers, announce and tail); [`sinks`]: the audit file;
+//!   consumers, announce and tail); [`sinks`]: the audit file and the
+//!   `[[notify]]` notifications;
 //!   [`executor`]: the reference executor; [`shutdown`]: the signals that
 //!   stop them.
 //!

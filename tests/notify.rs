@@ -21,35 +21,25 @@ fn start_local(notify: &str, env: &[(&str, &str)]) -> LocalAgent {
     )
 }
 
-fn post(addr: &str, path: &str, body: &Value) {
-    let (code, text) = http(
-        addr,
-        "POST",
-        path,
-        &[("Content-Type", "application/json")],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(code, 200, "{path}: {text}");
-}
-
 fn started(addr: &str, id: &str, service: &str, migration: &str) {
-    post(
+    post_started(
         addr,
-        "/v1/deploy-events",
-        &json!({"type": "deploy.started", "deploy_id": id, "service": service, "version": "v2",
-                "previous_version": "v1", "environment": "production", "data_migration": migration,
-                "at": rfc3339_now()}),
+        id,
+        service,
+        json!({"environment": "production", "data_migration": migration}),
     );
 }
 
 /// A critical alert for `service`: an immediate decision.
 fn alert(addr: &str, service: &str) {
-    post(
+    let alert = json!({"version": "4", "status": "firing", "alerts": [{"status": "firing",
+        "labels": {"alertname": "Errors", "service": service, "severity": "critical"},
+        "startsAt": rfc3339_now(), "fingerprint": format!("fp-{service}")}]});
+    post_ok(
         addr,
         "/v1/alerts/alertmanager",
-        &json!({"version": "4", "status": "firing", "alerts": [{"status": "firing",
-            "labels": {"alertname": "Errors", "service": service, "severity": "critical"},
-            "startsAt": rfc3339_now(), "fingerprint": format!("fp-{service}")}]}),
+        &[("Content-Type", "application/json")],
+        alert.to_string().as_bytes(),
     );
 }
 

@@ -17,19 +17,12 @@ const SLO: &str = "[slo]\nwarmup = \"1s\"\nevaluation_interval = \"1s\"\nmin_req
 /// A service name no page may treat as markup.
 const HOSTILE: &str = "<script>document.title='owned'</script><img src=x onerror=alert(1)>";
 
-fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
-    let (code, text) = http(addr, "POST", path, headers, body);
-    assert_eq!(code, 200, "{path}: {text}");
-}
-
 fn started(addr: &str, id: &str, service: &str) {
-    let ev = json!({"type": "deploy.started", "deploy_id": id, "service": service, "version": "v2",
-        "previous_version": "v1", "environment": "prod", "strategy": "canary", "at": rfc3339_now()});
-    post(
+    post_started(
         addr,
-        "/v1/deploy-events",
-        &[("Content-Type", "application/json")],
-        ev.to_string().as_bytes(),
+        id,
+        service,
+        json!({"environment": "prod", "strategy": "canary"}),
     );
 }
 
@@ -40,7 +33,7 @@ fn canaries(addr: &str, seconds: u64) {
     while Instant::now() < until {
         for (svc, errs) in [("checkout", 3), ("search", 0), (HOSTILE, 0)] {
             for (v, n, e) in [("v1", 40, 0), ("v2", 20, errs)] {
-                post(
+                post_ok(
                     addr,
                     "/v1/traces",
                     &[("Content-Type", "application/x-protobuf")],

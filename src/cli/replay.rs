@@ -36,7 +36,10 @@ fn run(
     };
     // Created before the replay: a path that cannot be written fails now.
     let mut report_file = match report {
-        Some(p) => Some(File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+        Some(p) => Some((
+            p,
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
         None => None,
     };
     let stdout = io::stdout();
@@ -63,13 +66,19 @@ fn run(
         "replay: {} records ({} malformed), {} commands, {} audit records",
         summary.records, summary.malformed, summary.commands, summary.audits
     );
-    if let (Some(path), Some(f)) = (report, report_file.as_mut()) {
+    if let Some((path, f)) = report_file.as_mut() {
         let mut deploys: Vec<ReportDeploy> =
             engine.finished().cloned().map(ReportDeploy::from).collect();
-        deploys.extend(engine.deploy_views().into_iter().map(|view| ReportDeploy {
-            view,
-            finished: None,
-        }));
+        deploys.extend(
+            engine
+                .latest_views(usize::MAX)
+                .0
+                .into_iter()
+                .map(|view| ReportDeploy {
+                    view,
+                    finished: None,
+                }),
+        );
         deploys.sort_by_key(|d| d.view.started_at);
         let html = report::render(&input.display().to_string(), &deploys, &kept);
         f.write_all(html.as_bytes())

@@ -167,15 +167,18 @@ impl Engine {
         let all: Vec<&Deploy> = self.registry.iter().collect();
         let views = all[all.len().saturating_sub(limit)..]
             .iter()
-            .map(|d| {
-                let evaluation = match &d.last_eval {
-                    Some(ev) => ev.clone(),
-                    None => self.evaluate_deploy(d, self.clock),
-                };
-                self.view(d, evaluation)
-            })
+            .map(|d| self.last_view(d))
             .collect();
         (views, all.len())
+    }
+
+    /// A deploy as of its last evaluation (a fresh one if it has none).
+    fn last_view(&self, d: &Deploy) -> DeployView {
+        let evaluation = match &d.last_eval {
+            Some(ev) => ev.clone(),
+            None => self.evaluate_deploy(d, self.clock),
+        };
+        self.view(d, evaluation)
     }
 
     fn view(&self, d: &Deploy, evaluation: Evaluation) -> DeployView {
@@ -209,7 +212,7 @@ impl Engine {
         if self.keep_finished == 0 {
             return;
         }
-        let Some(deploy) = self.deploy_view(deploy_id) else {
+        let Some(deploy) = self.registry.get(deploy_id).map(|d| self.last_view(d)) else {
             return;
         };
         if self.finished.len() >= self.keep_finished {

@@ -2,6 +2,28 @@
 
 use std::time::Duration;
 
+/// POSTs `body`; asserts a 200.
+pub fn post_ok(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+    let (code, text) = http(addr, "POST", path, headers, body);
+    assert_eq!(code, 200, "{path}: {text}");
+}
+
+/// POSTs a `deploy.started` of `service` v2 (previous v1), now, with the
+/// fields of `extra` added.
+pub fn post_started(addr: &str, id: &str, service: &str, extra: serde_json::Value) {
+    let mut ev = serde_json::json!({"type": "deploy.started", "deploy_id": id, "service": service,
+        "version": "v2", "previous_version": "v1", "at": super::procs::rfc3339_now()});
+    if let (Some(ev), serde_json::Value::Object(extra)) = (ev.as_object_mut(), extra) {
+        ev.extend(extra);
+    }
+    post_ok(
+        addr,
+        "/v1/deploy-events",
+        &[("Content-Type", "application/json")],
+        ev.to_string().as_bytes(),
+    );
+}
+
 /// A minimal HTTP/1.1 request: (status, body).
 pub fn http(
     addr: &str,

@@ -62,7 +62,11 @@ fn load(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("rollbackd-httpbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("config.toml");
-    std::fs::write(&cfg, "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[http]\nlisten = \"127.0.0.1:0\"\nallow_unauthenticated = true\n",
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
         .args(["run", "--config"])
         .arg(&cfg)

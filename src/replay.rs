@@ -102,8 +102,13 @@ fn parse_line(
             )))
         }
     };
+    // The record's own time is when it was written: a deploy event from
+    // further ahead than that is malformed, as in `run`.
     ingest::decode(source, bytes, encoding)
-        .map(|input| (ts, input))
+        .and_then(|input| {
+            ingest::check_clock(&input, ts, config.limits.max_clock_skew)?;
+            Ok((ts, input))
+        })
         .map_err(fail)
 }
 

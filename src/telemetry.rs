@@ -9,6 +9,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::model::audit::DeployAudit;
 use crate::model::{AuditEvent, AuditRecord, Command, ResultStatus};
 
 /// Every metric handle, registered in one registry.
@@ -32,6 +33,7 @@ pub struct Metrics {
     pub transactions: IntCounterVec,
     pub consumer_lag: IntGauge,
     pub dead_letters: IntCounter,
+    pub deploys_expired: IntCounter,
     pub results: IntCounterVec,
     pub detection_seconds: Histogram,
     pub decision_latency_seconds: Histogram,
@@ -196,6 +198,11 @@ impl Metrics {
                 "dead_letters_total",
                 "Malformed records copied to the dead-letter topic.",
             ),
+            deploys_expired: counter(
+                &r,
+                "deploys_expired_total",
+                "Deploys retired because they never completed within limits.max_deploy_age.",
+            ),
             results: counter_vec(
                 &r,
                 "results_total",
@@ -310,6 +317,7 @@ impl Metrics {
                         self.recovery_seconds.observe(took.as_secs_f64().max(0.0));
                     }
                 }
+                AuditEvent::Deploy(DeployAudit::Expired { .. }) => self.deploys_expired.inc(),
                 _ => {}
             }
         }
@@ -334,7 +342,7 @@ impl Metrics {
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let plain: [&dyn Collector; 23] = [
+        let plain: [&dyn Collector; 24] = [
             &self.records,
             &self.observations,
             &self.active_deploys,
@@ -353,6 +361,7 @@ impl Metrics {
             &self.transactions,
             &self.consumer_lag,
             &self.dead_letters,
+            &self.deploys_expired,
             &self.results,
             &self.verifications,
             &self.notify.notifications,

@@ -3,9 +3,11 @@
 
 use std::process::Command;
 
+/// `rollbackd ARGS` with the webhook token set, as `run` is started.
 fn rollbackd(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
         .args(args)
+        .env("ROLLBACKD_WEBHOOK_TOKEN", "hook-secret")
         .output()
         .expect("run rollbackd");
     (

@@ -189,7 +189,7 @@ fn own_spans_are_exported_over_otlp_when_configured() {
     std::fs::write(
         &cfg,
         format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[telemetry]\notlp_endpoint = \"http://{}\"\n",
+            "[http]\nlisten = \"127.0.0.1:0\"\nallow_unauthenticated = true\n[telemetry]\notlp_endpoint = \"http://{}\"\n",
             receiver.addr
         ),
     )
@@ -253,7 +253,10 @@ fn real_alertmanager_triggers_one_rollback() {
         &addr,
         "POST",
         "/v1/deploy-events",
-        &[("Authorization", "Bearer am-secret")],
+        &[
+            ("Authorization", "Bearer am-secret"),
+            ("Content-Type", "application/json"),
+        ],
         ev.to_string().as_bytes(),
     );
     assert_eq!(code, 200);

@@ -228,7 +228,7 @@ fn a_missing_url_env_is_a_config_error() {
     let cfg = dir.join("config.toml");
     std::fs::write(
         &cfg,
-        "[http]\nlisten = \"127.0.0.1:0\"\n[[notify]]\nkind = \"slack\"\nurl_env = \"ROLLBACKD_TEST_UNSET_URL\"\n",
+        "[http]\nlisten = \"127.0.0.1:0\"\nallow_unauthenticated = true\n[[notify]]\nkind = \"slack\"\nurl_env = \"ROLLBACKD_TEST_UNSET_URL\"\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))

@@ -152,13 +152,13 @@ pub fn main(args: Args) -> ExitCode {
     };
     match sent {
         Ok(where_) => {
-            println!("{}", String::from_utf8_lossy(&payload));
             eprintln!(
                 "announced {} for {} to {where_}",
                 ev.kind.as_str(),
                 ev.deploy_id
             );
-            ExitCode::SUCCESS
+            let line = format!("{}\n", String::from_utf8_lossy(&payload));
+            super::finish("announce", super::print(&line).map_err(Into::into))
         }
         Err(e) => {
             eprintln!("rollbackd: announce: {e:#}");

@@ -5,11 +5,22 @@ use std::process::ExitCode;
 
 pub fn main(path: &Path) -> ExitCode {
     match super::load_config(path) {
-        Ok(c) => {
-            println!("config {} is valid", path.display());
-            print!("{}", c.describe());
-            ExitCode::SUCCESS
-        }
+        // What `run` reads from the environment, checked the same way.
+        Ok(c) => match c.secrets() {
+            Ok(secrets) => {
+                let text = format!(
+                    "config {} is valid\n{}{}",
+                    path.display(),
+                    c.describe(),
+                    c.describe_secrets(&secrets)
+                );
+                super::finish("check-config", super::print(&text).map_err(Into::into))
+            }
+            Err(e) => {
+                eprintln!("rollbackd: {e}");
+                ExitCode::from(2)
+            }
+        },
         Err(code) => code,
     }
 }

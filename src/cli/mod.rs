@@ -13,7 +13,7 @@ pub mod simulate;
 pub mod status;
 pub mod tail;
 
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,17 +27,31 @@ pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// Writes `text` to stdout (never `print!`, which panics on a closed
+/// stdout).
+pub fn print(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Whether `e` is, or was caused by, a closed stdout (`| head`).
+fn closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let kind = c
+            .downcast_ref::<io::Error>()
+            .map(io::Error::kind)
+            .or_else(|| c.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Reports `result` of subcommand `what` on stderr: exit 0, or 1 with the
 /// error and its causes. A closed stdout (`| head`) is not an error.
 pub fn finish(what: &str, result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e)
-            if e.downcast_ref::<io::Error>()
-                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
-        {
-            ExitCode::SUCCESS
-        }
+        Err(e) if closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rollbackd: {what}: {e:#}");
             ExitCode::FAILURE

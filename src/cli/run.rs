@@ -15,8 +15,8 @@ pub fn main(path: &Path) -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // A `[[notify]]` env var: a config error, found before anything
-        // started.
+        // An env var the config names (a token, a `[[notify]]` URL): a
+        // config error, found before anything started.
         Err(rollbackd::runtime::RunError::Config(e)) => {
             eprintln!("rollbackd: {e}");
             ExitCode::from(2)

@@ -56,11 +56,10 @@ pub fn main(args: Args) -> ExitCode {
             "seed": args.seed,
             "points": outcomes,
         }))
-        .map(|s| println!("{s}"))
-        .map_err(Into::into)
+        .map_err(anyhow::Error::from)
+        .and_then(|s| Ok(super::print(&(s + "\n"))?))
     } else {
-        print!("{}", simulate::table(&outcomes));
-        Ok(())
+        super::print(&simulate::table(&outcomes)).map_err(Into::into)
     };
     eprintln!(
         "simulate: {} grid points, {deploys} deploys in {:.1}s on {threads} threads (seed {})",

@@ -8,6 +8,7 @@
 
 mod describe;
 pub mod notify;
+mod secrets;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 use crate::stats::sequential::RateTest;
 use crate::time::Duration;
+pub use secrets::{Secrets, WEBHOOK_ROUTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -150,6 +152,11 @@ pub struct HttpConfig {
     /// `GET /v1/status` without the admin token (read-only; the page itself
     /// is always served).
     pub status_public: bool,
+    /// Serve the webhook routes (deploy events, Alertmanager, OTLP) with no
+    /// webhook token set. Off: `run` refuses to start without the token,
+    /// since anyone who reaches the port could start a deploy and fire an
+    /// alert that rolls it back.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for HttpConfig {
@@ -162,6 +169,7 @@ impl Default for HttpConfig {
             admin_token_env: "ROLLBACKD_ADMIN_TOKEN".into(),
             max_body: "4MiB".into(),
             status_public: false,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -239,6 +247,12 @@ impl Default for AlertsConfig {
 pub struct LimitsConfig {
     pub max_active_deploys: usize,
     pub max_series: usize,
+    /// A deploy event whose `at` is further ahead of the clock than this is
+    /// malformed: a wrong clock must not hold a service for years.
+    pub max_clock_skew: Duration,
+    /// An active deploy that never completes (a CI job that died) retires
+    /// after this long.
+    pub max_deploy_age: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -246,6 +260,11 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_active_deploys: 10_000,
             max_series: 100_000,
+            // Hosts synchronised by NTP agree within milliseconds; minutes
+            // leave room for a CI runner with a drifting clock.
+            max_clock_skew: Duration::from_secs(300),
+            // A rollout that has not completed within a day is over.
+            max_deploy_age: Duration::from_secs(86_400),
         }
     }
 }
@@ -561,6 +580,12 @@ impl Config {
         }
         if raw.limits.max_series == 0 {
             return Err(invalid("limits.max_series", "must be at least 1"));
+        }
+        if raw.limits.max_clock_skew.nanos() < 0 {
+            return Err(invalid("limits.max_clock_skew", "must not be negative"));
+        }
+        if raw.limits.max_deploy_age.nanos() < 60_000_000_000 {
+            return Err(invalid("limits.max_deploy_age", "must be at least 1m"));
         }
         if raw.executor.timeout.nanos() <= 0 {
             return Err(invalid("executor.timeout", "must be greater than zero"));

@@ -42,6 +42,13 @@ impl Engine {
                 self.retire(&id, "watch after completion ended", out);
                 continue;
             }
+            let started_at = d.info.at;
+            if d.completed_at.is_none()
+                && now >= started_at.saturating_add(self.config.limits.max_deploy_age)
+            {
+                self.expire(&id, started_at, out);
+                continue;
+            }
             let interval = d.policy.evaluation_interval.nanos().max(1);
             let next_eval = Timestamp((now.0.div_euclid(interval) + 1).saturating_mul(interval));
             if !self.owns(&d.info) {

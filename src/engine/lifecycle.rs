@@ -11,6 +11,7 @@ use crate::model::{
     command_id, Action, AuditRecord, DeployEvent, DeployEventKind, ExecutorResult, Output,
     ResultStatus,
 };
+use crate::time::Timestamp;
 
 use super::Engine;
 
@@ -145,6 +146,31 @@ impl Engine {
 
     /// Stops watching a deploy: its windows and held-back alert go with it.
     pub(super) fn retire(&mut self, deploy_id: &str, why: &str, out: &mut Vec<Output>) -> bool {
+        let audit = DeployAudit::Retired { why: why.into() };
+        self.retire_as(deploy_id, why, audit, out)
+    }
+
+    /// Retires a deploy that never completed and reached
+    /// `limits.max_deploy_age` (a CI job that died): it no longer holds
+    /// its service, nor a place under `limits.max_active_deploys`.
+    pub(super) fn expire(&mut self, deploy_id: &str, started_at: Timestamp, out: &mut Vec<Output>) {
+        let max_deploy_age = self.config.limits.max_deploy_age;
+        let audit = DeployAudit::Expired {
+            started_at,
+            max_deploy_age,
+        };
+        let why = format!("no deploy.completed within {max_deploy_age}");
+        self.retire_as(deploy_id, &why, audit, out);
+    }
+
+    /// [`Engine::retire`], audited (by the owner) as `audit`.
+    fn retire_as(
+        &mut self,
+        deploy_id: &str,
+        why: &str,
+        audit: DeployAudit,
+        out: &mut Vec<Output>,
+    ) -> bool {
         // A restored version still under watch: the watch ends unfinished.
         if let Some(d) = self.registry.get(deploy_id) {
             if let (Some(v), true) = (&d.verifying, self.owns(&d.info)) {
@@ -165,8 +191,7 @@ impl Engine {
         self.pending_alerts.remove(deploy_id);
         if self.owns(&d.info) {
             out.push(Output::Audit(
-                AuditRecord::new(self.clock, DeployAudit::Retired { why: why.into() })
-                    .for_deploy(deploy_id, &d.info.service),
+                AuditRecord::new(self.clock, audit).for_deploy(deploy_id, &d.info.service),
             ));
         }
         true

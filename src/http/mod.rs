@@ -6,10 +6,15 @@
 //!
 //! Auth: `Authorization: Bearer …` compared in constant time with the
 //! tokens read at start from the env vars named in `[http]`. Webhook routes
-//! are open when no webhook token is set (a loopback sidecar); admin routes
-//! answer 403 when no admin token is set. Bodies over `http.max_body`
-//! (after gzip decoding too) answer 413; malformed ones 400 with the reason,
-//! and nothing of them is applied.
+//! are open only when the config says `http.allow_unauthenticated` (else
+//! `run` does not start without the token); admin routes answer 403 when no
+//! admin token is set. JSON routes take `application/json` only and OTLP
+//! routes protobuf or JSON, anything else (no content type included) 415: a
+//! web page can POST cross-origin without asking (a CORS "simple request")
+//! only as `text/plain`, a form or with no content type at all, so no page
+//! a person opens can reach a route that changes anything. Bodies over
+//! `http.max_body` (after gzip decoding too) answer 413; malformed ones 400
+//! with the reason, and nothing of them is applied.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -193,12 +198,12 @@ fn body(headers: &HeaderMap, bytes: Bytes, limit: usize) -> Result<Vec<u8>, Http
     }
 }
 
+/// The body's media type, from `Content-Type`: JSON (`Some(true)`),
+/// protobuf (`Some(false)`), or neither — also when the header is missing.
 fn is_json(headers: &HeaderMap) -> Option<bool> {
     let ct = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let ct = ct
+        .and_then(|v| v.to_str().ok())?
         .split(';')
         .next()
         .unwrap_or("")
@@ -208,6 +213,17 @@ fn is_json(headers: &HeaderMap) -> Option<bool> {
         "application/json" => Some(true),
         "application/x-protobuf" | "application/protobuf" => Some(false),
         _ => None,
+    }
+}
+
+/// A JSON route's body must say it is JSON (see the module docs).
+fn require_json(headers: &HeaderMap) -> Result<(), HttpError> {
+    match is_json(headers) {
+        Some(true) => Ok(()),
+        _ => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type must be application/json",
+        )),
     }
 }
 
@@ -249,6 +265,7 @@ async fn alertmanager<A: Api>(
     bytes: Bytes,
 ) -> Reply {
     authorize(&headers, api.webhook_token(), false)?;
+    require_json(&headers)?;
     let bytes = body(&headers, bytes, api.config().http_max_body)?;
     let n = api
         .input(Source::Alertmanager, bytes, true)
@@ -263,6 +280,7 @@ async fn deploy_events<A: Api>(
     bytes: Bytes,
 ) -> Reply {
     authorize(&headers, api.webhook_token(), false)?;
+    require_json(&headers)?;
     let bytes = body(&headers, bytes, api.config().http_max_body)?;
     let n = api
         .input(Source::DeployEvents, bytes, true)
@@ -375,10 +393,15 @@ struct AdminBody {
     actor: String,
 }
 
-fn admin_body(bytes: &Bytes, need_reason: bool) -> Result<AdminBody, HttpError> {
+fn admin_body(
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    need_reason: bool,
+) -> Result<AdminBody, HttpError> {
     let b: AdminBody = if bytes.is_empty() {
         AdminBody::default()
     } else {
+        require_json(headers)?;
         serde_json::from_slice(bytes)
             .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?
     };
@@ -406,7 +429,7 @@ async fn rollback<A: Api>(
     bytes: Bytes,
 ) -> Reply {
     authorize(&headers, api.admin_token(), true)?;
-    let b = admin_body(&bytes, true)?;
+    let b = admin_body(&headers, &bytes, true)?;
     info!(call = "rollback", deploy_id = %id, actor = %b.actor, "admin call");
     match api
         .rollback(id, b.reason, b.actor)
@@ -426,7 +449,7 @@ async fn guard_call<A: Api>(
     action: AdminAction,
 ) -> Reply {
     authorize(&headers, api.admin_token(), true)?;
-    let who = actor(&admin_body(&bytes, false)?);
+    let who = actor(&admin_body(&headers, &bytes, false)?);
     info!(call = action.as_str(), actor = %who, "admin call");
     let state = api.admin(action, who).await.map_err(input_error)?;
     Ok(Json(state).into_response())
@@ -461,6 +484,61 @@ async fn audit<A: Api>(
     authorize(&headers, api.admin_token(), true)?;
     let limit = q.limit.unwrap_or(100).min(RECENT_AUDIT);
     Ok(Json(api.audit(limit)).into_response())
+}
+
+/// What the listener answers while `run` waits for something it needs
+/// before its API can exist (the brokers): `/healthz` (the process is
+/// alive), `/readyz` and `/v1/status` (503 saying what it waits for),
+/// `/metrics`, the status page; anything else 503.
+pub fn waiting_router(waiting_for: Arc<dyn Fn() -> String + Send + Sync>) -> Router {
+    let why = move || {
+        let w = waiting_for.clone();
+        async move { w() }
+    };
+    let ready = {
+        let why = why.clone();
+        move || {
+            let why = why.clone();
+            async move {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {}\n", why().await),
+                )
+            }
+        }
+    };
+    let unavailable = move || {
+        let why = why.clone();
+        async move {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("starting: {}", why().await),
+            )
+            .into_response()
+        }
+    };
+    Router::new()
+        .route("/", get(status::page))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(ready))
+        .fallback(unavailable)
+}
+
+/// Serves `router` on a second handle of `listener`'s socket until `stop`
+/// resolves; the socket stays open for the routes served after it.
+pub fn serve_while(
+    listener: &tokio::net::TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>> + Send + 'static> {
+    use std::os::fd::AsFd;
+    let second = std::net::TcpListener::from(listener.as_fd().try_clone_to_owned()?);
+    second.set_nonblocking(true)?;
+    Ok(async move {
+        axum::serve(tokio::net::TcpListener::from_std(second)?, router)
+            .with_graceful_shutdown(stop)
+            .await
+    })
 }
 
 /// Binds `addr`; logs the bound address (useful with port 0).

@@ -44,6 +44,9 @@ pub struct Status {
     pub ready: bool,
     /// Why not ready, when not.
     pub not_ready: Option<String>,
+    /// What an operator must know about how this instance runs, in words
+    /// (webhook routes open to anyone).
+    pub warnings: Vec<String>,
     pub role: Role,
     pub automation: Automation,
     /// The newest [`STATUS_DEPLOYS`] active deploys, in arrival order, as
@@ -119,15 +122,15 @@ impl AuditLine {
 }
 
 impl Status {
-    /// The status of an instance from its engine, readiness and recent
-    /// audit records (newest first).
     /// The status of an instance from its engine (read under its lock:
-    /// nothing here is slow), readiness and the lines of its recent audit
-    /// records ([`AuditLine::recent`], made before taking the lock).
+    /// nothing here is slow), readiness, warnings and the lines of its
+    /// recent audit records ([`AuditLine::recent`], made before taking the
+    /// lock).
     pub fn new(
         engine: &Engine,
         instance: &str,
         not_ready: Option<String>,
+        warnings: Vec<String>,
         audit: Vec<AuditLine>,
     ) -> Status {
         let role = match engine.ownership() {
@@ -155,6 +158,7 @@ impl Status {
             instance: instance.to_string(),
             ready: not_ready.is_none(),
             not_ready,
+            warnings,
             role,
             automation: Automation {
                 paused: paused.is_some(),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::DecodeError;
+use super::{check_labels, DecodeError};
 use crate::model::{Alert, AlertStatus};
 use crate::time::Timestamp;
 
@@ -60,6 +60,8 @@ fn from_webhook(hook: Webhook) -> Result<Vec<Alert>, DecodeError> {
         .map(|(i, a)| {
             let starts_at = Timestamp::parse_rfc3339(&a.starts_at)
                 .map_err(|e| DecodeError::new(format!("alerts[{i}].startsAt: {e}")))?;
+            check_labels(&format!("alerts[{i}].labels"), a.labels.iter())?;
+            check_labels(&format!("alerts[{i}].annotations"), a.annotations.iter())?;
             let fingerprint = if a.fingerprint.is_empty() {
                 // Alertmanager always sends one; derive a stable stand-in otherwise.
                 label_fingerprint(&a.labels)

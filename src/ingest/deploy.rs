@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::DecodeError;
+use super::{check_labels, DecodeError, MAX_NAME};
 use crate::model::{DataMigration, DeployEvent, DeployEventKind};
-use crate::time::Timestamp;
+use crate::time::{Duration, Timestamp};
 
 /// Decodes one deploy event from JSON bytes.
 pub fn decode(bytes: &[u8]) -> Result<DeployEvent, DecodeError> {
@@ -48,8 +48,29 @@ fn from_cloudevent(obj: &Map<String, Value>) -> Result<DeployEvent, DecodeError>
     from_object(data, envelope_type)
 }
 
+/// See [`super::check_clock`].
+pub fn check_clock(
+    ev: &DeployEvent,
+    now: Timestamp,
+    max_skew: Duration,
+) -> Result<(), DecodeError> {
+    let ahead = ev.at.since(now);
+    if ahead > max_skew {
+        return Err(DecodeError::new(format!(
+            "field at: {} is {ahead} ahead of the clock ({now}), more than limits.max_clock_skew ({max_skew}): a wrong clock?",
+            ev.at
+        )));
+    }
+    Ok(())
+}
+
+fn too_long(key: &str) -> DecodeError {
+    DecodeError::new(format!("field {key} is longer than {MAX_NAME} bytes"))
+}
+
 fn req_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, DecodeError> {
     match obj.get(key) {
+        Some(Value::String(s)) if s.len() > MAX_NAME => Err(too_long(key)),
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
         Some(Value::String(_)) => Err(DecodeError::new(format!("field {key} must not be empty"))),
         Some(_) => Err(DecodeError::new(format!("field {key} must be a string"))),
@@ -61,6 +82,7 @@ fn opt_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Decode
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.len() > MAX_NAME => Err(too_long(key)),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(DecodeError::new(format!("field {key} must be a string"))),
     }
@@ -139,6 +161,7 @@ fn from_object(
             ))
         }
     }
+    check_labels("labels", labels.iter())?;
     Ok(DeployEvent {
         kind,
         deploy_id,
@@ -157,6 +180,7 @@ fn from_object(
 
 #[cfg(test)]
 mod tests {
+    use super::super::MAX_VALUE;
     use super::*;
 
     const PLAIN: &str = r#"{"type":"deploy.started","deploy_id":"d-1","service":"checkout","version":"v2",
@@ -235,5 +259,46 @@ mod tests {
             let err = decode(input.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(want), "{input}: {err}");
         }
+        let oversized: [(String, &str); 3] = [
+            (
+                format!(
+                    r#"{{"type":"deploy.started","deploy_id":"{}","service":"s","version":"v","at":"2026-11-26T12:00:00Z"}}"#,
+                    "x".repeat(MAX_NAME + 1)
+                ),
+                "deploy_id is longer than",
+            ),
+            (
+                format!(
+                    r#"{{"type":"deploy.started","deploy_id":"x","service":"s","version":"v","at":"2026-11-26T12:00:00Z","labels":{{"a":"{}"}}}}"#,
+                    "x".repeat(MAX_VALUE + 1)
+                ),
+                "field labels",
+            ),
+            (
+                format!(
+                    r#"{{"type":"deploy.started","deploy_id":"x","service":"s","version":"v","at":"2026-11-26T12:00:00Z","labels":{{{}}}}}"#,
+                    (0..=super::super::MAX_LABELS)
+                        .map(|i| format!(r#""k{i}":"v""#))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                "more than",
+            ),
+        ];
+        for (input, want) in oversized {
+            let err = decode(input.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_event_from_the_future_is_malformed() {
+        let ev = decode(PLAIN.as_bytes()).unwrap();
+        let skew = Duration::from_secs(300);
+        let at = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        assert!(check_clock(&ev, at("2026-11-26T11:56:00Z"), skew).is_ok());
+        assert!(check_clock(&ev, at("2031-01-01T00:00:00Z"), skew).is_ok());
+        let err = check_clock(&ev, at("2026-11-26T11:54:59Z"), skew).unwrap_err();
+        assert!(err.0.contains("limits.max_clock_skew"), "{err}");
     }
 }

@@ -11,6 +11,16 @@ pub mod result;
 
 use crate::config::{Config, OtlpEncoding};
 use crate::model::{AdminRecord, Command, Input};
+use crate::time::{Duration, Timestamp};
+
+/// The longest identifier or name an input may carry (a deploy id, a
+/// service, a version, an environment, a label key): longer ones are
+/// malformed, so no input can make the state it keeps large.
+pub const MAX_NAME: usize = 256;
+/// The longest label value or annotation.
+pub const MAX_VALUE: usize = 4096;
+/// The most labels (or annotations) one deploy event or alert may carry.
+pub const MAX_LABELS: usize = 128;
 
 /// Which input a record is: the topic it came from, or the HTTP route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +93,39 @@ pub fn decode(source: Source, bytes: &[u8], otlp: OtlpEncoding) -> Result<Input,
         Source::Admin => Input::Admin(AdminRecord::decode(bytes).map_err(DecodeError::new)?),
         Source::Alertmanager => Input::Alerts(alertmanager::decode(bytes)?),
     })
+}
+
+/// Checks a decoded input against the clock `now` (wall time in `run`, the
+/// record's time in `replay`): a deploy event further in the future than
+/// `max_skew` is malformed. Its `at` would rank it above every later, real
+/// deploy of its service until that time came.
+pub fn check_clock(input: &Input, now: Timestamp, max_skew: Duration) -> Result<(), DecodeError> {
+    match input {
+        Input::Deploy(ev) => deploy::check_clock(ev, now, max_skew),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that a map of labels (or annotations) is within the bounds, for
+/// field `what`.
+pub fn check_labels<'a>(
+    what: &str,
+    labels: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), DecodeError> {
+    if labels.len() > MAX_LABELS {
+        return Err(DecodeError::new(format!(
+            "field {what} has {} entries, more than {MAX_LABELS}",
+            labels.len()
+        )));
+    }
+    for (k, v) in labels {
+        if k.len() > MAX_NAME || v.len() > MAX_VALUE {
+            return Err(DecodeError::new(format!(
+                "field {what}: a key over {MAX_NAME} bytes or a value over {MAX_VALUE} bytes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Why a record could not be decoded; shown to operators as is.

@@ -207,6 +207,12 @@ pub enum DeployAudit {
     Retired {
         why: String,
     },
+    /// The deploy never completed and reached `limits.max_deploy_age`: it
+    /// is no longer watched.
+    Expired {
+        started_at: Timestamp,
+        max_deploy_age: Duration,
+    },
 }
 
 impl DeployAudit {
@@ -238,6 +244,15 @@ impl DeployAudit {
             }
             DeployAudit::Ignored { event, why } => json!({"event": event, "ignored": why}),
             DeployAudit::Retired { why } => json!({"retired": why}),
+            DeployAudit::Expired {
+                started_at,
+                max_deploy_age,
+            } => json!({
+                "retired": format!("no deploy.completed within limits.max_deploy_age ({max_deploy_age})"),
+                "expired": true,
+                "started_at": started_at,
+                "max_deploy_age": max_deploy_age.to_string(),
+            }),
         }
     }
 }

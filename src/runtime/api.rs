@@ -180,7 +180,11 @@ impl Handle {
     /// service) and answered once this instance has read it back, so every
     /// instance — and every restart — knows it.
     async fn deploy_event(&self, bytes: Vec<u8>) -> Result<(), InputError> {
-        let ev = match ingest::deploy::decode(&bytes) {
+        let limits = &self.shared.config.limits;
+        let ev = match ingest::deploy::decode(&bytes).and_then(|ev| {
+            ingest::deploy::check_clock(&ev, Timestamp::now_wall(), limits.max_clock_skew)?;
+            Ok(ev)
+        }) {
             Ok(ev) => ev,
             Err(e) => {
                 self.malformed(Source::DeployEvents, &e).await;
@@ -396,6 +400,7 @@ impl Api for Handle {
             &self.shared.read(),
             &self.shared.instance,
             self.shared.readiness.not_ready(),
+            self.shared.warnings(),
             audit,
         )
     }

@@ -50,7 +50,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::config::notify::ResolvedSink;
-use crate::config::{Config, KafkaConfig};
+use crate::config::{Config, KafkaConfig, Secrets};
 use crate::kafka::consumer::ControlReader;
 use crate::kafka::group::{Group, GroupSpec, Start};
 use crate::model::evidence::Ownership;
@@ -85,7 +85,8 @@ pub enum RunError {
     NoEvidenceTopic(String),
     #[error("{0}")]
     Fenced(String),
-    /// A `[[notify]]` sink's env var is missing or wrong.
+    /// An env var the config names is missing or wrong (a token, a
+    /// `[[notify]]` sink's URL or secret).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
@@ -95,13 +96,17 @@ pub enum RunError {
 /// Runs the agent until SIGTERM or SIGINT: with Kafka when the config has
 /// a `[kafka]` table, else HTTP only.
 pub fn run(config: Config) -> Result<(), RunError> {
-    // The sinks' URLs and secrets, from the environment, before anything.
-    let sinks = config
-        .notify
-        .iter()
-        .enumerate()
-        .map(|(i, n)| n.resolve(i))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Tokens, the sinks' URLs and secrets, from the environment, before
+    // anything.
+    let secrets = config.secrets()?;
+    if secrets.webhook_token.is_none() {
+        warn!(
+            env = %config.http.webhook_token_env,
+            listen = %config.http_listen,
+            "webhook routes are open to anyone who reaches the listener (http.allow_unauthenticated = true): {}",
+            crate::config::WEBHOOK_ROUTES
+        );
+    }
     let config = Arc::new(config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -120,8 +125,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
         .block_on(crate::http::bind(addr))
         .map_err(|source| RunError::Listen { addr, source })?;
     let result = match config.kafka.clone() {
-        Some(k) => run_kafka(&rt, config, k, listener, audit_file, sinks),
-        None => run_local(&rt, config, listener, audit_file, sinks),
+        Some(k) => run_kafka(&rt, config, k, listener, audit_file, secrets),
+        None => run_local(&rt, config, listener, audit_file, secrets),
     };
     rt.shutdown_timeout(Duration::from_secs(1));
     result
@@ -168,10 +173,10 @@ fn run_local(
     config: Arc<Config>,
     listener: tokio::net::TcpListener,
     audit_file: Option<AuditFile>,
-    sinks: Vec<ResolvedSink>,
+    secrets: Secrets,
 ) -> Result<(), RunError> {
-    let shared = Shared::new(config, instance_name());
-    let notifier = notifier(&shared, sinks)?;
+    let shared = Shared::new(config, instance_name(), &secrets);
+    let notifier = notifier(&shared, secrets.sinks)?;
     watch_signals(rt, &shared);
     let emitter = Arc::new(std::sync::Mutex::new(Emitter::stdout(
         shared.clone(),
@@ -226,31 +231,80 @@ pub fn instance_name() -> String {
         .unwrap_or_else(|| "rollbackd".into())
 }
 
+/// A daemon waits for its brokers rather than exit: said once in the log,
+/// and meanwhile the listener answers `/readyz` and the status page with
+/// what it waits for. False when stopped while waiting.
+fn wait_for_brokers(
+    rt: &tokio::runtime::Runtime,
+    shared: &Arc<Shared>,
+    k: &KafkaConfig,
+    listener: &tokio::net::TcpListener,
+) -> bool {
+    let Err(first) = crate::kafka::check_reachable(k) else {
+        return true;
+    };
+    let started = std::time::Instant::now();
+    warn!(error = %first.error, brokers = %first.brokers, "waiting for Kafka (kafka.brokers): not ready until it answers; /readyz says why meanwhile");
+    let why = Arc::new(std::sync::Mutex::new(first.to_string()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = {
+        let why = why.clone();
+        let router = crate::http::waiting_router(Arc::new(move || {
+            format!(
+                "waiting for Kafka: {}",
+                why.lock().unwrap_or_else(|p| p.into_inner())
+            )
+        }));
+        let serving = crate::http::serve_while(listener, router, stop.clone().cancelled_owned());
+        rt.spawn(async move {
+            if let Err(e) = async { serving?.await }.await {
+                warn!(error = %e, "http server failed while waiting for Kafka");
+            }
+        })
+    };
+    let reached = loop {
+        let stopped = rt.block_on(async {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => true,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => false,
+            }
+        });
+        if stopped {
+            break false;
+        }
+        match crate::kafka::check_reachable(k) {
+            Ok(()) => break true,
+            Err(e) => *why.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string(),
+        }
+    };
+    stop.cancel();
+    let _ = rt.block_on(server);
+    if reached {
+        info!(
+            after_s = started.elapsed().as_secs(),
+            brokers = %k.brokers,
+            "Kafka answers"
+        );
+    }
+    reached
+}
+
 fn run_kafka(
     rt: &tokio::runtime::Runtime,
     config: Arc<Config>,
     k: KafkaConfig,
     listener: tokio::net::TcpListener,
     audit_file: Option<AuditFile>,
-    sinks: Vec<ResolvedSink>,
+    secrets: Secrets,
 ) -> Result<(), RunError> {
     let id = instance_id(&k);
     let name = id.clone().unwrap_or_else(instance_name);
-    let shared = Shared::new(config.clone(), name.clone());
-    let notifier = notifier(&shared, sinks)?;
+    let shared = Shared::new(config.clone(), name.clone(), &secrets);
+    let notifier = notifier(&shared, secrets.sinks)?;
     watch_signals(rt, &shared);
     let t = config.topics.clone();
-    // A daemon waits for its broker (not ready meanwhile) rather than exit.
-    while let Err(e) = crate::kafka::check_reachable(&k) {
-        warn!(error = %e, "waiting for Kafka; retrying every 5 s");
-        if rt.block_on(async {
-            tokio::select! {
-                _ = shared.cancel.cancelled() => true,
-                _ = tokio::time::sleep(Duration::from_secs(5)) => false,
-            }
-        }) {
-            return Ok(());
-        }
+    if !wait_for_brokers(rt, &shared, &k, &listener) {
+        return Ok(());
     }
     shared.readiness.broker.store(true, Ordering::Release);
     let lookback = Duration::from_nanos(config.longest_window().nanos().max(0) as u64);

@@ -341,7 +341,11 @@ pub fn control_record(
     let Some(source) = Source::from_topic(&shared.config, &rec.topic) else {
         return Vec::new();
     };
-    let input = match ingest::decode(source, &rec.payload, crate::config::OtlpEncoding::Json) {
+    let now = Timestamp::now_wall();
+    let skew = shared.config.limits.max_clock_skew;
+    let input = match ingest::decode(source, &rec.payload, crate::config::OtlpEncoding::Json)
+        .and_then(|input| ingest::check_clock(&input, now, skew).map(|()| input))
+    {
         Ok(input) => input,
         Err(e) => {
             if !recovering {
@@ -358,7 +362,7 @@ pub fn control_record(
         .records
         .with_label_values(&[source.label(), "ok"])
         .inc();
-    let outputs = shared.write().apply(input, Timestamp::now_wall());
+    let outputs = shared.write().apply(input, now);
     match source {
         // A breaker opened by a command read back was audited by the
         // instance that emitted the command: not again here.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use crate::config::Config;
+use crate::config::{Config, Secrets};
 use crate::engine::Engine;
 use crate::http::RECENT_AUDIT;
 use crate::model::{AuditRecord, Input, Output};
@@ -81,18 +81,15 @@ pub struct Shared {
     pub instance: String,
 }
 
-fn token_from_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|t| !t.trim().is_empty())
-}
-
 impl Shared {
-    pub fn new(config: Arc<Config>, instance: String) -> Arc<Shared> {
+    /// `secrets`: the tokens read at start ([`Config::secrets`]).
+    pub fn new(config: Arc<Config>, instance: String, secrets: &Secrets) -> Arc<Shared> {
         Arc::new(Shared {
             engine: RwLock::new(Engine::new(config.clone())),
             metrics: Metrics::new(),
             recent_audit: Mutex::new(VecDeque::new()),
-            webhook_token: token_from_env(&config.http.webhook_token_env),
-            admin_token: token_from_env(&config.http.admin_token_env),
+            webhook_token: secrets.webhook_token.clone(),
+            admin_token: secrets.admin_token.clone(),
             readiness: Readiness::default(),
             cancel: CancellationToken::new(),
             instance,
@@ -113,6 +110,19 @@ impl Shared {
     /// Applies `input` on the wall clock.
     pub fn apply(&self, input: Input) -> Vec<Output> {
         self.write().apply(input, Timestamp::now_wall())
+    }
+
+    /// What the status page warns of: how this instance runs that an
+    /// operator must know.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.webhook_token.is_none() {
+            out.push(format!(
+                "webhook routes are open to anyone who reaches {} (http.allow_unauthenticated = true, {} not set)",
+                self.config.http_listen, self.config.http.webhook_token_env
+            ));
+        }
+        out
     }
 
     /// Keeps published audit records for `GET /v1/audit`.

@@ -53,6 +53,7 @@ instance_id_env = "{INSTANCE_ENV}"
 
 [http]
 listen = "127.0.0.1:0"
+allow_unauthenticated = true
 
 {slo}
 {extra}
@@ -410,15 +411,18 @@ impl Drop for LocalAgent {
 
 impl LocalAgent {
     /// Starts one listening on a free loopback port; `http` goes in its
-    /// `[http]` table, `extra` after it (more tables).
+    /// `[http]` table, `extra` after it (more tables). Without
+    /// `ROLLBACKD_WEBHOOK_TOKEN` in `env` its webhook routes are open
+    /// (`http.allow_unauthenticated`).
     pub fn start(http: &str, extra: &str, env: &[(&str, &str)]) -> LocalAgent {
         let dir = unique_dir("local");
         let audit = dir.join("audit.jsonl");
         let cfg = dir.join("config.toml");
+        let open = !env.iter().any(|(k, _)| *k == "ROLLBACKD_WEBHOOK_TOKEN");
         std::fs::write(
             &cfg,
             format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\n{http}\n[audit]\npath = \"{}\"\n{extra}",
+                "[http]\nlisten = \"127.0.0.1:0\"\nallow_unauthenticated = {open}\n{http}\n[audit]\npath = \"{}\"\n{extra}",
                 audit.display()
             ),
         )

@@ -181,8 +181,18 @@ impl Engine {
             .windows
             .entry(key)
             .or_insert_with(|| SeriesWindows::new(&d.policy.lengths));
-        w.add_counts(at.min(self.clock), kind, c);
+        let at = at.min(self.clock);
+        w.add_counts(at, kind, c);
         touched.push(d.seq);
+        if role == super::registry::Role::Baseline {
+            let verifying = self
+                .registry
+                .get_mut(deploy_id)
+                .and_then(|d| d.verifying.as_mut());
+            if let Some(v) = verifying.filter(|v| at >= v.rolled_back_at) {
+                v.after.add(kind, [c.requests, c.errors, c.slow], c.points);
+            }
+        }
     }
 
     /// Forgets cumulative series not updated for two longest windows.

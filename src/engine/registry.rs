@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::bounded::Bounded;
 use super::evaluate::Evaluation;
 use super::history::History;
-use super::window::WindowCounts;
+use super::window::Tally;
 use crate::config::Policy;
 use crate::model::{Action, Command, DeployEvent, ResourceIdent, Verdict};
 use crate::time::Timestamp;
@@ -63,8 +63,10 @@ pub struct Verifying {
     pub rolled_back_at: Timestamp,
     /// The watch ends here.
     pub until: Timestamp,
-    /// The restored version's totals when the watch began.
-    pub start: WindowCounts,
+    /// The restored version's requests at event times at or after the
+    /// rollback: what it served since, also when a restart reads older
+    /// traffic back.
+    pub after: Tally,
     /// When it was first confidently below every threshold.
     pub recovered_at: Option<Timestamp>,
 }

@@ -30,7 +30,7 @@ use crate::time::Timestamp;
 
 use super::evaluate::burning;
 use super::registry::{Deploy, Role, Verifying};
-use super::window::{Sli, WindowCounts};
+use super::window::{Sli, Tally, WindowCounts};
 use super::Engine;
 
 impl Engine {
@@ -50,14 +50,16 @@ impl Engine {
         if !matches!(d.decided, Some((_, Action::Rollback))) || at.saturating_add(window) <= now {
             return false;
         }
-        let start = self
+        // What arrived before the watch began; later evidence is added as
+        // it comes (`Engine::add`).
+        let after = self
             .windows
             .get(&(d.seq, Role::Baseline))
-            .map_or(WindowCounts::EMPTY, |w| w.totals());
+            .map_or(Tally::default(), |w| w.since(at));
         let verifying = Verifying {
             rolled_back_at: at,
             until: at.saturating_add(window),
-            start,
+            after,
             recovered_at: None,
         };
         self.registry.update(deploy_id, |d| {
@@ -78,7 +80,7 @@ impl Engine {
         };
         let id = d.info.deploy_id.clone();
         let restored = self.windows.get(&(seq, Role::Baseline));
-        let after = self.since_rollback(seq, &v);
+        let after = self.since_rollback(&v);
         let p = &d.policy;
         // Not recovered: a pair fires on the restored version.
         let needed = ((p.windows.len() * 2) as f64 / (1.0 - p.confidence)).ln();
@@ -164,12 +166,8 @@ impl Engine {
     }
 
     /// The restored version's requests since its watch began.
-    fn since_rollback(&self, seq: u64, v: &Verifying) -> WindowCounts {
-        self.windows
-            .get(&(seq, Role::Baseline))
-            .map_or(WindowCounts::EMPTY, |w| w.totals())
-            .since(v.start)
-            .unwrap_or(WindowCounts::EMPTY)
+    fn since_rollback(&self, v: &Verifying) -> WindowCounts {
+        v.after.counts()
     }
 
     pub(super) fn verification_audit(
@@ -199,7 +197,7 @@ impl Engine {
                 side["requests"].as_u64()?,
             ))
         };
-        let after = self.since_rollback(d.seq, v);
+        let after = self.since_rollback(v);
         let first_bad = self
             .windows
             .get(&(d.seq, Role::Candidate))

@@ -41,7 +41,8 @@ pub struct DeployView {
     pub state: String,
     /// From its start to the engine's clock.
     pub age_seconds: f64,
-    /// The decisive pair's evidence in words, when a pair fires.
+    /// In words: the evidence of its command when it was decided, else
+    /// the decisive pair's when a pair fires.
     pub evidence: Option<String>,
     pub evaluation: Evaluation,
     /// Its evaluations over its life (see [`super::history`]).
@@ -198,9 +199,17 @@ impl Engine {
             action: d.decided.as_ref().map(|(_, a)| *a),
             state: state(d),
             age_seconds: self.clock.since(d.info.at).as_secs_f64().max(0.0),
-            evidence: evaluation
-                .decisive_pair()
-                .and_then(|p| crate::model::summary::evidence(&p.evidence())),
+            // A decided deploy shows what it was decided on: its windows
+            // empty out after the rollback, and so do later evaluations.
+            evidence: d
+                .command
+                .as_ref()
+                .and_then(|c| crate::model::summary::evidence(&c.evidence))
+                .or_else(|| {
+                    evaluation
+                        .decisive_pair()
+                        .and_then(|p| crate::model::summary::evidence(&p.evidence()))
+                }),
             evaluation,
             history: d.history.points().to_vec(),
         }

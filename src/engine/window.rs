@@ -241,7 +241,7 @@ impl Ring {
 /// Counts summed over buckets (or over all time), by kind, without
 /// overflow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Tally {
+pub struct Tally {
     spans: [u64; 3],
     metrics: [u64; 3],
     points: u64,
@@ -259,7 +259,7 @@ impl Tally {
         self.points += u64::from(b.metric_points);
     }
 
-    fn add(&mut self, kind: Kind, c: [u64; 3], points: u64) {
+    pub fn add(&mut self, kind: Kind, c: [u64; 3], points: u64) {
         let cell = match kind {
             Kind::Span => &mut self.spans,
             Kind::Metric => &mut self.metrics,
@@ -271,7 +271,7 @@ impl Tally {
     }
 
     /// Metrics when any histogram point was seen, else spans: never both.
-    fn counts(&self) -> WindowCounts {
+    pub fn counts(&self) -> WindowCounts {
         let (c, source) = if self.points > 0 {
             (self.metrics, Source::Metrics)
         } else if self.spans[0] > 0 {
@@ -379,6 +379,20 @@ impl SeriesWindows {
                 WindowCounts::EMPTY
             }
         })
+    }
+
+    /// What the longest window holds of event times at or after `t`
+    /// (whole buckets only: a bucket that began before `t` is left out).
+    pub fn since(&self, t: Timestamp) -> Tally {
+        let mut tally = Tally::default();
+        if let Some(r) = self.rings.last() {
+            let first =
+                t.nanos().div_euclid(r.width) + i64::from(t.nanos().rem_euclid(r.width) > 0);
+            for b in r.buckets.iter().filter(|b| b.epoch >= first) {
+                tally.add_bucket(b);
+            }
+        }
+        tally
     }
 
     /// The totals of window `index` (an index into the policy's lengths) at `now`.

@@ -49,6 +49,10 @@ pub trait Api: Send + Sync + 'static {
     fn admin_token(&self) -> Option<&str>;
     /// `None` when ready, else why not.
     fn not_ready(&self) -> Option<String>;
+    /// `None` when live, else which stage is stuck (`/healthz`).
+    fn stuck(&self) -> Option<String> {
+        None
+    }
     /// The Prometheus text exposition.
     fn metrics(&self) -> String;
     /// An OTLP export (spans or metrics), a deploy event or an Alertmanager
@@ -89,7 +93,7 @@ pub fn router<A: Api>(api: Arc<A>) -> Router {
     Router::new()
         .route("/", get(status::page))
         .route("/v1/status", get(status::status::<A>))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz::<A>))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))
         .route("/v1/alerts/alertmanager", post(alertmanager::<A>))
@@ -211,8 +215,11 @@ fn is_json(headers: &HeaderMap) -> Option<bool> {
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn healthz<A: Api>(State(api): State<Arc<A>>) -> Response {
+    match api.stuck() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("stuck: {why}\n")).into_response(),
+    }
 }
 
 async fn readyz<A: Api>(State(api): State<Arc<A>>) -> Response {

@@ -44,6 +44,9 @@ pub struct Status {
     pub ready: bool,
     /// Why not ready, when not.
     pub not_ready: Option<String>,
+    /// The stages stuck — work in hand, no progress for `kafka.stuck_after`
+    /// (`/healthz` answers 503) — when some are.
+    pub stuck: Option<String>,
     pub role: Role,
     pub automation: Automation,
     /// The newest [`STATUS_DEPLOYS`] active deploys, in arrival order, as
@@ -128,6 +131,7 @@ impl Status {
         engine: &Engine,
         instance: &str,
         not_ready: Option<String>,
+        stuck: Option<String>,
         audit: Vec<AuditLine>,
     ) -> Status {
         let role = match engine.ownership() {
@@ -155,6 +159,7 @@ impl Status {
             instance: instance.to_string(),
             ready: not_ready.is_none(),
             not_ready,
+            stuck,
             role,
             automation: Automation {
                 paused: paused.is_some(),

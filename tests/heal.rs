@@ -344,6 +344,51 @@ fn a_fatal_evidence_client_is_rebuilt_and_nothing_is_lost_or_counted_twice() {
     println!("a dead evidence client: rebuilt once; {want} candidate requests counted once; {on_topic} requests on the evidence topic for {produced} produced");
 }
 
+/// The owner's transactional client dies with a command's transaction
+/// open (its records sent, not committed): a new client initialises the
+/// transactional id again — what the dead one left open is aborted — and
+/// publishes the batch. One command, one command audit record.
+#[test]
+fn a_fatal_owner_client_is_rebuilt_and_the_command_is_published_once() {
+    let _serial = serial();
+    let broker = Broker::noida();
+    let cfg = config(&broker, "g-owner-fatal", "", "");
+    let agent = instance(&cfg, "a", &[("ROLLBACKD_FAILPOINT", "owner-fatal")]);
+    agent.wait_ready();
+    wait_owned(&[&agent]);
+    let agents = [&agent];
+    started(&cfg, &agents, "d-bad", "shop");
+    started(&cfg, &agents, "d-good", "cart");
+    let traffic = Traffic::start(&broker);
+    traffic.add("shop", true, 40);
+    traffic.add("cart", false, 40);
+    decided_once(&broker, &agents, "d-bad", "d-good");
+    assert!(agent.log_text().contains("failpoint owner-fatal"));
+    assert_eq!(agent.count_log(REBUILT), 1, "{}", agent.log_text());
+    assert_eq!(sample(&agent, OWNER_REBUILDS), 1.0);
+    assert_eq!(sample(&agent, EVIDENCE_REBUILDS), 0.0);
+    assert_eq!(agent.get("/healthz").0, 200);
+    assert!(
+        !agent.log_text().contains("this instance is fenced"),
+        "{}",
+        agent.log_text()
+    );
+    let sent = traffic.finish();
+    wait_until(
+        &agents,
+        "intake lag never drained",
+        Duration::from_secs(90),
+        || group_lag(&broker, "g-owner-fatal", "otlp_spans") == 0,
+    );
+    let want = sent["cart"];
+    wait_until(
+        &agents,
+        &format!("cart's requests never reached {want}"),
+        Duration::from_secs(60),
+        || candidate_requests(&agents, "d-good") == Some(want),
+    );
+}
+
 /// Three instances, traffic flowing, the broker stopped for `outage` and
 /// started again on the same port and data: every instance forwards
 /// again, and the next bad canary gets one command, the healthy one none.

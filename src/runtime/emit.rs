@@ -446,6 +446,16 @@ impl KafkaSink {
                     p.send_offsets_to_transaction(o.next, g, TXN_TIMEOUT)?;
                 }
             }
+            let command = outputs.iter().any(|o| matches!(o, Output::Command(_)));
+            if command && super::failpoint::once("owner-fatal") {
+                warn!(
+                    "failpoint owner-fatal: the owner's client is declared dead before its commit"
+                );
+                self.producer.kill_client();
+                return Err(KafkaError::MessageProduction(
+                    rdkafka::error::RDKafkaErrorCode::Fatal,
+                ));
+            }
             p.commit_transaction(TXN_TIMEOUT)
         };
         let e = match run() {

@@ -55,7 +55,8 @@
 //!   [`http::Api`] trait;
 //!   [`telemetry`]: rollbackd's own Prometheus metrics.
 //! - [`kafka`]: Kafka clients only (the control-topic reader, the group
-//!   consumers, announce and tail); [`sinks`]: the audit file and the
+//!   consumers, the one producer every stage sends with — rebuilt after a
+//!   fatal error —, announce and tail); [`sinks`]: the audit file and the
 //!   `[[notify]]` notifications;
 //!   [`executor`]: the reference executor; [`shutdown`]: the signals that
 //!   stop them.

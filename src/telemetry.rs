@@ -27,6 +27,9 @@ pub struct Metrics {
     pub paused: IntGauge,
     pub ready: IntGauge,
     pub stage_ready: IntGaugeVec,
+    pub stage_stuck: IntGaugeVec,
+    pub stage_busy: IntGaugeVec,
+    pub kafka_client_rebuilds: IntCounterVec,
     pub evidence_records: IntCounter,
     pub evidence_bytes: IntCounter,
     pub owned_partitions: IntGauge,
@@ -166,6 +169,24 @@ impl Metrics {
                 "stage_ready",
                 "1 while a stage of the agent is ready: control (control topics read), intake (telemetry partitions held), owner (owned evidence read back), broker (reachable), emit (outputs acknowledged).",
                 &["stage"],
+            ),
+            stage_stuck: int_gauge_vec(
+                &r,
+                "stage_stuck",
+                "1 while a stage (intake, owner) has had work in hand and made no progress for kafka.stuck_after: /healthz answers 503.",
+                &["stage"],
+            ),
+            stage_busy: int_gauge_vec(
+                &r,
+                "stage_busy",
+                "1 while a stage (intake, owner) has work in hand: records consumed and not yet acknowledged downstream, a batch being retried.",
+                &["stage"],
+            ),
+            kafka_client_rebuilds: counter_vec(
+                &r,
+                "kafka_client_rebuilds_total",
+                "Kafka producer clients built again after a fatal error, by client (evidence, owner).",
+                &["client"],
             ),
             evidence_records: counter(
                 &r,
@@ -342,7 +363,7 @@ impl Metrics {
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let plain: [&dyn Collector; 24] = [
+        let plain: [&dyn Collector; 27] = [
             &self.records,
             &self.observations,
             &self.active_deploys,
@@ -355,6 +376,9 @@ impl Metrics {
             &self.paused,
             &self.ready,
             &self.stage_ready,
+            &self.stage_stuck,
+            &self.stage_busy,
+            &self.kafka_client_rebuilds,
             &self.evidence_records,
             &self.evidence_bytes,
             &self.owned_partitions,

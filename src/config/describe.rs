@@ -12,12 +12,13 @@ impl Config {
             Some(k) => {
                 let _ = writeln!(
                     out,
-                    "kafka: brokers {} group {} transactions {:?} instance_id_env {:?} evidence_flush {} ({} extra properties)",
+                    "kafka: brokers {} group {} transactions {:?} instance_id_env {:?} evidence_flush {} stuck_after {} ({} extra properties)",
                     k.brokers,
                     k.group_id,
                     k.transactions,
                     k.instance_id_env,
                     k.evidence_flush,
+                    k.stuck_after,
                     k.properties.len()
                 );
             }

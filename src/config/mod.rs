@@ -73,6 +73,11 @@ pub struct KafkaConfig {
     /// How often intake sends the evidence it gathered to the owners.
     #[serde(default = "default_evidence_flush")]
     pub evidence_flush: Duration,
+    /// A stage (intake, owner) with work in hand and no progress for this
+    /// long is stuck: `/healthz` answers 503 naming it, so the
+    /// orchestrator restarts the instance.
+    #[serde(default = "default_stuck_after")]
+    pub stuck_after: Duration,
     /// Passed to librdkafka as is (security.protocol, sasl.*, ssl.*).
     #[serde(default)]
     pub properties: BTreeMap<String, toml::Value>,
@@ -95,6 +100,13 @@ pub enum Transactions {
 // into a few records a second.
 fn default_evidence_flush() -> Duration {
     Duration::from_millis(100)
+}
+
+// Longer than a broker's rolling restart or a leader election (tens of
+// seconds) and than librdkafka's message timeouts used here (15 s), so
+// that only a stage that cannot recover by itself restarts the instance.
+fn default_stuck_after() -> Duration {
+    Duration::from_secs(60)
 }
 
 // The broker a local install listens on.
@@ -496,6 +508,15 @@ impl Config {
                 return Err(invalid(
                     "kafka.evidence_flush",
                     "must be greater than zero and at most 10s",
+                ));
+            }
+            if k.stuck_after < Duration::from_secs(1)
+                || k.stuck_after > Duration::from_secs(3600)
+                || k.stuck_after <= k.evidence_flush
+            {
+                return Err(invalid(
+                    "kafka.stuck_after",
+                    "must be between 1s and 1h, and longer than kafka.evidence_flush",
                 ));
             }
             for (key, v) in &k.properties {

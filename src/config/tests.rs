@@ -179,3 +179,25 @@ fn notify_env_vars_are_read_at_start_without_echoing_the_url() {
         "{e}"
     );
 }
+
+#[test]
+fn kafka_stuck_after_defaults_and_is_checked() {
+    let c = Config::from_toml("[kafka]\n").unwrap();
+    assert_eq!(
+        c.kafka.as_ref().map(|k| k.stuck_after),
+        Some(Duration::from_secs(60))
+    );
+    let c = Config::from_toml("[kafka]\nstuck_after = \"90s\"\n").unwrap();
+    assert_eq!(
+        c.kafka.as_ref().map(|k| k.stuck_after),
+        Some(Duration::from_secs(90))
+    );
+    for bad in [
+        "stuck_after = \"500ms\"",
+        "stuck_after = \"2h\"",
+        "evidence_flush = \"5s\"\nstuck_after = \"5s\"",
+    ] {
+        let e = Config::from_toml(&format!("[kafka]\n{bad}\n")).unwrap_err();
+        assert!(e.to_string().contains("kafka.stuck_after"), "{bad}: {e}");
+    }
+}

@@ -54,6 +54,10 @@ pub trait Api: Send + Sync + 'static {
     fn admin_token(&self) -> Option<&str>;
     /// `None` when ready, else why not.
     fn not_ready(&self) -> Option<String>;
+    /// `None` when live, else which stage is stuck (`/healthz`).
+    fn stuck(&self) -> Option<String> {
+        None
+    }
     /// The Prometheus text exposition.
     fn metrics(&self) -> String;
     /// An OTLP export (spans or metrics), a deploy event or an Alertmanager
@@ -94,7 +98,7 @@ pub fn router<A: Api>(api: Arc<A>) -> Router {
     Router::new()
         .route("/", get(status::page))
         .route("/v1/status", get(status::status::<A>))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz::<A>))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))
         .route("/v1/alerts/alertmanager", post(alertmanager::<A>))
@@ -227,8 +231,11 @@ fn require_json(headers: &HeaderMap) -> Result<(), HttpError> {
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn healthz<A: Api>(State(api): State<Arc<A>>) -> Response {
+    match api.stuck() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("stuck: {why}\n")).into_response(),
+    }
 }
 
 async fn readyz<A: Api>(State(api): State<Arc<A>>) -> Response {
@@ -488,8 +495,8 @@ async fn audit<A: Api>(
 
 /// What the listener answers while `run` waits for something it needs
 /// before its API can exist (the brokers): `/healthz` (the process is
-/// alive), `/readyz` and `/v1/status` (503 saying what it waits for),
-/// `/metrics`, the status page; anything else 503.
+/// alive), the status page, and 503 saying what it waits for to anything
+/// else (`/readyz`, `/v1/status`, …).
 pub fn waiting_router(waiting_for: Arc<dyn Fn() -> String + Send + Sync>) -> Router {
     let why = move || {
         let w = waiting_for.clone();
@@ -519,7 +526,7 @@ pub fn waiting_router(waiting_for: Arc<dyn Fn() -> String + Send + Sync>) -> Rou
     };
     Router::new()
         .route("/", get(status::page))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .fallback(unavailable)
 }

@@ -47,6 +47,9 @@ pub struct Status {
     /// What an operator must know about how this instance runs, in words
     /// (webhook routes open to anyone).
     pub warnings: Vec<String>,
+    /// The stages stuck — work in hand, no progress for `kafka.stuck_after`
+    /// (`/healthz` answers 503) — when some are.
+    pub stuck: Option<String>,
     pub role: Role,
     pub automation: Automation,
     /// The newest [`STATUS_DEPLOYS`] active deploys, in arrival order, as
@@ -131,6 +134,7 @@ impl Status {
         instance: &str,
         not_ready: Option<String>,
         warnings: Vec<String>,
+        stuck: Option<String>,
         audit: Vec<AuditLine>,
     ) -> Status {
         let role = match engine.ownership() {
@@ -159,6 +163,7 @@ impl Status {
             ready: not_ready.is_none(),
             not_ready,
             warnings,
+            stuck,
             role,
             automation: Automation {
                 paused: paused.is_some(),

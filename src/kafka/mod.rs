@@ -1,11 +1,13 @@
 //! Kafka adapters (CONTRACT §1, §5, §6): consumers for the input topics, the
-//! producer for commands, audit records and dead letters, and recovery.
+//! one producer every stage sends with ([`producer::Producer`], which
+//! rebuilds its client after a fatal error), and recovery.
 //!
 //! librdkafka is polled on plain threads, never on the async reactor; the
 //! producer side runs on tokio because delivery reports are futures.
 
 pub mod consumer;
 pub mod group;
+pub mod producer;
 pub mod tools;
 
 use rdkafka::config::ClientConfig;

@@ -7,8 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::FutureRecord;
-use rdkafka::util::Timeout;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -23,6 +21,7 @@ use crate::engine::{DeployView, Engine};
 use crate::http::status::{AuditLine, Status};
 use crate::http::{Api, InputError, RECENT_AUDIT};
 use crate::ingest::{self, DecodeError, Source};
+use crate::kafka::producer::{OutRecord, Until};
 use crate::model::evidence::Origin;
 use crate::model::{
     command_id, Action, AdminAction, AdminCall, AdminRecord, AuditRecord, Input, Output, Refusal,
@@ -57,8 +56,9 @@ fn unavailable(e: impl std::fmt::Display) -> InputError {
 /// Sends what an HTTP request gathered to the owners of its keys (taken in
 /// now) and waits for the broker's acknowledgement.
 async fn send_to_owners(sender: &Sender, mut fold: Fold) -> Result<(), InputError> {
+    let until = Until::Deadline(Instant::now() + super::intake::ACK_WITHIN);
     sender
-        .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()))
+        .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()), until)
         .await
         .map_err(|e| unavailable(format!("the evidence topic did not acknowledge: {e}")))
 }
@@ -202,14 +202,15 @@ impl Handle {
             return Ok(());
         };
         let topic = &self.shared.config.topics.deploy_events;
-        let delivery = sender
-            .producer
-            .send(
-                FutureRecord::to(topic).key(&ev.service).payload(&bytes),
-                Timeout::After(Duration::from_secs(10)),
-            )
+        let (partition, offset) = sender
+            .send_one(OutRecord {
+                topic: topic.clone(),
+                key: Some(ev.service.clone().into_bytes()),
+                payload: bytes,
+                ..OutRecord::default()
+            })
             .await
-            .map_err(|(e, _)| {
+            .map_err(|e| {
                 unavailable(format!(
                     "the deploy-events topic did not acknowledge the event: {e}"
                 ))
@@ -217,9 +218,9 @@ impl Handle {
         info!(deploy_id = %ev.deploy_id, event = ev.kind.as_str(), "deploy event from HTTP written to the deploy-events topic");
         // Read your writes: answer once this instance applied it (or after
         // 5 s; it is recorded either way).
-        let key = (topic.clone(), delivery.partition);
+        let key = (topic.clone(), partition);
         let until = Instant::now() + Duration::from_secs(5);
-        while control_next.get(&key).is_none_or(|n| *n <= delivery.offset) {
+        while control_next.get(&key).is_none_or(|n| *n <= offset) {
             if Instant::now() > until {
                 warn!(deploy_id = %ev.deploy_id, "deploy event not read back within 5 s");
                 break;
@@ -244,7 +245,11 @@ impl Api for Handle {
     }
 
     fn not_ready(&self) -> Option<String> {
-        self.shared.readiness.not_ready()
+        self.shared.not_ready()
+    }
+
+    fn stuck(&self) -> Option<String> {
+        self.shared.liveness.stuck()
     }
 
     fn metrics(&self) -> String {
@@ -309,15 +314,14 @@ impl Api for Handle {
                 _ => "automation",
             };
             sender
-                .producer
-                .send(
-                    FutureRecord::to(&self.shared.config.topics.admin)
-                        .key(key)
-                        .payload(&payload),
-                    Timeout::After(Duration::from_secs(10)),
-                )
+                .send_one(OutRecord {
+                    topic: self.shared.config.topics.admin.clone(),
+                    key: Some(key.as_bytes().to_vec()),
+                    payload,
+                    ..OutRecord::default()
+                })
                 .await
-                .map_err(|(e, _)| {
+                .map_err(|e| {
                     unavailable(format!(
                         "the admin topic did not acknowledge the {}: {e}",
                         action.as_str()
@@ -399,8 +403,9 @@ impl Api for Handle {
         Status::new(
             &self.shared.read(),
             &self.shared.instance,
-            self.shared.readiness.not_ready(),
+            self.shared.not_ready(),
             self.shared.warnings(),
+            self.shared.liveness.stuck(),
             audit,
         )
     }

@@ -25,16 +25,17 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::TopicPartitionList;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::shared::Shared;
 use crate::config::{KafkaConfig, Topics, Transactions};
+use crate::kafka::producer::{Client, Failure, OutRecord, Producer};
 use crate::model::{AuditRecord, Command, Output};
 use crate::sinks::audit_file::AuditFile;
 use crate::sinks::notify::Notifier;
@@ -53,6 +54,10 @@ pub enum EmitError {
     /// Stopping while the batch was still being retried.
     #[error("stopped before the batch was published")]
     Stopped,
+    /// The producer's client is dead for good: a new one is built and
+    /// the batch sent again on it.
+    #[error("fatal error of the kafka client: {0}")]
+    Fatal(KafkaError),
     #[error("{0}")]
     Kafka(#[from] KafkaError),
     #[error("{0}")]
@@ -90,7 +95,9 @@ pub struct Emitter {
 }
 
 pub struct KafkaSink {
-    producer: FutureProducer,
+    /// Rebuilt after a fatal error (a transactional one initialised
+    /// again): never a retry loop around a dead client.
+    producer: Producer,
     transactional: bool,
     topics: Topics,
     rt: tokio::runtime::Handle,
@@ -154,14 +161,18 @@ impl Emitter {
             Sink::Stdout => stdout(&outputs, issued)?,
             Sink::Kafka(k) => {
                 let mut backoff = Duration::from_millis(50);
+                let live = &self.shared.liveness;
                 loop {
+                    let client = k.producer.client();
                     let result = if k.transactional {
-                        k.transaction(&outputs, batch.offsets.as_ref(), issued)
+                        k.transaction(&client, &outputs, batch.offsets.as_ref(), issued)
                     } else {
-                        k.idempotent(&outputs, batch.offsets.as_ref(), issued)
+                        k.idempotent(&client, &outputs, batch.offsets.as_ref(), issued)
                     };
                     match result {
                         Ok(()) => {
+                            k.producer.delivered();
+                            live.busy(&live.owner, false);
                             self.shared
                                 .readiness
                                 .emit
@@ -183,7 +194,19 @@ impl Emitter {
                                 .inc();
                             return Err(EmitError::Fenced(why));
                         }
+                        Err(EmitError::Fatal(e)) => {
+                            live.busy(&live.owner, true);
+                            self.shared
+                                .readiness
+                                .emit
+                                .store(false, std::sync::atomic::Ordering::Release);
+                            // The batch again, whole, on a new client.
+                            if k.producer.rebuild(&client, &e).is_err() {
+                                return Err(EmitError::Stopped);
+                            }
+                        }
                         Err(e) => {
+                            live.busy(&live.owner, true);
                             self.shared
                                 .readiness
                                 .emit
@@ -281,6 +304,8 @@ impl KafkaSink {
         transactional_id: &str,
         rt: tokio::runtime::Handle,
         probe: Option<(ConsumerGroupMetadata, TopicPartitionList)>,
+        rebuilds: IntCounter,
+        cancel: CancellationToken,
     ) -> Result<KafkaSink, KafkaError> {
         let base = [
             ("enable.idempotence", "true"),
@@ -290,12 +315,12 @@ impl KafkaSink {
         ];
         let plain = || -> Result<KafkaSink, KafkaError> {
             Ok(KafkaSink {
-                producer: crate::kafka::client_config_with(
-                    k,
-                    &[("message.timeout.ms", "15000")],
-                    &base,
-                )
-                .create()?,
+                producer: Producer::create(
+                    "owner",
+                    crate::kafka::client_config_with(k, &[("message.timeout.ms", "15000")], &base),
+                    rebuilds.clone(),
+                    cancel.clone(),
+                )?,
                 transactional: false,
                 topics: topics.clone(),
                 rt: rt.clone(),
@@ -307,15 +332,15 @@ impl KafkaSink {
         }
         let mut overrides = base.to_vec();
         overrides.push(("transactional.id", transactional_id));
-        let producer: FutureProducer = crate::kafka::client_config_with(
+        let config = crate::kafka::client_config_with(
             k,
             &[
                 ("transaction.timeout.ms", "10000"),
                 ("message.timeout.ms", "9000"),
             ],
             &overrides,
-        )
-        .create()?;
+        );
+        let producer: FutureProducer = config.create()?;
         let probed = producer
             .init_transactions(TXN_TIMEOUT)
             .and_then(|()| producer.begin_transaction())
@@ -331,7 +356,7 @@ impl KafkaSink {
                     "transactions on: commands, audit records and evidence offsets commit together"
                 );
                 Ok(KafkaSink {
-                    producer,
+                    producer: Producer::new("owner", config, producer, true, rebuilds, cancel),
                     transactional: true,
                     topics: topics.clone(),
                     rt,
@@ -346,7 +371,7 @@ impl KafkaSink {
         }
     }
 
-    fn records<'a>(&'a self, outputs: &'a [&Output], issued: Timestamp) -> Vec<Record<'a>> {
+    fn records(&self, outputs: &[&Output], issued: Timestamp) -> Vec<OutRecord> {
         outputs
             .iter()
             .filter_map(|o| match o {
@@ -356,93 +381,115 @@ impl KafkaSink {
                         ..c.clone()
                     };
                     let payload = serde_json::to_vec(&c).ok()?;
-                    Some((
-                        c.service.clone().into_bytes(),
+                    Some(OutRecord {
+                        topic: self.topics.commands.clone(),
+                        partition: None,
+                        key: Some(c.service.clone().into_bytes()),
                         payload,
-                        Some(c.command_id),
-                        self.topics.commands.as_str(),
-                    ))
+                        headers: vec![("command_id".into(), c.command_id.clone().into_bytes())],
+                    })
                 }
                 Output::Audit(a) => {
                     let payload = serde_json::to_vec(a).ok()?;
                     let key = a.service.clone().unwrap_or_default().into_bytes();
-                    Some((key, payload, None, self.topics.audit.as_str()))
+                    Some(OutRecord {
+                        topic: self.topics.audit.clone(),
+                        partition: None,
+                        key: Some(key),
+                        payload,
+                        headers: Vec::new(),
+                    })
                 }
                 _ => None,
             })
             .collect()
     }
 
-    /// Sends everything and waits for every acknowledgement.
-    fn send_all(&self, outputs: &[&Output], issued: Timestamp) -> Result<(), KafkaError> {
+    /// Sends everything on `client` and waits for every acknowledgement.
+    fn send_all(
+        &self,
+        client: &Client,
+        outputs: &[&Output],
+        issued: Timestamp,
+    ) -> Result<(), KafkaError> {
         let records = self.records(outputs, issued);
-        let mut deliveries = Vec::with_capacity(records.len());
-        for (key, payload, command_id, topic) in &records {
-            let mut rec = FutureRecord::to(topic)
-                .key(key.as_slice())
-                .payload(payload.as_slice());
-            if let Some(id) = command_id {
-                rec = rec.headers(OwnedHeaders::new().insert(Header {
-                    key: "command_id",
-                    value: Some(id.as_bytes()),
-                }));
+        self.rt
+            .block_on(Producer::send_on(client, &records))
+            .map(|_| ())
+    }
+
+    /// What a failure of `client` means for the batch.
+    fn failed(&self, client: &Client, e: KafkaError) -> EmitError {
+        match self.producer.classify(client, &e) {
+            Failure::Fenced => {
+                error!(error = %e, "this instance is fenced: a newer instance took its transactional id; it publishes nothing more and stops");
+                EmitError::Fenced(e.to_string())
             }
-            deliveries.push(self.producer.send_result(rec).map_err(|(e, _)| e)?);
+            Failure::Fatal => EmitError::Fatal(e),
+            Failure::Retriable => e.into(),
         }
-        self.rt.block_on(async {
-            for future in deliveries {
-                match future.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(e),
-                    Err(_) => return Err(KafkaError::Canceled),
-                }
-            }
-            Ok(())
-        })
     }
 
     fn transaction(
         &self,
+        client: &Client,
         outputs: &[&Output],
         offsets: Option<&Offsets<'_>>,
         issued: Timestamp,
     ) -> Result<(), EmitError> {
-        let p = &self.producer;
+        let p = client.producer();
         let run = || -> Result<(), KafkaError> {
             p.begin_transaction()?;
-            self.send_all(outputs, issued)?;
+            self.send_all(client, outputs, issued)?;
             if let Some(o) = offsets {
                 if let (true, Some(g)) = (o.next.count() > 0, &o.group) {
                     p.send_offsets_to_transaction(o.next, g, TXN_TIMEOUT)?;
                 }
             }
+            let command = outputs.iter().any(|o| matches!(o, Output::Command(_)));
+            if command && super::failpoint::once("owner-fatal") {
+                warn!(
+                    "failpoint owner-fatal: the owner's client is declared dead before its commit"
+                );
+                self.producer.kill_client();
+                return Err(KafkaError::MessageProduction(
+                    rdkafka::error::RDKafkaErrorCode::Fatal,
+                ));
+            }
             p.commit_transaction(TXN_TIMEOUT)
         };
-        match run() {
-            Ok(()) => Ok(()),
-            Err(e) if fenced(&e) => {
-                error!(error = %e, "this instance is fenced: a newer instance took its transactional id; it publishes nothing more and stops");
-                Err(EmitError::Fenced(e.to_string()))
-            }
-            Err(e) => {
+        let e = match run() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match self.failed(client, e) {
+            // A dead client cannot abort: its successor's
+            // init_transactions aborts what it left open.
+            e @ (EmitError::Fenced(_) | EmitError::Fatal(_)) => Err(e),
+            e => {
                 if let Err(abort) = p.abort_transaction(TXN_TIMEOUT) {
-                    if fenced(&abort) {
-                        return Err(EmitError::Fenced(abort.to_string()));
+                    match self.failed(client, abort) {
+                        EmitError::Kafka(abort) => {
+                            warn!(error = %abort, "aborting the transaction failed")
+                        }
+                        dead => return Err(dead),
                     }
-                    warn!(error = %abort, "aborting the transaction failed");
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }
 
     fn idempotent(
         &self,
+        client: &Client,
         outputs: &[&Output],
         offsets: Option<&Offsets<'_>>,
         issued: Timestamp,
     ) -> Result<(), EmitError> {
-        self.send_all(outputs, issued)?;
+        if let Err(e) = self.send_all(client, outputs, issued) {
+            return Err(self.failed(client, e));
+        }
         if let Some(o) = offsets {
             if o.next.count() > 0 {
                 (o.commit)(o.next)?;
@@ -453,7 +500,7 @@ impl KafkaSink {
 
     /// Flushes what is in flight (at shutdown).
     pub fn flush(&self) {
-        if let Err(e) = self.producer.flush(Timeout::After(Duration::from_secs(10))) {
+        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
             error!(error = %e, "producer flush failed at shutdown");
         }
     }
@@ -464,26 +511,5 @@ impl Drop for Emitter {
         if let Sink::Kafka(k) = &self.sink {
             k.flush();
         }
-    }
-}
-
-/// One record to produce: key, payload, the command id header (commands),
-/// the topic.
-type Record<'a> = (Vec<u8>, Vec<u8>, Option<String>, &'a str);
-
-/// Whether `e` says this producer was fenced (or is otherwise dead for
-/// good).
-fn fenced(e: &KafkaError) -> bool {
-    match e {
-        KafkaError::Transaction(t) => t.is_fatal(),
-        other => matches!(
-            other.rdkafka_error_code(),
-            Some(
-                rdkafka::error::RDKafkaErrorCode::Fenced
-                    | rdkafka::error::RDKafkaErrorCode::ProducerFenced
-                    | rdkafka::error::RDKafkaErrorCode::InvalidProducerEpoch
-                    | rdkafka::error::RDKafkaErrorCode::Fatal
-            )
-        ),
     }
 }

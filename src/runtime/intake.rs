@@ -16,9 +16,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use tracing::{error, info, warn};
 
 use super::shared::Shared;
@@ -28,6 +25,7 @@ use crate::engine::Engine;
 use crate::evidence::Envelope;
 use crate::ingest::{self, DecodeError, Source};
 use crate::kafka::group::Group;
+use crate::kafka::producer::{OutRecord, ProduceError, Producer, Until};
 use crate::kafka::InRecord;
 use crate::model::audit::{OwnerAudit, OwnerChange};
 use crate::model::evidence::{Evidence, Origin, RawOffset};
@@ -43,7 +41,8 @@ const LATE: &str = "late";
 /// Sends evidence (and dead letters) for intake and for HTTP.
 #[derive(Clone)]
 pub struct Sender {
-    pub producer: FutureProducer,
+    /// Rebuilds its client after a fatal error ([`Producer`]).
+    pub producer: Producer,
     pub shared: Arc<Shared>,
     pub rt: tokio::runtime::Handle,
     /// Partitions of the evidence topic.
@@ -54,62 +53,80 @@ pub struct Sender {
     pub fenced: Arc<AtomicBool>,
 }
 
+/// How long a dead letter, an out-of-band audit record or an HTTP input
+/// may wait for the broker's acknowledgement.
+pub const ACK_WITHIN: Duration = Duration::from_secs(10);
+
 impl Sender {
     /// Produces `evidence` to each key's partition and waits for every
-    /// acknowledgement. `consumed_at`: when the oldest raw record (or HTTP
-    /// request) behind it was taken in.
+    /// acknowledgement, tried again whole until `until`. `consumed_at`:
+    /// when the oldest raw record (or HTTP request) behind it was taken
+    /// in.
     pub async fn send(
         &self,
         evidence: Vec<Evidence>,
         consumed_at: Option<Timestamp>,
-    ) -> Result<(), rdkafka::error::KafkaError> {
+        until: Until,
+    ) -> Result<(), ProduceError> {
         let topic = &self.shared.config.topics.evidence;
         let envelope = Envelope {
             instance: self.shared.instance.clone(),
             consumed_at,
         };
-        let mut deliveries = Vec::with_capacity(evidence.len());
-        for e in &evidence {
-            let payload = crate::evidence::encode(e, &envelope);
-            let key = crate::evidence::record_key(&e.key);
-            self.shared.metrics.evidence_records.inc();
-            self.shared
-                .metrics
-                .evidence_bytes
-                .inc_by(payload.len() as u64);
-            let rec = FutureRecord::to(topic)
-                .partition(e.key.partition(self.partitions))
-                .key(key.as_slice())
-                .payload(payload.as_slice());
-            deliveries.push(self.producer.send_result(rec).map_err(|(e, _)| e)?);
-        }
-        for d in deliveries {
-            match d.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(e),
-                Err(_) => return Err(rdkafka::error::KafkaError::Canceled),
-            }
-        }
+        let records: Vec<OutRecord> = evidence
+            .iter()
+            .map(|e| OutRecord {
+                topic: topic.clone(),
+                partition: Some(e.key.partition(self.partitions)),
+                key: Some(crate::evidence::record_key(&e.key)),
+                payload: crate::evidence::encode(e, &envelope),
+                headers: Vec::new(),
+            })
+            .collect();
+        self.producer.deliver(&records, until).await?;
+        let m = &self.shared.metrics;
+        m.evidence_records.inc_by(records.len() as u64);
+        m.evidence_bytes
+            .inc_by(records.iter().map(|r| r.payload.len() as u64).sum());
         Ok(())
     }
 
-    /// [`Sender::send`] from a plain thread, retried until acknowledged or
-    /// stopped; returns whether it was sent.
+    /// [`Sender::send`] from a plain thread, until acknowledged or stopped
+    /// (on a new client after a fatal error); returns whether it was sent.
     fn send_blocking(&self, evidence: Vec<Evidence>, consumed_at: Option<Timestamp>) -> bool {
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match self.rt.block_on(self.send(evidence.clone(), consumed_at)) {
-                Ok(()) => return true,
-                Err(e) => {
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sending evidence failed; retrying");
-                    if self.shared.cancel.is_cancelled() {
-                        return false;
-                    }
-                    thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+        if super::failpoint::once("evidence-fatal") {
+            // The batch reaches the broker, then the client dies before
+            // its sender learns so: sent again whole on a new client.
+            let until = Until::Deadline(Instant::now() + ACK_WITHIN);
+            let sent = self
+                .rt
+                .block_on(self.send(evidence.clone(), consumed_at, until));
+            warn!(
+                delivered = sent.is_ok(),
+                "failpoint evidence-fatal: the evidence client is declared dead"
+            );
+            self.producer.kill_client();
+        }
+        match self
+            .rt
+            .block_on(self.send(evidence, consumed_at, Until::Acknowledged))
+        {
+            Ok(()) => true,
+            Err(ProduceError::Stopped) => false,
+            Err(e) => {
+                error!(error = %e, "sending evidence failed; stopping");
+                self.shared.cancel.cancel();
+                false
             }
         }
+    }
+
+    /// Produces one record, waiting up to [`ACK_WITHIN`] for the
+    /// acknowledgement: its partition and offset.
+    pub async fn send_one(&self, record: OutRecord) -> Result<(i32, i64), ProduceError> {
+        let until = Until::Deadline(Instant::now() + ACK_WITHIN);
+        let positions = self.producer.deliver(&[record], until).await?;
+        Ok(positions.first().copied().unwrap_or((-1, -1)))
     }
 
     /// Copies a malformed record to the dead-letter topic and audits it.
@@ -118,38 +135,23 @@ impl Sender {
         m.records.with_label_values(&[source, "malformed"]).inc();
         m.dead_letters.inc();
         warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, error = %err, "malformed record sent to the dead-letter topic");
-        let (p, off) = (rec.partition.to_string(), rec.offset.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "source_topic",
-                value: Some(rec.topic.as_bytes()),
-            })
-            .insert(Header {
-                key: "partition",
-                value: Some(p.as_bytes()),
-            })
-            .insert(Header {
-                key: "offset",
-                value: Some(off.as_bytes()),
-            })
-            .insert(Header {
-                key: "error",
-                value: Some(err.0.as_bytes()),
-            });
-        let mut out: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.shared.config.topics.dead_letter)
-                .payload(rec.payload.as_slice())
-                .headers(headers);
-        if let Some(k) = &rec.key {
-            out = out.key(k.as_slice());
-        }
-        let sent = self.rt.block_on(async {
-            self.producer
-                .send(out, Timeout::After(Duration::from_secs(10)))
-                .await
-                .map_err(|(e, _)| e)
-        });
-        if let Err(e) = sent {
+        let headers = vec![
+            ("source_topic".to_string(), rec.topic.as_bytes().to_vec()),
+            (
+                "partition".to_string(),
+                rec.partition.to_string().into_bytes(),
+            ),
+            ("offset".to_string(), rec.offset.to_string().into_bytes()),
+            ("error".to_string(), err.0.as_bytes().to_vec()),
+        ];
+        let out = OutRecord {
+            topic: self.shared.config.topics.dead_letter.clone(),
+            partition: None,
+            key: rec.key.clone(),
+            payload: rec.payload.clone(),
+            headers,
+        };
+        if let Err(e) = self.rt.block_on(self.send_one(out)) {
             warn!(error = %e, "the dead-letter topic did not acknowledge a malformed record");
         }
         let audit = self.shared.apply(Engine::malformed(
@@ -191,16 +193,12 @@ impl Sender {
     /// transactionally) and keeps it for `GET /v1/audit`.
     pub fn audit(&self, record: AuditRecord) {
         if let Ok(payload) = serde_json::to_vec(&record) {
-            let sent = self.rt.block_on(async {
-                self.producer
-                    .send(
-                        FutureRecord::<[u8], [u8]>::to(&self.shared.config.topics.audit)
-                            .payload(payload.as_slice()),
-                        Timeout::After(Duration::from_secs(10)),
-                    )
-                    .await
-            });
-            if let Err((e, _)) = sent {
+            let out = OutRecord {
+                topic: self.shared.config.topics.audit.clone(),
+                payload,
+                ..OutRecord::default()
+            };
+            if let Err(e) = self.rt.block_on(self.send_one(out)) {
                 warn!(error = %e, kind = record.kind(), "the audit topic did not acknowledge a record");
             }
         }
@@ -262,7 +260,9 @@ pub fn run(
                 shared.metrics.consumer_lag.set(lag);
             }
         }
+        let live = &shared.liveness;
         if !batch.is_empty() {
+            live.progress(&live.intake);
             oldest.get_or_insert_with(Timestamp::now_wall);
             fold_batch(&shared, &sender, &mut fold, &batch, workers, lookback);
             for r in &batch {
@@ -272,6 +272,11 @@ pub fn run(
                 *last = (*last).max(r.offset);
             }
         }
+        // Records folded and not yet acknowledged downstream are work in
+        // hand. (Consumer lag is not: a transaction marker or a broker's
+        // watermark can hold it above zero for good, and an instance
+        // restarted for that would be restarted forever.)
+        live.busy(&live.intake, !read.is_empty());
         if Instant::now() >= flush_at {
             flush_at = Instant::now() + flush;
             if !send(&sender, &mut fold, &group, &mut read, oldest) {
@@ -311,6 +316,8 @@ fn send(
     for ((topic, p), off) in std::mem::take(read) {
         group.store(&topic, p, off);
     }
+    let live = &sender.shared.liveness;
+    live.progress(&live.intake);
     true
 }
 

@@ -53,6 +53,7 @@ use crate::config::notify::ResolvedSink;
 use crate::config::{Config, KafkaConfig, Secrets};
 use crate::kafka::consumer::ControlReader;
 use crate::kafka::group::{Group, GroupSpec, Start};
+use crate::kafka::producer::Producer;
 use crate::model::evidence::Ownership;
 use crate::model::Input;
 use crate::sinks::audit_file::AuditFile;
@@ -206,6 +207,14 @@ fn run_local(
     Ok(())
 }
 
+/// The counter of `client`'s rebuilds, shown from the start (at 0).
+fn rebuilds(shared: &Shared, client: &str) -> prometheus::IntCounter {
+    shared
+        .metrics
+        .kafka_client_rebuilds
+        .with_label_values(&[client])
+}
+
 /// This instance's stable id (static membership, the transactional id):
 /// the value of the env var `kafka.instance_id_env` names, if set.
 fn instance_id(k: &KafkaConfig) -> Option<String> {
@@ -338,21 +347,33 @@ fn run_kafka(
     let probe = group
         .group_metadata()
         .map(|g| (g, group.committed_or_zero(&t.evidence, 0)));
-    let sink = KafkaSink::new(&k, &t, &transactional_id, rt.handle().clone(), probe)?;
+    let sink = KafkaSink::new(
+        &k,
+        &t,
+        &transactional_id,
+        rt.handle().clone(),
+        probe,
+        rebuilds(&shared, "owner"),
+        shared.cancel.clone(),
+    )?;
     let mut emitter = Emitter::kafka(shared.clone(), sink, audit_file, notifier.clone());
 
     // Evidence, dead letters, and what HTTP hands to the owners.
     let sender = intake::Sender {
-        producer: crate::kafka::client_config(
-            &k,
-            &[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("linger.ms", "2"),
-                ("compression.type", "zstd"),
-            ],
-        )
-        .create()?,
+        producer: Producer::create(
+            "evidence",
+            crate::kafka::client_config(
+                &k,
+                &[
+                    ("enable.idempotence", "true"),
+                    ("acks", "all"),
+                    ("linger.ms", "2"),
+                    ("compression.type", "zstd"),
+                ],
+            ),
+            rebuilds(&shared, "evidence"),
+            shared.cancel.clone(),
+        )?,
         shared: shared.clone(),
         rt: rt.handle().clone(),
         partitions,

@@ -124,6 +124,10 @@ impl Owner {
                     break;
                 }
             }
+            if !next.is_empty() {
+                let live = &self.shared.liveness;
+                live.progress(&live.owner);
+            }
             // Ownership: what the group assigned, once read back.
             if self.group.generation() != generation {
                 generation = self.group.generation();

@@ -1,10 +1,11 @@
 //! What every part of a running agent shares: the engine behind one lock,
-//! metrics, the recent audit records, readiness per stage, and the token
-//! that stops everything.
+//! metrics, the recent audit records, readiness and liveness per stage,
+//! and the token that stops everything.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::error;
@@ -67,6 +68,101 @@ impl Readiness {
     }
 }
 
+/// Liveness of one stage: whether it has work in hand (records consumed
+/// and not yet acknowledged downstream, a batch being retried, consumer
+/// lag) and when it last made progress. Idle counts as progress: a stage
+/// is stuck only while it has work and gets none of it done.
+#[derive(Debug)]
+pub struct Stage {
+    pub name: &'static str,
+    busy: AtomicBool,
+    /// Milliseconds since [`Liveness::start`] of the last progress.
+    progress_ms: AtomicU64,
+}
+
+impl Stage {
+    fn new(name: &'static str) -> Stage {
+        Stage {
+            name,
+            busy: AtomicBool::new(false),
+            progress_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Liveness per stage (`/healthz`): a stage that has had work and made no
+/// progress for `kafka.stuck_after` is stuck, and a restart is the cure
+/// (CONTRACT §4). Without Kafka nothing is ever stuck.
+#[derive(Debug)]
+pub struct Liveness {
+    start: Instant,
+    /// `None`: never stuck (no Kafka).
+    stuck_after: Option<Duration>,
+    /// Stage 1: raw telemetry to evidence acknowledged by the broker.
+    pub intake: Stage,
+    /// Stage 2: evidence to a published batch (commands, audit, offsets).
+    pub owner: Stage,
+}
+
+impl Liveness {
+    pub fn new(stuck_after: Option<Duration>) -> Liveness {
+        Liveness {
+            start: Instant::now(),
+            stuck_after,
+            intake: Stage::new("intake"),
+            owner: Stage::new("owner"),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// `stage` got some of its work done.
+    pub fn progress(&self, stage: &Stage) {
+        stage.progress_ms.store(self.now_ms(), Ordering::Release);
+    }
+
+    /// Whether `stage` has work in hand now; without work it is not
+    /// waiting for anything, which counts as progress.
+    pub fn busy(&self, stage: &Stage, busy: bool) {
+        stage.busy.store(busy, Ordering::Release);
+        if !busy {
+            self.progress(stage);
+        }
+    }
+
+    /// How long `stage` has been stuck, if it is.
+    pub fn stuck_for(&self, stage: &Stage) -> Option<Duration> {
+        let after = self.stuck_after?;
+        if !stage.busy.load(Ordering::Acquire) {
+            return None;
+        }
+        let idle = Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(stage.progress_ms.load(Ordering::Acquire)),
+        );
+        (idle >= after).then_some(idle)
+    }
+
+    /// The stages that are stuck, with how long: `None` when none is.
+    pub fn stuck(&self) -> Option<String> {
+        let stuck: Vec<String> = [&self.intake, &self.owner]
+            .into_iter()
+            .filter_map(|s| {
+                self.stuck_for(s).map(|d| {
+                    format!(
+                        "{} (work pending, no progress for {} s)",
+                        s.name,
+                        d.as_secs()
+                    )
+                })
+            })
+            .collect();
+        (!stuck.is_empty()).then(|| stuck.join(", "))
+    }
+}
+
 pub struct Shared {
     pub config: Arc<Config>,
     engine: RwLock<Engine>,
@@ -75,6 +171,7 @@ pub struct Shared {
     pub webhook_token: Option<String>,
     pub admin_token: Option<String>,
     pub readiness: Readiness,
+    pub liveness: Liveness,
     /// Cancelled by SIGTERM/SIGINT or a fatal error: every loop ends.
     pub cancel: CancellationToken,
     /// This instance, for logs and evidence records.
@@ -91,6 +188,12 @@ impl Shared {
             webhook_token: secrets.webhook_token.clone(),
             admin_token: secrets.admin_token.clone(),
             readiness: Readiness::default(),
+            liveness: Liveness::new(
+                config
+                    .kafka
+                    .as_ref()
+                    .map(|k| Duration::from_nanos(k.stuck_after.nanos().max(0) as u64)),
+            ),
             cancel: CancellationToken::new(),
             instance,
             config,
@@ -180,10 +283,66 @@ impl Shared {
                 .with_label_values(&[stage])
                 .set(i64::from(f.load(Ordering::Acquire)));
         }
+        let l = &self.liveness;
+        for stage in [&l.intake, &l.owner] {
+            m.stage_stuck
+                .with_label_values(&[stage.name])
+                .set(i64::from(l.stuck_for(stage).is_some()));
+            m.stage_busy
+                .with_label_values(&[stage.name])
+                .set(i64::from(stage.busy.load(Ordering::Acquire)));
+        }
+    }
+
+    /// Why the instance is not ready, stuck stages included.
+    pub fn not_ready(&self) -> Option<String> {
+        let stuck = self.liveness.stuck().map(|s| format!("stuck: {s}"));
+        match (self.readiness.not_ready(), stuck) {
+            (None, None) => None,
+            (Some(a), None) | (None, Some(a)) => Some(a),
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        }
     }
 }
 
 fn poisoned() -> ! {
     error!("the engine lock is poisoned (a panic while deciding): exiting; a restart recovers from the topics");
     std::process::exit(POISONED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_is_stuck_only_with_work_and_no_progress() {
+        let l = Liveness::new(Some(Duration::from_millis(50)));
+        assert_eq!(l.stuck(), None);
+        // Idle for longer than the bound: not stuck.
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(l.stuck(), None);
+        // Work taken in just now: not stuck yet.
+        l.progress(&l.intake);
+        l.busy(&l.intake, true);
+        assert_eq!(l.stuck(), None);
+        std::thread::sleep(Duration::from_millis(80));
+        let stuck = l.stuck().expect("stuck");
+        assert!(stuck.starts_with("intake "), "{stuck}");
+        assert!(l.stuck_for(&l.owner).is_none());
+        // Progress ends it; so does running out of work.
+        l.progress(&l.intake);
+        assert_eq!(l.stuck(), None);
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(l.stuck().is_some());
+        l.busy(&l.intake, false);
+        assert_eq!(l.stuck(), None);
+    }
+
+    #[test]
+    fn without_kafka_nothing_is_stuck() {
+        let l = Liveness::new(None);
+        l.busy(&l.owner, true);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(l.stuck(), None);
+    }
 }

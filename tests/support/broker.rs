@@ -63,7 +63,11 @@ impl Broker {
     fn spawn(&mut self) {
         use std::os::unix::process::CommandExt;
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.join("broker.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .unwrap();
         let mut cmd = if self.noida {
             let data = self.dir.join("data");
             let mut c = Command::new(noida());
@@ -148,6 +152,25 @@ impl Broker {
                 .status();
             let _ = c.wait();
         }
+    }
+
+    /// Kills the broker at once (SIGKILL to its process group), as a
+    /// crashed machine would stop it: nothing it was answering gets out.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{}", c.id())])
+                .stderr(std::process::Stdio::null())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a stopped broker again on the same port and data directory
+    /// (noida-db keeps its topics there; tansu, in memory, keeps nothing).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the broker is still running");
+        self.spawn();
     }
 
     /// Freezes the broker (SIGSTOP): to its clients it is unreachable —
@@ -306,4 +329,44 @@ pub fn wait_topic(
             return got;
         }
     }
+}
+
+/// Records of `topic` that consumer group `group` has not committed:
+/// the sum over its partitions of high watermark minus committed offset
+/// (none committed: from the low watermark).
+pub fn group_lag(broker: &Broker, group: &str, topic: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    let committed = c
+        .committed_offsets(tpl.clone(), Duration::from_secs(10))
+        .unwrap();
+    tpl.elements()
+        .iter()
+        .map(|e| {
+            let (low, high) = c
+                .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
+                .unwrap();
+            let at = match committed
+                .find_partition(topic, e.partition())
+                .map(|p| p.offset())
+            {
+                Some(Offset::Offset(o)) => o,
+                _ => low,
+            };
+            (high - at).max(0)
+        })
+        .sum()
 }

@@ -1,0 +1,544 @@
+//! Faults of the broker and of the Kafka clients, against noida-db (a
+//! broker with transactions): a client that dies of a fatal error is
+//! rebuilt and nothing is lost or counted twice; a broker restarted under
+//! traffic — for less, or for longer, than `max.poll.interval.ms` — leaves
+//! every instance forwarding and deciding once; a stage with work and no
+//! progress fails `/healthz`, naming itself, and recovers.
+//!
+//! tansu is not used here: the prebuilt tansu keeps its topics in memory
+//! only, so a restarted tansu is an empty broker.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Windows long enough to hold every request of a test (so they can be
+/// counted), and a 2 requests/s canary failing 20 % decided in seconds.
+const SLO: &str = r#"[slo]
+warmup = "2s"
+evaluation_interval = "1s"
+min_requests = 20
+windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
+"#;
+
+const ADMIN: (&str, &str) = ("ROLLBACKD_ADMIN_TOKEN", "adm");
+
+/// A config with `kafka` keys added to `[kafka]` and `properties` to
+/// `[kafka.properties]`; transactions on.
+fn config(broker: &Broker, group: &str, kafka: &str, properties: &str) -> PathBuf {
+    let dir = unique_dir("heal");
+    let p = dir.join("config.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"[kafka]
+brokers = "{}"
+group_id = "{group}"
+transactions = "on"
+instance_id_env = "{INSTANCE_ENV}"
+{kafka}
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+{properties}
+
+[http]
+listen = "127.0.0.1:0"
+allow_unauthenticated = true
+
+{SLO}
+"#,
+            broker.brokers()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Telemetry from one keyless producer every 500 ms, per service: the
+/// baseline (v1) three healthy spans, the candidate (v2) one span — every
+/// fifth failing for a bad canary. Counts what it sent.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    /// Service → (bad, ticks left).
+    services: Arc<Mutex<HashMap<String, (bool, u32)>>>,
+    /// Service → candidate spans sent.
+    sent: Arc<Mutex<HashMap<String, u64>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(broker: &Broker) -> Traffic {
+        let p = producer(broker);
+        let stop = Arc::new(AtomicBool::new(false));
+        let services: Arc<Mutex<HashMap<String, (bool, u32)>>> = Default::default();
+        let sent: Arc<Mutex<HashMap<String, u64>>> = Default::default();
+        let thread = {
+            let (stop, services, sent) = (stop.clone(), services.clone(), sent.clone());
+            thread::spawn(move || {
+                let mut next = Instant::now();
+                let mut tick = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    for (svc, (bad, left)) in services.lock().unwrap().iter_mut() {
+                        if *left == 0 {
+                            continue;
+                        }
+                        *left -= 1;
+                        let error = usize::from(*bad && tick % 5 == 0);
+                        produce(&p, "otlp_spans", None, &spans_proto(svc, "v1", 3, 0));
+                        produce(&p, "otlp_spans", None, &spans_proto(svc, "v2", 1, error));
+                        *sent.lock().unwrap().entry(svc.clone()).or_default() += 1;
+                    }
+                    tick += 1;
+                    next += Duration::from_millis(500);
+                    thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+                // Past a broker outage too: librdkafka holds them meanwhile.
+                // (A test that failed may have stopped the broker.)
+                let _ = rdkafka::producer::Producer::flush(&p, Duration::from_secs(120));
+            })
+        };
+        Traffic {
+            stop,
+            services,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Sends `service`'s telemetry for `ticks` ticks from now.
+    fn add(&self, service: &str, bad: bool, ticks: u32) {
+        self.services
+            .lock()
+            .unwrap()
+            .insert(service.to_string(), (bad, ticks));
+    }
+
+    /// Waits until every service's ticks are sent, then stops and flushes.
+    fn finish(mut self) -> HashMap<String, u64> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while self.services.lock().unwrap().values().any(|(_, l)| *l > 0) {
+            assert!(Instant::now() < deadline, "traffic never finished");
+            thread::sleep(Duration::from_millis(100));
+        }
+        self.stop_now();
+        self.sent.lock().unwrap().clone()
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn instance(cfg: &Path, id: &str, env: &[(&str, &str)]) -> Agent {
+    let mut all = vec![(INSTANCE_ENV, id), ADMIN];
+    all.extend_from_slice(env);
+    Agent::start_with_env(cfg, &all)
+}
+
+fn deploy_view(agent: &Agent, deploy: &str) -> (u16, String) {
+    http(
+        &agent.http_addr(),
+        "GET",
+        &format!("/v1/deploys/{deploy}"),
+        &[("Authorization", "Bearer adm")],
+        b"",
+    )
+}
+
+/// The candidate's requests in the long window, as the owner counted them.
+fn candidate_requests(agents: &[&Agent], deploy: &str) -> Option<u64> {
+    agents.iter().find_map(|a| {
+        let v: serde_json::Value = serde_json::from_str(&deploy_view(a, deploy).1).ok()?;
+        let n = v["evaluation"]["pairs"][0]["candidate_long"]["requests"].as_u64()?;
+        // Only the owner has counted anything.
+        (n > 0).then_some(n)
+    })
+}
+
+/// Announces a canary deploy and waits until every instance knows it
+/// (intake folds only what matches a known deploy).
+fn started(cfg: &Path, agents: &[&Agent], deploy: &str, service: &str) {
+    announce_started_with(cfg, deploy, service, &["--strategy", "canary"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for a in agents {
+        while deploy_view(a, deploy).0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{deploy} unknown\n{}",
+                a.log_text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Waits until the agents own the 6 evidence partitions between them, each
+/// some of them.
+fn wait_owned(agents: &[&Agent]) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let owned: Vec<f64> = agents
+            .iter()
+            .map(|a| metric(&a.get("/metrics").1, "rollbackd_owned_partitions"))
+            .collect();
+        if owned.iter().sum::<f64>() == 6.0 && owned.iter().all(|&n| n > 0.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "evidence partitions owned: {owned:?}\n{}",
+            logs(agents.iter().copied())
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn commands_for<'a>(got: &'a [Got], deploy: &str) -> Vec<&'a Got> {
+    got.iter()
+        .filter(|g| g.payload["deploy_id"] == deploy)
+        .collect()
+}
+
+fn sample(agent: &Agent, name: &str) -> f64 {
+    metric(&agent.get("/metrics").1, name)
+}
+
+/// Waits until `cond` holds, polling; fails with `what` and the logs.
+fn wait_until(agents: &[&Agent], what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}\n{}",
+            logs(agents.iter().copied())
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+const REBUILT: &str = "kafka client rebuilt after a fatal error";
+const EVIDENCE_REBUILDS: &str = r#"rollbackd_kafka_client_rebuilds_total{client="evidence"}"#;
+const OWNER_REBUILDS: &str = r#"rollbackd_kafka_client_rebuilds_total{client="owner"}"#;
+
+/// The bad canary gets exactly one command (and one command audit
+/// record), the healthy one none.
+fn decided_once(broker: &Broker, agents: &[&Agent], bad: &str, good: &str) {
+    let got = wait_topic(broker, "rollback-commands", Duration::from_secs(120), |g| {
+        !commands_for(g, bad).is_empty()
+    });
+    assert!(
+        !commands_for(&got, bad).is_empty(),
+        "no command for {bad}\n{}",
+        logs(agents.iter().copied())
+    );
+    // Long enough for a second command, or one for the healthy canary.
+    thread::sleep(Duration::from_secs(5));
+    let got = read_topic(broker, "rollback-commands", Duration::ZERO);
+    assert_eq!(
+        commands_for(&got, bad).len(),
+        1,
+        "{}",
+        logs(agents.iter().copied())
+    );
+    assert_eq!(
+        commands_for(&got, good).len(),
+        0,
+        "{}",
+        logs(agents.iter().copied())
+    );
+    let audit = read_topic(broker, "rollbackd-audit", Duration::ZERO);
+    let audited = audit
+        .iter()
+        .filter(|a| a.payload["kind"] == "command" && a.payload["deploy_id"] == bad)
+        .count();
+    assert_eq!(audited, 1, "one command audit record for {bad}");
+}
+
+/// The requests behind the evidence on the evidence topic.
+fn requests_on_evidence_topic(broker: &Broker) -> u64 {
+    read_topic(broker, "rollbackd-evidence", Duration::ZERO)
+        .iter()
+        .map(|r| {
+            let (e, _) = rollbackd::evidence::decode(&r.raw).expect("evidence");
+            e.items
+                .iter()
+                .map(|i| match i {
+                    rollbackd::model::evidence::Item::Counts { requests, .. } => *requests,
+                    _ => 0,
+                })
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Before the producer could rebuild its client, intake retried a batch
+/// on the same client forever: a client with a fatal error fails every
+/// send, so that instance never forwarded again and its lag only grew.
+/// Now the client is replaced and the batch sent again whole; the owner
+/// applies each raw record once.
+#[test]
+fn a_fatal_evidence_client_is_rebuilt_and_nothing_is_lost_or_counted_twice() {
+    let _serial = serial();
+    let broker = Broker::noida();
+    let cfg = config(&broker, "g-fatal", "", "");
+    let agent = instance(&cfg, "a", &[("ROLLBACKD_FAILPOINT", "evidence-fatal")]);
+    agent.wait_ready();
+    wait_owned(&[&agent]);
+    let agents = [&agent];
+    started(&cfg, &agents, "d-bad", "shop");
+    started(&cfg, &agents, "d-good", "cart");
+    let traffic = Traffic::start(&broker);
+    traffic.add("shop", true, 40);
+    traffic.add("cart", false, 40);
+    assert!(
+        agent.wait_log(REBUILT, Duration::from_secs(60)),
+        "{}",
+        agent.log_text()
+    );
+    decided_once(&broker, &agents, "d-bad", "d-good");
+    let sent = traffic.finish();
+    // Every raw record read and committed…
+    wait_until(
+        &agents,
+        "intake lag never drained",
+        Duration::from_secs(90),
+        || group_lag(&broker, "g-fatal", "otlp_spans") == 0,
+    );
+    // …and each counted once by the owner, though the first batch of
+    // evidence reached the topic twice (once from the dead client).
+    let want = sent["cart"];
+    wait_until(
+        &agents,
+        &format!("cart's requests never reached {want}"),
+        Duration::from_secs(60),
+        || candidate_requests(&agents, "d-good") == Some(want),
+    );
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(candidate_requests(&agents, "d-good"), Some(want));
+    let produced: u64 = sent.values().map(|n| n * 4).sum();
+    let on_topic = requests_on_evidence_topic(&broker);
+    assert!(
+        on_topic > produced,
+        "evidence for {on_topic} requests, {produced} produced: nothing was sent twice"
+    );
+    assert_eq!(sample(&agent, EVIDENCE_REBUILDS), 1.0);
+    assert_eq!(sample(&agent, OWNER_REBUILDS), 0.0);
+    assert_eq!(agent.count_log(REBUILT), 1, "{}", agent.log_text());
+    assert_eq!(agent.get("/healthz").0, 200);
+    println!("a dead evidence client: rebuilt once; {want} candidate requests counted once; {on_topic} requests on the evidence topic for {produced} produced");
+}
+
+/// The owner's transactional client dies with a command's transaction
+/// open (its records sent, not committed): a new client initialises the
+/// transactional id again — what the dead one left open is aborted — and
+/// publishes the batch. One command, one command audit record.
+#[test]
+fn a_fatal_owner_client_is_rebuilt_and_the_command_is_published_once() {
+    let _serial = serial();
+    let broker = Broker::noida();
+    let cfg = config(&broker, "g-owner-fatal", "", "");
+    let agent = instance(&cfg, "a", &[("ROLLBACKD_FAILPOINT", "owner-fatal")]);
+    agent.wait_ready();
+    wait_owned(&[&agent]);
+    let agents = [&agent];
+    started(&cfg, &agents, "d-bad", "shop");
+    started(&cfg, &agents, "d-good", "cart");
+    let traffic = Traffic::start(&broker);
+    traffic.add("shop", true, 40);
+    traffic.add("cart", false, 40);
+    decided_once(&broker, &agents, "d-bad", "d-good");
+    assert!(agent.log_text().contains("failpoint owner-fatal"));
+    assert_eq!(agent.count_log(REBUILT), 1, "{}", agent.log_text());
+    assert_eq!(sample(&agent, OWNER_REBUILDS), 1.0);
+    assert_eq!(sample(&agent, EVIDENCE_REBUILDS), 0.0);
+    assert_eq!(agent.get("/healthz").0, 200);
+    assert!(
+        !agent.log_text().contains("this instance is fenced"),
+        "{}",
+        agent.log_text()
+    );
+    let sent = traffic.finish();
+    wait_until(
+        &agents,
+        "intake lag never drained",
+        Duration::from_secs(90),
+        || group_lag(&broker, "g-owner-fatal", "otlp_spans") == 0,
+    );
+    let want = sent["cart"];
+    wait_until(
+        &agents,
+        &format!("cart's requests never reached {want}"),
+        Duration::from_secs(60),
+        || candidate_requests(&agents, "d-good") == Some(want),
+    );
+}
+
+/// Three instances, traffic flowing, the broker stopped for `outage` and
+/// started again on the same port and data: every instance forwards
+/// again, and the next bad canary gets one command, the healthy one none.
+fn broker_restart(group: &str, outage: Duration, properties: &str) {
+    let mut broker = Broker::noida();
+    let cfg = config(&broker, group, "", properties);
+    let agents: Vec<Agent> = (0..3)
+        .map(|i| instance(&cfg, &format!("i{i}"), &[]))
+        .collect();
+    let all: Vec<&Agent> = agents.iter().collect();
+    for a in &agents {
+        a.wait_ready();
+    }
+    wait_owned(&all);
+    started(&cfg, &all, "d-warm", "warm");
+    let traffic = Traffic::start(&broker);
+    traffic.add("warm", false, 10_000);
+    // Every instance holds telemetry partitions and forwards.
+    wait_until(
+        &all,
+        "not every instance forwards",
+        Duration::from_secs(90),
+        || {
+            all.iter()
+                .all(|a| sample(a, "rollbackd_evidence_records_total") > 0.0)
+        },
+    );
+    broker.stop();
+    let before: Vec<f64> = all
+        .iter()
+        .map(|a| sample(a, "rollbackd_evidence_records_total"))
+        .collect();
+    thread::sleep(outage);
+    broker.start_again();
+    wait_until(
+        &all,
+        "not every instance forwards again after the restart",
+        Duration::from_secs(180),
+        || {
+            all.iter()
+                .zip(&before)
+                .all(|(a, b)| sample(a, "rollbackd_evidence_records_total") > *b)
+        },
+    );
+    started(&cfg, &all, "d-bad2", "shop2");
+    started(&cfg, &all, "d-good2", "cart2");
+    traffic.add("shop2", true, 60);
+    traffic.add("cart2", false, 60);
+    decided_once(&broker, &all, "d-bad2", "d-good2");
+    for (i, a) in agents.iter().enumerate() {
+        assert_eq!(a.get("/healthz").0, 200, "i{i}\n{}", a.log_text());
+        println!(
+            "i{i}: {} evidence client rebuilds, {} owner client rebuilds",
+            sample(a, EVIDENCE_REBUILDS),
+            sample(a, OWNER_REBUILDS)
+        );
+    }
+    drop(traffic);
+}
+
+#[test]
+fn a_broker_restarted_under_traffic_leaves_every_instance_forwarding() {
+    let _serial = serial();
+    broker_restart("g-restart", Duration::from_secs(40), "");
+}
+
+#[test]
+fn a_broker_down_longer_than_max_poll_interval_leaves_every_instance_forwarding() {
+    let _serial = serial();
+    broker_restart(
+        "g-poll",
+        Duration::from_secs(25),
+        "\"max.poll.interval.ms\" = \"10000\"\n",
+    );
+}
+
+/// With the broker away and records in hand, intake makes no progress:
+/// `/healthz` says so, naming the stage, and is fine again once the
+/// evidence gets through.
+#[test]
+fn healthz_names_the_stuck_stage_while_the_broker_is_down() {
+    let _serial = serial();
+    let mut broker = Broker::noida();
+    // Evidence held 4 s between flushes: records are in hand most of the
+    // time; stuck after 6 s without progress.
+    let cfg = config(
+        &broker,
+        "g-stuck",
+        "evidence_flush = \"4s\"\nstuck_after = \"6s\"\n",
+        "",
+    );
+    let agent = instance(&cfg, "a", &[]);
+    agent.wait_ready();
+    wait_owned(&[&agent]);
+    let agents = [&agent];
+    started(&cfg, &agents, "d-live", "live");
+    let traffic = Traffic::start(&broker);
+    traffic.add("live", false, 10_000);
+    wait_until(&agents, "no evidence", Duration::from_secs(60), || {
+        sample(&agent, "rollbackd_evidence_records_total") > 0.0
+    });
+    assert_eq!(agent.get("/healthz").0, 200);
+    wait_until(
+        &agents,
+        "intake never busy",
+        Duration::from_secs(60),
+        || sample(&agent, r#"rollbackd_stage_busy{stage="intake"}"#) == 1.0,
+    );
+    broker.kill();
+    wait_until(
+        &agents,
+        "/healthz never said intake is stuck",
+        Duration::from_secs(60),
+        || agent.get("/healthz").0 == 503,
+    );
+    let (_, body) = agent.get("/healthz");
+    assert!(body.contains("intake"), "{body}");
+    let (code, body) = agent.get("/readyz");
+    assert_eq!(code, 503);
+    assert!(body.contains("stuck: intake"), "{body}");
+    assert_eq!(
+        sample(&agent, r#"rollbackd_stage_stuck{stage="intake"}"#),
+        1.0
+    );
+    let status = http(
+        &agent.http_addr(),
+        "GET",
+        "/v1/status",
+        &[("Authorization", "Bearer adm")],
+        b"",
+    )
+    .1;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        status["stuck"]
+            .as_str()
+            .is_some_and(|s| s.contains("intake")),
+        "{status}"
+    );
+    broker.start_again();
+    wait_until(
+        &agents,
+        "/healthz never recovered",
+        Duration::from_secs(180),
+        || agent.get("/healthz").0 == 200,
+    );
+    assert_eq!(
+        sample(&agent, r#"rollbackd_stage_stuck{stage="intake"}"#),
+        0.0
+    );
+    drop(traffic);
+}

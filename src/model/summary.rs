@@ -123,6 +123,12 @@ pub fn line(record: &Value) -> String {
             text(&d["change"]),
             d["partitions"]
         ),
+        "late_data" => format!(
+            "{service}: {} evidence of deploy {deploy} arrived {} after its event time, later than the allowed {}: counted in its windows, too late to compare with the baseline",
+            text(&d["side"]),
+            text(&d["late_by"]),
+            text(&d["allowed_lateness"])
+        ),
         "notification" => format!(
             "notification of {} {} for sink {}: {}",
             text(&d["event"]),

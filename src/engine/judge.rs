@@ -70,7 +70,7 @@
 
 use serde::Serialize;
 
-use super::window::{self, SeriesWindows, Sli, Source, WindowCounts};
+use super::window::{self, Mark, SeriesWindows, Sli, Source, WindowCounts};
 use crate::config::Policy;
 use crate::stats::sequential::{epoch_alpha, ShareState, ShareTest, SHARE_ALTERNATIVES};
 use crate::time::{Duration, Timestamp};
@@ -133,6 +133,10 @@ pub struct Judge {
     /// The first slot whose lateness has not run out: every slot before it
     /// was read for the last time.
     open_from: i64,
+    /// At the last reading: what it had seen of each side (candidate,
+    /// baseline) and the newest slot that was due. Slots due then are read
+    /// again only when evidence added since touched them.
+    seen: Option<([Mark; 2], i64)>,
     allowed_lateness: Duration,
 }
 
@@ -212,6 +216,7 @@ impl Judge {
             paired: vec![None; ring_len(policy)],
             pair_metrics: None,
             open_from: i64::MIN,
+            seen: None,
             allowed_lateness: policy.allowed_lateness,
         }
     }
@@ -295,6 +300,7 @@ impl Judge {
             self.paired.fill(None);
             self.pair_metrics = Some(metrics);
             self.open_from = i64::MIN;
+            self.seen = None;
         }
         let width = cand.pair_width(metrics);
         if width != base.pair_width(metrics) {
@@ -307,9 +313,20 @@ impl Judge {
             self.allowed_lateness,
             width,
         );
+        // What changed since the last reading: slots newly due, and those
+        // that evidence added since reaches back to.
+        let changed_from = match self.seen {
+            None => i64::MIN,
+            Some(([c, b], newest)) => [cand.touched_since(c), base.touched_since(b)]
+                .into_iter()
+                .flatten()
+                .map(|t| t.nanos().div_euclid(width))
+                .fold(newest.saturating_add(1), i64::min),
+        };
+        self.seen = Some(([cand.mark(), base.mark()], due.newest));
         let ring = self.paired.len() as i64;
-        let oldest = self
-            .open_from
+        let oldest = changed_from
+            .max(self.open_from)
             .max(self.at.nanos().div_euclid(width))
             .max(due.newest.saturating_sub(ring - 1));
         self.open_from = self.open_from.max(due.closed.saturating_add(1));

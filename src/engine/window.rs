@@ -381,6 +381,25 @@ pub struct SeriesWindows {
     /// side's evidence has come. One maximum over all of the side's
     /// sources, not a minimum per source (see `judge`).
     watermark: Option<Timestamp>,
+    /// Evidence added in time so far (a count of adds), and the latest
+    /// adds behind the watermark, with the count after each: a reader
+    /// that remembers a [`Mark`] rereads only the slots touched since.
+    writes: u64,
+    behind: std::collections::VecDeque<(u64, Timestamp)>,
+    /// The count of the latest add forgotten from `behind`.
+    behind_forgotten: u64,
+}
+
+/// How many adds behind the watermark a series remembers (see
+/// [`SeriesWindows::touched_since`]); a reader further behind rereads all.
+const BEHIND_REMEMBERED: usize = 16;
+
+/// What a reader of a series' pair slots had seen: see
+/// [`SeriesWindows::touched_since`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    writes: u64,
+    watermark: Option<Timestamp>,
 }
 
 impl SeriesWindows {
@@ -419,6 +438,9 @@ impl SeriesWindows {
             total: Tally::default(),
             first_bad: [None, None],
             watermark: None,
+            writes: 0,
+            behind: Default::default(),
+            behind_forgotten: 0,
         }
     }
 
@@ -444,6 +466,15 @@ impl SeriesWindows {
     pub fn add_counts(&mut self, t: Timestamp, kind: Kind, c: Counts) {
         for ring in &mut self.pair {
             ring.add(t, kind, c);
+        }
+        self.writes += 1;
+        if self.watermark.is_some_and(|w| t < w) {
+            if self.behind.len() == BEHIND_REMEMBERED {
+                if let Some((forgotten, _)) = self.behind.pop_front() {
+                    self.behind_forgotten = forgotten;
+                }
+            }
+            self.behind.push_back((self.writes, t));
         }
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
         self.add_late_counts(t, kind, c);
@@ -482,6 +513,38 @@ impl SeriesWindows {
     /// The latest event time of evidence added in time, if any.
     pub fn watermark(&self) -> Option<Timestamp> {
         self.watermark
+    }
+
+    /// What a reader of the pair slots has seen now.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            writes: self.writes,
+            watermark: self.watermark,
+        }
+    }
+
+    /// The earliest event time evidence added since `mark` may have
+    /// touched: `None` when nothing was added; [`Timestamp::MIN`] when that
+    /// is no longer known (more adds behind the watermark than are
+    /// remembered). Adds in order are at or after the watermark of `mark`.
+    pub fn touched_since(&self, mark: Mark) -> Option<Timestamp> {
+        if self.writes == mark.writes {
+            return None;
+        }
+        if mark.writes < self.behind_forgotten {
+            return Some(Timestamp::MIN);
+        }
+        let behind = self
+            .behind
+            .iter()
+            .filter(|&&(after, _)| after > mark.writes)
+            .map(|&(_, t)| t);
+        Some(
+            behind
+                .chain(std::iter::once(mark.watermark.unwrap_or(Timestamp::MIN)))
+                .min()
+                .unwrap_or(Timestamp::MIN),
+        )
     }
 
     /// The width (ns) of the pair slots in which candidate and baseline
@@ -579,6 +642,28 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_learns_how_far_back_new_evidence_reaches() {
+        let mut w = SeriesWindows::new(&[Duration::from_secs(60)]);
+        let start = w.mark();
+        w.add(Timestamp(100 * SEC), Kind::Span, 1, 0, 0);
+        assert_eq!(w.touched_since(start), Some(Timestamp::MIN));
+        let seen = w.mark();
+        w.add(Timestamp(103 * SEC), Kind::Span, 1, 0, 0);
+        assert_eq!(w.touched_since(seen), Some(Timestamp(100 * SEC)));
+        w.add(Timestamp(90 * SEC), Kind::Span, 1, 0, 0);
+        assert_eq!(w.touched_since(seen), Some(Timestamp(90 * SEC)));
+        let seen = w.mark();
+        w.add(Timestamp(95 * SEC), Kind::Span, 1, 0, 0);
+        assert_eq!(w.touched_since(seen), Some(Timestamp(95 * SEC)));
+        // Too many adds out of order since: no longer known.
+        let seen = w.mark();
+        for s in 0..=BEHIND_REMEMBERED as i64 {
+            w.add(Timestamp((50 + s) * SEC), Kind::Span, 1, 0, 0);
+        }
+        assert_eq!(w.touched_since(seen), Some(Timestamp::MIN));
+    }
+
+    #[test]
     fn pair_slots_cover_the_lateness_and_late_counts_stay_out_of_them() {
         let policy = crate::config::Config::default().default_policy.clone();
         let mut w = SeriesWindows::for_policy(&policy);
@@ -605,6 +690,7 @@ mod tests {
         );
         assert_eq!(w.pair_slot(false, 150).requests, 1);
         assert_eq!(w.window(0, Timestamp(165 * SEC)).errors, 7);
+        assert_eq!(w.touched_since(w.mark()), None);
         assert_eq!(w.totals().requests, 5 + 65 + 7);
         assert_eq!(w.watermark(), Some(Timestamp(165 * SEC)));
     }

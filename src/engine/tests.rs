@@ -356,6 +356,5 @@ fn evidence_later_than_the_lateness_is_counted_and_audited_once_per_deploy() {
     let out = e.apply(late_span(1_030), Timestamp(1_080 * SEC));
     assert_eq!(telemetry_outcome(&out).too_late, 1);
     assert!(late_audits(&out).is_empty());
-    let seq = e.registry.get("d-late").unwrap().seq;
-    assert_eq!(e.late_data[&seq], 2);
+    assert_eq!(e.deploy_view("d-late").unwrap().late_observations, 2);
 }

@@ -234,6 +234,13 @@ mod tests {
             r("deploy", json!({"why": "rollback succeeded"})),
             "checkout: deploy d-1 no longer watched: rollback succeeded"
         );
+        assert_eq!(
+            r(
+                "late_data",
+                json!({"side": "candidate", "late_by": "45s", "allowed_lateness": "1m"})
+            ),
+            "checkout: candidate evidence of deploy d-1 arrived 45s after its event time, later than the allowed 1m: counted in its windows, too late to compare with the baseline"
+        );
         assert_eq!(line(&json!(null)), "? ? ?");
         assert_eq!(printable("a\u{1b}[31mred\n"), "a?[31mred?");
         assert_eq!(

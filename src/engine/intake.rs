@@ -16,7 +16,10 @@
 //! slots, never reads a slot after its lateness ran out (see `judge`).
 //! It is never silently lost: it is counted (`TelemetryOutcome::too_late`,
 //! and per deploy), and the first time it happens for a deploy one
-//! `late_data` audit record says how late it came and how much.
+//! `late_data` audit record says how late it came and how much. Evidence
+//! an instance reads back before it decides for a key (at start, or when
+//! it takes the key over) is old by nature: it fills the windows and is
+//! neither counted per deploy nor audited.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -177,6 +180,15 @@ impl Engine {
     /// the first time a deploy has any, one `late_data` audit record.
     fn audit_late(&mut self, late: LateInBatch, out: &mut Vec<Output>) {
         for (seq, (side, late_by, observations)) in late {
+            if !self
+                .registry
+                .by_seq(seq)
+                .is_some_and(|d| self.owns(&d.info))
+            {
+                // Evidence read back before taking a key over (a restart,
+                // a new assignment) is old by nature, not late.
+                continue;
+            }
             let so_far = self.late_data.entry(seq).or_insert(0);
             let first = *so_far == 0;
             *so_far = so_far.saturating_add(observations);

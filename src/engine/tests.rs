@@ -358,3 +358,24 @@ fn evidence_later_than_the_lateness_is_counted_and_audited_once_per_deploy() {
     assert!(late_audits(&out).is_empty());
     assert_eq!(e.deploy_view("d-late").unwrap().late_observations, 2);
 }
+
+#[test]
+fn evidence_read_back_before_taking_a_key_over_is_not_audited_late() {
+    let mut e = engine("[slo]\nallowed_lateness = \"10s\"\n");
+    deploy(&mut e, started("d-back", "pay", DataMigration::None, 1_000));
+    let none = crate::model::evidence::Ownership::Partitions {
+        count: 1,
+        owned: Default::default(),
+    };
+    e.apply(Input::Own(none), Timestamp(1_000 * SEC));
+    let out = e.apply(late_span(1_020), Timestamp(1_050 * SEC));
+    assert!(late_audits(&out).is_empty());
+    // Once it decides for the key, late evidence is audited.
+    let all = crate::model::evidence::Ownership::Partitions {
+        count: 1,
+        owned: [0].into(),
+    };
+    e.apply(Input::Own(all), Timestamp(1_050 * SEC));
+    let out = e.apply(late_span(1_030), Timestamp(1_060 * SEC));
+    assert_eq!(late_audits(&out).len(), 1);
+}

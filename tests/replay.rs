@@ -1103,6 +1103,36 @@ fn one_early_baseline_error_does_not_make_a_bad_canary_unattributable() {
     assert_eq!(verdicts, [&json!("rollback")]);
 }
 
+/// Cumulative histograms exported every 10 s and held back 30 s, out of
+/// order: compared in the longest window's slots once both versions'
+/// points have passed them.
+#[test]
+fn late_histograms_out_of_order_still_roll_back() {
+    let mut f = Fixture::new();
+    f.export_every = 10.0;
+    f.started(60.0, "d-h", "orders", "v31", "v30");
+    f.metrics(
+        Stream::new("orders", "v30", 45.0)
+            .errors(0.0005)
+            .late(30.0)
+            .out_of_order(15.0),
+    );
+    f.metrics(
+        Stream::new("orders", "v31", 5.0)
+            .errors(0.12)
+            .between(60.0, 1e9)
+            .late(30.0),
+    );
+    let out = f.replay(600.0);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    let e = &out.commands[0]["evidence"];
+    assert_eq!(e["source"], "metrics");
+    let worse = &e["baseline"]["worse_test"];
+    assert!(worse["log_e"].as_f64().unwrap() >= worse["needed"].as_f64().unwrap());
+    assert!(audit_kinds(&out.audit, "late_data").is_empty());
+}
+
 /// A dependency failing both versions alike (~20 % errors): not
 /// attributable, no command.
 #[test]

@@ -297,9 +297,10 @@ impl Fixture {
                 let v = json!({"resourceMetrics": [{"resource": resource(s), "scopeMetrics": [{"scope": {"name": "t"}, "metrics": [{
                     "name": "http.server.request.duration", "unit": "s",
                     "histogram": {"aggregationTemporality": 2, "dataPoints": [point(200, cum_ok), point(500, cum_err)]}}]}]}]});
+                let arrives = t + 0.5 + s.delay + if export % 2 == 0 { s.disorder } else { 0.0 };
                 self.push(
-                    t + 0.5,
-                    json!({"topic": "otlp_metrics", "timestamp": ts(t + 0.5), "value": v})
+                    arrives,
+                    json!({"topic": "otlp_metrics", "timestamp": ts(arrives), "value": v})
                         .to_string(),
                 );
             }

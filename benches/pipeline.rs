@@ -371,7 +371,7 @@ fn windows(c: &mut Criterion) {
     let mut g = c.benchmark_group("window");
     g.throughput(Throughput::Elements(1000));
     g.bench_function("add_1000", |b| {
-        let mut w = SeriesWindows::new(&policy.lengths);
+        let mut w = SeriesWindows::for_policy(&policy);
         let mut t = T0 as i64;
         b.iter(|| {
             for i in 0..1000u64 {
@@ -381,7 +381,7 @@ fn windows(c: &mut Criterion) {
         })
     });
     g.bench_function("sum_three_lengths", |b| {
-        let mut w = SeriesWindows::new(&policy.lengths);
+        let mut w = SeriesWindows::for_policy(&policy);
         for s in 0..1800 {
             w.add(Timestamp(T0 as i64 + s * SEC as i64), Kind::Span, 10, 1, 0);
         }

@@ -76,6 +76,11 @@
 //! times they were applied at, so the same recorded inputs at the same
 //! times give byte-for-byte the same commands — `replay` reproduces `run`
 //! to the resolution of its ticks.
+//!
+//! Evidence is placed by its event time, not by when it arrives: the
+//! attribution test reads a slot once both versions' evidence has passed
+//! it, or once `[slo] allowed_lateness` has run out since it ended; what
+//! arrives later is counted and audited (see [`engine`]).
 
 #![forbid(unsafe_code)]
 

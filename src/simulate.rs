@@ -378,8 +378,8 @@ fn outcome(point: Point, runs: Vec<Option<f64>>) -> Outcome {
 /// a rollback verdict, or `None` if it was never rolled back.
 fn one_deploy(policy: &Policy, p: &Point, seed: u64) -> Option<f64> {
     let mut rng = Rng::new(seed);
-    let mut cand = SeriesWindows::new(&policy.lengths);
-    let mut base = SeriesWindows::new(&policy.lengths);
+    let mut cand = SeriesWindows::for_policy(policy);
+    let mut base = SeriesWindows::for_policy(policy);
     let mut judge = Judge::new(policy, Timestamp(START_S * SEC));
     let every = (p.evaluation_interval.nanos() / SEC).max(1);
     let mut first: Option<i64> = None;

@@ -942,3 +942,222 @@ fn a_successful_rollback_is_verified_on_the_restored_version() {
         assert!(retired <= 1);
     }
 }
+
+/// A canary failing 10 % of its requests beside a healthy baseline of
+/// equal traffic, both streams shaped by `shape` (how late, in what
+/// order they arrive), watched for `until` seconds.
+fn late_canary(
+    config: &str,
+    candidate: impl Fn(Stream) -> Stream,
+    baseline: impl Fn(Stream) -> Stream,
+    until: f64,
+) -> fixture::Output {
+    let mut f = Fixture::new();
+    f.config_extra = config.into();
+    f.started(60.0, "d-late", "checkout", "v2", "v1");
+    f.spans(baseline(Stream::new("checkout", "v1", 10.0).errors(0.0005)));
+    f.spans(candidate(
+        Stream::new("checkout", "v2", 10.0)
+            .errors(0.1)
+            .between(60.0, 1e9),
+    ));
+    let out = f.replay(until);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    out
+}
+
+fn one_rollback(out: &fixture::Output) -> f64 {
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    let c = &out.commands[0];
+    assert_eq!(c["deploy_id"], "d-late");
+    assert_eq!(c["to_version"], "v1");
+    assert_eq!(c["evidence"]["sli"], "errors");
+    let worse = &c["evidence"]["baseline"]["worse_test"];
+    assert!(worse["log_e"].as_f64().unwrap() >= worse["needed"].as_f64().unwrap());
+    secs(&c["decided_at"])
+}
+
+/// Spans held back 30 s (a Collector's tail sampling): every slot is
+/// compared once both versions' evidence has passed it.
+#[test]
+fn telemetry_thirty_seconds_late_still_rolls_back() {
+    let out = late_canary("", |s| s.late(30.0), |s| s.late(30.0), 480.0);
+    let at = one_rollback(&out);
+    assert!(at <= 200.0, "decided at +{at}s");
+    assert!(audit_kinds(&out.audit, "late_data").is_empty());
+}
+
+/// A minute late, within an `allowed_lateness` of 90 s.
+#[test]
+fn telemetry_a_minute_late_rolls_back_within_a_longer_lateness() {
+    let config = "[slo]\nallowed_lateness = \"90s\"\n";
+    let out = late_canary(config, |s| s.late(60.0), |s| s.late(60.0), 600.0);
+    one_rollback(&out);
+    assert!(audit_kinds(&out.audit, "late_data").is_empty());
+}
+
+/// Exports of both versions 20 to 30 s late, every other one after the
+/// next: slots a side was missing are compared when its export comes.
+#[test]
+fn batches_out_of_order_still_roll_back() {
+    let out = late_canary(
+        "",
+        |s| s.late(30.0).out_of_order(-10.0),
+        |s| s.late(20.0).out_of_order(10.0),
+        480.0,
+    );
+    one_rollback(&out);
+}
+
+/// The baseline on time, the canary's spans 25 s late: slots wait for the
+/// canary's watermark.
+#[test]
+fn a_late_canary_beside_an_on_time_baseline_rolls_back() {
+    let out = late_canary("", |s| s.late(25.0), |s| s, 480.0);
+    one_rollback(&out);
+}
+
+#[test]
+fn a_healthy_canary_thirty_seconds_late_gets_no_command() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-ok", "checkout", "v2", "v1");
+    f.spans(
+        Stream::new("checkout", "v1", 10.0)
+            .errors(0.0005)
+            .late(30.0),
+    );
+    f.spans(
+        Stream::new("checkout", "v2", 10.0)
+            .errors(0.0005)
+            .between(60.0, 1e9)
+            .late(30.0),
+    );
+    let out = f.replay(900.0);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.commands.is_empty(), "{}", out.stdout);
+    assert!(audit_kinds(&out.audit, "decision").is_empty());
+}
+
+/// Spans 30 s late against an `allowed_lateness` of 10 s: counted in the
+/// windows, never compared, and audited once per deploy.
+#[test]
+fn telemetry_later_than_allowed_is_audited_once_per_deploy() {
+    let mut f = Fixture::new();
+    f.config_extra = "[slo]\nallowed_lateness = \"10s\"\n".into();
+    for (id, svc) in [("d-a", "checkout"), ("d-b", "search")] {
+        f.started(60.0, id, svc, "v2", "v1");
+        f.spans(Stream::new(svc, "v1", 10.0).late(30.0));
+        f.spans(
+            Stream::new(svc, "v2", 10.0)
+                .errors(0.1)
+                .between(60.0, 1e9)
+                .late(30.0),
+        );
+    }
+    let out = f.replay(300.0);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let late = audit_kinds(&out.audit, "late_data");
+    let ids: Vec<&str> = late
+        .iter()
+        .map(|a| a["deploy_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["d-a", "d-b"], "{late:?}");
+    for a in late {
+        let d = &a["detail"];
+        assert_eq!(d["allowed_lateness"], "10s");
+        assert!(d["observations"].as_u64().unwrap() > 0, "{d}");
+        let by = d["late_by_seconds"].as_f64().unwrap();
+        assert!((25.0..=36.0).contains(&by), "{d}");
+    }
+}
+
+/// One failed request among the baseline's first hundred is no evidence
+/// that the baseline burns: the failing canary is rolled back, and nothing
+/// is called not attributable on the way.
+#[test]
+fn one_early_baseline_error_does_not_make_a_bad_canary_unattributable() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-b1", "checkout", "v2", "v1");
+    // 20 requests by 70 s, the 17th failed; none after.
+    f.spans(
+        Stream::new("checkout", "v1", 2.0)
+            .errors(0.06)
+            .between(60.0, 65.0),
+    );
+    f.spans(Stream::new("checkout", "v1", 2.0).between(70.0, 1e9));
+    f.spans(
+        Stream::new("checkout", "v2", 10.0)
+            .errors(0.1)
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(480.0);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    assert_eq!(out.commands[0]["deploy_id"], "d-b1");
+    let baseline = &out.commands[0]["evidence"]["baseline"];
+    assert!(baseline["bad"].as_u64().unwrap() == 1, "{baseline}");
+    let verdicts: Vec<&Value> = audit_kinds(&out.audit, "decision")
+        .iter()
+        .map(|d| &d["detail"]["verdict"])
+        .collect();
+    assert_eq!(verdicts, [&json!("rollback")]);
+}
+
+/// Cumulative histograms exported every 10 s and held back 30 s, out of
+/// order: compared in the longest window's slots once both versions'
+/// points have passed them.
+#[test]
+fn late_histograms_out_of_order_still_roll_back() {
+    let mut f = Fixture::new();
+    f.export_every = 10.0;
+    f.started(60.0, "d-h", "orders", "v31", "v30");
+    f.metrics(
+        Stream::new("orders", "v30", 45.0)
+            .errors(0.0005)
+            .late(30.0)
+            .out_of_order(15.0),
+    );
+    f.metrics(
+        Stream::new("orders", "v31", 5.0)
+            .errors(0.12)
+            .between(60.0, 1e9)
+            .late(30.0),
+    );
+    let out = f.replay(600.0);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.commands.len(), 1, "{}", out.stdout);
+    let e = &out.commands[0]["evidence"];
+    assert_eq!(e["source"], "metrics");
+    let worse = &e["baseline"]["worse_test"];
+    assert!(worse["log_e"].as_f64().unwrap() >= worse["needed"].as_f64().unwrap());
+    assert!(audit_kinds(&out.audit, "late_data").is_empty());
+}
+
+/// A dependency failing both versions alike (~20 % errors): not
+/// attributable, no command.
+#[test]
+fn a_dependency_outage_is_not_attributable() {
+    let mut f = Fixture::new();
+    f.started(60.0, "d-dep", "cart", "v3", "v2");
+    f.spans(Stream::new("cart", "v2", 40.0).errors(0.2));
+    f.spans(
+        Stream::new("cart", "v3", 10.0)
+            .errors(0.2)
+            .between(60.0, 1e9),
+    );
+    let out = f.replay(600.0);
+    assert!(out.commands.is_empty(), "{}", out.stdout);
+    let decisions = audit_kinds(&out.audit, "decision");
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["detail"]["verdict"] == "not_attributable"),
+        "{decisions:?}"
+    );
+    let d = decisions
+        .iter()
+        .find(|d| d["detail"]["verdict"] == "not_attributable")
+        .unwrap();
+    let burning = &d["detail"]["evidence"]["baseline"]["burning_test"];
+    assert!(burning["log_e"].as_f64().unwrap() >= burning["needed"].as_f64().unwrap());
+}

@@ -124,5 +124,10 @@ fn describe_policy(out: &mut String, name: &str, p: &Policy) {
             w.burn_rate * p.latency_budget() * 100.0
         );
     }
+    let _ = writeln!(
+        out,
+        "  late evidence: judged up to allowed_lateness {} after its event time (an attribution slot is read once both sides' evidence has passed it, or when that ran out); later evidence is counted and audited as late_data",
+        p.allowed_lateness
+    );
     let _ = writeln!(out, "  dry_run: {}", p.dry_run);
 }

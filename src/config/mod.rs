@@ -208,6 +208,7 @@ struct SloTable {
     warmup: Option<Duration>,
     evaluation_interval: Option<Duration>,
     watch_after_complete: Option<Duration>,
+    allowed_lateness: Option<Duration>,
     windows: Option<Vec<WindowPair>>,
     /// Only valid inside `[slo.services.NAME]`.
     dry_run: Option<bool>,
@@ -395,6 +396,10 @@ pub struct Policy {
     pub warmup: Duration,
     pub evaluation_interval: Duration,
     pub watch_after_complete: Duration,
+    /// How long after its event time evidence is still judged: a slot of
+    /// the attribution test is read for the last time this long after it
+    /// ends; what arrives later is counted late and audited.
+    pub allowed_lateness: Duration,
     pub windows: Vec<WindowPair>,
     pub dry_run: bool,
     /// Per window pair, the threshold tests of its errors and latency SLIs
@@ -742,6 +747,14 @@ fn resolve_policy(
     let warmup = pick!(warmup, Duration::from_secs(5));
     let evaluation_interval = pick!(evaluation_interval, Duration::from_secs(5));
     let watch_after_complete = pick!(watch_after_complete, Duration::from_secs(900));
+    // A minute covers what usually stands between a request and rollbackd:
+    // a Collector's tail sampling holds spans for its decision_wait (30s by
+    // default) before it exports them, then batching and consumer lag add
+    // seconds. Longer keeps each slot open (and remembered) longer and makes
+    // a side that stopped reporting wait longer before its slots are read.
+    // Never longer than the longest window when not set (windows of
+    // seconds, as tests use, keep their own length).
+    let allowed_lateness = own.allowed_lateness.or(parent.allowed_lateness);
     let windows = pick!(windows, default_windows());
     let key = |k: &str| format!("{prefix}.{k}");
 
@@ -778,6 +791,24 @@ fn resolve_policy(
     if windows.is_empty() {
         return Err(invalid(key("windows"), "needs at least one window pair"));
     }
+    let longest = windows
+        .iter()
+        .map(|w| w.long.max(w.short))
+        .max()
+        .unwrap_or(Duration::ZERO);
+    let allowed_lateness = match allowed_lateness {
+        None => Duration::from_secs(60).min(longest),
+        Some(l) if l.nanos() < 0 => {
+            return Err(invalid(key("allowed_lateness"), "must not be negative"));
+        }
+        Some(l) if l > longest => {
+            return Err(invalid(
+                key("allowed_lateness"),
+                format!("must not be longer than the longest window ({longest}): older evidence is outside every window"),
+            ));
+        }
+        Some(l) => l,
+    };
     for (i, w) in windows.iter().enumerate() {
         let wk = format!("{prefix}.windows[{i}]");
         if w.short.nanos() < 1_000_000_000 {
@@ -816,6 +847,7 @@ fn resolve_policy(
         warmup,
         evaluation_interval,
         watch_after_complete,
+        allowed_lateness,
         dry_run: global_dry_run || own.dry_run.unwrap_or(false),
         rate_tests: Vec::new(),
         recovery_tests: [RateTest::below(1.0), RateTest::below(1.0)],

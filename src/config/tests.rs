@@ -201,3 +201,36 @@ fn kafka_stuck_after_defaults_and_is_checked() {
         assert!(e.to_string().contains("kafka.stuck_after"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn allowed_lateness_defaults_overrides_and_bounds() {
+    let c = Config::from_toml(
+        r#"
+        [slo]
+        allowed_lateness = "90s"
+        [slo.services.search]
+        allowed_lateness = "0s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.default_policy.allowed_lateness, Duration::from_secs(90));
+    assert_eq!(c.policy("search").allowed_lateness, Duration::ZERO);
+    assert_eq!(
+        Config::default().default_policy.allowed_lateness,
+        Duration::from_secs(60)
+    );
+    // Unset, never longer than the windows.
+    let short = "[slo]\nwindows = [ { short = \"10s\", long = \"30s\", burn_rate = 10.0 } ]\n";
+    let c = Config::from_toml(short).unwrap();
+    assert_eq!(c.default_policy.allowed_lateness, Duration::from_secs(30));
+    for (toml, key) in [
+        ("[slo]\nallowed_lateness = \"31m\"\n", "slo.allowed_lateness"),
+        (
+            "[slo.services.a]\nallowed_lateness = \"2m\"\nwindows = [ { short = \"30s\", long = \"1m\", burn_rate = 10.0 } ]\n",
+            "slo.services.a.allowed_lateness",
+        ),
+    ] {
+        let err = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(err.contains(key), "{toml}: {err}");
+    }
+}

@@ -6,8 +6,11 @@
 //! A pair fires when, after `warmup` and with `min_requests` in the long
 //! window (both optional floors), the short and long windows' observed bad
 //! ratios are at least the threshold, the threshold test rejects, and —
-//! when the baseline has traffic — the baseline does not burn as much
-//! itself (else `not_attributable`) and the attribution test rejects.
+//! when the baseline has traffic — the baseline is not shown to burn as
+//! much itself (else `not_attributable`) and the attribution test rejects.
+//! "The baseline burns as much" is the baseline's own threshold test
+//! rejecting while its long window is over the threshold — evidence, like
+//! every other verdict, not one unlucky error in its first requests.
 //! Every test's level is `epoch_alpha`, so P(a healthy deploy is ever
 //! rolled back) ≤ 1 − `confidence` over its whole watch.
 //!
@@ -34,7 +37,8 @@ pub enum PairState {
     Ok,
     /// Over budget, but not yet shown worse than the baseline.
     NotSignificant,
-    /// Over budget, and the baseline burns just as much: not this deploy.
+    /// Over budget, and the baseline is shown to burn over the threshold
+    /// itself: not this deploy.
     NotAttributable,
     /// Over budget and attributable to the candidate.
     Fires,
@@ -61,6 +65,10 @@ pub struct PairEval {
     pub rate_test: Option<TestResult>,
     /// The attribution test with the most evidence, when it was needed.
     pub attribution_test: Option<TestResult>,
+    /// The baseline's own threshold test with the most evidence, once its
+    /// long window's ratio reaches the threshold while the candidate's
+    /// test rejects (it is not computed otherwise).
+    pub baseline_test: Option<TestResult>,
     pub state: PairState,
 }
 
@@ -73,6 +81,7 @@ impl PairEval {
                 "bad": self.baseline_long.bad(self.sli),
                 "burn_long": round3(self.baseline_burn_long),
                 "worse_test": test_json(self.attribution_test),
+                "burning_test": test_json(self.baseline_test),
             })
         } else {
             serde_json::Value::Null
@@ -160,19 +169,23 @@ pub fn evaluate(
             let threshold = w.burn_rate * budget;
             let over = burning(c_short, c_long, sli, threshold);
             let rate_test = over
-                .then(|| judge.rate_test(policy, i, sli, totals))
+                .then(|| judge.rate_test(policy, i, sli, totals.candidate))
                 .flatten();
             let attribution_test = (over && has_baseline)
                 .then(|| judge.attribution_test(policy, sli))
+                .flatten();
+            let rejects = rate_test.is_some_and(|t| t.rejects());
+            let baseline_test = (rejects && has_baseline && b_long.ratio(sli) >= threshold)
+                .then(|| judge.baseline_test(policy, i, sli, totals.baseline))
                 .flatten();
             let state = if warming {
                 PairState::WarmingUp
             } else if c_long.requests < policy.min_requests {
                 PairState::InsufficientData
-            } else if !rate_test.is_some_and(|t| t.rejects()) {
+            } else if !rejects {
                 PairState::Ok
             } else if has_baseline {
-                if b_long.ratio(sli) >= threshold {
+                if baseline_test.is_some_and(|t| t.rejects()) {
                     PairState::NotAttributable
                 } else if attribution_test.is_some_and(|t| t.rejects()) {
                     PairState::Fires
@@ -196,6 +209,7 @@ pub fn evaluate(
                 baseline_burn_long: b_long.ratio(sli) / budget,
                 rate_test,
                 attribution_test,
+                baseline_test,
                 state,
             });
         }
@@ -256,8 +270,8 @@ mod tests {
         mut feed: impl FnMut(i64, &mut SeriesWindows, &mut SeriesWindows),
         until: impl Fn(&Evaluation) -> bool,
     ) -> (i64, Evaluation) {
-        let mut c = SeriesWindows::new(&p.lengths);
-        let mut b = SeriesWindows::new(&p.lengths);
+        let mut c = SeriesWindows::for_policy(p);
+        let mut b = SeriesWindows::for_policy(p);
         let mut judge = Judge::new(p, Timestamp(at_s * SEC));
         let mut last = None;
         for s in seconds {
@@ -340,6 +354,37 @@ mod tests {
         let p = setup();
         let ev = run(&p, &t(50, 60, 0), Some(&t(200, 60, 0)), 200);
         assert_eq!(ev.verdict, Verdict::NotAttributable);
+    }
+
+    #[test]
+    fn one_early_baseline_error_is_no_evidence_that_the_baseline_burns() {
+        // The baseline's 50th request (of 1 a second) fails: 2 % of its
+        // first requests, over the 0.6 % at which the 6x pair fires. A
+        // point estimate called that "not attributable"; its test does not.
+        let p = setup();
+        let feed = |s, c: &mut SeriesWindows, b: &mut SeriesWindows| {
+            c.add(Timestamp(s * SEC), Kind::Span, 10, 1, 0);
+            b.add(Timestamp(s * SEC), Kind::Span, 1, u64::from(s == 49), 0);
+        };
+        let decided =
+            |ev: &Evaluation| matches!(ev.verdict, Verdict::Rollback | Verdict::NotAttributable);
+        let (at, ev) = follow(&p, 0, 0..600, feed, decided);
+        assert_eq!(ev.verdict, Verdict::Rollback, "at {at} s: {:?}", ev.pairs);
+        let slow_burn = &ev.pairs[2];
+        assert!(
+            slow_burn.baseline_burn_long >= 6.0 || at < 50,
+            "{slow_burn:?}"
+        );
+    }
+
+    #[test]
+    fn a_dependency_failing_both_versions_is_not_attributable() {
+        let p = setup();
+        let ev = run(&p, &t(20, 200, 0), Some(&t(80, 200, 0)), 160);
+        assert_eq!(ev.verdict, Verdict::NotAttributable);
+        let d = ev.decisive_pair().unwrap();
+        assert!(d.baseline_test.unwrap().rejects());
+        assert!(!d.attribution_test.is_some_and(|t| t.rejects()));
     }
 
     #[test]

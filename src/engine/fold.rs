@@ -9,8 +9,10 @@
 //! windows ([`window::slot`]: one second with the default windows), so the
 //! owner's windows see the counters exactly as they would have seen each
 //! request. Data from before a deploy started is outside its windows; data
-//! older than its longest window is late; what no active deploy claims is
-//! unmatched.
+//! older than its longest window is late (dropped); data that came later
+//! than `allowed_lateness` after its slot ended is counted `too_late` here
+//! and judged so again by the owner on its own clock (see `intake`); what
+//! no active deploy claims is unmatched.
 //!
 //! A [`Fold`] gathers evidence until it is flushed: at once when the engine
 //! is given telemetry itself (`replay`, `demo`, HTTP without Kafka: both
@@ -82,6 +84,9 @@ impl Fold {
                 let key = key_of(&d.info);
                 let slot = window::slot(&d.policy.lengths);
                 let late_before = now.saturating_sub(d.policy.longest());
+                let lateness = d.policy.allowed_lateness;
+                let too_late =
+                    |t: Timestamp| window::past_lateness(t.min(now), slot, lateness, now).is_some();
                 let threshold = d.policy.latency_threshold;
                 // Summed per (slot, metrics?) for this deploy side first,
                 // then merged into the fold once per slot.
@@ -111,6 +116,7 @@ impl Fold {
                     let slow = u64::from(s.latency_ns > threshold.nanos());
                     add(s.end, false, [1, u64::from(s.error), slow, 0]);
                     out.observations += 1;
+                    out.too_late += u64::from(too_late(s.end));
                 }
                 for p in &res.points {
                     let slow = p.slow_count(threshold.as_secs_f64()).min(p.count);
@@ -132,6 +138,7 @@ impl Fold {
                                 error: p.error,
                             });
                         out.observations += 1;
+                        out.too_late += u64::from(p.time >= d.info.at && too_late(p.time));
                         continue;
                     }
                     if p.time < d.info.at {
@@ -144,6 +151,7 @@ impl Fold {
                     let err = if p.error { p.count } else { 0 };
                     add(p.time, true, [p.count, err, slow, 1]);
                     out.observations += 1;
+                    out.too_late += u64::from(too_late(p.time));
                 }
                 if slots.is_empty() {
                     continue;

@@ -4,16 +4,39 @@
 //! nothing — and cumulative histogram series are turned into deltas here,
 //! by the owner, who sees every point of them. Alerts and manual rollbacks
 //! that came with the evidence are decided like any other.
+//!
+//! # Late evidence
+//!
+//! Evidence that reaches the owner later than its policy's
+//! `allowed_lateness` after its slot ended (by the owner's clock) still
+//! goes into the deploy side's windows — the rates and the threshold tests
+//! read totals, and a request's outcome does not depend on when its span
+//! was exported — but not into its pair slots or its watermark, so the
+//! attribution test, which must compare both versions over the same
+//! slots, never reads a slot after its lateness ran out (see `judge`).
+//! It is never silently lost: it is counted (`TelemetryOutcome::too_late`,
+//! and per deploy), and the first time it happens for a deploy one
+//! `late_data` audit record says how late it came and how much. Evidence
+//! an instance reads back before it decides for a key (at start, or when
+//! it takes the key over) is old by nature: it fills the windows and is
+//! neither counted per deploy nor audited.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::model::audit::LateDataAudit;
 use crate::model::evidence::{Evidence, Item, Origin, RawOffset};
-use crate::model::{Output, TelemetryBatch, TelemetryOutcome};
+use crate::model::{AuditRecord, Output, TelemetryBatch, TelemetryOutcome};
 use crate::time::{Duration, Timestamp};
 
 use super::fold::Fold;
-use super::window::{Counts, Kind, SeriesWindows};
+use super::registry::Role;
+use super::window::{self, Counts, Kind, SeriesWindows};
 use super::Engine;
+
+/// Evidence later than `allowed_lateness` in one batch, per deploy (by
+/// seq): the side and how late the latest-arriving of it came, and how
+/// many observations.
+type LateInBatch = BTreeMap<u64, (Role, Duration, u64)>;
 
 /// The last point of a cumulative histogram series.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +58,7 @@ impl Engine {
         let mut fold = Fold::default();
         let mut outcome = fold.telemetry(&self.registry, batch, None, self.clock);
         for e in fold.flush(Origin::Local) {
+            // Stage 1 counted what was late on the same clock.
             let applied = self.evidence(e, out);
             outcome.over_limit += applied.over_limit;
         }
@@ -53,6 +77,7 @@ impl Engine {
             })
         };
         let mut touched = Vec::new();
+        let mut late = LateInBatch::new();
         for item in e.items {
             if !fresh(item.raw()) {
                 continue;
@@ -76,7 +101,8 @@ impl Engine {
                         slow,
                         points,
                     };
-                    self.add(&deploy_id, role, at, kind, c, &mut outcome, &mut touched);
+                    let sink = (&mut outcome, &mut touched, &mut late);
+                    self.add(&deploy_id, role, at, kind, c, sink);
                 }
                 Item::Cumulative {
                     deploy_id,
@@ -118,15 +144,8 @@ impl Engine {
                                 slow,
                                 points: 1,
                             };
-                            self.add(
-                                &deploy_id,
-                                role,
-                                time,
-                                Kind::Metric,
-                                c,
-                                &mut outcome,
-                                &mut touched,
-                            );
+                            let sink = (&mut outcome, &mut touched, &mut late);
+                            self.add(&deploy_id, role, time, Kind::Metric, c, sink);
                         }
                         Delta::Nothing => {}
                         Delta::OverLimit => outcome.over_limit += 1,
@@ -153,21 +172,56 @@ impl Engine {
         for seq in touched {
             self.registry.touch(seq);
         }
+        self.audit_late(late, out);
         outcome
     }
 
-    /// Adds counts to a deploy side's windows (creating them within
-    /// `limits.max_series`).
-    #[allow(clippy::too_many_arguments)]
+    /// Counts each deploy's evidence later than its `allowed_lateness`;
+    /// the first time a deploy has any, one `late_data` audit record.
+    fn audit_late(&mut self, late: LateInBatch, out: &mut Vec<Output>) {
+        for (seq, (side, late_by, observations)) in late {
+            if !self
+                .registry
+                .by_seq(seq)
+                .is_some_and(|d| self.owns(&d.info))
+            {
+                // Evidence read back before taking a key over (a restart,
+                // a new assignment) is old by nature, not late.
+                continue;
+            }
+            let so_far = self.late_data.entry(seq).or_insert(0);
+            let first = *so_far == 0;
+            *so_far = so_far.saturating_add(observations);
+            let Some(d) = self.registry.by_seq(seq).filter(|_| first) else {
+                continue;
+            };
+            out.push(Output::Audit(
+                AuditRecord::new(
+                    self.clock,
+                    LateDataAudit {
+                        side,
+                        late_by,
+                        allowed_lateness: d.policy.allowed_lateness,
+                        observations: *so_far,
+                    },
+                )
+                .for_deploy(&d.info.deploy_id, &d.info.service),
+            ));
+        }
+    }
+
+    /// Adds counts of event time `at` to a deploy side's windows (creating
+    /// them within `limits.max_series`); counts later than the policy's
+    /// `allowed_lateness` go to the windows only (module docs) and into
+    /// `late`.
     fn add(
         &mut self,
         deploy_id: &str,
-        role: super::registry::Role,
+        role: Role,
         at: Timestamp,
         kind: Kind,
         c: Counts,
-        outcome: &mut TelemetryOutcome,
-        touched: &mut Vec<u64>,
+        (outcome, touched, late): (&mut TelemetryOutcome, &mut Vec<u64>, &mut LateInBatch),
     ) {
         let Some(d) = self.registry.get(deploy_id) else {
             return;
@@ -180,9 +234,26 @@ impl Engine {
         let w = self
             .windows
             .entry(key)
-            .or_insert_with(|| SeriesWindows::new(&d.policy.lengths));
+            .or_insert_with(|| SeriesWindows::for_policy(&d.policy));
         let at = at.min(self.clock);
-        w.add_counts(at, kind, c);
+        let slot = window::slot(&d.policy.lengths);
+        match window::past_lateness(at, slot, d.policy.allowed_lateness, self.clock) {
+            None => w.add_counts(at, kind, c),
+            Some(late_by) => {
+                w.add_late_counts(at, kind, c);
+                let observations = if kind == Kind::Metric {
+                    c.points.max(1)
+                } else {
+                    c.requests
+                };
+                outcome.too_late += observations;
+                let entry = late.entry(d.seq).or_insert((role, late_by, 0));
+                if late_by >= entry.1 {
+                    (entry.0, entry.1) = (role, late_by);
+                }
+                entry.2 = entry.2.saturating_add(observations);
+            }
+        }
         touched.push(d.seq);
         if role == super::registry::Role::Baseline {
             let verifying = self

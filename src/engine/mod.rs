@@ -27,6 +27,15 @@
 //!   windows), [`guards`] (the guards' state and chain), [`bounded`].
 //! - math: [`evaluate`] (burn-rate pairs and attribution) on [`judge`]
 //!   (each deploy's sequential tests, on [`crate::stats`]).
+//!
+//! # Event time
+//!
+//! Windows and tests are in event time: the attribution test reads a slot
+//! once both versions' evidence has passed it (their watermarks) or
+//! `allowed_lateness` has run out since it ended — never by the clock
+//! alone — and reads what arrives for it later, until that lateness runs
+//! out ([`judge`]). Evidence later still counts in the windows, and is
+//! counted and audited (`late_data`, once per deploy) by [`intake`].
 
 pub mod admin;
 pub mod alerts;
@@ -78,6 +87,9 @@ pub struct Engine {
     windows: HashMap<(u64, Role), SeriesWindows>,
     /// Each deploy's sequential tests, by its `seq`.
     judges: HashMap<u64, Judge>,
+    /// Per deploy (by `seq`), the observations that came later than its
+    /// `allowed_lateness` (see `intake`): its first is audited.
+    late_data: HashMap<u64, u64>,
     /// Last cumulative histogram state per series and deploy side, to turn
     /// it into deltas.
     cumulative: HashMap<intake::CumKey, intake::CumState>,
@@ -110,6 +122,7 @@ impl Engine {
             registry: Registry::default(),
             windows: HashMap::new(),
             judges: HashMap::new(),
+            late_data: HashMap::new(),
             cumulative: HashMap::new(),
             applied: HashMap::new(),
             ownership: Ownership::All,
@@ -196,6 +209,7 @@ impl Engine {
         self.windows.remove(&(seq, Role::Candidate));
         self.windows.remove(&(seq, Role::Baseline));
         self.judges.remove(&seq);
+        self.late_data.remove(&seq);
     }
 
     /// Takes a new ownership: the windows, evidence offsets and held-back

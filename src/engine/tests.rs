@@ -374,3 +374,96 @@ fn verification_after_a_restart_counts_only_traffic_since_the_rollback() {
     let after = verification_after(&restarted.apply(Input::Tick, Timestamp(1300 * SEC)));
     assert_eq!(after, live_after);
 }
+
+/// One failed SERVER span of `pay` v2 ending at second `end_s`, decoded.
+fn late_span(end_s: i64) -> Input {
+    use prost::Message;
+    let end = (end_s * SEC) as u64;
+    let export = crate::loadgen::trace_export(
+        crate::loadgen::resource("pay", "v2", None),
+        vec![crate::loadgen::server_span(
+            end,
+            end - SEC as u64 / 10,
+            end,
+            500,
+        )],
+    );
+    crate::ingest::decode(
+        crate::ingest::Source::Spans,
+        &export.encode_to_vec(),
+        crate::config::OtlpEncoding::Proto,
+    )
+    .unwrap()
+}
+
+fn telemetry_outcome(out: &[Output]) -> TelemetryOutcome {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Telemetry(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn late_audits(out: &[Output]) -> Vec<serde_json::Value> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Audit(a) if a.kind() == "late_data" => Some(serde_json::to_value(a).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn evidence_later_than_the_lateness_is_counted_and_audited_once_per_deploy() {
+    let mut e = engine("[slo]\nallowed_lateness = \"10s\"\n");
+    deploy(&mut e, started("d-late", "pay", DataMigration::None, 1_000));
+    // 5 s after its event time: in time.
+    let out = e.apply(late_span(1_010), Timestamp(1_015 * SEC));
+    let t = telemetry_outcome(&out);
+    assert_eq!((t.observations, t.too_late, t.label()), (1, 0, "ok"));
+    assert!(late_audits(&out).is_empty());
+    // 30 s after: counted, in the windows, audited once.
+    let out = e.apply(late_span(1_020), Timestamp(1_050 * SEC));
+    let t = telemetry_outcome(&out);
+    assert_eq!((t.observations, t.too_late, t.label()), (1, 1, "late"));
+    let audits = late_audits(&out);
+    assert_eq!(audits.len(), 1, "{audits:?}");
+    let d = &audits[0]["detail"];
+    assert_eq!(audits[0]["deploy_id"], "d-late");
+    assert_eq!(d["side"], "candidate");
+    assert_eq!(d["allowed_lateness"], "10s");
+    assert_eq!(d["observations"], 1);
+    assert_eq!(
+        d["late_by_seconds"], 29.0,
+        "from the end of its one-second slot"
+    );
+    let c = e.windows[&(e.registry.get("d-late").unwrap().seq, Role::Candidate)].totals();
+    assert_eq!((c.requests, c.errors), (2, 2));
+    // Later again: counted, not audited again.
+    let out = e.apply(late_span(1_030), Timestamp(1_080 * SEC));
+    assert_eq!(telemetry_outcome(&out).too_late, 1);
+    assert!(late_audits(&out).is_empty());
+    assert_eq!(e.deploy_view("d-late").unwrap().late_observations, 2);
+}
+
+#[test]
+fn evidence_read_back_before_taking_a_key_over_is_not_audited_late() {
+    let mut e = engine("[slo]\nallowed_lateness = \"10s\"\n");
+    deploy(&mut e, started("d-back", "pay", DataMigration::None, 1_000));
+    let none = crate::model::evidence::Ownership::Partitions {
+        count: 1,
+        owned: Default::default(),
+    };
+    e.apply(Input::Own(none), Timestamp(1_000 * SEC));
+    let out = e.apply(late_span(1_020), Timestamp(1_050 * SEC));
+    assert!(late_audits(&out).is_empty());
+    // Once it decides for the key, late evidence is audited.
+    let all = crate::model::evidence::Ownership::Partitions {
+        count: 1,
+        owned: [0].into(),
+    };
+    e.apply(Input::Own(all), Timestamp(1_050 * SEC));
+    let out = e.apply(late_span(1_030), Timestamp(1_060 * SEC));
+    assert_eq!(late_audits(&out).len(), 1);
+}

@@ -47,6 +47,10 @@ pub struct DeployView {
     pub evaluation: Evaluation,
     /// Its evaluations over its life (see [`super::history`]).
     pub history: Vec<Point>,
+    /// Observations of it that came later than its `allowed_lateness`:
+    /// in its windows, too late for the attribution test (the first is
+    /// audited as `late_data`).
+    pub late_observations: u64,
 }
 
 /// A deploy no longer watched, as it was when it left.
@@ -212,6 +216,7 @@ impl Engine {
                 }),
             evaluation,
             history: d.history.points().to_vec(),
+            late_observations: self.late_data.get(&d.seq).copied().unwrap_or(0),
         }
     }
 

@@ -13,6 +13,14 @@
 //! Spans and histogram points are counted separately in each bucket, because a
 //! window uses metrics when it saw any histogram data and spans otherwise —
 //! never both added together.
+//!
+//! Beside the windows, a series keeps what the attribution test reads (see
+//! `judge`): its *watermark*, the latest event time added, and two rings of
+//! pair slots — the finest window's buckets for spans, the longest
+//! window's for histograms — long enough to hold a slot until
+//! `allowed_lateness` after its end. Evidence that came later than that
+//! ([`SeriesWindows::add_late_counts`]) still counts in the windows but
+//! never reaches the pair slots, so the attribution test cannot read it.
 
 use crate::config::Policy;
 use crate::time::{Duration, Timestamp};
@@ -174,7 +182,35 @@ pub enum Kind {
 #[derive(Debug, Clone)]
 struct Ring {
     width: i64,
-    buckets: Box<[Bucket; BUCKETS]>,
+    /// [`BUCKETS`] for a window; as many as the lateness needs for pair
+    /// slots.
+    buckets: Box<[Bucket]>,
+}
+
+/// The most pair slots a series keeps per ring, whatever the policy: with
+/// the finest slot of a second, over an hour of lateness (and ~160 KiB a
+/// series). A longer `allowed_lateness` on such fine slots only loses the
+/// late data of slots already overwritten; nothing is misread (a bucket
+/// knows its epoch).
+pub const MAX_PAIR_SLOTS: usize = 4096;
+
+/// How many pair slots of `width` (ns) cover `allowed_lateness` past a
+/// slot's end, plus the wait for the evaluation that reads it last (one
+/// `evaluation_interval`) and a margin of three slots.
+pub fn pair_slots_kept(
+    allowed_lateness: Duration,
+    evaluation_interval: Duration,
+    width: i64,
+) -> usize {
+    let width = width.max(1);
+    let span = allowed_lateness
+        .nanos()
+        .max(0)
+        .saturating_add(evaluation_interval.nanos().max(0));
+    let slots = span.div_euclid(width).saturating_add(1 + 3);
+    usize::try_from(slots)
+        .unwrap_or(MAX_PAIR_SLOTS)
+        .clamp(4, MAX_PAIR_SLOTS)
 }
 
 /// The bucket width (ns) of a window of `length`.
@@ -198,17 +234,42 @@ pub fn slot(lengths: &[Duration]) -> i64 {
     lengths.iter().map(|&l| bucket_width(l)).fold(0, gcd).max(1)
 }
 
+/// How late evidence of event time `t` is at `now` when it is later than
+/// `allowed_lateness`: measured from the end of its `slot` (ns; see
+/// [`slot`]) — the event time evidence carries is its slot's start — so
+/// `None` until `allowed_lateness` has passed since the slot ended.
+pub fn past_lateness(
+    t: Timestamp,
+    slot: i64,
+    allowed_lateness: Duration,
+    now: Timestamp,
+) -> Option<Duration> {
+    let slot = slot.max(1);
+    let end = Timestamp(
+        t.nanos()
+            .div_euclid(slot)
+            .saturating_add(1)
+            .saturating_mul(slot),
+    );
+    let late_by = now.since(end);
+    (late_by >= allowed_lateness.max(Duration::ZERO)).then_some(late_by)
+}
+
 impl Ring {
     fn new(length: Duration) -> Ring {
+        Ring::slots(bucket_width(length), BUCKETS)
+    }
+
+    fn slots(width: i64, count: usize) -> Ring {
         Ring {
-            width: bucket_width(length),
-            buckets: Box::new([EMPTY; BUCKETS]),
+            width: width.max(1),
+            buckets: vec![EMPTY; count.max(1)].into_boxed_slice(),
         }
     }
 
     fn add(&mut self, t: Timestamp, kind: Kind, c: Counts) {
         let epoch = t.nanos().div_euclid(self.width);
-        let slot = epoch.rem_euclid(BUCKETS as i64) as usize;
+        let slot = epoch.rem_euclid(self.buckets.len() as i64) as usize;
         let b = &mut self.buckets[slot];
         if b.epoch < epoch {
             *b = Bucket { epoch, ..EMPTY };
@@ -227,7 +288,7 @@ impl Ring {
 
     fn sum(&self, now: Timestamp) -> WindowCounts {
         let newest = now.nanos().div_euclid(self.width);
-        let oldest = newest - BUCKETS as i64; // exclusive
+        let oldest = newest - self.buckets.len() as i64; // exclusive
         let mut t = Tally::default();
         for b in self.buckets.iter() {
             if b.epoch > oldest && b.epoch <= newest {
@@ -235,6 +296,22 @@ impl Ring {
             }
         }
         t.counts()
+    }
+
+    /// The counts of bucket `epoch`, if the ring still holds it.
+    fn bucket(&self, epoch: i64) -> WindowCounts {
+        let b = &self.buckets[epoch.rem_euclid(self.buckets.len() as i64) as usize];
+        if b.epoch == epoch {
+            let mut t = Tally::default();
+            t.add_bucket(b);
+            t.counts()
+        } else {
+            WindowCounts::EMPTY
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Ring>() + self.buckets.len() * std::mem::size_of::<Bucket>()
     }
 }
 
@@ -297,15 +374,73 @@ pub struct SeriesWindows {
     total: Tally,
     /// Event time of the earliest bad request added, errors then latency.
     first_bad: [Option<Timestamp>; 2],
+    /// The attribution test's slots: the finest window's buckets (spans),
+    /// then the longest window's (histograms), kept for the lateness.
+    pair: [Ring; 2],
+    /// The latest event time of evidence added in time: how far this
+    /// side's evidence has come. One maximum over all of the side's
+    /// sources, not a minimum per source (see `judge`).
+    watermark: Option<Timestamp>,
+    /// Evidence added in time so far (a count of adds), and the latest
+    /// adds behind the watermark, with the count after each: a reader
+    /// that remembers a [`Mark`] rereads only the slots touched since.
+    writes: u64,
+    behind: std::collections::VecDeque<(u64, Timestamp)>,
+    /// The count of the latest add forgotten from `behind`.
+    behind_forgotten: u64,
+}
+
+/// How many adds behind the watermark a series remembers (see
+/// [`SeriesWindows::touched_since`]); a reader further behind rereads all.
+const BEHIND_REMEMBERED: usize = 16;
+
+/// What a reader of a series' pair slots had seen: see
+/// [`SeriesWindows::touched_since`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    writes: u64,
+    watermark: Option<Timestamp>,
 }
 
 impl SeriesWindows {
-    /// One ring per distinct window length, in the order of `lengths`.
+    /// The windows of `policy`, with pair slots kept for its
+    /// `allowed_lateness`.
+    pub fn for_policy(policy: &Policy) -> SeriesWindows {
+        SeriesWindows::with_lateness(
+            &policy.lengths,
+            policy.allowed_lateness,
+            policy.evaluation_interval,
+        )
+    }
+
+    /// One ring per distinct window length, in the order of `lengths`, and
+    /// pair slots for no lateness beyond one second of evaluation.
     pub fn new(lengths: &[Duration]) -> SeriesWindows {
+        SeriesWindows::with_lateness(lengths, Duration::ZERO, Duration::from_secs(1))
+    }
+
+    fn with_lateness(
+        lengths: &[Duration],
+        allowed_lateness: Duration,
+        evaluation_interval: Duration,
+    ) -> SeriesWindows {
+        let rings: Vec<Ring> = lengths.iter().map(|&l| Ring::new(l)).collect();
+        let pair = |ring: Option<&Ring>| {
+            let width = ring.map_or(1, |r| r.width);
+            Ring::slots(
+                width,
+                pair_slots_kept(allowed_lateness, evaluation_interval, width),
+            )
+        };
         SeriesWindows {
-            rings: lengths.iter().map(|&l| Ring::new(l)).collect(),
+            pair: [pair(rings.first()), pair(rings.last())],
+            rings,
             total: Tally::default(),
             first_bad: [None, None],
+            watermark: None,
+            writes: 0,
+            behind: Default::default(),
+            behind_forgotten: 0,
         }
     }
 
@@ -329,6 +464,26 @@ impl SeriesWindows {
     /// Adds counts gathered over many requests (and `points` histogram
     /// points) at `t`.
     pub fn add_counts(&mut self, t: Timestamp, kind: Kind, c: Counts) {
+        for ring in &mut self.pair {
+            ring.add(t, kind, c);
+        }
+        self.writes += 1;
+        if self.watermark.is_some_and(|w| t < w) {
+            if self.behind.len() == BEHIND_REMEMBERED {
+                if let Some((forgotten, _)) = self.behind.pop_front() {
+                    self.behind_forgotten = forgotten;
+                }
+            }
+            self.behind.push_back((self.writes, t));
+        }
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        self.add_late_counts(t, kind, c);
+    }
+
+    /// Adds counts that came later than `allowed_lateness`: to the windows
+    /// and totals (the rates and the threshold tests), not to the pair
+    /// slots or the watermark (the attribution test never reads them).
+    pub fn add_late_counts(&mut self, t: Timestamp, kind: Kind, c: Counts) {
         for ring in &mut self.rings {
             ring.add(t, kind, c);
         }
@@ -355,30 +510,54 @@ impl SeriesWindows {
         self.total.counts()
     }
 
-    /// How many window lengths it keeps.
-    pub fn lengths(&self) -> usize {
-        self.rings.len()
+    /// The latest event time of evidence added in time, if any.
+    pub fn watermark(&self) -> Option<Timestamp> {
+        self.watermark
     }
 
-    /// The width (ns) of the buckets of window `index`: the event-time slot
-    /// in which candidate and baseline are compared.
-    pub fn bucket_width(&self, index: usize) -> i64 {
-        self.rings.get(index).map_or(1, |r| r.width)
+    /// What a reader of the pair slots has seen now.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            writes: self.writes,
+            watermark: self.watermark,
+        }
     }
 
-    /// The counts of bucket `epoch` (time `epoch × width`) of window
-    /// `index`, if its ring still holds it.
-    pub fn bucket(&self, index: usize, epoch: i64) -> WindowCounts {
-        self.rings.get(index).map_or(WindowCounts::EMPTY, |r| {
-            let b = &r.buckets[epoch.rem_euclid(BUCKETS as i64) as usize];
-            if b.epoch == epoch {
-                let mut t = Tally::default();
-                t.add_bucket(b);
-                t.counts()
-            } else {
-                WindowCounts::EMPTY
-            }
-        })
+    /// The earliest event time evidence added since `mark` may have
+    /// touched: `None` when nothing was added; [`Timestamp::MIN`] when that
+    /// is no longer known (more adds behind the watermark than are
+    /// remembered). Adds in order are at or after the watermark of `mark`.
+    pub fn touched_since(&self, mark: Mark) -> Option<Timestamp> {
+        if self.writes == mark.writes {
+            return None;
+        }
+        if mark.writes < self.behind_forgotten {
+            return Some(Timestamp::MIN);
+        }
+        let behind = self
+            .behind
+            .iter()
+            .filter(|&&(after, _)| after > mark.writes)
+            .map(|&(_, t)| t);
+        Some(
+            behind
+                .chain(std::iter::once(mark.watermark.unwrap_or(Timestamp::MIN)))
+                .min()
+                .unwrap_or(Timestamp::MIN),
+        )
+    }
+
+    /// The width (ns) of the pair slots in which candidate and baseline
+    /// are compared: the finest window's buckets, or the longest window's
+    /// for histograms (`metrics`).
+    pub fn pair_width(&self, metrics: bool) -> i64 {
+        self.pair[usize::from(metrics)].width
+    }
+
+    /// The counts of pair slot `epoch` (time `epoch × pair_width`), if it
+    /// is still kept.
+    pub fn pair_slot(&self, metrics: bool, epoch: i64) -> WindowCounts {
+        self.pair[usize::from(metrics)].bucket(epoch)
     }
 
     /// What the longest window holds of event times at or after `t`
@@ -405,8 +584,12 @@ impl SeriesWindows {
     /// Bytes of heap and inline state, for the memory bench.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.rings.len()
-                * (std::mem::size_of::<Ring>() + std::mem::size_of::<[Bucket; BUCKETS]>())
+            + self.rings.iter().map(Ring::memory_bytes).sum::<usize>()
+            + self
+                .pair
+                .iter()
+                .map(|r| r.buckets.len() * std::mem::size_of::<Bucket>())
+                .sum::<usize>()
     }
 }
 
@@ -461,12 +644,69 @@ mod tests {
 
     #[test]
     fn memory_is_small_and_fixed() {
-        let w = SeriesWindows::new(&[
-            Duration::from_secs(60),
-            Duration::from_secs(300),
-            Duration::from_secs(1800),
-        ]);
-        assert!(w.memory_bytes() < 8 * 1024, "{}", w.memory_bytes());
+        // The default windows, and pair slots for the default minute of
+        // lateness: three rings of 60 buckets and ~70 one-second slots.
+        let policy = crate::config::Config::default().default_policy.clone();
+        let w = SeriesWindows::for_policy(&policy);
+        assert!(w.memory_bytes() < 12 * 1024, "{}", w.memory_bytes());
+        let mut long = (*policy).clone();
+        long.allowed_lateness = Duration::from_secs(1800);
+        let w = SeriesWindows::for_policy(&long);
+        assert!(w.memory_bytes() < 96 * 1024, "{}", w.memory_bytes());
+    }
+
+    #[test]
+    fn a_reader_learns_how_far_back_new_evidence_reaches() {
+        let mut w = SeriesWindows::new(&[Duration::from_secs(60)]);
+        let start = w.mark();
+        w.add(Timestamp(100 * SEC), Kind::Span, 1, 0, 0);
+        assert_eq!(w.touched_since(start), Some(Timestamp::MIN));
+        let seen = w.mark();
+        w.add(Timestamp(103 * SEC), Kind::Span, 1, 0, 0);
+        assert_eq!(w.touched_since(seen), Some(Timestamp(100 * SEC)));
+        w.add(Timestamp(90 * SEC), Kind::Span, 1, 0, 0);
+        assert_eq!(w.touched_since(seen), Some(Timestamp(90 * SEC)));
+        let seen = w.mark();
+        w.add(Timestamp(95 * SEC), Kind::Span, 1, 0, 0);
+        assert_eq!(w.touched_since(seen), Some(Timestamp(95 * SEC)));
+        // Too many adds out of order since: no longer known.
+        let seen = w.mark();
+        for s in 0..=BEHIND_REMEMBERED as i64 {
+            w.add(Timestamp((50 + s) * SEC), Kind::Span, 1, 0, 0);
+        }
+        assert_eq!(w.touched_since(seen), Some(Timestamp::MIN));
+    }
+
+    #[test]
+    fn pair_slots_cover_the_lateness_and_late_counts_stay_out_of_them() {
+        let policy = crate::config::Config::default().default_policy.clone();
+        let mut w = SeriesWindows::for_policy(&policy);
+        assert_eq!(w.pair_width(false), SEC);
+        assert_eq!(w.pair_width(true), 30 * SEC);
+        w.add(Timestamp(100 * SEC), Kind::Span, 5, 1, 0);
+        // Its lateness and an evaluation interval later, slot 100 is
+        // still kept.
+        for s in 101..166 {
+            w.add(Timestamp(s * SEC), Kind::Span, 1, 0, 0);
+        }
+        assert_eq!(w.pair_slot(false, 100).requests, 5);
+        assert_eq!(w.watermark(), Some(Timestamp(165 * SEC)));
+        // Evidence past its lateness counts in the windows only.
+        w.add_late_counts(
+            Timestamp(150 * SEC),
+            Kind::Span,
+            Counts {
+                requests: 7,
+                errors: 7,
+                slow: 0,
+                points: 0,
+            },
+        );
+        assert_eq!(w.pair_slot(false, 150).requests, 1);
+        assert_eq!(w.window(0, Timestamp(165 * SEC)).errors, 7);
+        assert_eq!(w.touched_since(w.mark()), None);
+        assert_eq!(w.totals().requests, 5 + 65 + 7);
+        assert_eq!(w.watermark(), Some(Timestamp(165 * SEC)));
     }
 
     proptest! {

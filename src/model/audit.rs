@@ -86,6 +86,7 @@ pub enum AuditEvent {
     Owner(OwnerAudit),
     Verification(VerificationAudit),
     Notification(NotificationAudit),
+    LateData(LateDataAudit),
 }
 
 impl AuditEvent {
@@ -104,6 +105,7 @@ impl AuditEvent {
             AuditEvent::Owner(_) => "owner",
             AuditEvent::Verification(_) => "verification",
             AuditEvent::Notification(_) => "notification",
+            AuditEvent::LateData(_) => "late_data",
         }
     }
 
@@ -143,6 +145,13 @@ impl AuditEvent {
                 "attempts": n.attempts,
                 "error": n.error,
             }),
+            AuditEvent::LateData(l) => json!({
+                "side": l.side,
+                "late_by": l.late_by,
+                "late_by_seconds": l.late_by.as_secs_f64(),
+                "allowed_lateness": l.allowed_lateness,
+                "observations": l.observations,
+            }),
             AuditEvent::Owner(o) => json!({
                 "instance": o.instance,
                 "change": o.change,
@@ -178,6 +187,7 @@ into_event!(
     AdminAudit => Admin,
     MalformedAudit => Malformed,
     OwnerAudit => Owner,
+    LateDataAudit => LateData,
 );
 
 /// What became of a deploy event, or a deploy's end.
@@ -557,6 +567,20 @@ pub struct MalformedAudit {
     pub error: String,
     /// Where it was: topic, partition and offset; a replay line; HTTP.
     pub location: Value,
+}
+
+/// A deploy's first evidence that arrived later than its
+/// `allowed_lateness` (once per deploy): it counts in the windows, but the
+/// attribution test never reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateDataAudit {
+    /// Whose evidence: the candidate's or the baseline's.
+    pub side: super::evidence::Role,
+    /// How long after its event time the latest-arriving of it came.
+    pub late_by: Duration,
+    pub allowed_lateness: Duration,
+    /// Observations (spans, histogram points) that late so far.
+    pub observations: u64,
 }
 
 /// Which evidence partitions — and so which (service, environment) keys —

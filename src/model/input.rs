@@ -79,8 +79,12 @@ pub enum Refusal {
 pub struct TelemetryOutcome {
     /// Request observations added to windows (per deploy side).
     pub observations: u64,
-    /// Observations older than the longest window.
+    /// Observations older than the longest window: dropped.
     pub late: u64,
+    /// Observations that arrived later than `allowed_lateness` after their
+    /// event time: in the windows (and `observations`), too late for the
+    /// attribution test.
+    pub too_late: u64,
     /// Observations no active deploy claims.
     pub unmatched: u64,
     /// Observations dropped because a cap in `[limits]` was reached.
@@ -88,11 +92,12 @@ pub struct TelemetryOutcome {
 }
 
 impl TelemetryOutcome {
-    /// The record-level outcome label: `ok` when anything was used.
+    /// The record-level outcome label: `ok` when anything was used in
+    /// time, `late` when all of it was late.
     pub fn label(&self) -> &'static str {
-        if self.observations > 0 {
+        if self.observations > self.too_late {
             "ok"
-        } else if self.late > 0 {
+        } else if self.late > 0 || self.too_late > 0 {
             "late"
         } else if self.unmatched > 0 || self.over_limit > 0 {
             "unmatched"

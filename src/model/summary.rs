@@ -123,6 +123,12 @@ pub fn line(record: &Value) -> String {
             text(&d["change"]),
             d["partitions"]
         ),
+        "late_data" => format!(
+            "{service}: {} evidence of deploy {deploy} arrived {} after its event time, later than the allowed {}: counted in its windows, too late to compare with the baseline",
+            text(&d["side"]),
+            text(&d["late_by"]),
+            text(&d["allowed_lateness"])
+        ),
         "notification" => format!(
             "notification of {} {} for sink {}: {}",
             text(&d["event"]),
@@ -227,6 +233,13 @@ mod tests {
         assert_eq!(
             r("deploy", json!({"why": "rollback succeeded"})),
             "checkout: deploy d-1 no longer watched: rollback succeeded"
+        );
+        assert_eq!(
+            r(
+                "late_data",
+                json!({"side": "candidate", "late_by": "45s", "allowed_lateness": "1m"})
+            ),
+            "checkout: candidate evidence of deploy d-1 arrived 45s after its event time, later than the allowed 1m: counted in its windows, too late to compare with the baseline"
         );
         assert_eq!(line(&json!(null)), "? ? ?");
         assert_eq!(printable("a\u{1b}[31mred\n"), "a?[31mred?");

@@ -59,7 +59,11 @@
 //! family ever rejects wrongly) ≤ α. A rollback needs a threshold test to
 //! reject (and, with a baseline, an attribution test too), so a deploy
 //! within its thresholds, or identical to its baseline, is rolled back with
-//! probability ≤ α.
+//! probability ≤ α. The baseline's own threshold tests (is the baseline
+//! burning too: `not_attributable`) can only hold a rollback back, so they
+//! spend nothing of that α; as their own family of `2 × pairs` sequences
+//! they call a baseline within its thresholds burning with probability
+//! ≤ α.
 
 /// ln Σ exp(x_i), stable; −∞ for an empty slice.
 pub fn log_sum_exp(xs: impl Iterator<Item = f64> + Clone) -> f64 {

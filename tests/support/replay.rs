@@ -39,6 +39,11 @@ pub struct Stream {
     pub slow: f64,
     pub from: f64,
     pub to: f64,
+    /// Seconds between an export's last request and the record that
+    /// carries it (a Collector's tail sampling, batching, lag).
+    pub delay: f64,
+    /// Seconds more for every other export: exports arrive out of order.
+    pub disorder: f64,
     err_acc: f64,
     slow_acc: f64,
     req_acc: f64,
@@ -55,6 +60,8 @@ impl Stream {
             slow: 0.0,
             from: 0.0,
             to: f64::INFINITY,
+            delay: 0.0,
+            disorder: 0.0,
             err_acc: 0.0,
             slow_acc: 0.0,
             req_acc: 0.0,
@@ -70,6 +77,16 @@ impl Stream {
     }
     pub fn env(mut self, e: &str) -> Self {
         self.env = Some(e.into());
+        self
+    }
+    /// Every export reaches rollbackd `secs` after its last request.
+    pub fn late(mut self, secs: f64) -> Self {
+        self.delay = secs;
+        self
+    }
+    /// Every other export comes `secs` later still, after newer ones.
+    pub fn out_of_order(mut self, secs: f64) -> Self {
+        self.disorder = secs;
         self
     }
     pub fn between(mut self, from: f64, to: f64) -> Self {
@@ -215,8 +232,10 @@ impl Fixture {
         let mut t = 0.0;
         let mut streams = std::mem::take(&mut self.streams);
         let mut metric_streams = std::mem::take(&mut self.metric_streams);
+        let mut export = 0u64;
         while t < until {
             t += step;
+            export += 1;
             for s in streams.iter_mut() {
                 if !(s.from < t && t <= s.to + step) {
                     continue;
@@ -235,18 +254,19 @@ impl Fixture {
                     let dur = if slow { 1.2 } else { 0.04 };
                     spans.push((end, dur, err));
                 }
-                let export = span_export(s, &spans);
+                let body = span_export(s, &spans);
+                let arrives = t + 0.5 + s.delay + if export % 2 == 0 { s.disorder } else { 0.0 };
                 let value = match enc {
                     Encoding::Json => {
-                        json!({"topic": "otlp_spans", "timestamp": ts(t + 0.5), "value": export})
+                        json!({"topic": "otlp_spans", "timestamp": ts(arrives), "value": body})
                     }
                     Encoding::ProtoBase64 => {
-                        let bytes = export.encode_to_vec();
-                        json!({"topic": "otlp_spans", "timestamp": ts(t + 0.5),
+                        let bytes = body.encode_to_vec();
+                        json!({"topic": "otlp_spans", "timestamp": ts(arrives),
                                "value_base64": base64::engine::general_purpose::STANDARD.encode(bytes)})
                     }
                 };
-                self.push(t + 0.5, value.to_string());
+                self.push(arrives, value.to_string());
             }
             for (s, cum_ok, cum_err) in metric_streams.iter_mut() {
                 if !(s.from < t && t <= s.to + step) {
@@ -277,9 +297,10 @@ impl Fixture {
                 let v = json!({"resourceMetrics": [{"resource": resource(s), "scopeMetrics": [{"scope": {"name": "t"}, "metrics": [{
                     "name": "http.server.request.duration", "unit": "s",
                     "histogram": {"aggregationTemporality": 2, "dataPoints": [point(200, cum_ok), point(500, cum_err)]}}]}]}]});
+                let arrives = t + 0.5 + s.delay + if export % 2 == 0 { s.disorder } else { 0.0 };
                 self.push(
-                    t + 0.5,
-                    json!({"topic": "otlp_metrics", "timestamp": ts(t + 0.5), "value": v})
+                    arrives,
+                    json!({"topic": "otlp_metrics", "timestamp": ts(arrives), "value": v})
                         .to_string(),
                 );
             }

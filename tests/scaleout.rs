@@ -481,3 +481,75 @@ windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
         .sum();
     assert!(sent > 200, "evidence for {sent} requests: none sent twice");
 }
+
+/// An alert is a decision taken once, by the owner that read it: a
+/// restart that reads the evidence back rebuilds windows, and does not
+/// take the alert again. Here it fired while automation was paused (held
+/// back) and resolved before the resume, so no command is due — and a
+/// restart after the resume must not find one either.
+#[test]
+fn a_restart_does_not_take_an_alert_again() {
+    let _serial = serial();
+    let broker = Broker::noida();
+    let cfg = agent_config_with_slo(&broker, "g-stale", SLO, "");
+    let mut agent = instance(&cfg, "a");
+    agent.wait_ready();
+    wait_owned(&[&agent]);
+    started(&cfg, "d-stale", "stale");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !deploy_view(&agent, "d-stale").contains("\"deploy_id\"") {
+        assert!(Instant::now() < deadline, "d-stale never known");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let post = |path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let (code, text) = http(&agent.http_addr(), "POST", path, headers, body);
+        assert_eq!(code, 200, "{path}: {text}");
+    };
+    let admin = [("Authorization", "Bearer adm")];
+    let json = [("Content-Type", "application/json")];
+    let alert = |status: &str| {
+        serde_json::json!({"version": "4", "groupKey": "{}", "status": status,
+            "receiver": "rollbackd", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://am",
+            "alerts": [{"status": status,
+                        "labels": {"alertname": "Errors", "service": "stale", "severity": "critical"},
+                        "annotations": {}, "startsAt": rfc3339_now(), "endsAt": "0001-01-01T00:00:00Z",
+                        "fingerprint": "fp-stale"}]})
+        .to_string()
+    };
+    post("/v1/automation/pause", &admin, b"");
+    post("/v1/alerts/alertmanager", &json, alert("firing").as_bytes());
+    // Held back while paused…
+    wait_topic(&broker, "rollbackd-audit", Duration::from_secs(30), |g| {
+        g.iter()
+            .any(|a| a.payload["kind"] == "suppressed" && a.payload["deploy_id"] == "d-stale")
+    });
+    // …and resolved before the resume: nothing is due.
+    post(
+        "/v1/alerts/alertmanager",
+        &json,
+        alert("resolved").as_bytes(),
+    );
+    wait_topic(&broker, "rollbackd-audit", Duration::from_secs(30), |g| {
+        g.iter()
+            .any(|a| a.payload["kind"] == "alert" && a.payload["detail"]["status"] == "resolved")
+    });
+    post("/v1/automation/resume", &admin, b"");
+    thread::sleep(Duration::from_secs(3));
+    let got = read_topic(&broker, "rollback-commands", Duration::ZERO);
+    assert!(commands_for(&got, "d-stale").is_empty());
+    agent.restart();
+    agent.wait_ready();
+    wait_owned(&[&agent]);
+    thread::sleep(Duration::from_secs(5));
+    let got = read_topic(&broker, "rollback-commands", Duration::ZERO);
+    assert!(
+        commands_for(&got, "d-stale").is_empty(),
+        "the restart took the alert again: {:?}\n{}",
+        commands_for(&got, "d-stale")
+            .iter()
+            .map(|c| c.payload.to_string())
+            .collect::<Vec<_>>(),
+        agent.log_text()
+    );
+}

@@ -68,6 +68,7 @@ impl Engine {
     /// Applies one batch of evidence; returns what became of its counts.
     pub(super) fn evidence(&mut self, e: Evidence, out: &mut Vec<Output>) -> TelemetryOutcome {
         let mut outcome = TelemetryOutcome::default();
+        let owner = self.ownership.owns(&e.key.service, &e.key.environment);
         let applied = self.applied.remove(&e.key).unwrap_or_default();
         let fresh = |raw: Option<&RawOffset>| {
             raw.is_none_or(|r| {
@@ -151,6 +152,9 @@ impl Engine {
                         Delta::OverLimit => outcome.over_limit += 1,
                     }
                 }
+                // Only the owner of the key decides (an instance reading a
+                // partition back is not the owner yet).
+                Item::Alerts(_) | Item::Rollback { .. } if !owner => {}
                 Item::Alerts(alerts) => self.alerts(&alerts, out),
                 Item::Rollback {
                     deploy_id,

@@ -52,6 +52,9 @@ pub struct Held {
     pub end: i64,
     /// The next offset to read (as far as this member knows).
     pub next: i64,
+    /// The group's committed offset when it was assigned, if any: what
+    /// the previous holder had finished with.
+    pub committed: Option<i64>,
 }
 
 impl Held {
@@ -97,7 +100,7 @@ impl ConsumerContext for GroupContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let assign = self.starts(base, tpl);
+                let (assign, committed) = self.starts(base, tpl);
                 let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
                 held.clear();
                 for e in assign.elements() {
@@ -109,9 +112,19 @@ impl ConsumerContext for GroupContext {
                         Offset::Beginning => low,
                         _ => high,
                     };
+                    let committed = committed.as_ref().and_then(|c| {
+                        match c.find_partition(e.topic(), e.partition())?.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        }
+                    });
                     held.insert(
                         (e.topic().to_string(), e.partition()),
-                        Held { end: high, next },
+                        Held {
+                            end: high,
+                            next,
+                            committed,
+                        },
                     );
                 }
                 drop(held);
@@ -149,20 +162,26 @@ impl ConsumerContext for GroupContext {
 }
 
 impl GroupContext {
-    /// The assignment with each partition's start offset.
-    fn starts(&self, base: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> TopicPartitionList {
+    /// The assignment with each partition's start offset, and the group's
+    /// committed offsets.
+    fn starts(
+        &self,
+        base: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> (TopicPartitionList, Option<TopicPartitionList>) {
         let mut assign = tpl.clone();
         let mut rewind = TopicPartitionList::new();
         let since = Timestamp::now_wall()
             .saturating_sub(crate::time::Duration(self.lookback.as_nanos() as i64))
             .nanos()
             / 1_000_000;
-        let committed = match self.start {
-            Start::Committed => base.committed_offsets(tpl.clone(), METADATA_TIMEOUT).ok(),
+        let committed = base.committed_offsets(tpl.clone(), METADATA_TIMEOUT).ok();
+        let start_at_committed = match self.start {
+            Start::Committed => committed.as_ref(),
             Start::Rewind => None,
         };
         for e in tpl.elements() {
-            let known = committed.as_ref().and_then(|c| {
+            let known = start_at_committed.and_then(|c| {
                 match c.find_partition(e.topic(), e.partition())?.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
@@ -209,7 +228,7 @@ impl GroupContext {
                 }
             }
         }
-        assign
+        (assign, committed)
     }
 }
 

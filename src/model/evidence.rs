@@ -152,6 +152,12 @@ pub enum Item {
 }
 
 impl Item {
+    /// Whether it asks for a decision (an alert, a person's rollback)
+    /// rather than adding to windows.
+    pub fn is_decision(&self) -> bool {
+        matches!(self, Item::Alerts(_) | Item::Rollback { .. })
+    }
+
     /// The raw record it came from, if it came from one.
     pub fn raw(&self) -> Option<&RawOffset> {
         match self {

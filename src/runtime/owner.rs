@@ -31,7 +31,7 @@ use crate::kafka::consumer::ControlReader;
 use crate::kafka::group::Group;
 use crate::kafka::InRecord;
 use crate::model::audit::{OwnerAudit, OwnerChange};
-use crate::model::evidence::Ownership;
+use crate::model::evidence::{Evidence, Item, Origin, Ownership};
 use crate::model::{AuditRecord, Input, Output};
 use crate::time::Timestamp;
 
@@ -76,6 +76,8 @@ impl Owner {
         let mut generation = -1;
         let mut rebuilding: BTreeSet<i32> = BTreeSet::new();
         let mut owned: BTreeSet<i32> = BTreeSet::new();
+        // Decisions read on partitions not yet owned (see `evidence_record`).
+        let mut deferred: Vec<(i32, Evidence)> = Vec::new();
         let mut rebuild_started = Instant::now();
         let mut last_tick = Instant::now() - TICK;
         let mut last_check = Instant::now() - Duration::from_secs(10);
@@ -119,7 +121,7 @@ impl Owner {
                     }
                 };
                 next.insert(rec.partition, rec.offset + 1);
-                outputs.extend(self.evidence_record(&rec, &mut consumed_at));
+                outputs.extend(self.evidence_record(&rec, &mut consumed_at, &owned, &mut deferred));
                 if Instant::now() >= deadline {
                     break;
                 }
@@ -135,6 +137,7 @@ impl Owner {
                 let lost: Vec<i32> = owned.difference(&held).copied().collect();
                 rebuilding = held.difference(&owned).copied().collect();
                 owned.retain(|p| held.contains(p));
+                deferred.retain(|(p, _)| held.contains(p));
                 rebuild_started = Instant::now();
                 if !lost.is_empty() {
                     info!(partitions = ?lost, "evidence partitions lost: no longer deciding for their keys");
@@ -170,6 +173,13 @@ impl Owner {
                     );
                     self.own(&owned);
                     outputs.push(self.audit(OwnerChange::Took, done, &owned));
+                    let ready;
+                    (ready, deferred) = std::mem::take(&mut deferred)
+                        .into_iter()
+                        .partition(|(p, _)| owned.contains(p));
+                    for (_, e) in ready {
+                        outputs.extend(self.shared.apply(Input::Evidence(e)));
+                    }
                     self.shared
                         .readiness
                         .owner
@@ -303,15 +313,47 @@ impl Owner {
 
     /// Applies one evidence record; `consumed_at` becomes the earliest time
     /// a raw record behind this pass's evidence was taken in.
+    ///
+    /// While a partition is read back (not yet owned), its records rebuild
+    /// windows only. The decisions they carry — alerts, a person's
+    /// rollback — were taken by the previous holder when it committed
+    /// past them (below the group's committed offset: dropped here, or a
+    /// restart would take a stale alert again), or are still to be taken
+    /// (at or after it: kept in `deferred` until the partition is owned and
+    /// the commands topic read to its end).
     fn evidence_record(
         &mut self,
         rec: &InRecord,
         consumed_at: &mut Option<Timestamp>,
+        owned: &BTreeSet<i32>,
+        deferred: &mut Vec<(i32, Evidence)>,
     ) -> Vec<Output> {
         match evidence::decode(&rec.payload) {
-            Ok((e, envelope)) => {
+            Ok((mut e, envelope)) => {
                 let at = envelope.consumed_at.unwrap_or_else(Timestamp::now_wall);
                 *consumed_at = Some(consumed_at.map_or(at, |c| c.min(at)));
+                if !owned.contains(&rec.partition) {
+                    let (decisions, rest): (Vec<Item>, Vec<Item>) = std::mem::take(&mut e.items)
+                        .into_iter()
+                        .partition(Item::is_decision);
+                    e.items = rest;
+                    let committed = self
+                        .group
+                        .held()
+                        .get(&(rec.topic.clone(), rec.partition))
+                        .and_then(|h| h.committed);
+                    if !decisions.is_empty() && committed.is_none_or(|c| rec.offset >= c) {
+                        let key = e.key.clone();
+                        deferred.push((
+                            rec.partition,
+                            Evidence {
+                                key,
+                                origin: Origin::Http,
+                                items: decisions,
+                            },
+                        ));
+                    }
+                }
                 // Observations were counted by the intake that folded them.
                 self.shared.apply(Input::Evidence(e))
             }

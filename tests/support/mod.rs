@@ -7,6 +7,8 @@
 //!   to it and read its topics;
 //! - [`agent`]: the `rollbackd` binary — `run` as an [`agent::Agent`], any
 //!   other subcommand, and the lines it prints;
+//! - [`fleet`]: instances on one broker, counted canary traffic, what
+//!   they show of a deploy;
 //! - [`browser`]: headless Chromium: a page's DOM, its requests, a
 //!   screenshot;
 //! - [`http`]: a minimal HTTP client and Prometheus text parsing;
@@ -20,6 +22,7 @@
 pub mod agent;
 pub mod broker;
 pub mod browser;
+pub mod fleet;
 pub mod http;
 pub mod otlp;
 pub mod procs;

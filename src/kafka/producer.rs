@@ -88,7 +88,9 @@ pub enum ProduceError {
 pub enum Until {
     /// Until acknowledged (or fenced, or stopped).
     Acknowledged,
-    /// Until then; the last error after it.
+    /// No new attempt after then; the last error. (An attempt under way
+    /// is not cut short: what it sent could still be delivered, and the
+    /// caller would answer that it was not.)
     Deadline(Instant),
 }
 

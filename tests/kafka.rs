@@ -1053,3 +1053,52 @@ fn deploy_events_over_http_reach_every_instance() {
     assert_eq!(events[0].key.as_deref(), Some("web"));
     assert_eq!(events[0].payload["deploy_id"], "d-web");
 }
+
+/// Keys go to the owner of partition hash(key) mod the evidence topic's
+/// partition count: partitions added while instances run would make
+/// instances started before and after route a key to two owners. An
+/// instance that sees the count change ends with an error saying so (its
+/// orchestrator starts it again with the new count).
+#[test]
+fn partitions_added_to_the_evidence_topic_end_the_instance_loudly() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    let _serial = serial();
+    // tansu 0.6 does not add partitions (CreatePartitions); noida-db does.
+    let broker = Broker::noida();
+    let cfg = agent_config(&broker, "g-parts", "");
+    let mut agent = Agent::start(&cfg);
+    agent.wait_ready();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    let added = block_on(admin.create_partitions(
+        &[NewPartitions::new("rollbackd-evidence", 12)],
+        &AdminOptions::new(),
+    ));
+    assert!(
+        added.iter().all(|r| r.is_ok()),
+        "the broker did not add partitions: {added:?}"
+    );
+    let status = agent
+        .wait_exit(Duration::from_secs(60))
+        .expect("the instance went on with the old partition count");
+    assert_eq!(status.code(), Some(1), "{}", agent.log_text());
+    assert!(
+        agent.log_text().contains("now has 12 partitions"),
+        "{}",
+        agent.log_text()
+    );
+}
+
+/// Runs an admin request to its answer.
+fn block_on<T>(f: impl std::future::Future<Output = rdkafka::error::KafkaResult<T>>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+        .expect("admin request")
+}

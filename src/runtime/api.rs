@@ -63,6 +63,9 @@ async fn send_to_owners(sender: &Sender, mut fold: Fold) -> Result<(), InputErro
         .map_err(|e| unavailable(format!("the evidence topic did not acknowledge: {e}")))
 }
 
+/// How long an HTTP call waits for the owner thread.
+const OWNER_ANSWERS_WITHIN: Duration = Duration::from_secs(30);
+
 impl Handle {
     /// Without Kafka: applies `input` and publishes what it caused.
     pub fn local(&self, input: Input) -> Vec<Output> {
@@ -87,11 +90,25 @@ impl Handle {
             return Ok(self.local(input));
         };
         let (reply, answer) = oneshot::channel();
-        calls
-            .send(Call { input, reply })
+        let call = async {
+            calls
+                .send(Call { input, reply })
+                .await
+                .map_err(|_| unavailable("stopping"))?;
+            answer.await.map_err(|_| unavailable("stopping"))
+        };
+        // A stuck owner thread (see /healthz) must not hold HTTP requests
+        // for ever. The call may still be applied later: every call it
+        // takes is safe to send again (pause and resume are idempotent, a
+        // rollback is once per deploy).
+        tokio::time::timeout(OWNER_ANSWERS_WITHIN, call)
             .await
-            .map_err(|_| unavailable("stopping"))?;
-        answer.await.map_err(|_| unavailable("stopping"))
+            .unwrap_or_else(|_| {
+                Err(unavailable(format!(
+                    "the owner thread did not answer within {} s",
+                    OWNER_ANSWERS_WITHIN.as_secs()
+                )))
+            })
     }
 
     /// Applies `input` where it belongs in this mode.

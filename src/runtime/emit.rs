@@ -340,15 +340,28 @@ impl KafkaSink {
             ],
             &overrides,
         );
-        let producer: FutureProducer = config.create()?;
-        let probed = producer
-            .init_transactions(TXN_TIMEOUT)
-            .and_then(|()| producer.begin_transaction())
-            .and_then(|()| match &probe {
-                Some((g, offsets)) => producer.send_offsets_to_transaction(offsets, g, TXN_TIMEOUT),
-                None => Ok(()),
-            })
-            .and_then(|()| producer.commit_transaction(TXN_TIMEOUT));
+        // Only an answer decides: a probe that timed out (a broker rolling
+        // at start) is tried again, never taken for "no transactions".
+        let (producer, probed) = loop {
+            let producer: FutureProducer = config.create()?;
+            let probed = producer
+                .init_transactions(TXN_TIMEOUT)
+                .and_then(|()| producer.begin_transaction())
+                .and_then(|()| match &probe {
+                    Some((g, offsets)) => {
+                        producer.send_offsets_to_transaction(offsets, g, TXN_TIMEOUT)
+                    }
+                    None => Ok(()),
+                })
+                .and_then(|()| producer.commit_transaction(TXN_TIMEOUT));
+            match &probed {
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && !cancel.is_cancelled() => {
+                    warn!(error = %e, "the broker did not answer the transactions probe; probing again");
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                _ => break (producer, probed),
+            }
+        };
         match (probed, k.transactions) {
             (Ok(()), _) => {
                 info!(

@@ -84,6 +84,10 @@ pub enum RunError {
     },
     #[error("topic {0} does not exist or has no partitions (topics.evidence): create it before starting")]
     NoEvidenceTopic(String),
+    /// Keys are routed by the evidence topic's partition count: instances
+    /// that disagree on it would route a key to two owners.
+    #[error("the evidence topic {topic} now has {now} partitions, not {was}: restarting so that every instance routes keys the same way")]
+    EvidencePartitionsChanged { topic: String, was: u32, now: u32 },
     #[error("{0}")]
     Fenced(String),
     /// An env var the config names is missing or wrong (a token, a

@@ -198,10 +198,25 @@ impl Owner {
                     self.shared.metrics.consumer_lag.set(lag);
                 }
             }
-            // Publish this pass, with the evidence offsets it consumed.
+            // Publish this pass, with the evidence offsets it consumed. A
+            // pass with something to publish and no new evidence (a tick's
+            // decision, an HTTP call) commits the owned partitions'
+            // positions again: every transaction then carries the group's
+            // generation, so a zombie that lost its partitions while frozen
+            // is fenced by the broker instead of publishing (KIP-447).
             let mut tpl = TopicPartitionList::new();
             for (p, o) in &next {
                 let _ = tpl.add_partition_offset(&t.evidence, *p, Offset::Offset(*o));
+            }
+            let publishes = outputs
+                .iter()
+                .any(|o| matches!(o, Output::Command(_) | Output::Audit(_)));
+            if next.is_empty() && publishes {
+                for ((topic, p), h) in self.group.held() {
+                    if topic == t.evidence && owned.contains(&p) {
+                        let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(h.next));
+                    }
+                }
             }
             let group = &self.group;
             let commit = |tpl: &TopicPartitionList| {
@@ -233,6 +248,18 @@ impl Owner {
                 last_check = Instant::now();
             }
             if last_new_check.elapsed() >= Duration::from_secs(10) {
+                // Partitions added to the evidence topic change where keys
+                // go: every instance must route with the new count, so this
+                // one ends (non-zero) and is started again.
+                if let Ok(now) = self.group.partitions(&t.evidence) {
+                    if now > 0 && now != self.partitions {
+                        return Err(RunError::EvidencePartitionsChanged {
+                            topic: t.evidence.clone(),
+                            was: self.partitions,
+                            now,
+                        });
+                    }
+                }
                 match self.control.follow_new(&control_topics) {
                     Ok(0) => {}
                     Ok(n) => info!(partitions = n, "following new control partitions"),

@@ -54,7 +54,7 @@ allow_unauthenticated = true
     p
 }
 
-/// Telemetry from one keyless producer every 500 ms, per service: the
+/// Telemetry from one keyless, idempotent producer every 500 ms, per service: the
 /// baseline (v1) three healthy spans, the candidate (v2) one span — every
 /// fifth failing for a bad canary. Counts what it sent.
 pub struct Traffic {
@@ -68,7 +68,14 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn start(broker: &Broker) -> Traffic {
-        let p = producer(broker);
+        // Idempotent: a retry past a broker restart is not a second
+        // request.
+        let p: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", broker.brokers())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let services: Arc<Mutex<HashMap<String, (bool, u32)>>> = Default::default();
         let sent: Arc<Mutex<HashMap<String, u64>>> = Default::default();
@@ -242,4 +249,34 @@ pub fn wait_until(
         );
         thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The candidate (v2) requests of `service` on the raw spans topic: what
+/// the broker kept of what was sent (a broker restarted mid-write may lose
+/// records it had not written down).
+pub fn candidate_spans_on_topic(broker: &Broker, service: &str) -> u64 {
+    use rollbackd::model::Input;
+    read_topic(broker, "otlp_spans", Duration::ZERO)
+        .iter()
+        .filter_map(|r| {
+            rollbackd::ingest::decode(
+                rollbackd::ingest::Source::Spans,
+                &r.raw,
+                rollbackd::config::OtlpEncoding::Proto,
+            )
+            .ok()
+        })
+        .map(|input| match input {
+            Input::Telemetry(batch) => batch
+                .resources
+                .iter()
+                .filter(|res| {
+                    res.ident.service.as_deref() == Some(service)
+                        && res.ident.version.as_deref() == Some("v2")
+                })
+                .map(|res| res.spans.len() as u64)
+                .sum::<u64>(),
+            _ => 0,
+        })
+        .sum()
 }

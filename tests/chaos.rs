@@ -75,6 +75,8 @@ struct Outcome {
     lost: u64,
     /// Requests sent that the broker did not keep (not rollbackd's).
     broker_lost: u64,
+    /// Instances that ended by themselves and were started again.
+    restarted: usize,
     doubled: u64,
     /// Instances not healthy, or lag not drained, after the iteration.
     stuck: usize,
@@ -93,7 +95,7 @@ impl Outcome {
     fn row(&self, fault: Fault) -> String {
         let ones = |v: &[usize]| v.iter().filter(|&&n| n == 1).count();
         format!(
-            "| {} | {} | {}/{} | {}/{} | {} | {} / {} | {} | {} |",
+            "| {} | {} | {}/{} | {}/{} | {} | {} / {} | {} | {} | {} |",
             fault.name(),
             self.iterations,
             ones(&self.bad_commands),
@@ -104,6 +106,7 @@ impl Outcome {
             self.lost,
             self.doubled,
             self.stuck,
+            self.restarted,
             self.broker_lost
         )
     }
@@ -167,12 +170,20 @@ fn fire_alert(agent: &Agent, service: &str) {
     }
 }
 
-/// Restarts an instance that exited by itself (fenced after waking).
-fn revive(agent: &mut Agent) {
-    if agent.wait_exit(Duration::from_millis(300)).is_some() {
-        agent.restart();
-        agent.wait_ready();
+/// Starts again every instance that ended by itself (a Kafka client it
+/// could not rebuild, fenced after waking), as its orchestrator would —
+/// loud, not silent; says so in `what`. Returns how many.
+fn revive(agents: &mut [Agent], what: &mut String) -> usize {
+    let mut n = 0;
+    for (i, a) in agents.iter_mut().enumerate() {
+        if let Some(status) = a.wait_exit(Duration::from_millis(100)) {
+            what.push_str(&format!("; i{i} ended ({status}) and was started again"));
+            a.restart();
+            a.wait_ready();
+            n += 1;
+        }
     }
+    n
 }
 
 /// Injects `fault`; returns what it did, in words.
@@ -193,7 +204,6 @@ fn inject(fault: Fault, rng: &mut Rng, broker: &mut Broker, agents: &mut [Agent]
             thread::sleep(frozen);
             agents[victim].signal("CONT");
             thread::sleep(Duration::from_secs(2));
-            revive(&mut agents[victim]);
             format!("froze i{victim} for {:.1} s", frozen.as_secs_f64())
         }
         Fault::BrokerRestart => {
@@ -260,7 +270,8 @@ fn faults_in_random_order_leave_one_command_per_bad_deploy() {
         traffic.add(&alerted, false, 30);
         fire_alert(&agents[rng.below(3) as usize], &alerted);
         thread::sleep(Duration::from_millis(1_000 + rng.below(4_000)));
-        let what = inject(fault, &mut rng, &mut broker, &mut agents);
+        let mut what = inject(fault, &mut rng, &mut broker, &mut agents);
+        outcomes.entry(fault).or_default().restarted += revive(&mut agents, &mut what);
         let all: Vec<&Agent> = agents.iter().collect();
         let (d_bad, d_good, d_alerted) = (
             format!("d-{bad}"),
@@ -306,6 +317,8 @@ fn faults_in_random_order_leave_one_command_per_bad_deploy() {
         };
         // Long enough for a second command, or one for the healthy canary.
         thread::sleep(Duration::from_secs(3));
+        let restarted = revive(&mut agents, &mut what);
+        outcomes.entry(fault).or_default().restarted += restarted;
         let healthy = agents.iter().filter(|a| a.get("/healthz").0 == 200).count();
         let commands = read_topic(&broker, "rollback-commands", Duration::ZERO);
         for d in [&d_bad, &d_alerted] {
@@ -336,7 +349,7 @@ fn faults_in_random_order_leave_one_command_per_bad_deploy() {
     }
     drop(traffic);
     println!(
-        "chaos: {iterations} faults in {:.0} s, seed {seed}\n| fault | iterations | bad deploys with exactly 1 command | alerted deploys with exactly 1 command | commands for healthy deploys | requests lost / doubled | stuck instances | requests the broker lost |\n|---|---|---|---|---|---|---|---|",
+        "chaos: {iterations} faults in {:.0} s, seed {seed}\n| fault | iterations | bad deploys with exactly 1 command | alerted deploys with exactly 1 command | commands for healthy deploys | requests lost / doubled | stuck instances | instances that ended and were restarted | requests the broker lost |\n|---|---|---|---|---|---|---|---|---|",
         started_at.elapsed().as_secs_f64()
     );
     for (fault, o) in &outcomes {

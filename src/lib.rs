@@ -39,7 +39,8 @@
 //!   guards, alerts and views.
 //! - [`evidence`]: the evidence record's wire format (`rollbackd.evidence/v1`).
 //! - [`config`]: TOML → validated [`config::Config`], with the effective SLO
-//!   [`config::Policy`] per service; [`time`]: timestamps and durations;
+//!   [`config::Policy`] per service, and the env vars it names (tokens,
+//!   sinks) read once, the same way by `run` and `check-config`; [`time`]: timestamps and durations;
 //!   [`stats`]: the statistics behind "enough evidence" (anytime-valid
 //!   sequential tests).
 //! - [`replay`]: recorded inputs (JSONL) through the engine, and

@@ -140,6 +140,18 @@ fn open_webhook_routes_are_announced() {
     let _ = child.wait();
 }
 
+/// An agent without Kafka, with both tokens set.
+fn with_tokens() -> LocalAgent {
+    LocalAgent::start(
+        "",
+        "",
+        &[
+            ("ROLLBACKD_WEBHOOK_TOKEN", TOKEN),
+            ("ROLLBACKD_ADMIN_TOKEN", ADMIN),
+        ],
+    )
+}
+
 fn started(id: &str, at: &str) -> Vec<u8> {
     json!({"type": "deploy.started", "deploy_id": id, "service": "checkout", "version": "v2",
            "previous_version": "v1", "at": at})
@@ -153,14 +165,7 @@ fn started(id: &str, at: &str) -> Vec<u8> {
 /// nothing here relies on that alone).
 #[test]
 fn routes_that_change_state_take_only_their_media_types() {
-    let agent = LocalAgent::start(
-        "",
-        "",
-        &[
-            ("ROLLBACKD_WEBHOOK_TOKEN", TOKEN),
-            ("ROLLBACKD_ADMIN_TOKEN", ADMIN),
-        ],
-    );
+    let agent = with_tokens();
     let addr = &agent.addr;
     let bearer = format!("Bearer {TOKEN}");
     let admin = format!("Bearer {ADMIN}");
@@ -239,14 +244,7 @@ fn routes_that_change_state_take_only_their_media_types() {
 /// does not hold the service: the real deploy that follows is taken.
 #[test]
 fn a_deploy_from_a_wrong_clock_is_refused_and_holds_nothing() {
-    let agent = LocalAgent::start(
-        "",
-        "",
-        &[
-            ("ROLLBACKD_WEBHOOK_TOKEN", TOKEN),
-            ("ROLLBACKD_ADMIN_TOKEN", ADMIN),
-        ],
-    );
+    let agent = with_tokens();
     let addr = &agent.addr;
     let bearer = format!("Bearer {TOKEN}");
     let json = [

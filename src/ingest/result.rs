@@ -1,6 +1,6 @@
 //! Executor results from the `rollback-results` topic (CONTRACT §1.4).
 
-use super::DecodeError;
+use super::{DecodeError, MAX_NAME, MAX_VALUE};
 use crate::model::ExecutorResult;
 
 /// Decodes one executor result.
@@ -28,6 +28,22 @@ fn validate(r: ExecutorResult) -> Result<ExecutorResult, DecodeError> {
             "executor result: deploy_id must not be empty",
         ));
     }
+    for (field, value) in [
+        ("command_id", &r.command_id),
+        ("deploy_id", &r.deploy_id),
+        ("executor", &r.executor),
+    ] {
+        if value.len() > MAX_NAME {
+            return Err(DecodeError::new(format!(
+                "executor result: {field} is longer than {MAX_NAME} bytes"
+            )));
+        }
+    }
+    if r.message.len() > MAX_VALUE {
+        return Err(DecodeError::new(format!(
+            "executor result: message is longer than {MAX_VALUE} bytes"
+        )));
+    }
     Ok(r)
 }
 
@@ -51,5 +67,11 @@ mod tests {
         assert!(
             decode(br#"{"deploy_id":"d","status":"failed","at":"2026-11-26T12:00:00Z"}"#).is_err()
         );
+        let long = format!(
+            r#"{{"command_id":"c","deploy_id":"d","status":"failed","at":"2026-11-26T12:00:00Z","message":"{}"}}"#,
+            "x".repeat(MAX_VALUE + 1)
+        );
+        let err = decode(long.as_bytes()).unwrap_err();
+        assert!(err.0.contains("message is longer"), "{err}");
     }
 }

@@ -9,12 +9,11 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rollbackd::time::Timestamp;
+use support::fleet::{commands_for, deploy_view, instance, wait_owned, Traffic};
 use support::*;
 
 /// Fast windows for a low-traffic canary: at 2 requests/s a canary failing
@@ -26,116 +25,12 @@ min_requests = 20
 windows = [ { short = "10s", long = "30s", burn_rate = 14.4 } ]
 "#;
 
-/// How long each service gets traffic after it is added.
-const TRAFFIC_FOR: Duration = Duration::from_secs(40);
+/// How long each service gets traffic after it is added: 40 s.
+const TICKS: u32 = 80;
 
-/// Telemetry from one keyless producer (librdkafka spreads keyless records
-/// over the partitions), every 500 ms, per service: the baseline (v1) three
-/// healthy spans, the candidate (v2) one span — every fifth failing for a
-/// bad canary: 2 requests/s, 20 % errors.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    services: Arc<Mutex<Vec<(String, bool, Instant)>>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(broker: &Broker) -> Traffic {
-        let p = producer(broker);
-        let stop = Arc::new(AtomicBool::new(false));
-        let services: Arc<Mutex<Vec<(String, bool, Instant)>>> = Default::default();
-        let thread = {
-            let (stop, services) = (stop.clone(), services.clone());
-            thread::spawn(move || {
-                let mut next = Instant::now();
-                while !stop.load(Ordering::Acquire) {
-                    for (svc, bad, since) in services.lock().unwrap().iter() {
-                        let age = since.elapsed();
-                        if age > TRAFFIC_FOR {
-                            continue;
-                        }
-                        let pulse = age.as_millis() / 500;
-                        let error = usize::from(*bad && pulse % 5 == 0);
-                        produce(&p, "otlp_spans", None, &spans_proto(svc, "v1", 3, 0));
-                        produce(&p, "otlp_spans", None, &spans_proto(svc, "v2", 1, error));
-                    }
-                    next += Duration::from_millis(500);
-                    thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
-                flush(&p);
-            })
-        };
-        Traffic {
-            stop,
-            services,
-            thread: Some(thread),
-        }
-    }
-
-    /// Sends `service`'s telemetry for [`TRAFFIC_FOR`] from now.
-    fn add(&self, service: &str, bad: bool) {
-        self.services
-            .lock()
-            .unwrap()
-            .push((service.to_string(), bad, Instant::now()));
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// An instance with a stable id (and the admin token `adm`).
-fn instance(cfg: &std::path::Path, id: &str) -> Agent {
-    Agent::start_with_env(cfg, &[(INSTANCE_ENV, id), ("ROLLBACKD_ADMIN_TOKEN", "adm")])
-}
-
-/// What an instance shows of a deploy (`GET /v1/deploys/{id}`).
-fn deploy_view(agent: &Agent, deploy: &str) -> String {
-    http(
-        &agent.http_addr(),
-        "GET",
-        &format!("/v1/deploys/{deploy}"),
-        &[("Authorization", "Bearer adm")],
-        b"",
-    )
-    .1
-}
-
-/// Waits until the agents own the 6 evidence partitions between them, each
-/// some of them.
-fn wait_owned(agents: &[&Agent]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let owned: Vec<f64> = agents
-            .iter()
-            .map(|a| metric(&a.get("/metrics").1, "rollbackd_owned_partitions"))
-            .collect();
-        if owned.iter().sum::<f64>() == 6.0 && owned.iter().all(|&n| n > 0.0) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "evidence partitions owned: {owned:?}\n{}",
-            logs(agents.iter().copied())
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
+/// Announces a deploy (without waiting for the instances to know it).
 fn started(cfg: &std::path::Path, deploy: &str, service: &str) {
     announce_started_with(cfg, deploy, service, &["--strategy", "canary"]);
-}
-
-fn commands_for<'a>(got: &'a [Got], deploy: &str) -> Vec<&'a Got> {
-    got.iter()
-        .filter(|g| g.payload["deploy_id"] == deploy)
-        .collect()
 }
 
 fn timestamp(v: &serde_json::Value) -> Timestamp {
@@ -162,16 +57,18 @@ fn decided_after(broker: &Broker, command: &Got) -> f64 {
 fn decide_with(n: usize) -> f64 {
     let broker = Broker::noida();
     let cfg = agent_config_with_slo(&broker, "g-scale", SLO, "");
-    let agents: Vec<Agent> = (0..n).map(|i| instance(&cfg, &format!("i{i}"))).collect();
+    let agents: Vec<Agent> = (0..n)
+        .map(|i| instance(&cfg, &format!("i{i}"), &[]))
+        .collect();
     for a in &agents {
         a.wait_ready();
     }
     wait_owned(&agents.iter().collect::<Vec<_>>());
     let traffic = Traffic::start(&broker);
     started(&cfg, "d-bad", "shop");
-    traffic.add("shop", true);
+    traffic.add("shop", true, TICKS);
     started(&cfg, "d-good", "cart");
-    traffic.add("cart", false);
+    traffic.add("cart", false, TICKS);
     wait_topic(&broker, "rollback-commands", Duration::from_secs(60), |g| {
         !commands_for(g, "d-bad").is_empty()
     });
@@ -242,7 +139,9 @@ fn exactly_one_command_per_bad_deploy_under_kill_9() {
     // 15 minutes by default) would hold back the fourth.
     let guards = "[guards]\nbreaker_max_rollbacks = 1000\n";
     let cfg = agent_config_with_slo(&broker, "g-chaos", SLO, guards);
-    let mut agents: Vec<Agent> = (0..3).map(|i| instance(&cfg, &format!("i{i}"))).collect();
+    let mut agents: Vec<Agent> = (0..3)
+        .map(|i| instance(&cfg, &format!("i{i}"), &[]))
+        .collect();
     for a in &agents {
         a.wait_ready();
     }
@@ -252,9 +151,9 @@ fn exactly_one_command_per_bad_deploy_under_kill_9() {
     for i in 0..iterations {
         let (bad, good) = (format!("bad-{i}"), format!("good-{i}"));
         started(&cfg, &format!("d-{bad}"), &bad);
-        traffic.add(&bad, true);
+        traffic.add(&bad, true, TICKS);
         started(&cfg, &format!("d-{good}"), &good);
-        traffic.add(&good, false);
+        traffic.add(&good, false, TICKS);
         // A moment around the decision (about ten seconds in).
         let wait = 4_000 + rng.below(10_000);
         thread::sleep(Duration::from_millis(wait));
@@ -313,7 +212,7 @@ fn exactly_one_command_per_bad_deploy_under_kill_9() {
             "{bad}: seed {seed}\n{}\n{}",
             agents
                 .iter()
-                .map(|a| deploy_view(a, &bad))
+                .map(|a| deploy_view(a, &bad).1)
                 .collect::<Vec<_>>()
                 .join("\n"),
             report()
@@ -348,18 +247,18 @@ min_requests = 20
 windows = [ { short = "20s", long = "60s", burn_rate = 14.4 } ]
 "#;
     let cfg = agent_config_with_slo(&broker, "g-zombie", slo, "");
-    let mut zombie = instance(&cfg, "a");
+    let mut zombie = instance(&cfg, "a", &[]);
     zombie.wait_ready();
     wait_owned(&[&zombie]);
     let traffic = Traffic::start(&broker);
     started(&cfg, "d-z", "shop");
-    traffic.add("shop", true);
+    traffic.add("shop", true, TICKS);
     thread::sleep(Duration::from_secs(6));
     zombie.signal("STOP");
     // Past the session timeout (6 s) the owner is replaced by a process
     // with its id, as a restarted pod is.
     thread::sleep(Duration::from_secs(7));
-    let heir = instance(&cfg, "a");
+    let heir = instance(&cfg, "a", &[]);
     heir.wait_ready();
     let got = wait_topic(&broker, "rollback-commands", Duration::from_secs(60), |g| {
         !commands_for(g, "d-z").is_empty()
@@ -423,7 +322,7 @@ windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
     agent.wait_ready();
     started(&cfg, "d-once", "once");
     let requests = |agent: &Agent| -> Option<u64> {
-        let v: serde_json::Value = serde_json::from_str(&deploy_view(agent, "d-once")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&deploy_view(agent, "d-once").1).ok()?;
         v["evaluation"]["pairs"][0]["candidate_long"]["requests"].as_u64()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -431,7 +330,7 @@ windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
         assert!(
             Instant::now() < deadline,
             "{}\n{}",
-            deploy_view(&agent, "d-once"),
+            deploy_view(&agent, "d-once").1,
             agent.log_text()
         );
         thread::sleep(Duration::from_millis(100));
@@ -492,12 +391,12 @@ fn a_restart_does_not_take_an_alert_again() {
     let _serial = serial();
     let broker = Broker::noida();
     let cfg = agent_config_with_slo(&broker, "g-stale", SLO, "");
-    let mut agent = instance(&cfg, "a");
+    let mut agent = instance(&cfg, "a", &[]);
     agent.wait_ready();
     wait_owned(&[&agent]);
     started(&cfg, "d-stale", "stale");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !deploy_view(&agent, "d-stale").contains("\"deploy_id\"") {
+    while !deploy_view(&agent, "d-stale").1.contains("\"deploy_id\"") {
         assert!(Instant::now() < deadline, "d-stale never known");
         thread::sleep(Duration::from_millis(100));
     }

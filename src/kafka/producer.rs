@@ -16,8 +16,12 @@
 //!   building keeps failing (or every new client dies again before a batch
 //!   gets through) past [`GIVE_UP_AFTER`] attempts, the process exits with
 //!   [`CLIENT_LOST`] and the orchestrator restarts it;
-//! - fenced: a newer instance took this transactional id; nothing is
-//!   retried and the caller stops.
+//! - fenced: a newer instance took this transactional id — or the broker
+//!   aborted a transaction of this client that outlived
+//!   `transaction.timeout.ms` (a broker away that long), which looks the
+//!   same; nothing is retried and the caller stops. A new client would
+//!   take the id back from a newer instance, so only a restart (which is
+//!   the newest instance by then) takes it again.
 //!
 //! A batch sent again after a rebuild may have partly reached the broker
 //! from the dead client: every reader of what this producer writes
@@ -67,7 +71,8 @@ pub enum Failure {
     Retriable,
     /// The client is dead for good: build a new one.
     Fatal,
-    /// A newer instance took this transactional id: stop.
+    /// A newer instance took this transactional id (or the broker aborted
+    /// a transaction that outlived its timeout): stop.
     Fenced,
 }
 

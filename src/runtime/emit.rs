@@ -435,7 +435,7 @@ impl KafkaSink {
     fn failed(&self, client: &Client, e: KafkaError) -> EmitError {
         match self.producer.classify(client, &e) {
             Failure::Fenced => {
-                error!(error = %e, "this instance is fenced: a newer instance took its transactional id; it publishes nothing more and stops");
+                error!(error = %e, "this instance is fenced: its transactional id was taken over (by a newer instance, or by the broker aborting a transaction open past transaction.timeout.ms); it publishes nothing more and stops");
                 EmitError::Fenced(e.to_string())
             }
             Failure::Fatal => EmitError::Fatal(e),

@@ -10,13 +10,12 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::fleet::*;
 use support::*;
 
 /// Windows long enough to hold every request of a test (so they can be
@@ -27,124 +26,6 @@ evaluation_interval = "1s"
 min_requests = 20
 windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
 "#;
-
-const ADMIN: (&str, &str) = ("ROLLBACKD_ADMIN_TOKEN", "adm");
-
-/// A config with `kafka` keys added to `[kafka]` and `properties` to
-/// `[kafka.properties]`; transactions on.
-fn config(broker: &Broker, group: &str, kafka: &str, properties: &str) -> PathBuf {
-    let dir = unique_dir("heal");
-    let p = dir.join("config.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"[kafka]
-brokers = "{}"
-group_id = "{group}"
-transactions = "on"
-instance_id_env = "{INSTANCE_ENV}"
-{kafka}
-[kafka.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-{properties}
-
-[http]
-listen = "127.0.0.1:0"
-allow_unauthenticated = true
-
-{SLO}
-"#,
-            broker.brokers()
-        ),
-    )
-    .unwrap();
-    p
-}
-
-/// Telemetry from one keyless producer every 500 ms, per service: the
-/// baseline (v1) three healthy spans, the candidate (v2) one span — every
-/// fifth failing for a bad canary. Counts what it sent.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    /// Service → (bad, ticks left).
-    services: Arc<Mutex<HashMap<String, (bool, u32)>>>,
-    /// Service → candidate spans sent.
-    sent: Arc<Mutex<HashMap<String, u64>>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(broker: &Broker) -> Traffic {
-        let p = producer(broker);
-        let stop = Arc::new(AtomicBool::new(false));
-        let services: Arc<Mutex<HashMap<String, (bool, u32)>>> = Default::default();
-        let sent: Arc<Mutex<HashMap<String, u64>>> = Default::default();
-        let thread = {
-            let (stop, services, sent) = (stop.clone(), services.clone(), sent.clone());
-            thread::spawn(move || {
-                let mut next = Instant::now();
-                let mut tick = 0u64;
-                while !stop.load(Ordering::Acquire) {
-                    for (svc, (bad, left)) in services.lock().unwrap().iter_mut() {
-                        if *left == 0 {
-                            continue;
-                        }
-                        *left -= 1;
-                        let error = usize::from(*bad && tick % 5 == 0);
-                        produce(&p, "otlp_spans", None, &spans_proto(svc, "v1", 3, 0));
-                        produce(&p, "otlp_spans", None, &spans_proto(svc, "v2", 1, error));
-                        *sent.lock().unwrap().entry(svc.clone()).or_default() += 1;
-                    }
-                    tick += 1;
-                    next += Duration::from_millis(500);
-                    thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
-                // Past a broker outage too: librdkafka holds them meanwhile.
-                // (A test that failed may have stopped the broker.)
-                let _ = rdkafka::producer::Producer::flush(&p, Duration::from_secs(120));
-            })
-        };
-        Traffic {
-            stop,
-            services,
-            sent,
-            thread: Some(thread),
-        }
-    }
-
-    /// Sends `service`'s telemetry for `ticks` ticks from now.
-    fn add(&self, service: &str, bad: bool, ticks: u32) {
-        self.services
-            .lock()
-            .unwrap()
-            .insert(service.to_string(), (bad, ticks));
-    }
-
-    /// Waits until every service's ticks are sent, then stops and flushes.
-    fn finish(mut self) -> HashMap<String, u64> {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while self.services.lock().unwrap().values().any(|(_, l)| *l > 0) {
-            assert!(Instant::now() < deadline, "traffic never finished");
-            thread::sleep(Duration::from_millis(100));
-        }
-        self.stop_now();
-        self.sent.lock().unwrap().clone()
-    }
-
-    fn stop_now(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop_now();
-    }
-}
 
 /// Prints the agents' logs if the test fails while it is in scope (a
 /// failed request to an agent that exited says nothing of why).
@@ -161,91 +42,10 @@ impl Drop for LogsOnFailure {
     }
 }
 
-fn instance(cfg: &Path, id: &str, env: &[(&str, &str)]) -> Agent {
-    let mut all = vec![(INSTANCE_ENV, id), ADMIN];
-    all.extend_from_slice(env);
-    Agent::start_with_env(cfg, &all)
-}
-
-fn deploy_view(agent: &Agent, deploy: &str) -> (u16, String) {
-    http(
-        &agent.http_addr(),
-        "GET",
-        &format!("/v1/deploys/{deploy}"),
-        &[("Authorization", "Bearer adm")],
-        b"",
-    )
-}
-
-/// The candidate's requests in the long window, as the owner counted them.
-fn candidate_requests(agents: &[&Agent], deploy: &str) -> Option<u64> {
-    agents.iter().find_map(|a| {
-        let v: serde_json::Value = serde_json::from_str(&deploy_view(a, deploy).1).ok()?;
-        let n = v["evaluation"]["pairs"][0]["candidate_long"]["requests"].as_u64()?;
-        // Only the owner has counted anything.
-        (n > 0).then_some(n)
-    })
-}
-
-/// Announces a canary deploy and waits until every instance knows it
-/// (intake folds only what matches a known deploy).
-fn started(cfg: &Path, agents: &[&Agent], deploy: &str, service: &str) {
-    announce_started_with(cfg, deploy, service, &["--strategy", "canary"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for a in agents {
-        while deploy_view(a, deploy).0 != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "{deploy} unknown\n{}",
-                a.log_text()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// Waits until the agents own the 6 evidence partitions between them, each
-/// some of them.
-fn wait_owned(agents: &[&Agent]) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let owned: Vec<f64> = agents
-            .iter()
-            .map(|a| metric(&a.get("/metrics").1, "rollbackd_owned_partitions"))
-            .collect();
-        if owned.iter().sum::<f64>() == 6.0 && owned.iter().all(|&n| n > 0.0) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "evidence partitions owned: {owned:?}\n{}",
-            logs(agents.iter().copied())
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn commands_for<'a>(got: &'a [Got], deploy: &str) -> Vec<&'a Got> {
-    got.iter()
-        .filter(|g| g.payload["deploy_id"] == deploy)
-        .collect()
-}
-
-fn sample(agent: &Agent, name: &str) -> f64 {
-    metric(&agent.get("/metrics").1, name)
-}
-
-/// Waits until `cond` holds, polling; fails with `what` and the logs.
-fn wait_until(agents: &[&Agent], what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}\n{}",
-            logs(agents.iter().copied())
-        );
-        thread::sleep(Duration::from_millis(250));
-    }
+/// A config with `kafka` keys added to `[kafka]` and `properties` to
+/// `[kafka.properties]`; transactions on.
+fn heal_config(broker: &Broker, group: &str, kafka: &str, properties: &str) -> PathBuf {
+    fleet_config(broker, group, kafka, properties, SLO, "")
 }
 
 const REBUILT: &str = "kafka client rebuilt after a fatal error";
@@ -312,7 +112,7 @@ fn requests_on_evidence_topic(broker: &Broker) -> u64 {
 fn a_fatal_evidence_client_is_rebuilt_and_nothing_is_lost_or_counted_twice() {
     let _serial = serial();
     let broker = Broker::noida();
-    let cfg = config(&broker, "g-fatal", "", "");
+    let cfg = heal_config(&broker, "g-fatal", "", "");
     let agent = instance(&cfg, "a", &[("ROLLBACKD_FAILPOINT", "evidence-fatal")]);
     agent.wait_ready();
     wait_owned(&[&agent]);
@@ -368,7 +168,7 @@ fn a_fatal_evidence_client_is_rebuilt_and_nothing_is_lost_or_counted_twice() {
 fn a_fatal_owner_client_is_rebuilt_and_the_command_is_published_once() {
     let _serial = serial();
     let broker = Broker::noida();
-    let cfg = config(&broker, "g-owner-fatal", "", "");
+    let cfg = heal_config(&broker, "g-owner-fatal", "", "");
     let agent = instance(&cfg, "a", &[("ROLLBACKD_FAILPOINT", "owner-fatal")]);
     agent.wait_ready();
     wait_owned(&[&agent]);
@@ -421,7 +221,7 @@ fn broker_restart(group: &str, outage: Duration, properties: &str, held: bool) {
     } else {
         ""
     };
-    let cfg = config(&broker, group, kafka, properties);
+    let cfg = heal_config(&broker, group, kafka, properties);
     let mut agents: Vec<Agent> = (0..3)
         .map(|i| instance(&cfg, &format!("i{i}"), &[]))
         .collect();
@@ -577,7 +377,7 @@ fn healthz_names_the_stuck_stage_while_the_broker_is_down() {
     let mut broker = Broker::noida();
     // Evidence held 4 s between flushes: records are in hand most of the
     // time; stuck after 6 s without progress.
-    let cfg = config(
+    let cfg = heal_config(
         &broker,
         "g-stuck",
         "evidence_flush = \"4s\"\nstuck_after = \"6s\"\n",

@@ -296,6 +296,15 @@ fn broker_restart(group: &str, outage: Duration, properties: &str, held: bool) {
                 println!("i{i} ended ({status}) after the outage: {why}; started again");
                 a.restart();
                 restarted[i] = true;
+            } else if a.get("/healthz").0 == 503 {
+                // Stuck (a group that never assigned it anything again,
+                // say): restarted, as a liveness probe would have it.
+                println!(
+                    "i{i} stuck after the outage: {}; restarted",
+                    a.get("/healthz").1.trim()
+                );
+                a.restart();
+                restarted[i] = true;
             }
         }
         let forwarding = agents

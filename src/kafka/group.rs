@@ -235,7 +235,18 @@ impl GroupContext {
 /// A group consumer. See the module docs.
 pub struct Group {
     consumer: BaseConsumer<GroupContext>,
+    /// The topics it consumes.
+    topics: Vec<String>,
+    /// The last look at the whole group while this member held nothing:
+    /// when, and the sum of the group's committed offsets then.
+    starving: Mutex<Option<(std::time::Instant, i64)>>,
 }
+
+/// How often a member that holds nothing looks at the whole group.
+const STARVED_CHECK: Duration = Duration::from_secs(5);
+/// How long each of those looks may wait for the broker: the member's
+/// poll loop waits meanwhile (a broker away fails the first at once).
+const BACKLOG_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a [`Group`] is set up.
 pub struct GroupSpec<'a> {
@@ -291,7 +302,11 @@ impl Group {
         let consumer: BaseConsumer<GroupContext> =
             client_config_with(k, &defaults, &overrides).create_with_context(ctx)?;
         consumer.subscribe(spec.topics)?;
-        Ok(Group { consumer })
+        Ok(Group {
+            consumer,
+            topics: spec.topics.iter().map(|t| t.to_string()).collect(),
+            starving: Mutex::new(None),
+        })
     }
 
     pub fn poll(&self, timeout: Duration) -> Option<KafkaResult<InRecord>> {
@@ -345,6 +360,60 @@ impl Group {
 
     /// Records on the assigned partitions not yet consumed, from
     /// librdkafka's latest statistics; `None` until they arrive.
+    /// Whether this member holds no partition while the group as a whole
+    /// leaves records unread: its committed offsets did not move in the
+    /// last [`STARVED_CHECK`] and records wait behind them. A member that
+    /// holds nothing because others consume everything sees the offsets
+    /// move; a group that assigns nobody anything (a coordinator that never
+    /// completes a rebalance) starves, and so is everyone's liveness.
+    pub fn starved(&self) -> bool {
+        if !self.held().is_empty() {
+            *self.starving.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return false;
+        }
+        let mut last = self.starving.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|(at, _)| at.elapsed() < STARVED_CHECK) {
+            return false;
+        }
+        let Some((committed, waiting)) = self.group_backlog() else {
+            return false;
+        };
+        let before = last.replace((std::time::Instant::now(), committed));
+        waiting > 0 && before.is_some_and(|(_, c)| c == committed)
+    }
+
+    /// For the whole group: the sum of its committed offsets over every
+    /// partition of its topics, and how many records wait behind them.
+    fn group_backlog(&self) -> Option<(i64, i64)> {
+        let mut tpl = TopicPartitionList::new();
+        for topic in &self.topics {
+            let md = self
+                .consumer
+                .fetch_metadata(Some(topic), BACKLOG_TIMEOUT)
+                .ok()?;
+            for t in md.topics().iter().filter(|t| t.name() == topic) {
+                for p in t.partitions() {
+                    tpl.add_partition(topic, p.id());
+                }
+            }
+        }
+        let committed = self.consumer.committed_offsets(tpl, BACKLOG_TIMEOUT).ok()?;
+        let (mut sum, mut waiting) = (0, 0);
+        for e in committed.elements() {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(e.topic(), e.partition(), BACKLOG_TIMEOUT)
+                .ok()?;
+            let at = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            sum += at;
+            waiting += (high - at).max(0);
+        }
+        Some((sum, waiting))
+    }
+
     pub fn lag(&self) -> Option<i64> {
         let lag = self.ctx().lag.load(Ordering::Relaxed);
         (lag >= 0).then_some(lag)

@@ -276,7 +276,9 @@ pub fn run(
         // hand. (Consumer lag is not: a transaction marker or a broker's
         // watermark can hold it above zero for good, and an instance
         // restarted for that would be restarted forever.)
-        live.busy(&live.intake, !read.is_empty());
+        // So is telemetry the group leaves unread while this member holds
+        // nothing (a group that never assigns again is blind, not idle).
+        live.busy(&live.intake, !read.is_empty() || group.starved());
         if Instant::now() >= flush_at {
             flush_at = Instant::now() + flush;
             if !send(&sender, &mut fold, &group, &mut read, oldest) {

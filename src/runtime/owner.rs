@@ -126,9 +126,13 @@ impl Owner {
                     break;
                 }
             }
+            let live = &self.shared.liveness;
             if !next.is_empty() {
-                let live = &self.shared.liveness;
                 live.progress(&live.owner);
+            } else if owned.is_empty() && rebuilding.is_empty() {
+                // Holding nothing while the group leaves evidence unread:
+                // no key is decided for anywhere — stuck, not idle.
+                live.busy(&live.owner, self.group.starved());
             }
             // Ownership: what the group assigned, once read back.
             if self.group.generation() != generation {

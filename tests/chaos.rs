@@ -84,6 +84,8 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// What a safety net must never do: miss or repeat a command, lose or
+    /// double-count a request, or go stuck.
     fn perfect(&self) -> bool {
         self.bad_commands.iter().all(|&n| n == 1)
             && self.alert_commands.iter().all(|&n| n == 1)

@@ -216,11 +216,15 @@ impl Engine {
     /// alerts of keys no longer owned are forgotten (a new owner rebuilds
     /// them from the evidence topic).
     fn own(&mut self, ownership: Ownership) {
+        // Every key whose evidence is not kept any more — owned before, or
+        // being read back before (a partition revoked while it was read
+        // back): its windows go, with the record of what was applied, or a
+        // later read-back would count it again on top.
         let lost: Vec<(u64, String)> = self
             .registry
             .iter()
-            .filter(|d| self.owns(&d.info))
-            .filter(|d| !ownership.owns(&d.info.service, d.environment()))
+            .filter(|d| self.ownership.keeps(&d.info.service, d.environment()))
+            .filter(|d| !ownership.keeps(&d.info.service, d.environment()))
             .map(|d| (d.seq, d.info.deploy_id.clone()))
             .collect();
         for (seq, id) in lost {
@@ -234,7 +238,7 @@ impl Engine {
             });
         }
         self.applied
-            .retain(|k, _| ownership.owns(&k.service, &k.environment));
+            .retain(|k, _| ownership.keeps(&k.service, &k.environment));
         self.ownership = ownership;
     }
 

@@ -454,6 +454,7 @@ fn evidence_read_back_before_taking_a_key_over_is_not_audited_late() {
     let none = crate::model::evidence::Ownership::Partitions {
         count: 1,
         owned: Default::default(),
+        reading: [0].into(),
     };
     e.apply(Input::Own(none), Timestamp(1_000 * SEC));
     let out = e.apply(late_span(1_020), Timestamp(1_050 * SEC));
@@ -462,8 +463,69 @@ fn evidence_read_back_before_taking_a_key_over_is_not_audited_late() {
     let all = crate::model::evidence::Ownership::Partitions {
         count: 1,
         owned: [0].into(),
+        reading: Default::default(),
     };
     e.apply(Input::Own(all), Timestamp(1_050 * SEC));
     let out = e.apply(late_span(1_030), Timestamp(1_060 * SEC));
     assert_eq!(late_audits(&out).len(), 1);
+}
+
+/// A partition revoked while it was read back, then assigned again and
+/// read back from the start: its requests count once, not once per read.
+#[test]
+fn a_partition_revoked_while_read_back_counts_its_evidence_once() {
+    use crate::model::evidence::{Evidence, Item, Key, Origin, Ownership, RawOffset, Role};
+    let mut e = engine("");
+    deploy(
+        &mut e,
+        started("d-once", "checkout", DataMigration::None, 1_000),
+    );
+    let own = |e: &mut Engine, owned: &[i32], reading: &[i32]| {
+        let o = Ownership::Partitions {
+            count: 1,
+            owned: owned.iter().copied().collect(),
+            reading: reading.iter().copied().collect(),
+        };
+        e.apply(Input::Own(o), Timestamp(1_030 * SEC));
+    };
+    let evidence = || {
+        Input::Evidence(Evidence {
+            key: Key {
+                service: "checkout".into(),
+                environment: "default".into(),
+            },
+            origin: Origin::Kafka(vec![("otlp_spans".into(), 0, 9)]),
+            items: (0..10)
+                .map(|i| Item::Counts {
+                    deploy_id: "d-once".into(),
+                    role: Role::Candidate,
+                    raw: Some(RawOffset {
+                        topic: "otlp_spans".into(),
+                        partition: 0,
+                        offset: i,
+                    }),
+                    at: Timestamp((1_001 + i) * SEC),
+                    metrics: false,
+                    requests: 1,
+                    errors: 0,
+                    slow: 0,
+                    points: 0,
+                })
+                .collect(),
+        })
+    };
+    own(&mut e, &[], &[0]);
+    e.apply(evidence(), Timestamp(1_030 * SEC));
+    // Revoked mid-read, assigned again, read back from the start.
+    own(&mut e, &[], &[]);
+    own(&mut e, &[], &[0]);
+    e.apply(evidence(), Timestamp(1_030 * SEC));
+    own(&mut e, &[0], &[]);
+    tick(&mut e);
+    let view = e.deploy_view("d-once").unwrap();
+    assert_eq!(
+        view.evaluation.pairs[0].candidate_long.requests, 10,
+        "{:?}",
+        view.evaluation.pairs[0]
+    );
 }

@@ -144,7 +144,7 @@ impl Status {
                 owned: None,
                 description: "decides for every service".into(),
             },
-            Ownership::Partitions { count, owned } => Role {
+            Ownership::Partitions { count, owned, .. } => Role {
                 owns: "partitions",
                 partitions: Some(*count),
                 owned: Some(owned.iter().copied().collect()),

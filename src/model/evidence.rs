@@ -50,10 +50,13 @@ pub enum Ownership {
     /// without Kafka).
     #[default]
     All,
-    /// The keys of these evidence partitions, out of `count`.
+    /// The keys of the `owned` evidence partitions, out of `count`.
     Partitions {
         count: u32,
         owned: std::collections::BTreeSet<i32>,
+        /// Partitions being read back, not yet decided for: their keys'
+        /// windows are kept (being rebuilt); every other key's are not.
+        reading: std::collections::BTreeSet<i32>,
     },
 }
 
@@ -61,8 +64,23 @@ impl Ownership {
     pub fn owns(&self, service: &str, environment: &str) -> bool {
         match self {
             Ownership::All => true,
-            Ownership::Partitions { count, owned } => {
+            Ownership::Partitions { count, owned, .. } => {
                 owned.contains(&partition_of(service, environment, *count))
+            }
+        }
+    }
+
+    /// Whether the key's evidence is kept here: owned, or being read back.
+    pub fn keeps(&self, service: &str, environment: &str) -> bool {
+        match self {
+            Ownership::All => true,
+            Ownership::Partitions {
+                count,
+                owned,
+                reading,
+            } => {
+                let p = partition_of(service, environment, *count);
+                owned.contains(&p) || reading.contains(&p)
             }
         }
     }

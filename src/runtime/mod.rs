@@ -341,6 +341,7 @@ fn run_kafka(
     shared.apply(Input::Own(Ownership::Partitions {
         count: partitions,
         owned: Default::default(),
+        reading: Default::default(),
     }));
     let transactional_id = format!(
         "{}-owner-{}",

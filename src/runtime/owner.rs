@@ -143,9 +143,12 @@ impl Owner {
                 owned.retain(|p| held.contains(p));
                 deferred.retain(|(p, _)| held.contains(p));
                 rebuild_started = Instant::now();
+                // Also when nothing owned was lost: a partition revoked
+                // while it was read back takes its half-built windows
+                // along.
+                self.own(&owned, &rebuilding);
                 if !lost.is_empty() {
                     info!(partitions = ?lost, "evidence partitions lost: no longer deciding for their keys");
-                    self.own(&owned);
                     outputs.push(self.audit(OwnerChange::Lost, lost, &owned));
                 }
                 self.shared
@@ -175,7 +178,7 @@ impl Owner {
                         read_back_ms = rebuild_started.elapsed().as_millis() as u64,
                         "evidence partitions read back: deciding for their keys"
                     );
-                    self.own(&owned);
+                    self.own(&owned, &rebuilding);
                     outputs.push(self.audit(OwnerChange::Took, done, &owned));
                     let ready;
                     (ready, deferred) = std::mem::take(&mut deferred)
@@ -318,11 +321,14 @@ impl Owner {
         ))
     }
 
-    fn own(&mut self, owned: &BTreeSet<i32>) {
+    /// Tells the engine which keys it decides for (`owned`) and whose
+    /// evidence it keeps while reading it back (`reading`).
+    fn own(&mut self, owned: &BTreeSet<i32>, reading: &BTreeSet<i32>) {
         self.shared.metrics.owned_partitions.set(owned.len() as i64);
         self.shared.apply(Input::Own(Ownership::Partitions {
             count: self.partitions,
             owned: owned.clone(),
+            reading: reading.clone(),
         }));
     }
 

@@ -147,7 +147,7 @@ fn the_readme_walkthroughs_run_as_printed() {
     };
     // Replay: the bad canary of the recording, not the healthy one.
     assert_eq!(of("d-checkout").len(), 1, "{context}");
-    assert_eq!(of("d-checkout")[0]["decided_at"], "2026-11-26T12:00:10Z");
+    assert_eq!(of("d-checkout")[0]["decided_at"], "2026-11-26T12:00:08Z");
     assert!(of("d-search").is_empty(), "{context}");
     let report = std::fs::read_to_string("/tmp/rollbackd-replay-report.html").unwrap();
     assert!(

@@ -19,16 +19,10 @@ use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rollbackd::rng::Rng;
 use serde_json::json;
 use support::fleet::*;
 use support::*;
-
-const SLO: &str = r#"[slo]
-warmup = "2s"
-evaluation_interval = "1s"
-min_requests = 20
-windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
-"#;
 
 /// Every bad deploy is decided: no breaker holds the later ones back.
 const GUARDS: &str = "[guards]\nbreaker_max_rollbacks = 100000\n";
@@ -115,26 +109,13 @@ impl Outcome {
     }
 }
 
-/// A SplitMix64 stream: the run is repeatable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n.max(1)
-    }
-}
-
 /// Every fault once per round, in a random order.
 fn schedule(rng: &mut Rng, iterations: usize) -> Vec<Fault> {
     let mut out = Vec::with_capacity(iterations);
     while out.len() < iterations {
         let mut round = Fault::ALL.to_vec();
         for i in (1..round.len()).rev() {
-            round.swap(i, rng.below(i as u64 + 1) as usize);
+            round.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
         out.extend(round);
     }
@@ -191,18 +172,18 @@ fn revive(agents: &mut [Agent], what: &mut String) -> usize {
 
 /// Injects `fault`; returns what it did, in words.
 fn inject(fault: Fault, rng: &mut Rng, broker: &mut Broker, agents: &mut [Agent]) -> String {
-    let victim = rng.below(agents.len() as u64) as usize;
+    let victim = (rng.next_u64() % agents.len() as u64) as usize;
     match fault {
         Fault::Kill9 => {
             agents[victim].kill9();
-            thread::sleep(Duration::from_millis(rng.below(1_500)));
+            thread::sleep(Duration::from_millis(rng.next_u64() % 1_500));
             agents[victim].restart();
             agents[victim].wait_ready();
             format!("killed i{victim}")
         }
         Fault::FreezeOwner => {
             // Past the 6 s session timeout.
-            let frozen = Duration::from_millis(8_000 + rng.below(4_000));
+            let frozen = Duration::from_millis(8_000 + (rng.next_u64() % 4_000));
             agents[victim].signal("STOP");
             thread::sleep(frozen);
             agents[victim].signal("CONT");
@@ -210,14 +191,14 @@ fn inject(fault: Fault, rng: &mut Rng, broker: &mut Broker, agents: &mut [Agent]
             format!("froze i{victim} for {:.1} s", frozen.as_secs_f64())
         }
         Fault::BrokerRestart => {
-            let down = Duration::from_millis(1_000 + rng.below(5_000));
+            let down = Duration::from_millis(1_000 + (rng.next_u64() % 5_000));
             broker.stop();
             thread::sleep(down);
             broker.start_again();
             format!("broker down {:.1} s", down.as_secs_f64())
         }
         Fault::BrokerOutage => {
-            let down = Duration::from_millis(MAX_POLL_MS + 3_000 + rng.below(5_000));
+            let down = Duration::from_millis(MAX_POLL_MS + 3_000 + (rng.next_u64() % 5_000));
             broker.stop();
             thread::sleep(down);
             broker.start_again();
@@ -229,20 +210,12 @@ fn inject(fault: Fault, rng: &mut Rng, broker: &mut Broker, agents: &mut [Agent]
 #[test]
 fn faults_in_random_order_leave_one_command_per_bad_deploy() {
     let _serial = serial();
-    let iterations: usize = std::env::var("ROLLBACKD_CHAOS_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    let seed: u64 = std::env::var("ROLLBACKD_CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| now_ns() % 1_000_000);
-    println!("chaos: {iterations} iterations, seed {seed}");
-    let mut rng = Rng(seed);
+    let (iterations, seed) = chaos_run(4);
+    let mut rng = Rng::new(seed);
     let faults = schedule(&mut rng, iterations);
     let mut broker = Broker::noida();
     let properties = format!("\"max.poll.interval.ms\" = \"{MAX_POLL_MS}\"\n");
-    let cfg = fleet_config(&broker, "g-chaos", "", &properties, SLO, GUARDS);
+    let cfg = fleet_config(&broker, "g-chaos", "", &properties, FLEET_SLO, GUARDS);
     let mut agents: Vec<Agent> = (0..3)
         .map(|i| instance(&cfg, &format!("i{i}"), &[]))
         .collect();
@@ -271,8 +244,8 @@ fn faults_in_random_order_leave_one_command_per_bad_deploy() {
         traffic.add(&bad, true, 120);
         traffic.add(&good, false, 30);
         traffic.add(&alerted, false, 30);
-        fire_alert(&agents[rng.below(3) as usize], &alerted);
-        thread::sleep(Duration::from_millis(1_000 + rng.below(4_000)));
+        fire_alert(&agents[(rng.next_u64() % 3) as usize], &alerted);
+        thread::sleep(Duration::from_millis(1_000 + (rng.next_u64() % 4_000)));
         let mut what = inject(fault, &mut rng, &mut broker, &mut agents);
         outcomes.entry(fault).or_default().restarted += revive(&mut agents, &mut what);
         let all: Vec<&Agent> = agents.iter().collect();

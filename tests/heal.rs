@@ -18,15 +18,6 @@ use std::time::{Duration, Instant};
 use support::fleet::*;
 use support::*;
 
-/// Windows long enough to hold every request of a test (so they can be
-/// counted), and a 2 requests/s canary failing 20 % decided in seconds.
-const SLO: &str = r#"[slo]
-warmup = "2s"
-evaluation_interval = "1s"
-min_requests = 20
-windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
-"#;
-
 /// Prints the agents' logs if the test fails while it is in scope (a
 /// failed request to an agent that exited says nothing of why).
 struct LogsOnFailure(Vec<Arc<Mutex<String>>>);
@@ -45,7 +36,7 @@ impl Drop for LogsOnFailure {
 /// A config with `kafka` keys added to `[kafka]` and `properties` to
 /// `[kafka.properties]`; transactions on.
 fn heal_config(broker: &Broker, group: &str, kafka: &str, properties: &str) -> PathBuf {
-    fleet_config(broker, group, kafka, properties, SLO, "")
+    fleet_config(broker, group, kafka, properties, FLEET_SLO, "")
 }
 
 const REBUILT: &str = "kafka client rebuilt after a fatal error";

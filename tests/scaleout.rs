@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rollbackd::time::Timestamp;
-use support::fleet::{commands_for, deploy_view, instance, wait_owned, Traffic};
+use support::fleet::{chaos_run, commands_for, deploy_view, instance, wait_owned, Traffic};
 use support::*;
 
 /// Fast windows for a low-traffic canary: at 2 requests/s a canary failing
@@ -120,19 +120,12 @@ impl Rng {
 /// Three instances; a new bad and a new healthy canary each iteration, and
 /// at a random moment around the decision a random instance is killed with
 /// SIGKILL and restarted. `ROLLBACKD_CHAOS_ITERATIONS` (default 3) and
-/// `ROLLBACKD_CHAOS_SEED` set the run; `scripts/chaos.sh` runs 100.
+/// `ROLLBACKD_CHAOS_SEED` set the run (`scripts/chaos.sh` runs the faults of
+/// tests/chaos.rs at length).
 #[test]
 fn exactly_one_command_per_bad_deploy_under_kill_9() {
     let _serial = serial();
-    let iterations: usize = std::env::var("ROLLBACKD_CHAOS_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("ROLLBACKD_CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| now_ns() % 1_000_000);
-    println!("chaos: {iterations} iterations, seed {seed}");
+    let (iterations, seed) = chaos_run(3);
     let mut rng = Rng(seed);
     let broker = Broker::noida();
     // Every iteration's bad deploy is decided: the breaker (3 commands in

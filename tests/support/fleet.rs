@@ -11,6 +11,31 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
+/// Windows long enough to hold every request of a test (so they can be
+/// counted), and a 2 requests/s canary failing 20 % decided in seconds.
+pub const FLEET_SLO: &str = r#"[slo]
+warmup = "2s"
+evaluation_interval = "1s"
+min_requests = 20
+windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
+"#;
+
+/// A chaos run's length and seed: `ROLLBACKD_CHAOS_ITERATIONS` (else
+/// `default_iterations`) and `ROLLBACKD_CHAOS_SEED` (else from the clock),
+/// printed so that a run can be repeated.
+pub fn chaos_run(default_iterations: usize) -> (usize, u64) {
+    let iterations = std::env::var("ROLLBACKD_CHAOS_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_iterations);
+    let seed = std::env::var("ROLLBACKD_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| now_ns() % 1_000_000);
+    println!("chaos: {iterations} iterations, seed {seed}");
+    (iterations, seed)
+}
+
 /// The admin token every fleet instance is started with.
 pub const ADMIN: (&str, &str) = ("ROLLBACKD_ADMIN_TOKEN", "adm");
 

@@ -6,7 +6,9 @@
 //! Evidence        version=1 (uint32), service=2, environment=3, instance=4 (the producer, for logs),
 //!                 sources=5 (repeated Source), deploys=6 (repeated string: deploy ids items refer to),
 //!                 counts=7 (repeated Counts), cumulative=8 (repeated Cumulative),
-//!                 alerts=9 (repeated Alert), rollback=10 (optional Rollback), http=11 (bool: from HTTP)
+//!                 alerts=9 (repeated Alert), rollback=10 (optional Rollback), http=11 (bool: from HTTP),
+//!                 consumed_at=12 (fixed64, ns; 0: unknown), request=13 (fixed64: the HTTP request's
+//!                 id, 0: none)
 //! Source          topic=1, partition=2, last=3 (the last raw offset read when the batch was cut)
 //! Counts          deploy=1 (index into deploys), baseline=2, source=3 (index into sources, -1: none),
 //!                 offset=4 (raw offset), at=5 (slot start, ns), metrics=6, requests=7, errors=8,
@@ -26,7 +28,7 @@ use std::collections::BTreeMap;
 use prost::Message;
 
 use crate::ingest::DecodeError;
-use crate::model::evidence::{Evidence, Item, Key, Origin, RawOffset, Role};
+use crate::model::evidence::{Evidence, Item, Key, Origin, RawOffset, RequestId, Role};
 use crate::model::{Alert, AlertStatus};
 use crate::time::Timestamp;
 
@@ -60,6 +62,9 @@ struct EvidenceMsg {
     /// Unix nanoseconds; 0: unknown.
     #[prost(fixed64, tag = "12")]
     consumed_at: u64,
+    /// The HTTP request's [`RequestId`]; 0: none.
+    #[prost(fixed64, tag = "13")]
+    request: u64,
 }
 
 /// Who sent an evidence record, and when intake consumed the oldest raw
@@ -190,7 +195,7 @@ pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
                 last: *last,
             })
             .collect(),
-        Origin::Http | Origin::Local => Vec::new(),
+        Origin::Http(_) | Origin::Local => Vec::new(),
     };
     let mut source_of = |raw: &Option<RawOffset>| -> (i32, i64) {
         let Some(r) = raw else {
@@ -217,7 +222,11 @@ pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
         service: e.key.service.clone(),
         environment: e.key.environment.clone(),
         instance: envelope.instance.clone(),
-        http: e.origin == Origin::Http,
+        http: matches!(e.origin, Origin::Http(_)),
+        request: match e.origin {
+            Origin::Http(Some(RequestId(id))) => id,
+            _ => 0,
+        },
         consumed_at: envelope
             .consumed_at
             .map_or(0, |t| u64::try_from(t.0).unwrap_or(0)),
@@ -391,7 +400,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Evidence, Envelope), DecodeError> {
         });
     }
     let origin = if msg.http {
-        Origin::Http
+        Origin::Http(Some(RequestId(msg.request)).filter(|r| r.0 != 0))
     } else if msg.sources.is_empty() {
         Origin::Local
     } else {
@@ -489,5 +498,23 @@ mod tests {
         msg.counts[0].deploy = 9;
         assert!(decode(&msg.encode_to_vec()).is_err());
         assert!(decode(b"\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn an_http_request_keeps_its_id() {
+        let envelope = Envelope::default();
+        for origin in [
+            Origin::Http(Some(RequestId::of("/v1/traces", b"body"))),
+            Origin::Http(None),
+            Origin::Local,
+        ] {
+            let e = Evidence {
+                origin,
+                items: Vec::new(),
+                ..sample()
+            };
+            let (back, _) = decode(&encode(&e, &envelope)).unwrap();
+            assert_eq!(back.origin, e.origin);
+        }
     }
 }

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub records: IntCounterVec,
     pub observations: IntCounter,
+    pub observations_repeated: IntCounter,
     pub active_deploys: IntGauge,
     pub deploys_by_state: IntGaugeVec,
     pub burn_rate_max: GaugeVec,
@@ -125,6 +126,11 @@ impl Metrics {
                 &r,
                 "observations_total",
                 "Request observations added to deploy windows.",
+            ),
+            observations_repeated: counter(
+                &r,
+                "observations_repeated_total",
+                "Observations of an HTTP request applied before (its exporter sent it again after an error): skipped, counted once.",
             ),
             active_deploys: gauge(&r, "active_deploys", "Deploys being watched."),
             deploys_by_state: int_gauge_vec(
@@ -363,9 +369,10 @@ impl Metrics {
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let plain: [&dyn Collector; 27] = [
+        let plain: [&dyn Collector; 28] = [
             &self.records,
             &self.observations,
+            &self.observations_repeated,
             &self.active_deploys,
             &self.deploys_by_state,
             &self.burn_rate_max,

@@ -1054,6 +1054,66 @@ fn deploy_events_over_http_reach_every_instance() {
     assert_eq!(events[0].payload["deploy_id"], "d-web");
 }
 
+/// An OTLP/HTTP request with spans of two services: the instance sent one
+/// key's evidence, then answered 503 (the failpoint `http-partial`), and
+/// the exporter sends the request again. Each key counts its spans once —
+/// before, the key sent first counted them twice.
+#[test]
+fn an_http_request_sent_again_after_a_503_counts_once() {
+    use support::fleet::{candidate_requests, deploy_view, sample};
+    let _serial = serial();
+    let broker = Broker::start();
+    // Windows long enough to hold every request while the test reads them.
+    let slo = "[slo]\nwarmup = \"2s\"\nevaluation_interval = \"1s\"\nmin_requests = 50\nwindows = [ { short = \"1m\", long = \"10m\", burn_rate = 14.4 } ]\n";
+    let cfg = agent_config_with_slo(&broker, "g-http-again", slo, "");
+    let agent = Agent::start_with_env(
+        &cfg,
+        &[
+            ("ROLLBACKD_FAILPOINT", "http-partial"),
+            ("ROLLBACKD_ADMIN_TOKEN", "adm"),
+        ],
+    );
+    agent.wait_ready();
+    started(&cfg, "d-shop", "shop");
+    started(&cfg, "d-cart", "cart");
+    let until = Instant::now() + Duration::from_secs(30);
+    while deploy_view(&agent, "d-shop").0 != 200 || deploy_view(&agent, "d-cart").0 != 200 {
+        assert!(Instant::now() < until, "{}", agent.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut body = spans_proto("shop", "v2", 30, 0);
+    body.extend(spans_proto("cart", "v2", 30, 0));
+    let post = || {
+        http(
+            &agent.http_addr(),
+            "POST",
+            "/v1/traces",
+            &[("Content-Type", "application/x-protobuf")],
+            &body,
+        )
+    };
+    let (code, text) = post();
+    assert_eq!(code, 503, "{text}");
+    let (code, text) = post();
+    assert_eq!(code, 200, "{text}");
+    let agents = [&agent];
+    let until = Instant::now() + Duration::from_secs(30);
+    while candidate_requests(&agents, "d-shop").is_none()
+        || candidate_requests(&agents, "d-cart").is_none()
+    {
+        assert!(Instant::now() < until, "{}", agent.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Long enough for evidence sent twice to be applied twice.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(candidate_requests(&agents, "d-shop"), Some(30));
+    assert_eq!(candidate_requests(&agents, "d-cart"), Some(30));
+    assert_eq!(
+        sample(&agent, "rollbackd_observations_repeated_total"),
+        30.0
+    );
+}
+
 /// Keys go to the owner of partition hash(key) mod the evidence topic's
 /// partition count: partitions added while instances run would make
 /// instances started before and after route a key to two owners. An

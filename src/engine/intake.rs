@@ -1,7 +1,7 @@
 //! Stage 2's intake: evidence into rolling windows (CONTRACT §1.2). Each
-//! raw record counts once per key — an item from a raw offset already
-//! applied is skipped, so evidence stage 1 sent again after a crash changes
-//! nothing — and cumulative histogram series are turned into deltas here,
+//! raw record and each HTTP request counts once per key ([`super::applied`]:
+//! evidence stage 1 sent again after a crash, or an exporter's request sent
+//! again after a 503, changes nothing) — and cumulative histogram series are turned into deltas here,
 //! by the owner, who sees every point of them. Alerts and manual rollbacks
 //! that came with the evidence are decided like any other.
 //!
@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::audit::LateDataAudit;
-use crate::model::evidence::{Evidence, Item, Origin, RawOffset};
+use crate::model::evidence::{Evidence, Item, Origin};
 use crate::model::{AuditRecord, Output, TelemetryBatch, TelemetryOutcome};
 use crate::time::{Duration, Timestamp};
 
@@ -69,18 +69,18 @@ impl Engine {
     pub(super) fn evidence(&mut self, e: Evidence, out: &mut Vec<Output>) -> TelemetryOutcome {
         let mut outcome = TelemetryOutcome::default();
         let owner = self.ownership.owns(&e.key.service, &e.key.environment);
-        let applied = self.applied.remove(&e.key).unwrap_or_default();
-        let fresh = |raw: Option<&RawOffset>| {
-            raw.is_none_or(|r| {
-                applied
-                    .get(&(r.topic.clone(), r.partition))
-                    .is_none_or(|&done| r.offset > done)
-            })
-        };
+        let mut applied = self.applied.remove(&e.key).unwrap_or_default();
+        if let Origin::Http(Some(request)) = e.origin {
+            if !applied.request(request, self.clock) {
+                outcome.repeated = e.items.iter().map(Item::observations).sum();
+                self.applied.insert(e.key, applied);
+                return outcome;
+            }
+        }
         let mut touched = Vec::new();
         let mut late = LateInBatch::new();
         for item in e.items {
-            if !fresh(item.raw()) {
+            if !applied.fresh(item.raw()) {
                 continue;
             }
             match item {
@@ -163,11 +163,9 @@ impl Engine {
                 } => self.manual_rollback(&deploy_id, &reason, &actor, out),
             }
         }
-        let mut applied = applied;
         if let Origin::Kafka(ranges) = &e.origin {
             for (topic, partition, last) in ranges {
-                let done = applied.entry((topic.clone(), *partition)).or_insert(*last);
-                *done = (*done).max(*last);
+                applied.raw_applied(topic, *partition, *last);
             }
         }
         if !applied.is_empty() {

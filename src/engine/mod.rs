@@ -13,7 +13,8 @@
 //! - [`fold`]: stage 1 — telemetry, alerts and manual rollbacks matched to
 //!   deploys and folded into evidence per (service, environment);
 //!   [`intake`]: stage 2 — evidence into rolling windows (each raw record
-//!   once), cumulative histograms into deltas.
+//!   and each HTTP request once, by [`applied`]), cumulative histograms
+//!   into deltas.
 //! - [`decide`]: evaluation of due deploys, the guard chain and the
 //!   commands it lets through, release cascades; [`verify`]: after a
 //!   successful rollback, whether the restored version recovered.
@@ -39,6 +40,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod applied;
 pub mod bounded;
 pub mod decide;
 pub mod evaluate;
@@ -49,7 +51,6 @@ pub mod intake;
 pub mod judge;
 pub mod lifecycle;
 pub mod registry;
-
 pub mod verify;
 pub mod views;
 pub mod window;
@@ -93,9 +94,9 @@ pub struct Engine {
     /// Last cumulative histogram state per series and deploy side, to turn
     /// it into deltas.
     cumulative: HashMap<intake::CumKey, intake::CumState>,
-    /// Per key, per raw (topic, partition): the last raw offset whose
-    /// evidence is applied.
-    applied: HashMap<Key, HashMap<(String, i32), i64>>,
+    /// Per key, the raw records and HTTP requests whose evidence is
+    /// applied.
+    applied: HashMap<Key, applied::Applied>,
     /// Which keys this instance decides for.
     ownership: Ownership,
     guards: Guards,

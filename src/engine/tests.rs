@@ -529,3 +529,73 @@ fn a_partition_revoked_while_read_back_counts_its_evidence_once() {
         view.evaluation.pairs[0]
     );
 }
+
+/// An HTTP request whose evidence reached some owners before its 503 is
+/// sent again by its exporter: each key counts it once — also when the
+/// key's partition is read back again — while a different request counts.
+#[test]
+fn an_http_request_sent_again_counts_once() {
+    use crate::model::evidence::{Evidence, Item, Key, Origin, Ownership, RequestId, Role};
+    let mut e = engine("");
+    deploy(
+        &mut e,
+        started("d-http", "checkout", DataMigration::None, 1_000),
+    );
+    let request = |body: &[u8]| {
+        Input::Evidence(Evidence {
+            key: Key {
+                service: "checkout".into(),
+                environment: "default".into(),
+            },
+            origin: Origin::Http(Some(RequestId::of("otlp_spans", body))),
+            items: vec![Item::Counts {
+                deploy_id: "d-http".into(),
+                role: Role::Candidate,
+                raw: None,
+                at: Timestamp(1_001 * SEC),
+                metrics: false,
+                requests: 10,
+                errors: 0,
+                slow: 0,
+                points: 0,
+            }],
+        })
+    };
+    let repeated = |out: &[Output]| {
+        out.iter()
+            .find_map(|o| match o {
+                Output::Telemetry(t) => Some(t.repeated),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let at = Timestamp(1_002 * SEC);
+    assert_eq!(repeated(&e.apply(request(b"one"), at)), 0);
+    assert_eq!(repeated(&e.apply(request(b"one"), at)), 10);
+    assert_eq!(repeated(&e.apply(request(b"two"), at)), 0);
+    let requests = |e: &Engine| {
+        e.deploy_view("d-http").unwrap().evaluation.pairs[0]
+            .candidate_long
+            .requests
+    };
+    tick(&mut e);
+    assert_eq!(requests(&e), 20);
+    // The key's partition moves away and back: read back, both requests
+    // count again, once each.
+    let own = |e: &mut Engine, owned: &[i32], reading: &[i32]| {
+        let o = Ownership::Partitions {
+            count: 1,
+            owned: owned.iter().copied().collect(),
+            reading: reading.iter().copied().collect(),
+        };
+        e.apply(Input::Own(o), at);
+    };
+    own(&mut e, &[], &[]);
+    own(&mut e, &[], &[0]);
+    for body in [b"one", b"two", b"one"] {
+        e.apply(request(body), at);
+    }
+    own(&mut e, &[0], &[]);
+    tick(&mut e);
+    assert_eq!(requests(&e), 20);
+}

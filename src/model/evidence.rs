@@ -31,16 +31,42 @@ impl Key {
 /// `partitions`: FNV-1a of `service NUL environment`. Stage 1 produces to
 /// it and stage 2 owns what it is assigned, so both use this one function.
 pub fn partition_of(service: &str, environment: &str, partitions: u32) -> i32 {
+    let h = fnv1a(
+        service
+            .bytes()
+            .chain(std::iter::once(0))
+            .chain(environment.bytes()),
+    );
+    (h % u64::from(partitions.max(1))) as i32
+}
+
+/// FNV-1a, 64 bits: the same on every instance and every build.
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in service
-        .bytes()
-        .chain(std::iter::once(0))
-        .chain(environment.bytes())
-    {
+    for b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (h % u64::from(partitions.max(1))) as i32
+    h
+}
+
+/// An HTTP request's identity: a hash of its route and body, the same
+/// when an exporter sends the request again after an error (on any
+/// instance). The owner applies a key's evidence from one request once, so
+/// a request answered 503 after some of its keys' evidence was sent is
+/// counted once when it comes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+impl RequestId {
+    pub fn of(route: &str, body: &[u8]) -> RequestId {
+        RequestId(fnv1a(
+            route
+                .bytes()
+                .chain(std::iter::once(0))
+                .chain(body.iter().copied()),
+        ))
+    }
 }
 
 /// Which keys this instance decides for.
@@ -109,9 +135,9 @@ pub enum Origin {
     /// stage 1 had read when it flushed (records without items for this key
     /// are covered too).
     Kafka(Vec<(String, i32, i64)>),
-    /// An HTTP request (OTLP/HTTP, Alertmanager, the admin API): applied as
-    /// it is.
-    Http,
+    /// An HTTP request (OTLP/HTTP, Alertmanager, the admin API). Telemetry
+    /// says which request: applied once per key.
+    Http(Option<RequestId>),
     /// In the same process (replay, demo, HTTP without Kafka).
     Local,
 }
@@ -174,6 +200,16 @@ impl Item {
     /// rather than adding to windows.
     pub fn is_decision(&self) -> bool {
         matches!(self, Item::Alerts(_) | Item::Rollback { .. })
+    }
+
+    /// The observations it stands for: the requests it counts, or one
+    /// cumulative point.
+    pub fn observations(&self) -> u64 {
+        match self {
+            Item::Counts { requests, .. } => *requests,
+            Item::Cumulative { .. } => 1,
+            _ => 0,
+        }
     }
 
     /// The raw record it came from, if it came from one.

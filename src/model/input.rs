@@ -89,6 +89,9 @@ pub struct TelemetryOutcome {
     pub unmatched: u64,
     /// Observations dropped because a cap in `[limits]` was reached.
     pub over_limit: u64,
+    /// Observations of an HTTP request applied before (sent again by its
+    /// exporter): skipped.
+    pub repeated: u64,
 }
 
 impl TelemetryOutcome {

@@ -22,7 +22,7 @@ use crate::http::status::{AuditLine, Status};
 use crate::http::{Api, InputError, RECENT_AUDIT};
 use crate::ingest::{self, DecodeError, Source};
 use crate::kafka::producer::{OutRecord, Until};
-use crate::model::evidence::Origin;
+use crate::model::evidence::{Origin, RequestId};
 use crate::model::{
     command_id, Action, AdminAction, AdminCall, AdminRecord, AuditRecord, Input, Output, Refusal,
     ADMIN_SCHEMA,
@@ -53,14 +53,30 @@ fn unavailable(e: impl std::fmt::Display) -> InputError {
     InputError::Unavailable(e.to_string())
 }
 
-/// Sends what an HTTP request gathered to the owners of its keys (taken in
-/// now) and waits for the broker's acknowledgement.
-async fn send_to_owners(sender: &Sender, mut fold: Fold) -> Result<(), InputError> {
+/// Sends what HTTP request `request` gathered to the owners of its keys
+/// (taken in now) and waits for the broker's acknowledgement. An error can
+/// come after some keys' evidence was sent: when the exporter sends the
+/// request again, their owners skip it ([`RequestId`]).
+async fn send_to_owners(
+    sender: &Sender,
+    mut fold: Fold,
+    request: Option<RequestId>,
+) -> Result<(), InputError> {
     let until = Until::Deadline(Instant::now() + super::intake::ACK_WITHIN);
+    let mut evidence = fold.flush(Origin::Http(request));
+    let partial = evidence.len() > 1 && super::failpoint::once("http-partial");
+    if partial {
+        evidence.truncate(1);
+    }
     sender
-        .send(fold.flush(Origin::Http), Some(Timestamp::now_wall()), until)
+        .send(evidence, Some(Timestamp::now_wall()), until)
         .await
-        .map_err(|e| unavailable(format!("the evidence topic did not acknowledge: {e}")))
+        .map_err(|e| unavailable(format!("the evidence topic did not acknowledge: {e}")))?;
+    if partial {
+        warn!("failpoint http-partial: one key's evidence sent, the others not");
+        return Err(unavailable("failpoint http-partial"));
+    }
+    Ok(())
 }
 
 /// How long an HTTP call waits for the owner thread.
@@ -140,6 +156,7 @@ impl Handle {
         &self,
         batch: crate::model::TelemetryBatch,
         source: Source,
+        request: RequestId,
     ) -> Result<(), InputError> {
         match &self.backend {
             Backend::Local { .. } => {
@@ -158,7 +175,7 @@ impl Handle {
                     .observations
                     .inc_by(outcome.observations);
                 self.count(source, outcome.label());
-                send_to_owners(sender, fold).await
+                send_to_owners(sender, fold, Some(request)).await
             }
         }
     }
@@ -174,7 +191,11 @@ impl Handle {
         self.count(source, label);
     }
 
-    async fn alerts(&self, alerts: Vec<crate::model::Alert>) -> Result<(), InputError> {
+    async fn alerts(
+        &self,
+        alerts: Vec<crate::model::Alert>,
+        request: RequestId,
+    ) -> Result<(), InputError> {
         match &self.backend {
             Backend::Local { .. } => {
                 self.apply(Input::Alerts(alerts)).await?;
@@ -183,7 +204,7 @@ impl Handle {
             Backend::Kafka { sender, .. } => {
                 let mut fold = Fold::default();
                 let unmatched = self.shared.read().fold_alerts(&mut fold, alerts);
-                send_to_owners(sender, fold).await?;
+                send_to_owners(sender, fold, Some(request)).await?;
                 if !unmatched.is_empty() {
                     // Audited by this instance: no owner would see them.
                     self.on_owner(Input::Alerts(unmatched)).await?;
@@ -284,6 +305,7 @@ impl Api for Handle {
         } else {
             OtlpEncoding::Proto
         };
+        let request = RequestId::of(source.label(), &body);
         let input = match ingest::decode(source, &body, encoding) {
             Ok(input) => input,
             Err(e) => {
@@ -294,13 +316,13 @@ impl Api for Handle {
         match input {
             Input::Telemetry(batch) => {
                 let n = batch.observation_count();
-                self.telemetry(batch, source).await?;
+                self.telemetry(batch, source, request).await?;
                 Ok(n)
             }
             Input::Alerts(alerts) => {
                 let n = alerts.len();
                 self.count(source, "ok");
-                self.alerts(alerts).await?;
+                self.alerts(alerts, request).await?;
                 Ok(n)
             }
             _ => Err(InputError::Malformed(format!(
@@ -390,7 +412,7 @@ impl Api for Handle {
                 return Ok(Err(Refusal::NotFound(deploy_id)));
             }
         }
-        send_to_owners(sender, fold).await?;
+        send_to_owners(sender, fold, None).await?;
         let until = Instant::now() + Duration::from_secs(10);
         while !self.shared.read().was_emitted(&id) {
             if Instant::now() > until {

@@ -8,6 +8,7 @@
 //! | `intake-after-send` | stage 1: evidence acknowledged by the broker, the raw offsets it covers not yet committed | abort |
 //! | `evidence-fatal` | stage 1: the first evidence batch, once acknowledged | the evidence producer's client dies, as after a fatal librdkafka error: every send on it fails as fatal, and the batch is sent again |
 //! | `owner-fatal` | stage 2: a transaction with a command in it, its records sent, not committed | the owner's producer client dies, as after a fatal librdkafka error: a new client (`init_transactions`) publishes the batch again |
+//! | `http-partial` | an HTTP request with evidence for two keys or more | the first key's evidence is sent, the others not, and the request answered 503 |
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;

@@ -385,14 +385,21 @@ impl Owner {
                             rec.partition,
                             Evidence {
                                 key,
-                                origin: Origin::Http,
+                                origin: Origin::Http(None),
                                 items: decisions,
                             },
                         ));
                     }
                 }
-                // Observations were counted by the intake that folded them.
-                self.shared.apply(Input::Evidence(e))
+                // Observations were counted by the intake that folded them;
+                // an HTTP request's sent again are counted here.
+                let outputs = self.shared.apply(Input::Evidence(e));
+                for o in &outputs {
+                    if let Output::Telemetry(t) = o {
+                        self.shared.metrics.observations_repeated.inc_by(t.repeated);
+                    }
+                }
+                outputs
             }
             Err(err) => {
                 warn!(partition = rec.partition, offset = rec.offset, error = %err, "malformed evidence record skipped");

@@ -23,7 +23,7 @@ use rollbackd::config::{Config, OtlpEncoding};
 use rollbackd::engine::fold::Fold;
 use rollbackd::engine::window::{Kind, SeriesWindows};
 use rollbackd::engine::Engine;
-use rollbackd::evidence::{self, Envelope};
+use rollbackd::ingest::evidence::{self, Envelope};
 use rollbackd::ingest::{self, otlp, Source};
 use rollbackd::model::evidence::{Origin, RawOffset};
 use rollbackd::model::{DataMigration, DeployEvent, DeployEventKind, Input};

@@ -31,13 +31,13 @@
 //!   ([`model::audit`]); evidence and its keys ([`model::evidence`]).
 //! - [`ingest`]: bytes → [`model::Input`], pure and panic-free, one module
 //!   per wire format (deploy events, OTLP protobuf and JSON, Alertmanager,
-//!   executor results).
+//!   executor results), and the evidence record's format both ways
+//!   ([`ingest::evidence`], `rollbackd.evidence/v1`).
 //! - [`engine`]: all state and every decision behind one door,
 //!   [`engine::Engine::apply`]; stage 1's matching and folding
 //!   ([`engine::fold`], read-only over the engine's deploys) lives beside
-//!   it. Its module docs are the map of lifecycle, intake, decisions,
-//!   guards, alerts and views.
-//! - [`evidence`]: the evidence record's wire format (`rollbackd.evidence/v1`).
+//!   it. Its module docs are the map of lifecycle, evidence into windows,
+//!   decisions, guards, alerts and views.
 //! - [`config`]: TOML → validated [`config::Config`], with the effective SLO
 //!   [`config::Policy`] per service, and the env vars it names (tokens,
 //!   sinks) read once, the same way by `run` and `check-config`; [`time`]: timestamps and durations;
@@ -54,7 +54,7 @@
 //!   readiness per stage, shutdown; [`http`]: its HTTP listener (and the
 //!   live status page), which reaches the runtime through the narrow
 //!   [`http::Api`] trait;
-//!   [`telemetry`]: rollbackd's own Prometheus metrics.
+//!   [`metrics`]: rollbackd's own Prometheus metrics.
 //! - [`kafka`]: Kafka clients only (the control-topic reader, the group
 //!   consumers, the one producer every stage sends with — rebuilt after a
 //!   fatal error —, announce and tail); [`sinks`]: the audit file and the
@@ -88,12 +88,12 @@
 pub mod config;
 pub mod demo;
 pub mod engine;
-pub mod evidence;
 pub mod executor;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod loadgen;
+pub mod metrics;
 pub mod model;
 pub mod replay;
 pub mod report;
@@ -103,5 +103,4 @@ pub mod shutdown;
 pub mod simulate;
 pub mod sinks;
 pub mod stats;
-pub mod telemetry;
 pub mod time;

@@ -40,7 +40,7 @@ fn metric_tokens(text: &str) -> Vec<String> {
 
 #[test]
 fn dashboards_and_rules_query_only_exported_metrics() {
-    let names = rollbackd::telemetry::Metrics::new().names();
+    let names = rollbackd::metrics::Metrics::new().names();
     let mut all = Vec::new();
     files(&deploy_dir(), &mut all);
     let mut checked = 0;

@@ -82,7 +82,7 @@ fn requests_on_evidence_topic(broker: &Broker) -> u64 {
     read_topic(broker, "rollbackd-evidence", Duration::ZERO)
         .iter()
         .map(|r| {
-            let (e, _) = rollbackd::evidence::decode(&r.raw).expect("evidence");
+            let (e, _) = rollbackd::ingest::evidence::decode(&r.raw).expect("evidence");
             e.items
                 .iter()
                 .map(|i| match i {

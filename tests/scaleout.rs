@@ -361,7 +361,7 @@ windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
     let sent: u64 = read_topic(&broker, "rollbackd-evidence", Duration::ZERO)
         .iter()
         .map(|r| {
-            let (e, _) = rollbackd::evidence::decode(&r.raw).expect("evidence");
+            let (e, _) = rollbackd::ingest::evidence::decode(&r.raw).expect("evidence");
             e.items
                 .iter()
                 .map(|i| match i {

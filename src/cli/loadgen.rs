@@ -128,30 +128,15 @@ fn kafka(
     topic: &str,
     encoding: OtlpEncoding,
 ) -> anyhow::Result<()> {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    rollbackd::kafka::check_reachable(k)?;
-    let producer: BaseProducer =
-        rollbackd::kafka::client_config(k, &[("linger.ms", "5"), ("compression.type", "zstd")])
-            .create()?;
+    let spray = rollbackd::kafka::tools::Spray::new(k, topic)?;
     paced(traffic, seconds, |e| {
         let payload = match encoding {
             OtlpEncoding::Proto => e.request.encode_to_vec(),
             OtlpEncoding::Json => serde_json::to_vec(&e.request)?,
         };
-        // No key, like the OpenTelemetry Collector's exporter: records are
-        // spread over the partitions.
-        producer
-            .send(BaseRecord::<(), [u8]>::to(topic).payload(&payload))
-            .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))?;
-        producer.poll(Duration::ZERO);
-        Ok(())
+        Ok(spray.send(&payload)?)
     })?;
-    producer.flush(Duration::from_secs(15)).with_context(|| {
-        format!(
-            "Kafka at {} (kafka.brokers) did not take every record",
-            k.brokers
-        )
-    })
+    Ok(spray.flush()?)
 }
 
 fn http(traffic: &Traffic, seconds: u64, base: &str) -> anyhow::Result<()> {

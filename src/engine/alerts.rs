@@ -15,7 +15,7 @@ use super::Engine;
 
 /// A firing alert matched to a deploy whose command was held back.
 #[derive(Debug, Clone)]
-pub struct Pending {
+pub struct HeldAlert {
     pub fingerprint: String,
     /// The command's evidence: the alert.
     pub evidence: Value,
@@ -104,7 +104,7 @@ impl Engine {
             });
             self.pending_alerts.insert(
                 matched.clone(),
-                Pending {
+                HeldAlert {
                     fingerprint: a.fingerprint.clone(),
                     evidence: evidence.clone(),
                 },

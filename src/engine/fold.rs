@@ -18,7 +18,7 @@
 //! is given telemetry itself (`replay`, `demo`, HTTP without Kafka: both
 //! stages in one process), every flush interval in `run`, where the
 //! evidence goes to its owner through the evidence topic
-//! ([`crate::evidence`] is its record format).
+//! ([`crate::ingest::evidence`] is its record format).
 
 use std::collections::BTreeMap;
 

@@ -70,7 +70,7 @@
 
 use serde::Serialize;
 
-use super::window::{self, Mark, SeriesWindows, Sli, Source, WindowCounts};
+use super::window::{self, Mark, SeriesWindows, Sli, SliSource, WindowCounts};
 use crate::config::Policy;
 use crate::stats::sequential::{epoch_alpha, ShareState, ShareTest, SHARE_ALTERNATIVES};
 use crate::time::{Duration, Timestamp};
@@ -288,7 +288,7 @@ impl Judge {
     ) {
         let metrics = [totals.candidate, totals.baseline]
             .iter()
-            .any(|t| t.source == Source::Metrics);
+            .any(|t| t.source == SliSource::Metrics);
         if self.pair_metrics != Some(metrics) {
             if self.pair_metrics.is_some() {
                 // Spans read in fine slots may come again as metrics: the

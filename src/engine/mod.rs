@@ -12,7 +12,7 @@
 //!   abort), executor results, retirement.
 //! - [`fold`]: stage 1 — telemetry, alerts and manual rollbacks matched to
 //!   deploys and folded into evidence per (service, environment);
-//!   [`intake`]: stage 2 — evidence into rolling windows (each raw record
+//!   [`absorb`]: stage 2 — evidence into rolling windows (each raw record
 //!   and each HTTP request once, by [`applied`]), cumulative histograms
 //!   into deltas.
 //! - [`decide`]: evaluation of due deploys, the guard chain and the
@@ -36,8 +36,9 @@
 //! `allowed_lateness` has run out since it ended — never by the clock
 //! alone — and reads what arrives for it later, until that lateness runs
 //! out ([`judge`]). Evidence later still counts in the windows, and is
-//! counted and audited (`late_data`, once per deploy) by [`intake`].
+//! counted and audited (`late_data`, once per deploy) by [`absorb`].
 
+pub mod absorb;
 pub mod admin;
 pub mod alerts;
 pub mod applied;
@@ -47,7 +48,6 @@ pub mod evaluate;
 pub mod fold;
 pub mod guards;
 pub mod history;
-pub mod intake;
 pub mod judge;
 pub mod lifecycle;
 pub mod registry;
@@ -93,7 +93,7 @@ pub struct Engine {
     late_data: HashMap<u64, u64>,
     /// Last cumulative histogram state per series and deploy side, to turn
     /// it into deltas.
-    cumulative: HashMap<intake::CumKey, intake::CumState>,
+    cumulative: HashMap<absorb::CumKey, absorb::CumState>,
     /// Per key, the raw records and HTTP requests whose evidence is
     /// applied.
     applied: HashMap<Key, applied::Applied>,
@@ -105,7 +105,7 @@ pub struct Engine {
     /// Firing alerts matched to deploys whose command was held back by a
     /// guard, by deploy id: tried again at every evaluation until emitted
     /// or resolved.
-    pending_alerts: HashMap<String, alerts::Pending>,
+    pending_alerts: HashMap<String, alerts::HeldAlert>,
     /// When cumulative series not updated for a while are next forgotten.
     next_sweep: Timestamp,
     /// The last deploys that stopped being watched, newest last, at most

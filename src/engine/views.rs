@@ -268,11 +268,6 @@ impl Engine {
         &self.ownership
     }
 
-    /// The engine's clock.
-    pub fn clock(&self) -> Timestamp {
-        self.clock
-    }
-
     /// Every active deploy, in arrival order.
     pub fn deploy_views(&self) -> Vec<DeployView> {
         self.registry

@@ -73,7 +73,7 @@ const EMPTY: Bucket = Bucket {
 /// Where a window's counts came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum SliSource {
     None,
     Spans,
     Metrics,
@@ -85,7 +85,7 @@ pub struct WindowCounts {
     pub requests: u64,
     pub errors: u64,
     pub slow: u64,
-    pub source: Source,
+    pub source: SliSource,
 }
 
 impl WindowCounts {
@@ -93,7 +93,7 @@ impl WindowCounts {
         requests: 0,
         errors: 0,
         slow: 0,
-        source: Source::None,
+        source: SliSource::None,
     };
 
     pub fn bad(&self, sli: Sli) -> u64 {
@@ -106,7 +106,7 @@ impl WindowCounts {
     /// The counts added since `start` (an earlier reading of the same
     /// totals), or `None` when the source changed in between.
     pub fn since(self, start: WindowCounts) -> Option<WindowCounts> {
-        if start.source != Source::None && start.source != self.source {
+        if start.source != SliSource::None && start.source != self.source {
             return None;
         }
         Some(WindowCounts {
@@ -350,9 +350,9 @@ impl Tally {
     /// Metrics when any histogram point was seen, else spans: never both.
     pub fn counts(&self) -> WindowCounts {
         let (c, source) = if self.points > 0 {
-            (self.metrics, Source::Metrics)
+            (self.metrics, SliSource::Metrics)
         } else if self.spans[0] > 0 {
-            (self.spans, Source::Spans)
+            (self.spans, SliSource::Spans)
         } else {
             return WindowCounts::EMPTY;
         };
@@ -610,7 +610,7 @@ mod tests {
         let short = w.window(0, now);
         assert_eq!(short.requests, 60);
         assert_eq!(short.errors, 6);
-        assert_eq!(short.source, Source::Spans);
+        assert_eq!(short.source, SliSource::Spans);
         assert_eq!(w.window(1, now).requests, 300);
         // Ten minutes later everything has aged out.
         assert_eq!(w.window(1, Timestamp(1200 * SEC)), WindowCounts::EMPTY);
@@ -624,7 +624,7 @@ mod tests {
         let c = w.window(0, Timestamp(30 * SEC));
         assert_eq!(
             (c.requests, c.errors, c.slow, c.source),
-            (40, 1, 2, Source::Metrics)
+            (40, 1, 2, SliSource::Metrics)
         );
         // A point with zero requests still means "this window uses metrics".
         let mut w = SeriesWindows::new(&[Duration::from_secs(60)]);

@@ -27,14 +27,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, KafkaConfig};
 use crate::kafka::consumer::ControlReader;
+use crate::kafka::producer::{OutRecord, Producer, Until, TOOL_ACK_WITHIN};
 use crate::kafka::{client_config, Error, InRecord};
 use crate::model::{Action, Command, ExecutorResult};
 use crate::time::Timestamp;
@@ -190,23 +189,26 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> Result<(), Error> {
 
 fn publish_result(
     rt: &tokio::runtime::Runtime,
-    producer: &FutureProducer,
+    producer: &Producer,
     brokers: &str,
     topic: &str,
     key: &str,
     r: &ExecutorResult,
 ) -> Result<(), Error> {
-    let payload = serde_json::to_vec(r)?;
-    rt.block_on(producer.send(
-        FutureRecord::to(topic).key(key).payload(&payload),
-        Timeout::After(Duration::from_secs(10)),
-    ))
-    .map(|_| ())
-    .map_err(|(error, _)| Error::NotAcknowledged {
-        brokers: brokers.to_string(),
+    let record = OutRecord {
         topic: topic.to_string(),
-        error: error.to_string(),
-    })
+        key: Some(key.as_bytes().to_vec()),
+        payload: serde_json::to_vec(r)?,
+        ..OutRecord::default()
+    };
+    let until = Until::Deadline(Instant::now() + TOOL_ACK_WITHIN);
+    rt.block_on(producer.deliver(&[record], until))
+        .map(|_| ())
+        .map_err(|error| Error::NotAcknowledged {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            error: error.to_string(),
+        })
 }
 
 /// Runs the executor until interrupted.
@@ -234,8 +236,10 @@ pub fn execute(config: &Config) -> Result<(), Error> {
         topic = %t.commands,
         "executor starting; waiting for partition assignment from the group (a few seconds on some brokers)"
     );
-    let producer: FutureProducer =
-        client_config(k, &[("enable.idempotence", "true"), ("acks", "all")]).create()?;
+    let producer = Producer::standalone(
+        "results",
+        client_config(k, &[("enable.idempotence", "true"), ("acks", "all")]),
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

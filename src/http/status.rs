@@ -158,7 +158,7 @@ impl Status {
         let (deploys, deploys_total) = engine.latest_views(STATUS_DEPLOYS);
         Status {
             schema: STATUS_SCHEMA,
-            at: engine.clock(),
+            at: engine.now(),
             instance: instance.to_string(),
             ready: not_ready.is_none(),
             not_ready,

@@ -2,10 +2,12 @@
 //! clock, no panics; a decode error is a value naming what was wrong.
 //!
 //! [`decode`] is the one way in: which input the bytes are ([`Source`]) →
-//! one [`Input`] for the engine. One module per wire format.
+//! one [`Input`] for the engine. One module per wire format; [`evidence`]
+//! also writes its format (what stage 1 sends the owners).
 
 pub mod alertmanager;
 pub mod deploy;
+pub mod evidence;
 pub mod otlp;
 pub mod result;
 

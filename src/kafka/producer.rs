@@ -35,9 +35,11 @@ use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
@@ -50,8 +52,12 @@ pub const CLIENT_LOST: i32 = 75;
 /// before the process exits.
 pub const GIVE_UP_AFTER: u32 = 10;
 
-/// How long `init_transactions` may take on a rebuilt transactional client.
-const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one step of a transaction (`init_transactions` included) may
+/// take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a tool's record may wait for its acknowledgement.
+pub const TOOL_ACK_WITHIN: Duration = Duration::from_secs(10);
 
 /// One record to produce.
 #[derive(Debug, Clone, Default)]
@@ -109,10 +115,6 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn producer(&self) -> &FutureProducer {
-        &self.producer
-    }
-
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -179,8 +181,102 @@ impl Producer {
         Ok(Producer::new(name, config, first, false, rebuilds, cancel))
     }
 
-    pub fn transactional(&self) -> bool {
+    /// A producer for a tool that sends a record now and then (`announce`,
+    /// the executor's results): built like any other, its rebuilds not
+    /// counted in a registry.
+    pub fn standalone(name: &'static str, config: ClientConfig) -> Result<Producer, KafkaError> {
+        let rebuilds = IntCounter::new("kafka_client_rebuilds", "unregistered")
+            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
+        Producer::create(name, config, rebuilds, CancellationToken::new())
+    }
+
+    /// A transactional producer from `config` (which names the
+    /// `transactional.id`), if the broker keeps transactions: probed with
+    /// one that commits `probe` — the consumer group's offsets as they are,
+    /// not a record, so a broker without transactions holds back no
+    /// reader. Only an answer decides: a probe that timed out (a broker
+    /// rolling at start) is tried again, never taken for "no
+    /// transactions". The broker's refusal is the error.
+    pub fn transactional(
+        name: &'static str,
+        config: ClientConfig,
+        probe: Option<(ConsumerGroupMetadata, TopicPartitionList)>,
+        rebuilds: IntCounter,
+        cancel: CancellationToken,
+    ) -> Result<Producer, KafkaError> {
+        loop {
+            let producer: FutureProducer = config.create()?;
+            let probed = producer
+                .init_transactions(TXN_TIMEOUT)
+                .and_then(|()| producer.begin_transaction())
+                .and_then(|()| match &probe {
+                    Some((g, offsets)) => {
+                        producer.send_offsets_to_transaction(offsets, g, TXN_TIMEOUT)
+                    }
+                    None => Ok(()),
+                })
+                .and_then(|()| producer.commit_transaction(TXN_TIMEOUT));
+            match probed {
+                Ok(()) => {
+                    return Ok(Producer::new(
+                        name, config, producer, true, rebuilds, cancel,
+                    ))
+                }
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && !cancel.is_cancelled() => {
+                    warn!(error = %e, "the broker did not answer the transactions probe; probing again");
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn is_transactional(&self) -> bool {
         self.inner.transactional
+    }
+
+    /// One transaction on `client` (of a transactional producer):
+    /// `records`, then the consumer's `offsets` with its group metadata,
+    /// then `before_commit` (tests' failpoints), then the commit. A passing
+    /// failure aborts it; a dead or fenced client cannot abort (a new
+    /// client's `init_transactions` aborts what it left open). What the
+    /// failure means, and the error.
+    pub fn transact(
+        &self,
+        rt: &tokio::runtime::Handle,
+        client: &Client,
+        records: &[OutRecord],
+        offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>,
+        before_commit: impl FnOnce() -> Result<(), KafkaError>,
+    ) -> Result<(), (Failure, KafkaError)> {
+        let p = &client.producer;
+        let run = || -> Result<(), KafkaError> {
+            p.begin_transaction()?;
+            rt.block_on(Producer::send_on(client, records))?;
+            if let Some((next, group)) = offsets {
+                p.send_offsets_to_transaction(next, group, TXN_TIMEOUT)?;
+            }
+            before_commit()?;
+            p.commit_transaction(TXN_TIMEOUT)
+        };
+        let e = match run() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match self.classify(client, &e) {
+            Failure::Retriable => {
+                if let Err(abort) = p.abort_transaction(TXN_TIMEOUT) {
+                    match self.classify(client, &abort) {
+                        Failure::Retriable => {
+                            warn!(client = self.inner.name, error = %abort, "aborting the transaction failed")
+                        }
+                        dead => return Err((dead, abort)),
+                    }
+                }
+                Err((Failure::Retriable, e))
+            }
+            dead => Err((dead, e)),
+        }
     }
 
     /// The live client.
@@ -298,7 +394,7 @@ impl Producer {
     fn build(&self) -> Result<FutureProducer, KafkaError> {
         let producer: FutureProducer = self.inner.config.create()?;
         if self.inner.transactional {
-            producer.init_transactions(INIT_TIMEOUT)?;
+            producer.init_transactions(TXN_TIMEOUT)?;
         }
         Ok(producer)
     }

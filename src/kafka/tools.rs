@@ -1,14 +1,14 @@
-//! The clients behind `rollbackd announce` and `rollbackd tail`: the
+//! The clients behind `rollbackd announce`, `tail` and `loadgen`: the
 //! pipeline's and the on-call engineer's tools around the topics.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::producer::{OutRecord, Producer, Until, TOOL_ACK_WITHIN};
 use super::{check_reachable, client_config, Error};
 use crate::config::KafkaConfig;
 
@@ -21,29 +21,73 @@ pub fn announce(
     payload: &[u8],
 ) -> Result<(i32, i64), Error> {
     check_reachable(k)?;
-    let producer: FutureProducer = client_config(
-        k,
-        &[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("message.timeout.ms", "10000"),
-        ],
-    )
-    .create()?;
+    let producer = Producer::standalone(
+        "announce",
+        client_config(k, &[("enable.idempotence", "true"), ("acks", "all")]),
+    )?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let sent = rt.block_on(producer.send(
-        FutureRecord::to(topic).key(key).payload(payload),
-        Timeout::After(Duration::from_secs(10)),
-    ));
-    match sent {
-        Ok(d) => Ok((d.partition, d.offset)),
-        Err((error, _)) => Err(Error::NotAcknowledged {
+    let record = OutRecord {
+        topic: topic.to_string(),
+        key: Some(key.as_bytes().to_vec()),
+        payload: payload.to_vec(),
+        ..OutRecord::default()
+    };
+    let until = Until::Deadline(Instant::now() + TOOL_ACK_WITHIN);
+    match rt.block_on(producer.deliver(&[record], until)) {
+        Ok(positions) => Ok(positions.first().copied().unwrap_or((-1, -1))),
+        Err(error) => Err(Error::NotAcknowledged {
             brokers: k.brokers.clone(),
             topic: topic.to_string(),
             error: error.to_string(),
         }),
+    }
+}
+
+/// Generated traffic (`loadgen`) to one topic: keyless, like the
+/// OpenTelemetry Collector's exporter, so records spread over the
+/// partitions; not waited for one by one.
+pub struct Spray {
+    producer: BaseProducer,
+    topic: String,
+    brokers: String,
+}
+
+impl Spray {
+    pub fn new(k: &KafkaConfig, topic: &str) -> Result<Spray, Error> {
+        check_reachable(k)?;
+        let producer: BaseProducer =
+            client_config(k, &[("linger.ms", "5"), ("compression.type", "zstd")]).create()?;
+        Ok(Spray {
+            producer,
+            topic: topic.to_string(),
+            brokers: k.brokers.clone(),
+        })
+    }
+
+    fn refused(&self, error: impl std::fmt::Display) -> Error {
+        Error::NotAcknowledged {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            error: error.to_string(),
+        }
+    }
+
+    /// Queues one record (librdkafka sends it in the background).
+    pub fn send(&self, payload: &[u8]) -> Result<(), Error> {
+        self.producer
+            .send(BaseRecord::<(), [u8]>::to(&self.topic).payload(payload))
+            .map_err(|(e, _)| self.refused(e))?;
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Waits until the broker took every queued record.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.producer
+            .flush(Duration::from_secs(15))
+            .map_err(|e| self.refused(e))
     }
 }
 

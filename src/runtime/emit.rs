@@ -28,7 +28,6 @@ use std::time::Duration;
 use prometheus::IntCounter;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -40,9 +39,6 @@ use crate::model::{AuditRecord, Command, Output};
 use crate::sinks::audit_file::AuditFile;
 use crate::sinks::notify::Notifier;
 use crate::time::Timestamp;
-
-/// How long one transaction step may take.
-const TXN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a batch could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +94,6 @@ pub struct KafkaSink {
     /// Rebuilt after a fatal error (a transactional one initialised
     /// again): never a retry loop around a dead client.
     producer: Producer,
-    transactional: bool,
     topics: Topics,
     rt: tokio::runtime::Handle,
 }
@@ -136,7 +131,7 @@ impl Emitter {
     }
 
     pub fn transactional(&self) -> bool {
-        matches!(&self.sink, Sink::Kafka(k) if k.transactional)
+        matches!(&self.sink, Sink::Kafka(k) if k.producer.is_transactional())
     }
 
     /// Publishes a batch: with Kafka, retried until it is out (or the
@@ -164,7 +159,7 @@ impl Emitter {
                 let live = &self.shared.liveness;
                 loop {
                     let client = k.producer.client();
-                    let result = if k.transactional {
+                    let result = if k.producer.is_transactional() {
                         k.transaction(&client, &outputs, batch.offsets.as_ref(), issued)
                     } else {
                         k.idempotent(&client, &outputs, batch.offsets.as_ref(), issued)
@@ -177,7 +172,7 @@ impl Emitter {
                                 .readiness
                                 .emit
                                 .store(true, std::sync::atomic::Ordering::Release);
-                            if k.transactional {
+                            if k.producer.is_transactional() {
                                 self.shared
                                     .metrics
                                     .transactions
@@ -211,7 +206,7 @@ impl Emitter {
                                 .readiness
                                 .emit
                                 .store(false, std::sync::atomic::Ordering::Release);
-                            if k.transactional {
+                            if k.producer.is_transactional() {
                                 self.shared
                                     .metrics
                                     .transactions
@@ -321,7 +316,6 @@ impl KafkaSink {
                     rebuilds.clone(),
                     cancel.clone(),
                 )?,
-                transactional: false,
                 topics: topics.clone(),
                 rt: rt.clone(),
             })
@@ -340,45 +334,21 @@ impl KafkaSink {
             ],
             &overrides,
         );
-        // Only an answer decides: a probe that timed out (a broker rolling
-        // at start) is tried again, never taken for "no transactions".
-        let (producer, probed) = loop {
-            let producer: FutureProducer = config.create()?;
-            let probed = producer
-                .init_transactions(TXN_TIMEOUT)
-                .and_then(|()| producer.begin_transaction())
-                .and_then(|()| match &probe {
-                    Some((g, offsets)) => {
-                        producer.send_offsets_to_transaction(offsets, g, TXN_TIMEOUT)
-                    }
-                    None => Ok(()),
-                })
-                .and_then(|()| producer.commit_transaction(TXN_TIMEOUT));
-            match &probed {
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && !cancel.is_cancelled() => {
-                    warn!(error = %e, "the broker did not answer the transactions probe; probing again");
-                    std::thread::sleep(Duration::from_secs(2));
-                }
-                _ => break (producer, probed),
-            }
-        };
-        match (probed, k.transactions) {
-            (Ok(()), _) => {
+        match Producer::transactional("owner", config, probe, rebuilds.clone(), cancel.clone()) {
+            Ok(producer) => {
                 info!(
                     transactional_id,
                     "transactions on: commands, audit records and evidence offsets commit together"
                 );
                 Ok(KafkaSink {
-                    producer: Producer::new("owner", config, producer, true, rebuilds, cancel),
-                    transactional: true,
+                    producer,
                     topics: topics.clone(),
                     rt,
                 })
             }
-            (Err(e), Transactions::On) => Err(e),
-            (Err(e), _) => {
+            Err(e) if k.transactions == Transactions::On => Err(e),
+            Err(e) => {
                 warn!(error = %e, "the broker does not support transactions: transactions off (kafka.transactions = \"auto\")");
-                drop(producer);
                 plain()
             }
         }
@@ -431,9 +401,9 @@ impl KafkaSink {
             .map(|_| ())
     }
 
-    /// What a failure of `client` means for the batch.
-    fn failed(&self, client: &Client, e: KafkaError) -> EmitError {
-        match self.producer.classify(client, &e) {
+    /// What a failure of the owner's client means for the batch.
+    fn failed(failure: Failure, e: KafkaError) -> EmitError {
+        match failure {
             Failure::Fenced => {
                 error!(error = %e, "this instance is fenced: its transactional id was taken over (by a newer instance, or by the broker aborting a transaction open past transaction.timeout.ms); it publishes nothing more and stops");
                 EmitError::Fenced(e.to_string())
@@ -450,16 +420,13 @@ impl KafkaSink {
         offsets: Option<&Offsets<'_>>,
         issued: Timestamp,
     ) -> Result<(), EmitError> {
-        let p = client.producer();
-        let run = || -> Result<(), KafkaError> {
-            p.begin_transaction()?;
-            self.send_all(client, outputs, issued)?;
-            if let Some(o) = offsets {
-                if let (true, Some(g)) = (o.next.count() > 0, &o.group) {
-                    p.send_offsets_to_transaction(o.next, g, TXN_TIMEOUT)?;
-                }
-            }
-            let command = outputs.iter().any(|o| matches!(o, Output::Command(_)));
+        let records = self.records(outputs, issued);
+        let offsets = offsets.and_then(|o| match &o.group {
+            Some(g) if o.next.count() > 0 => Some((o.next, g)),
+            _ => None,
+        });
+        let command = outputs.iter().any(|o| matches!(o, Output::Command(_)));
+        let before_commit = || {
             if command && super::failpoint::once("owner-fatal") {
                 warn!(
                     "failpoint owner-fatal: the owner's client is declared dead before its commit"
@@ -469,28 +436,11 @@ impl KafkaSink {
                     rdkafka::error::RDKafkaErrorCode::Fatal,
                 ));
             }
-            p.commit_transaction(TXN_TIMEOUT)
+            Ok(())
         };
-        let e = match run() {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        match self.failed(client, e) {
-            // A dead client cannot abort: its successor's
-            // init_transactions aborts what it left open.
-            e @ (EmitError::Fenced(_) | EmitError::Fatal(_)) => Err(e),
-            e => {
-                if let Err(abort) = p.abort_transaction(TXN_TIMEOUT) {
-                    match self.failed(client, abort) {
-                        EmitError::Kafka(abort) => {
-                            warn!(error = %abort, "aborting the transaction failed")
-                        }
-                        dead => return Err(dead),
-                    }
-                }
-                Err(e)
-            }
-        }
+        self.producer
+            .transact(&self.rt, client, &records, offsets, before_commit)
+            .map_err(|(failure, e)| KafkaSink::failed(failure, e))
     }
 
     fn idempotent(
@@ -501,7 +451,7 @@ impl KafkaSink {
         issued: Timestamp,
     ) -> Result<(), EmitError> {
         if let Err(e) = self.send_all(client, outputs, issued) {
-            return Err(self.failed(client, e));
+            return Err(KafkaSink::failed(self.producer.classify(client, &e), e));
         }
         if let Some(o) = offsets {
             if o.next.count() > 0 {

@@ -22,7 +22,7 @@ use super::shared::Shared;
 use super::RunError;
 use crate::engine::fold::Fold;
 use crate::engine::Engine;
-use crate::evidence::Envelope;
+use crate::ingest::evidence::Envelope;
 use crate::ingest::{self, DecodeError, Source};
 use crate::kafka::group::Group;
 use crate::kafka::producer::{OutRecord, ProduceError, Producer, Until};
@@ -35,8 +35,12 @@ use crate::time::Timestamp;
 /// At most this many raw records are decoded as one batch.
 const BATCH: usize = 256;
 
-/// A record older than every window, skipped by its Kafka timestamp.
-const LATE: &str = "late";
+/// Why a raw record in a batch gave no input.
+enum Skipped {
+    /// Older than every window by its Kafka timestamp: not decoded.
+    Late,
+    Malformed(DecodeError),
+}
 
 /// Sends evidence (and dead letters) for intake and for HTTP.
 #[derive(Clone)]
@@ -78,8 +82,8 @@ impl Sender {
             .map(|e| OutRecord {
                 topic: topic.clone(),
                 partition: Some(e.key.partition(self.partitions)),
-                key: Some(crate::evidence::record_key(&e.key)),
-                payload: crate::evidence::encode(e, &envelope),
+                key: Some(crate::ingest::evidence::record_key(&e.key)),
+                payload: crate::ingest::evidence::encode(e, &envelope),
                 headers: Vec::new(),
             })
             .collect();
@@ -339,7 +343,7 @@ fn fold_batch(
     let horizon_ms = now.saturating_sub(lookback).nanos() / 1_000_000;
     let config = &shared.config;
     let chunk = batch.len().div_ceil(workers);
-    let decoded: Vec<Option<(Source, Result<Input, DecodeError>)>> = thread::scope(|s| {
+    let decoded: Vec<Option<(Source, Result<Input, Skipped>)>> = thread::scope(|s| {
         let handles: Vec<_> = batch
             .chunks(chunk)
             .map(|part| {
@@ -348,12 +352,12 @@ fn fold_batch(
                         .map(|r| {
                             let source = Source::from_topic(config, &r.topic)?;
                             if r.timestamp_ms.is_some_and(|t| t < horizon_ms) {
-                                return Some((source, Err(DecodeError::new(LATE))));
+                                return Some((source, Err(Skipped::Late)));
                             }
-                            Some((
-                                source,
-                                ingest::decode(source, &r.payload, config.topics.otlp_encoding),
-                            ))
+                            let encoding = config.topics.otlp_encoding;
+                            let d = ingest::decode(source, &r.payload, encoding)
+                                .map_err(Skipped::Malformed);
+                            Some((source, d))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -389,14 +393,14 @@ fn fold_batch(
                         .inc();
                 }
                 Ok(_) => {}
-                Err(e) if e.0 == LATE => {
+                Err(Skipped::Late) => {
                     shared
                         .metrics
                         .records
                         .with_label_values(&[label, "late"])
                         .inc();
                 }
-                Err(e) => malformed.push((rec, label, e)),
+                Err(Skipped::Malformed(e)) => malformed.push((rec, label, e)),
             }
         }
     }

@@ -25,7 +25,7 @@ use super::intake::Sender;
 use super::shared::Shared;
 use super::RunError;
 use crate::engine::Engine;
-use crate::evidence;
+use crate::ingest::evidence;
 use crate::ingest::{self, Source};
 use crate::kafka::consumer::ControlReader;
 use crate::kafka::group::Group;

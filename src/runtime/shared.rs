@@ -13,8 +13,8 @@ use tracing::error;
 use crate::config::{Config, Secrets};
 use crate::engine::Engine;
 use crate::http::RECENT_AUDIT;
+use crate::metrics::Metrics;
 use crate::model::{AuditRecord, Input, Output};
-use crate::telemetry::Metrics;
 use crate::time::Timestamp;
 
 /// The exit status of a process whose engine lock was poisoned (a panic

@@ -37,9 +37,9 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::notify::{NotifyEvent, NotifyKind, ResolvedSink};
+use crate::metrics::NotifyMetrics;
 use crate::model::audit::NotificationAudit;
 use crate::model::AuditRecord;
-use crate::telemetry::NotifyMetrics;
 use crate::time::Timestamp;
 use message::{Api, Event};
 

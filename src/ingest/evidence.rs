@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use prost::Message;
 
-use crate::ingest::DecodeError;
+use super::DecodeError;
 use crate::model::evidence::{Evidence, Item, Key, Origin, RawOffset, RequestId, Role};
 use crate::model::{Alert, AlertStatus};
 use crate::time::Timestamp;

@@ -86,7 +86,7 @@ fn requests_on_evidence_topic(broker: &Broker) -> u64 {
             e.items
                 .iter()
                 .map(|i| match i {
-                    rollbackd::model::evidence::Item::Counts { requests, .. } => *requests,
+                    rollbackd::model::evidence::Item::Counts { counts, .. } => counts.requests,
                     _ => 0,
                 })
                 .sum::<u64>()

@@ -365,7 +365,7 @@ windows = [ { short = "1m", long = "5m", burn_rate = 14.4 } ]
             e.items
                 .iter()
                 .map(|i| match i {
-                    rollbackd::model::evidence::Item::Counts { requests, .. } => *requests,
+                    rollbackd::model::evidence::Item::Counts { counts, .. } => counts.requests,
                     _ => 0,
                 })
                 .sum::<u64>()

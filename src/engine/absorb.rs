@@ -24,13 +24,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::audit::LateDataAudit;
-use crate::model::evidence::{Evidence, Item, Origin};
+use crate::model::evidence::{Counts, Evidence, Item, Origin};
 use crate::model::{AuditRecord, Output, TelemetryBatch, TelemetryOutcome};
 use crate::time::{Duration, Timestamp};
 
 use super::fold::Fold;
 use super::registry::Role;
-use super::window::{self, Counts, Kind, SeriesWindows};
+use super::window::{self, Kind, SeriesWindows};
 use super::Engine;
 
 /// Evidence later than `allowed_lateness` in one batch, per deploy (by
@@ -89,21 +89,12 @@ impl Engine {
                     role,
                     at,
                     metrics,
-                    requests,
-                    errors,
-                    slow,
-                    points,
+                    counts,
                     ..
                 } => {
                     let kind = if metrics { Kind::Metric } else { Kind::Span };
-                    let c = Counts {
-                        requests,
-                        errors,
-                        slow,
-                        points,
-                    };
                     let sink = (&mut outcome, &mut touched, &mut late);
-                    self.add(&deploy_id, role, at, kind, c, sink);
+                    self.add(&deploy_id, role, at, kind, counts, sink);
                 }
                 Item::Cumulative {
                     deploy_id,

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use super::registry::Registry;
 use super::window;
-use crate::model::evidence::{Evidence, Item, Key, Origin, RawOffset, Role};
+use crate::model::evidence::{Counts, Evidence, Item, Key, Origin, RawOffset, Role};
 use crate::model::{Alert, DeployEvent, TelemetryBatch, TelemetryOutcome, Temporality};
 use crate::time::Timestamp;
 
@@ -42,7 +42,7 @@ type CountsKey = (String, Role, Option<RawOffset>, Timestamp, bool);
 /// Evidence being gathered, per key.
 #[derive(Debug, Default)]
 pub struct Fold {
-    counts: BTreeMap<Key, BTreeMap<CountsKey, [u64; 4]>>,
+    counts: BTreeMap<Key, BTreeMap<CountsKey, Counts>>,
     other: BTreeMap<Key, Vec<Item>>,
     /// The last raw offset folded, per (topic, partition).
     read: BTreeMap<(String, i32), i64>,
@@ -90,19 +90,17 @@ impl Fold {
                 let threshold = d.policy.latency_threshold;
                 // Summed per (slot, metrics?) for this deploy side first,
                 // then merged into the fold once per slot.
-                let mut slots: Vec<((Timestamp, bool), [u64; 4])> = Vec::new();
-                let mut add = |at: Timestamp, metrics: bool, c: [u64; 4]| {
+                let mut slots: Vec<((Timestamp, bool), Counts)> = Vec::new();
+                let mut add = |at: Timestamp, metrics: bool, c: Counts| {
                     let at = Timestamp(at.min(now).0.div_euclid(slot) * slot);
                     let sum = match slots.iter_mut().rev().find(|(k, _)| *k == (at, metrics)) {
                         Some((_, sum)) => sum,
                         None => {
-                            slots.push(((at, metrics), [0; 4]));
+                            slots.push(((at, metrics), Counts::default()));
                             &mut slots.last_mut().expect("just pushed").1
                         }
                     };
-                    for (s, v) in sum.iter_mut().zip(c) {
-                        *s = s.saturating_add(v);
-                    }
+                    *sum += c;
                 };
                 for s in &res.spans {
                     if s.end < d.info.at {
@@ -114,7 +112,13 @@ impl Fold {
                         continue;
                     }
                     let slow = u64::from(s.latency_ns > threshold.nanos());
-                    add(s.end, false, [1, u64::from(s.error), slow, 0]);
+                    let c = Counts {
+                        requests: 1,
+                        errors: u64::from(s.error),
+                        slow,
+                        points: 0,
+                    };
+                    add(s.end, false, c);
                     out.observations += 1;
                     out.too_late += u64::from(too_late(s.end));
                 }
@@ -149,7 +153,13 @@ impl Fold {
                         continue;
                     }
                     let err = if p.error { p.count } else { 0 };
-                    add(p.time, true, [p.count, err, slow, 1]);
+                    let c = Counts {
+                        requests: p.count,
+                        errors: err,
+                        slow,
+                        points: 1,
+                    };
+                    add(p.time, true, c);
                     out.observations += 1;
                     out.too_late += u64::from(too_late(p.time));
                 }
@@ -159,10 +169,7 @@ impl Fold {
                 let counts = self.counts.entry(key).or_default();
                 for ((at, metrics), c) in slots {
                     let k = (d.info.deploy_id.clone(), t.role, raw.cloned(), at, metrics);
-                    let sum = counts.entry(k).or_insert([0; 4]);
-                    for (s, v) in sum.iter_mut().zip(c) {
-                        *s = s.saturating_add(v);
-                    }
+                    *counts.entry(k).or_default() += c;
                 }
             }
         }
@@ -242,21 +249,13 @@ impl Fold {
                     .unwrap_or_default()
                     .into_iter()
                     .map(
-                        |(
-                            (deploy_id, role, raw, at, metrics),
-                            [requests, errors, slow, points],
-                        )| {
-                            Item::Counts {
-                                deploy_id,
-                                role,
-                                raw,
-                                at,
-                                metrics,
-                                requests,
-                                errors,
-                                slow,
-                                points,
-                            }
+                        |((deploy_id, role, raw, at, metrics), counts)| Item::Counts {
+                            deploy_id,
+                            role,
+                            raw,
+                            at,
+                            metrics,
+                            counts,
                         },
                     )
                     .collect();

@@ -14,7 +14,7 @@ pub const MAX_POINTS: usize = 120;
 
 /// One side's counts in a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Counts {
+pub struct SideCounts {
     pub requests: u32,
     pub errors: u32,
     pub slow: u32,
@@ -27,8 +27,8 @@ pub struct Point {
     pub verdict: Verdict,
     /// The candidate over the first window pair's short window, and the
     /// baseline over its long window (the one the tests compare against).
-    pub candidate: Counts,
-    pub baseline: Counts,
+    pub candidate: SideCounts,
+    pub baseline: SideCounts,
     /// Per window pair and SLI, in the evaluation's order: the long
     /// window's burn rate.
     pub burn: Vec<f32>,
@@ -43,9 +43,9 @@ pub struct History {
     seen: u32,
 }
 
-fn counts(c: crate::engine::window::WindowCounts) -> Counts {
+fn counts(c: crate::engine::window::WindowCounts) -> SideCounts {
     let n = |v: u64| v.min(u32::MAX as u64) as u32;
-    Counts {
+    SideCounts {
         requests: n(c.requests),
         errors: n(c.errors),
         slow: n(c.slow),

@@ -304,10 +304,10 @@ fn baseline_traffic(id: &str, from: i64, to: i64, rps: u64) -> Input {
                 raw: None,
                 at: Timestamp(t * SEC),
                 metrics: false,
-                requests: rps,
-                errors: 0,
-                slow: 0,
-                points: 0,
+                counts: crate::model::evidence::Counts {
+                    requests: rps,
+                    ..Default::default()
+                },
             })
             .collect(),
     })
@@ -506,10 +506,10 @@ fn a_partition_revoked_while_read_back_counts_its_evidence_once() {
                     }),
                     at: Timestamp((1_001 + i) * SEC),
                     metrics: false,
-                    requests: 1,
-                    errors: 0,
-                    slow: 0,
-                    points: 0,
+                    counts: crate::model::evidence::Counts {
+                        requests: 1,
+                        ..Default::default()
+                    },
                 })
                 .collect(),
         })
@@ -554,10 +554,10 @@ fn an_http_request_sent_again_counts_once() {
                 raw: None,
                 at: Timestamp(1_001 * SEC),
                 metrics: false,
-                requests: 10,
-                errors: 0,
-                slow: 0,
-                points: 0,
+                counts: crate::model::evidence::Counts {
+                    requests: 10,
+                    ..Default::default()
+                },
             }],
         })
     };

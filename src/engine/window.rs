@@ -23,6 +23,7 @@
 //! never reaches the pair slots, so the attribution test cannot read it.
 
 use crate::config::Policy;
+pub use crate::model::evidence::Counts;
 use crate::time::{Duration, Timestamp};
 
 /// Buckets per window length: the window's edges are exact to 1/60 of its
@@ -160,16 +161,6 @@ impl Sli {
             Sli::Latency => "latency",
         }
     }
-}
-
-/// Counts added at once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub requests: u64,
-    pub errors: u64,
-    pub slow: u64,
-    /// Histogram data points behind them (0 for spans).
-    pub points: u64,
 }
 
 /// Which source an observation came from.

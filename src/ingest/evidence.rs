@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use prost::Message;
 
 use super::DecodeError;
-use crate::model::evidence::{Evidence, Item, Key, Origin, RawOffset, RequestId, Role};
+use crate::model::evidence::{Counts, Evidence, Item, Key, Origin, RawOffset, RequestId, Role};
 use crate::model::{Alert, AlertStatus};
 use crate::time::Timestamp;
 
@@ -240,10 +240,7 @@ pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
                 raw,
                 at,
                 metrics,
-                requests,
-                errors,
-                slow,
-                points,
+                counts,
             } => {
                 let (source, offset) = source_of(raw);
                 msg.counts.push(CountsMsg {
@@ -253,10 +250,10 @@ pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
                     offset,
                     at: at.0,
                     metrics: *metrics,
-                    requests: *requests,
-                    errors: *errors,
-                    slow: *slow,
-                    points: *points,
+                    requests: counts.requests,
+                    errors: counts.errors,
+                    slow: counts.slow,
+                    points: counts.points,
                 });
             }
             Item::Cumulative {
@@ -354,10 +351,12 @@ pub fn decode(bytes: &[u8]) -> Result<(Evidence, Envelope), DecodeError> {
             raw: raw(c.source, c.offset)?,
             at: Timestamp(c.at),
             metrics: c.metrics,
-            requests: c.requests,
-            errors: c.errors,
-            slow: c.slow,
-            points: c.points,
+            counts: Counts {
+                requests: c.requests,
+                errors: c.errors,
+                slow: c.slow,
+                points: c.points,
+            },
         });
     }
     for c in &msg.cumulative {
@@ -449,10 +448,12 @@ mod tests {
                     raw: raw(40),
                     at: Timestamp(1_000_000_000),
                     metrics: false,
-                    requests: 10,
-                    errors: 2,
-                    slow: 1,
-                    points: 0,
+                    counts: Counts {
+                        requests: 10,
+                        errors: 2,
+                        slow: 1,
+                        points: 0,
+                    },
                 },
                 Item::Counts {
                     deploy_id: "d-1".into(),
@@ -460,10 +461,12 @@ mod tests {
                     raw: raw(41),
                     at: Timestamp(1_000_000_000),
                     metrics: true,
-                    requests: 90,
-                    errors: 0,
-                    slow: 0,
-                    points: 3,
+                    counts: Counts {
+                        requests: 90,
+                        errors: 0,
+                        slow: 0,
+                        points: 3,
+                    },
                 },
                 Item::Cumulative {
                     deploy_id: "d-1".into(),

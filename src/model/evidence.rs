@@ -150,6 +150,27 @@ pub struct Evidence {
     pub items: Vec<Item>,
 }
 
+/// Requests counted together: of one deploy side in one time slot, or
+/// added to a window at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub errors: u64,
+    pub slow: u64,
+    /// Histogram data points behind them (0 for spans; a point may carry
+    /// zero requests, and a window uses metrics once it saw any).
+    pub points: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.requests = self.requests.saturating_add(o.requests);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.slow = self.slow.saturating_add(o.slow);
+        self.points = self.points.saturating_add(o.points);
+    }
+}
+
 /// One piece of evidence.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
@@ -163,12 +184,7 @@ pub enum Item {
         at: Timestamp,
         /// Histogram data (`true`) or spans.
         metrics: bool,
-        requests: u64,
-        errors: u64,
-        slow: u64,
-        /// Histogram data points behind the counts (a point may carry
-        /// zero requests; a window uses metrics once it saw any).
-        points: u64,
+        counts: Counts,
     },
     /// One point of a cumulative histogram series, for the owner to turn
     /// into a delta.
@@ -206,7 +222,7 @@ impl Item {
     /// cumulative point.
     pub fn observations(&self) -> u64 {
         match self {
-            Item::Counts { requests, .. } => *requests,
+            Item::Counts { counts, .. } => counts.requests,
             Item::Cumulative { .. } => 1,
             _ => 0,
         }

@@ -433,7 +433,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_metric_is_documented_and_every_documented_metric_exists() {
-    let exported: BTreeSet<String> = rollbackd::telemetry::Metrics::new()
+    let exported: BTreeSet<String> = rollbackd::metrics::Metrics::new()
         .names()
         .into_iter()
         .collect();

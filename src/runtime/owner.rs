@@ -8,8 +8,9 @@
 //! A newly assigned evidence partition is read back from `now − longest
 //! window` before its keys are decided for (the engine owns them only
 //! then): their windows are rebuilt from the evidence, each raw record
-//! once. Without transactions the commands topic is also read to its end
-//! first, so a command the previous owner emitted is known.
+//! once. The commands topic is also read to its end first (with
+//! transactions a committed-only reader waits for an open transaction), so
+//! a command the previous owner emitted is known.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -438,7 +439,16 @@ pub fn control_record(
     {
         Ok(input) => input,
         Err(e) => {
-            if !recovering {
+            if recovering {
+                // Read back at every start: counted and logged, not copied
+                // to the dead-letter topic (and audited) again each time.
+                shared
+                    .metrics
+                    .records
+                    .with_label_values(&[source.label(), "malformed"])
+                    .inc();
+                warn!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, error = %e.0, "malformed control record skipped while reading back");
+            } else {
                 dlq.dead_letter(rec, source.label(), &e);
             }
             return Vec::new();

@@ -154,75 +154,7 @@ impl Emitter {
         let issued = Timestamp::now_wall();
         match &self.sink {
             Sink::Stdout => stdout(&outputs, issued)?,
-            Sink::Kafka(k) => {
-                let mut backoff = Duration::from_millis(50);
-                let live = &self.shared.liveness;
-                loop {
-                    let client = k.producer.client();
-                    let result = if k.producer.is_transactional() {
-                        k.transaction(&client, &outputs, batch.offsets.as_ref(), issued)
-                    } else {
-                        k.idempotent(&client, &outputs, batch.offsets.as_ref(), issued)
-                    };
-                    match result {
-                        Ok(()) => {
-                            k.producer.delivered();
-                            live.busy(&live.owner, false);
-                            self.shared
-                                .readiness
-                                .emit
-                                .store(true, std::sync::atomic::Ordering::Release);
-                            if k.producer.is_transactional() {
-                                self.shared
-                                    .metrics
-                                    .transactions
-                                    .with_label_values(&["committed"])
-                                    .inc();
-                            }
-                            break;
-                        }
-                        Err(EmitError::Fenced(why)) => {
-                            self.shared
-                                .metrics
-                                .transactions
-                                .with_label_values(&["fenced"])
-                                .inc();
-                            return Err(EmitError::Fenced(why));
-                        }
-                        Err(EmitError::Fatal(e)) => {
-                            live.busy(&live.owner, true);
-                            self.shared
-                                .readiness
-                                .emit
-                                .store(false, std::sync::atomic::Ordering::Release);
-                            // The batch again, whole, on a new client.
-                            if k.producer.rebuild(&client, &e).is_err() {
-                                return Err(EmitError::Stopped);
-                            }
-                        }
-                        Err(e) => {
-                            live.busy(&live.owner, true);
-                            self.shared
-                                .readiness
-                                .emit
-                                .store(false, std::sync::atomic::Ordering::Release);
-                            if k.producer.is_transactional() {
-                                self.shared
-                                    .metrics
-                                    .transactions
-                                    .with_label_values(&["aborted"])
-                                    .inc();
-                            }
-                            warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing a batch failed; retrying it whole");
-                            if self.shared.cancel.is_cancelled() {
-                                return Err(EmitError::Stopped);
-                            }
-                            std::thread::sleep(backoff);
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                }
-            }
+            Sink::Kafka(k) => k.publish(&self.shared, &outputs, batch.offsets.as_ref(), issued)?,
         }
         self.done(&outputs, batch.consumed_at);
         Ok(())
@@ -386,6 +318,84 @@ impl KafkaSink {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Publishes a batch, tried again whole until it is out — on a new
+    /// client after a fatal error — or the instance is fenced or stops.
+    fn publish(
+        &self,
+        shared: &Shared,
+        outputs: &[&Output],
+        offsets: Option<&Offsets<'_>>,
+        issued: Timestamp,
+    ) -> Result<(), EmitError> {
+        let mut backoff = Duration::from_millis(50);
+        let live = &shared.liveness;
+        loop {
+            let client = self.producer.client();
+            let result = if self.producer.is_transactional() {
+                self.transaction(&client, outputs, offsets, issued)
+            } else {
+                self.idempotent(&client, outputs, offsets, issued)
+            };
+            match result {
+                Ok(()) => {
+                    self.producer.delivered();
+                    live.busy(&live.owner, false);
+                    shared
+                        .readiness
+                        .emit
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    if self.producer.is_transactional() {
+                        shared
+                            .metrics
+                            .transactions
+                            .with_label_values(&["committed"])
+                            .inc();
+                    }
+                    return Ok(());
+                }
+                Err(EmitError::Fenced(why)) => {
+                    shared
+                        .metrics
+                        .transactions
+                        .with_label_values(&["fenced"])
+                        .inc();
+                    return Err(EmitError::Fenced(why));
+                }
+                Err(EmitError::Fatal(e)) => {
+                    live.busy(&live.owner, true);
+                    shared
+                        .readiness
+                        .emit
+                        .store(false, std::sync::atomic::Ordering::Release);
+                    // The batch again, whole, on a new client.
+                    if self.producer.rebuild(&client, &e).is_err() {
+                        return Err(EmitError::Stopped);
+                    }
+                }
+                Err(e) => {
+                    live.busy(&live.owner, true);
+                    shared
+                        .readiness
+                        .emit
+                        .store(false, std::sync::atomic::Ordering::Release);
+                    if self.producer.is_transactional() {
+                        shared
+                            .metrics
+                            .transactions
+                            .with_label_values(&["aborted"])
+                            .inc();
+                    }
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing a batch failed; retrying it whole");
+                    if shared.cancel.is_cancelled() {
+                        return Err(EmitError::Stopped);
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     /// Sends everything on `client` and waits for every acknowledgement.

@@ -231,28 +231,7 @@ pub fn run(
     // When the oldest record not yet sent was consumed.
     let mut oldest: Option<Timestamp> = None;
     while !shared.cancel.is_cancelled() {
-        batch.clear();
-        let deadline = Instant::now() + Duration::from_millis(5);
-        while batch.len() < BATCH {
-            let wait = if batch.is_empty() {
-                flush_at
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(100))
-            } else {
-                deadline.saturating_duration_since(Instant::now())
-            };
-            match group.poll(wait) {
-                Some(Ok(r)) => batch.push(r),
-                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
-                    return Err(sender.fenced(&e.to_string(), Vec::new()));
-                }
-                Some(Err(e)) => {
-                    warn!(error = %e, "telemetry consumer error");
-                    break;
-                }
-                None => break,
-            }
-        }
+        poll_batch(&group, &sender, &mut batch, flush_at)?;
         if !assigned_once && group.generation() > 0 {
             assigned_once = true;
             shared.readiness.intake.store(true, Ordering::Release);
@@ -294,6 +273,40 @@ pub fn run(
     send(&sender, &mut fold, &group, &mut read, oldest);
     if let Err(e) = group.commit() {
         warn!(error = %e, "final offset commit failed");
+    }
+    Ok(())
+}
+
+/// Takes up to a batch of raw records into `batch`: waits for the first
+/// until the next flush (at most 100 ms), then up to 5 ms for more. A
+/// fatal consumer error (fenced from the group) ends the instance.
+fn poll_batch(
+    group: &Group,
+    sender: &Sender,
+    batch: &mut Vec<InRecord>,
+    flush_at: Instant,
+) -> Result<(), RunError> {
+    batch.clear();
+    let deadline = Instant::now() + Duration::from_millis(5);
+    while batch.len() < BATCH {
+        let wait = if batch.is_empty() {
+            flush_at
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100))
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
+        match group.poll(wait) {
+            Some(Ok(r)) => batch.push(r),
+            Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                return Err(sender.fenced(&e.to_string(), Vec::new()));
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "telemetry consumer error");
+                break;
+            }
+            None => break,
+        }
     }
     Ok(())
 }

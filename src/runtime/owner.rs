@@ -63,218 +63,303 @@ pub struct Owner {
     pub sender: Sender,
 }
 
+/// The owner loop's own state between passes.
+struct State {
+    /// The owner group's generation last seen.
+    generation: i64,
+    /// Partitions assigned and being read back: not decided for yet.
+    rebuilding: BTreeSet<i32>,
+    /// Partitions read back and decided for.
+    owned: BTreeSet<i32>,
+    /// Decisions read on partitions not yet owned (see `evidence_record`).
+    deferred: Vec<(i32, Evidence)>,
+    rebuild_started: Instant,
+    last_tick: Instant,
+    last_broker_check: Instant,
+    last_topic_check: Instant,
+}
+
+/// The evidence one pass consumed.
+#[derive(Default)]
+struct Consumed {
+    /// Per partition, the next offset.
+    next: BTreeMap<i32, i64>,
+    /// When the oldest raw record behind it was taken in.
+    consumed_at: Option<Timestamp>,
+}
+
 impl Owner {
     /// Runs until cancelled; a fenced instance returns an error (and exits
-    /// non-zero).
+    /// non-zero). A pass: calls from HTTP, control records, evidence, the
+    /// group's assignment, read-backs finished, a tick, one batch
+    /// published with the evidence offsets it consumed, housekeeping.
     pub fn run(mut self) -> Result<(), RunError> {
-        let t = self.shared.config.topics.clone();
+        let now = Instant::now();
+        let mut state = State {
+            generation: -1,
+            rebuilding: BTreeSet::new(),
+            owned: BTreeSet::new(),
+            deferred: Vec::new(),
+            rebuild_started: now,
+            last_tick: now - TICK,
+            last_broker_check: now - Duration::from_secs(10),
+            last_topic_check: now,
+        };
+        while !self.shared.cancel.is_cancelled() {
+            let mut outputs = self.calls();
+            self.control_records(&mut outputs);
+            let consumed = self.evidence(&mut state, &mut outputs)?;
+            let live = &self.shared.liveness;
+            if !consumed.next.is_empty() {
+                live.progress(&live.owner);
+            } else if state.owned.is_empty() && state.rebuilding.is_empty() {
+                // Holding nothing while the group leaves evidence unread:
+                // no key is decided for anywhere — stuck, not idle.
+                live.busy(&live.owner, self.group.starved());
+            }
+            self.follow_assignment(&mut state, &mut outputs);
+            self.finish_read_back(&mut state, &mut outputs);
+            // Deploys touched by this pass's evidence are evaluated in this
+            // pass (their decision leaves with the offsets that caused it);
+            // the others when they are due.
+            if !consumed.next.is_empty() || state.last_tick.elapsed() >= TICK {
+                outputs.extend(self.shared.apply(Input::Tick));
+            }
+            if state.last_tick.elapsed() >= TICK {
+                state.last_tick = Instant::now();
+                if let Some(lag) = self.group.lag() {
+                    self.shared.metrics.consumer_lag.set(lag);
+                }
+            }
+            match self.publish(&state.owned, consumed, outputs) {
+                Ok(()) => {}
+                Err(EmitError::Fenced(why)) => return Err(self.fenced(why, &state.owned)),
+                Err(EmitError::Stopped) => break,
+                Err(e) => warn!(error = %e, "publishing failed"),
+            }
+            self.housekeeping(&mut state)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the calls HTTP handed over, and answers them.
+    fn calls(&mut self) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        while let Ok(call) = self.calls.try_recv() {
+            let out = self.shared.apply(call.input);
+            outputs.extend(out.iter().cloned());
+            let _ = call.reply.send(out);
+        }
+        outputs
+    }
+
+    /// Applies what the control topics have.
+    fn control_records(&mut self, outputs: &mut Vec<Output>) {
+        for _ in 0..BATCH {
+            match self.control.poll(Duration::ZERO) {
+                Some(Ok(rec)) => outputs.extend(self.control_record(&rec, false)),
+                Some(Err(e)) => {
+                    warn!(error = %e, "control consumer error");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Applies up to a batch of evidence (for at most 20 ms); a fatal
+    /// consumer error (fenced from the group) ends the instance.
+    fn evidence(
+        &mut self,
+        state: &mut State,
+        outputs: &mut Vec<Output>,
+    ) -> Result<Consumed, RunError> {
+        let mut consumed = Consumed::default();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        while consumed.next.len() < BATCH {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Some(polled) = self.group.poll(wait) else {
+                break;
+            };
+            let rec = match polled {
+                Ok(rec) => rec,
+                Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                    return Err(self.fenced(e.to_string(), &state.owned));
+                }
+                Err(e) => {
+                    warn!(error = %e, "evidence consumer error");
+                    break;
+                }
+            };
+            consumed.next.insert(rec.partition, rec.offset + 1);
+            outputs.extend(self.evidence_record(
+                &rec,
+                &mut consumed.consumed_at,
+                &state.owned,
+                &mut state.deferred,
+            ));
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Ok(consumed)
+    }
+
+    /// At a new group generation: partitions lost stop being decided for
+    /// (audited), new ones start being read back.
+    fn follow_assignment(&mut self, state: &mut State, outputs: &mut Vec<Output>) {
+        if self.group.generation() == state.generation {
+            return;
+        }
+        state.generation = self.group.generation();
+        let held: BTreeSet<i32> = self.group.held().keys().map(|(_, p)| *p).collect();
+        let lost: Vec<i32> = state.owned.difference(&held).copied().collect();
+        state.rebuilding = held.difference(&state.owned).copied().collect();
+        state.owned.retain(|p| held.contains(p));
+        state.deferred.retain(|(p, _)| held.contains(p));
+        state.rebuild_started = Instant::now();
+        // Also when nothing owned was lost: a partition revoked while it
+        // was read back takes its half-built windows along.
+        self.own(&state.owned, &state.rebuilding);
+        if !lost.is_empty() {
+            info!(partitions = ?lost, "evidence partitions lost: no longer deciding for their keys");
+            outputs.push(self.audit(OwnerChange::Lost, lost, &state.owned));
+        }
+        self.shared.readiness.owner.store(
+            state.rebuilding.is_empty() && state.generation > 0,
+            Ordering::Release,
+        );
+    }
+
+    /// Partitions read back to their end (and the commands topic read to
+    /// its end) are owned from now: audited, and the decisions deferred
+    /// on them taken.
+    fn finish_read_back(&mut self, state: &mut State, outputs: &mut Vec<Output>) {
+        if state.rebuilding.is_empty() {
+            return;
+        }
+        self.group.settle();
+        let held = self.group.held();
+        let evidence = &self.shared.config.topics.evidence;
+        let done: Vec<i32> = state
+            .rebuilding
+            .iter()
+            .copied()
+            .filter(|p| {
+                held.get(&(evidence.clone(), *p))
+                    .is_none_or(|h| h.caught_up())
+            })
+            .collect();
+        if done.is_empty() || !self.commands_known(outputs) {
+            return;
+        }
+        for p in &done {
+            state.rebuilding.remove(p);
+            state.owned.insert(*p);
+        }
+        info!(
+            partitions = ?done,
+            owned = ?state.owned,
+            read_back_ms = state.rebuild_started.elapsed().as_millis() as u64,
+            "evidence partitions read back: deciding for their keys"
+        );
+        self.own(&state.owned, &state.rebuilding);
+        outputs.push(self.audit(OwnerChange::Took, done, &state.owned));
+        let ready;
+        (ready, state.deferred) = std::mem::take(&mut state.deferred)
+            .into_iter()
+            .partition(|(p, _)| state.owned.contains(p));
+        for (_, e) in ready {
+            outputs.extend(self.shared.apply(Input::Evidence(e)));
+        }
+        self.shared
+            .readiness
+            .owner
+            .store(state.rebuilding.is_empty(), Ordering::Release);
+    }
+
+    /// Publishes this pass's outputs with the evidence offsets it consumed.
+    /// A pass with something to publish and no new evidence (a tick's
+    /// decision, an HTTP call) commits the owned partitions' positions
+    /// again: every transaction then carries the group's generation, so a
+    /// zombie that lost its partitions while frozen is fenced by the
+    /// broker instead of publishing (KIP-447).
+    fn publish(
+        &mut self,
+        owned: &BTreeSet<i32>,
+        consumed: Consumed,
+        outputs: Vec<Output>,
+    ) -> Result<(), EmitError> {
+        let evidence = &self.shared.config.topics.evidence;
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &consumed.next {
+            let _ = tpl.add_partition_offset(evidence, *p, Offset::Offset(*o));
+        }
+        let publishes = outputs
+            .iter()
+            .any(|o| matches!(o, Output::Command(_) | Output::Audit(_)));
+        if consumed.next.is_empty() && publishes {
+            for ((topic, p), h) in self.group.held() {
+                if &topic == evidence && owned.contains(&p) {
+                    let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(h.next));
+                }
+            }
+        }
+        let group = &self.group;
+        let commit = |tpl: &TopicPartitionList| {
+            for e in tpl.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    group.store(e.topic(), e.partition(), o - 1);
+                }
+            }
+            group.commit()
+        };
+        let batch = Batch {
+            outputs,
+            offsets: Some(Offsets {
+                next: &tpl,
+                group: self.group.group_metadata(),
+                commit: &commit,
+            }),
+            consumed_at: consumed.consumed_at,
+        };
+        self.emitter.publish(batch)
+    }
+
+    /// Every 2 s whether the broker answers (readiness); every 10 s
+    /// whether the evidence topic's partition count changed (the instance
+    /// ends: keys would be routed two ways) and whether control topics
+    /// gained partitions (followed).
+    fn housekeeping(&mut self, state: &mut State) -> Result<(), RunError> {
+        let t = &self.shared.config.topics;
+        if state.last_broker_check.elapsed() >= Duration::from_secs(2) {
+            let ok = self.control.broker_reachable(&t.commands);
+            self.shared.readiness.broker.store(ok, Ordering::Release);
+            state.last_broker_check = Instant::now();
+        }
+        if state.last_topic_check.elapsed() < Duration::from_secs(10) {
+            return Ok(());
+        }
+        state.last_topic_check = Instant::now();
+        if let Ok(now) = self.group.partitions(&t.evidence) {
+            if now > 0 && now != self.partitions {
+                return Err(RunError::EvidencePartitionsChanged {
+                    topic: t.evidence.clone(),
+                    was: self.partitions,
+                    now,
+                });
+            }
+        }
         let control_topics = [
             t.commands.as_str(),
             t.admin.as_str(),
             t.deploy_events.as_str(),
             t.results.as_str(),
         ];
-        let mut generation = -1;
-        let mut rebuilding: BTreeSet<i32> = BTreeSet::new();
-        let mut owned: BTreeSet<i32> = BTreeSet::new();
-        // Decisions read on partitions not yet owned (see `evidence_record`).
-        let mut deferred: Vec<(i32, Evidence)> = Vec::new();
-        let mut rebuild_started = Instant::now();
-        let mut last_tick = Instant::now() - TICK;
-        let mut last_check = Instant::now() - Duration::from_secs(10);
-        let mut last_new_check = Instant::now();
-        while !self.shared.cancel.is_cancelled() {
-            let mut outputs = Vec::new();
-            // Calls from HTTP.
-            while let Ok(call) = self.calls.try_recv() {
-                let out = self.shared.apply(call.input);
-                outputs.extend(out.iter().cloned());
-                let _ = call.reply.send(out);
-            }
-            // The control topics.
-            for _ in 0..BATCH {
-                match self.control.poll(Duration::ZERO) {
-                    Some(Ok(rec)) => outputs.extend(self.control_record(&rec, false)),
-                    Some(Err(e)) => {
-                        warn!(error = %e, "control consumer error");
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            // Evidence.
-            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-            let mut consumed_at = None;
-            let deadline = Instant::now() + Duration::from_millis(20);
-            while next.values().count() < BATCH {
-                let wait = deadline.saturating_duration_since(Instant::now());
-                let Some(polled) = self.group.poll(wait) else {
-                    break;
-                };
-                let rec = match polled {
-                    Ok(rec) => rec,
-                    Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
-                        return Err(self.fenced(e.to_string(), &owned));
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "evidence consumer error");
-                        break;
-                    }
-                };
-                next.insert(rec.partition, rec.offset + 1);
-                outputs.extend(self.evidence_record(&rec, &mut consumed_at, &owned, &mut deferred));
-                if Instant::now() >= deadline {
-                    break;
-                }
-            }
-            let live = &self.shared.liveness;
-            if !next.is_empty() {
-                live.progress(&live.owner);
-            } else if owned.is_empty() && rebuilding.is_empty() {
-                // Holding nothing while the group leaves evidence unread:
-                // no key is decided for anywhere — stuck, not idle.
-                live.busy(&live.owner, self.group.starved());
-            }
-            // Ownership: what the group assigned, once read back.
-            if self.group.generation() != generation {
-                generation = self.group.generation();
-                let held: BTreeSet<i32> = self.group.held().keys().map(|(_, p)| *p).collect();
-                let lost: Vec<i32> = owned.difference(&held).copied().collect();
-                rebuilding = held.difference(&owned).copied().collect();
-                owned.retain(|p| held.contains(p));
-                deferred.retain(|(p, _)| held.contains(p));
-                rebuild_started = Instant::now();
-                // Also when nothing owned was lost: a partition revoked
-                // while it was read back takes its half-built windows
-                // along.
-                self.own(&owned, &rebuilding);
-                if !lost.is_empty() {
-                    info!(partitions = ?lost, "evidence partitions lost: no longer deciding for their keys");
-                    outputs.push(self.audit(OwnerChange::Lost, lost, &owned));
-                }
-                self.shared
-                    .readiness
-                    .owner
-                    .store(rebuilding.is_empty() && generation > 0, Ordering::Release);
-            }
-            if !rebuilding.is_empty() {
-                self.group.settle();
-                let held = self.group.held();
-                let done: Vec<i32> = rebuilding
-                    .iter()
-                    .copied()
-                    .filter(|p| {
-                        held.get(&(t.evidence.clone(), *p))
-                            .is_none_or(|h| h.caught_up())
-                    })
-                    .collect();
-                if !done.is_empty() && self.commands_known(&mut outputs) {
-                    for p in &done {
-                        rebuilding.remove(p);
-                        owned.insert(*p);
-                    }
-                    info!(
-                        partitions = ?done,
-                        owned = ?owned,
-                        read_back_ms = rebuild_started.elapsed().as_millis() as u64,
-                        "evidence partitions read back: deciding for their keys"
-                    );
-                    self.own(&owned, &rebuilding);
-                    outputs.push(self.audit(OwnerChange::Took, done, &owned));
-                    let ready;
-                    (ready, deferred) = std::mem::take(&mut deferred)
-                        .into_iter()
-                        .partition(|(p, _)| owned.contains(p));
-                    for (_, e) in ready {
-                        outputs.extend(self.shared.apply(Input::Evidence(e)));
-                    }
-                    self.shared
-                        .readiness
-                        .owner
-                        .store(rebuilding.is_empty(), Ordering::Release);
-                }
-            }
-            // Deploys touched by this pass's evidence are evaluated in this
-            // pass (their decision leaves with the offsets that caused it);
-            // the others when they are due.
-            if !next.is_empty() || last_tick.elapsed() >= TICK {
-                outputs.extend(self.shared.apply(Input::Tick));
-            }
-            if last_tick.elapsed() >= TICK {
-                last_tick = Instant::now();
-                if let Some(lag) = self.group.lag() {
-                    self.shared.metrics.consumer_lag.set(lag);
-                }
-            }
-            // Publish this pass, with the evidence offsets it consumed. A
-            // pass with something to publish and no new evidence (a tick's
-            // decision, an HTTP call) commits the owned partitions'
-            // positions again: every transaction then carries the group's
-            // generation, so a zombie that lost its partitions while frozen
-            // is fenced by the broker instead of publishing (KIP-447).
-            let mut tpl = TopicPartitionList::new();
-            for (p, o) in &next {
-                let _ = tpl.add_partition_offset(&t.evidence, *p, Offset::Offset(*o));
-            }
-            let publishes = outputs
-                .iter()
-                .any(|o| matches!(o, Output::Command(_) | Output::Audit(_)));
-            if next.is_empty() && publishes {
-                for ((topic, p), h) in self.group.held() {
-                    if topic == t.evidence && owned.contains(&p) {
-                        let _ = tpl.add_partition_offset(&topic, p, Offset::Offset(h.next));
-                    }
-                }
-            }
-            let group = &self.group;
-            let commit = |tpl: &TopicPartitionList| {
-                for e in tpl.elements() {
-                    if let Offset::Offset(o) = e.offset() {
-                        group.store(e.topic(), e.partition(), o - 1);
-                    }
-                }
-                group.commit()
-            };
-            let batch = Batch {
-                outputs,
-                offsets: Some(Offsets {
-                    next: &tpl,
-                    group: self.group.group_metadata(),
-                    commit: &commit,
-                }),
-                consumed_at,
-            };
-            match self.emitter.publish(batch) {
-                Ok(()) => {}
-                Err(EmitError::Fenced(why)) => return Err(self.fenced(why, &owned)),
-                Err(EmitError::Stopped) => break,
-                Err(e) => warn!(error = %e, "publishing failed"),
-            }
-            if last_check.elapsed() >= Duration::from_secs(2) {
-                let ok = self.control.broker_reachable(&t.commands);
-                self.shared.readiness.broker.store(ok, Ordering::Release);
-                last_check = Instant::now();
-            }
-            if last_new_check.elapsed() >= Duration::from_secs(10) {
-                // Partitions added to the evidence topic change where keys
-                // go: every instance must route with the new count, so this
-                // one ends (non-zero) and is started again.
-                if let Ok(now) = self.group.partitions(&t.evidence) {
-                    if now > 0 && now != self.partitions {
-                        return Err(RunError::EvidencePartitionsChanged {
-                            topic: t.evidence.clone(),
-                            was: self.partitions,
-                            now,
-                        });
-                    }
-                }
-                match self.control.follow_new(&control_topics) {
-                    Ok(0) => {}
-                    Ok(n) => info!(partitions = n, "following new control partitions"),
-                    Err(e) => warn!(error = %e, "looking for new control partitions failed"),
-                }
-                last_new_check = Instant::now();
-            }
+        match self.control.follow_new(&control_topics) {
+            Ok(0) => {}
+            Ok(n) => info!(partitions = n, "following new control partitions"),
+            Err(e) => warn!(error = %e, "looking for new control partitions failed"),
         }
         Ok(())
     }

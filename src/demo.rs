@@ -9,10 +9,6 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
 use crate::config::{Config, OtlpEncoding};
@@ -20,6 +16,7 @@ use crate::engine::evaluate::{PairState, Verdict};
 use crate::engine::window::Sli;
 use crate::engine::{DeployView, Engine};
 use crate::ingest::{self, Source};
+use crate::loadgen::{resource, server_span, trace_export};
 use crate::model::audit::Ratio;
 use crate::model::{
     AuditEvent, DataMigration, DeployEvent, DeployEventKind, ExecutorResult, Input, Output,
@@ -41,16 +38,8 @@ struct Traffic {
     slow: f64,
 }
 
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
+/// One second of `t`'s requests, ending by `second_end`, as an OTLP
+/// protobuf export.
 fn export(rng: &mut Rng, t: &Traffic, second_end: i64) -> Vec<u8> {
     let n = (t.rps + rng.unit() - 0.5).round().max(0.0) as usize;
     let spans = (0..n)
@@ -63,46 +52,13 @@ fn export(rng: &mut Rng, t: &Traffic, second_end: i64) -> Vec<u8> {
                 0.02 + rng.unit() * 0.08
             };
             let code = if is_err { 503 } else { 200 };
-            Span {
-                trace_id: rng.next_u64().to_be_bytes().repeat(2),
-                span_id: rng.next_u64().to_be_bytes().to_vec(),
-                name: "POST /checkout".into(),
-                kind: 2,
-                start_time_unix_nano: (end - (latency * SEC as f64) as i64) as u64,
-                end_time_unix_nano: end as u64,
-                attributes: vec![KeyValue {
-                    key: "http.response.status_code".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::IntValue(code)),
-                    }),
-                    ..Default::default()
-                }],
-                status: Some(Status {
-                    code: if is_err { 2 } else { 0 },
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
+            // The span's ids: two draws, as its trace and span ids were.
+            let id = rng.next_u64() ^ rng.next_u64().rotate_left(32);
+            let start = end - (latency * SEC as f64) as i64;
+            server_span(id, start as u64, end as u64, code)
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", "checkout"),
-                    kv("service.version", t.version),
-                    kv("deployment.environment.name", "prod"),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-    .encode_to_vec()
+    trace_export(resource("checkout", t.version, Some("prod")), spans).encode_to_vec()
 }
 
 fn started(id: &str, version: &str, previous: &str, at: Timestamp) -> DeployEvent {
@@ -253,13 +209,24 @@ fn verify(
     Ok(None)
 }
 
-/// Runs the demo, writing the timeline to `out`.
+/// `version` serving `rps` requests a second, failing `error` of them,
+/// 0.1 % slow.
+fn serving(version: &'static str, rps: f64, error: f64) -> Traffic {
+    Traffic {
+        version,
+        rps,
+        error,
+        slow: 0.001,
+    }
+}
+
+/// Runs the demo, writing the timeline to `out`: 30 s of the old version,
+/// a healthy canary left alone, a bad one caught, rolled back and verified.
 pub fn run(out: &mut impl Write) -> io::Result<()> {
     let config = match Config::from_toml(DEMO_CONFIG) {
         Ok(c) => Arc::new(c),
         Err(e) => return Err(io::Error::other(e.to_string())),
     };
-    let policy = config.default_policy.clone();
     let t0 = Timestamp::parse_rfc3339("2026-11-26T12:00:00Z")
         .map(|t| t.0)
         .unwrap_or(0);
@@ -270,226 +237,21 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
         out,
         commands: Vec::new(),
     };
-    let w = &policy.windows;
-    writeln!(demo.out, "rollbackd demo — the real engine on a simulated canary rollout of service \"checkout\" (prod)")?;
-    writeln!(
-        demo.out,
-        "policy: {:.1}% of requests succeed (error budget {:.2}%), {:.0}% under {}; a window pair fires when the",
-        policy.objective * 100.0,
-        policy.error_budget() * 100.0,
-        policy.latency_objective * 100.0,
-        policy.latency_threshold
-    )?;
-    writeln!(
-        demo.out,
-        "canary burns its budget faster than the pair's rate in both windows ({}/{} at {}x, {}/{} at {}x),",
-        w[0].short, w[0].long, w[0].burn_rate, w[1].short, w[1].long, w[1].burn_rate
-    )?;
-    writeln!(
-        demo.out,
-        "and is worse than the old version, each with {:.0}% confidence that holds however often it is checked",
-        policy.confidence * 100.0,
-    )?;
-    writeln!(
-        demo.out,
-        "(anytime-valid sequential tests: no request floor needed), after a {} warm-up.",
-        policy.warmup
-    )?;
-    writeln!(
-        demo.out,
-        "burn = observed error ratio / error budget (1m/5m = short/long window)."
-    )?;
-    writeln!(demo.out)?;
-
-    // The old version serves 90% of traffic throughout.
-    let v41 = Traffic {
-        version: "v41",
-        rps: 90.0,
-        error: 0.0005,
-        slow: 0.001,
-    };
-    let warm: Vec<Traffic> = vec![Traffic {
-        version: "v41",
-        rps: 100.0,
-        error: 0.0005,
-        slow: 0.001,
-    }];
+    demo.intro()?;
     for s in 1..=30 {
-        demo.second(s, &warm)?;
+        demo.second(s, &[serving("v41", 100.0, 0.0005)])?;
     }
-
-    // Deploy 1: a healthy canary.
-    let d1_start = 30;
-    writeln!(
-        demo.out,
-        "── {} deploy d-demo-1: checkout v41 → v42, canary 10% ── (v42 is as good as v41)",
-        demo.hms(d1_start)
-    )?;
-    demo.event(
-        d1_start,
-        started("d-demo-1", "v42", "v41", demo.clock(d1_start)),
-    );
-    let good = [
-        Traffic {
-            version: "v41",
-            ..v41
-        },
-        Traffic {
-            version: "v42",
-            rps: 10.0,
-            error: 0.0005,
-            slow: 0.001,
-        },
-    ];
-    let d1_end = d1_start + 330;
-    for s in d1_start + 1..=d1_end {
-        demo.second(s, &good)?;
-        if (s - d1_start) % 30 == 0 {
-            if let Some(v) = demo.engine.deploy_view("d-demo-1") {
-                demo.status_line(s, &v)?;
-            }
-        }
-    }
-    let d1_verdict = demo
-        .engine
-        .deploy_view("d-demo-1")
-        .map(|v| v.evaluation.verdict);
-    let mut done = started("d-demo-1", "v42", "v41", demo.clock(d1_end));
-    done.kind = DeployEventKind::Completed;
-    demo.event(d1_end, done);
-    writeln!(
-        demo.out,
-        "  {}  deploy.completed: v42 promoted to 100%; no command\n",
-        demo.hms(d1_end)
-    )?;
-
-    // Deploy 2: a bad canary.
+    let (d1_end, d1_verdict) = demo.healthy_deploy(30)?;
     let d2_start = d1_end + 60;
-    let v42_full = [Traffic {
-        version: "v42",
-        rps: 100.0,
-        error: 0.0005,
-        slow: 0.001,
-    }];
+    let v42_full = [serving("v42", 100.0, 0.0005)];
     for s in d1_end + 1..d2_start {
         demo.second(s, &v42_full)?;
     }
-    writeln!(
-        demo.out,
-        "── {} deploy d-demo-2: checkout v42 → v43, canary 10% ── (v43 fails 6% of requests)",
-        demo.hms(d2_start)
-    )?;
-    demo.event(
-        d2_start,
-        started("d-demo-2", "v43", "v42", demo.clock(d2_start)),
-    );
-    let bad = [
-        Traffic {
-            version: "v42",
-            rps: 90.0,
-            error: 0.0005,
-            slow: 0.001,
-        },
-        Traffic {
-            version: "v43",
-            rps: 10.0,
-            error: 0.06,
-            slow: 0.001,
-        },
-    ];
-    let mut decided_at = None;
-    for s in d2_start + 1..=d2_start + 300 {
-        let outputs = demo.second(s, &bad)?;
-        let command = outputs.iter().find_map(|o| match o {
-            Output::Command(c) => Some(c.clone()),
-            _ => None,
-        });
-        if (s - d2_start) % 5 == 0 || command.is_some() {
-            if let Some(v) = demo.engine.deploy_view("d-demo-2") {
-                demo.status_line(s, &v)?;
-            }
-        }
-        if let Some(cmd) = command {
-            decided_at = Some(s);
-            let ev = &cmd.evidence;
-            writeln!(demo.out)?;
-            writeln!(
-                demo.out,
-                "  DECISION at {}: roll back d-demo-2 ({} after the deploy started)",
-                demo.hms(s),
-                Duration::from_secs(s - d2_start)
-            )?;
-            writeln!(
-                demo.out,
-                "    evidence: {} SLI, windows {}/{}: canary {} bad of {} requests (burn {}x long, {}x short,",
-                ev["sli"].as_str().unwrap_or("?"),
-                ev["short"].as_str().unwrap_or("?"),
-                ev["long"].as_str().unwrap_or("?"),
-                ev["candidate"]["bad"],
-                ev["candidate"]["requests"],
-                ev["candidate"]["burn_long"],
-                ev["candidate"]["burn_short"]
-            )?;
-            writeln!(
-                demo.out,
-                "              over the {:.2}% threshold: e-value e^{:.1} ≥ e^{:.1} needed); baseline v42 {} bad of {}",
-                ev["threshold"].as_f64().unwrap_or(0.0) * 100.0,
-                ev["candidate"]["threshold_test"]["log_e"].as_f64().unwrap_or(0.0),
-                ev["candidate"]["threshold_test"]["needed"].as_f64().unwrap_or(0.0),
-                ev["baseline"]["bad"],
-                ev["baseline"]["requests"]
-            )?;
-            writeln!(
-                demo.out,
-                "              — the canary is worse: e-value e^{:.1} ≥ e^{:.1} needed",
-                ev["baseline"]["worse_test"]["log_e"]
-                    .as_f64()
-                    .unwrap_or(0.0),
-                ev["baseline"]["worse_test"]["needed"]
-                    .as_f64()
-                    .unwrap_or(0.0),
-            )?;
-            writeln!(demo.out, "    guards: first command for this deploy, automation not paused, no dry run, no cooldown, breaker closed")?;
-            writeln!(
-                demo.out,
-                "    command that would be published to rollback-commands:"
-            )?;
-            let json = serde_json::to_string_pretty(&cmd).unwrap_or_default();
-            for line in json.lines() {
-                writeln!(demo.out, "      {line}")?;
-            }
-            break;
-        }
-    }
-    let mut executed = None;
-    let mut verified = None;
+    let decided_at = demo.bad_deploy(d2_start)?;
+    let (mut executed, mut verified) = (None, None);
     if let (Some(s), Some(cmd)) = (decided_at, demo.commands.first().cloned()) {
-        let at = demo.clock(s + 12);
-        let result = ExecutorResult {
-            command_id: cmd.command_id.clone(),
-            deploy_id: cmd.deploy_id.clone(),
-            status: ResultStatus::Succeeded,
-            at,
-            executor: "argo-rollouts".into(),
-            message: "rollout aborted, stable v42 serving 100%".into(),
-        };
-        executed = demo
-            .engine
-            .apply(Input::Result(result), at)
-            .iter()
-            .find_map(|o| match o {
-                Output::Audit(a) => match &a.event {
-                    AuditEvent::Result(r) => r.time_to_rollback,
-                    _ => None,
-                },
-                _ => None,
-            });
+        executed = demo.execute(s + 12, &cmd)?;
         let window = demo.engine.config().verify.window;
-        writeln!(
-            demo.out,
-            "\n  {}  executor result: succeeded (argo-rollouts: rollout aborted, v42 serving 100%); watching v42 for {window}",
-            demo.hms(s + 12)
-        )?;
         verified = verify(&mut demo, s + 12, window, &v42_full)?;
     }
     writeln!(demo.out)?;
@@ -506,12 +268,194 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
             executed.map_or(String::new(), |d| format!(" {d} after the decision")),
             verified.unwrap_or_else(|| "not verified".into()),
             demo.commands.len()
-        )?,
+        ),
         None => writeln!(
             demo.out,
             "summary: d-demo-1 (v42) {d1}; d-demo-2 (v43) was NOT caught; {} command(s) that would be published",
             demo.commands.len()
-        )?,
+        ),
     }
-    Ok(())
+}
+
+impl<W: Write> Demo<'_, W> {
+    /// What the policy is, in words.
+    fn intro(&mut self) -> io::Result<()> {
+        let policy = self.engine.config().default_policy.clone();
+        let w = &policy.windows;
+        writeln!(self.out, "rollbackd demo — the real engine on a simulated canary rollout of service \"checkout\" (prod)")?;
+        writeln!(
+            self.out,
+            "policy: {:.1}% of requests succeed (error budget {:.2}%), {:.0}% under {}; a window pair fires when the",
+            policy.objective * 100.0,
+            policy.error_budget() * 100.0,
+            policy.latency_objective * 100.0,
+            policy.latency_threshold
+        )?;
+        writeln!(
+            self.out,
+            "canary burns its budget faster than the pair's rate in both windows ({}/{} at {}x, {}/{} at {}x),",
+            w[0].short, w[0].long, w[0].burn_rate, w[1].short, w[1].long, w[1].burn_rate
+        )?;
+        writeln!(
+            self.out,
+            "and is worse than the old version, each with {:.0}% confidence that holds however often it is checked",
+            policy.confidence * 100.0,
+        )?;
+        writeln!(
+            self.out,
+            "(anytime-valid sequential tests: no request floor needed), after a {} warm-up.",
+            policy.warmup
+        )?;
+        writeln!(
+            self.out,
+            "burn = observed error ratio / error budget (1m/5m = short/long window)."
+        )?;
+        writeln!(self.out)
+    }
+
+    /// Deploy 1, from second `start`: a canary as good as the old version,
+    /// watched for 5½ minutes and completed. When it ended, and its verdict.
+    fn healthy_deploy(&mut self, start: i64) -> io::Result<(i64, Option<Verdict>)> {
+        writeln!(
+            self.out,
+            "── {} deploy d-demo-1: checkout v41 → v42, canary 10% ── (v42 is as good as v41)",
+            self.hms(start)
+        )?;
+        self.event(start, started("d-demo-1", "v42", "v41", self.clock(start)));
+        let good = [serving("v41", 90.0, 0.0005), serving("v42", 10.0, 0.0005)];
+        let end = start + 330;
+        for s in start + 1..=end {
+            self.second(s, &good)?;
+            if (s - start) % 30 == 0 {
+                if let Some(v) = self.engine.deploy_view("d-demo-1") {
+                    self.status_line(s, &v)?;
+                }
+            }
+        }
+        let verdict = self
+            .engine
+            .deploy_view("d-demo-1")
+            .map(|v| v.evaluation.verdict);
+        let mut done = started("d-demo-1", "v42", "v41", self.clock(end));
+        done.kind = DeployEventKind::Completed;
+        self.event(end, done);
+        writeln!(
+            self.out,
+            "  {}  deploy.completed: v42 promoted to 100%; no command\n",
+            self.hms(end)
+        )?;
+        Ok((end, verdict))
+    }
+
+    /// Deploy 2, from second `start`: a canary failing 6 % of its
+    /// requests, watched until the command (at most 5 minutes). When it
+    /// was decided.
+    fn bad_deploy(&mut self, start: i64) -> io::Result<Option<i64>> {
+        writeln!(
+            self.out,
+            "── {} deploy d-demo-2: checkout v42 → v43, canary 10% ── (v43 fails 6% of requests)",
+            self.hms(start)
+        )?;
+        self.event(start, started("d-demo-2", "v43", "v42", self.clock(start)));
+        let bad = [serving("v42", 90.0, 0.0005), serving("v43", 10.0, 0.06)];
+        for s in start + 1..=start + 300 {
+            let outputs = self.second(s, &bad)?;
+            let command = outputs.iter().find_map(|o| match o {
+                Output::Command(c) => Some(c.clone()),
+                _ => None,
+            });
+            if (s - start) % 5 == 0 || command.is_some() {
+                if let Some(v) = self.engine.deploy_view("d-demo-2") {
+                    self.status_line(s, &v)?;
+                }
+            }
+            if let Some(cmd) = command {
+                self.decision(s, start, &cmd)?;
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The decision at second `s` of the deploy started at `start`: its
+    /// evidence in words, and the command.
+    fn decision(&mut self, s: i64, start: i64, cmd: &crate::model::Command) -> io::Result<()> {
+        let ev = &cmd.evidence;
+        let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+        writeln!(self.out)?;
+        writeln!(
+            self.out,
+            "  DECISION at {}: roll back d-demo-2 ({} after the deploy started)",
+            self.hms(s),
+            Duration::from_secs(s - start)
+        )?;
+        writeln!(
+            self.out,
+            "    evidence: {} SLI, windows {}/{}: canary {} bad of {} requests (burn {}x long, {}x short,",
+            ev["sli"].as_str().unwrap_or("?"),
+            ev["short"].as_str().unwrap_or("?"),
+            ev["long"].as_str().unwrap_or("?"),
+            ev["candidate"]["bad"],
+            ev["candidate"]["requests"],
+            ev["candidate"]["burn_long"],
+            ev["candidate"]["burn_short"]
+        )?;
+        writeln!(
+            self.out,
+            "              over the {:.2}% threshold: e-value e^{:.1} ≥ e^{:.1} needed); baseline v42 {} bad of {}",
+            f(&ev["threshold"]) * 100.0,
+            f(&ev["candidate"]["threshold_test"]["log_e"]),
+            f(&ev["candidate"]["threshold_test"]["needed"]),
+            ev["baseline"]["bad"],
+            ev["baseline"]["requests"]
+        )?;
+        writeln!(
+            self.out,
+            "              — the canary is worse: e-value e^{:.1} ≥ e^{:.1} needed",
+            f(&ev["baseline"]["worse_test"]["log_e"]),
+            f(&ev["baseline"]["worse_test"]["needed"]),
+        )?;
+        writeln!(self.out, "    guards: first command for this deploy, automation not paused, no dry run, no cooldown, breaker closed")?;
+        writeln!(
+            self.out,
+            "    command that would be published to rollback-commands:"
+        )?;
+        let json = serde_json::to_string_pretty(cmd).unwrap_or_default();
+        for line in json.lines() {
+            writeln!(self.out, "      {line}")?;
+        }
+        Ok(())
+    }
+
+    /// The executor's result for `cmd` at second `s`: how long the
+    /// rollback took from the decision.
+    fn execute(&mut self, s: i64, cmd: &crate::model::Command) -> io::Result<Option<Duration>> {
+        let at = self.clock(s);
+        let result = ExecutorResult {
+            command_id: cmd.command_id.clone(),
+            deploy_id: cmd.deploy_id.clone(),
+            status: ResultStatus::Succeeded,
+            at,
+            executor: "argo-rollouts".into(),
+            message: "rollout aborted, stable v42 serving 100%".into(),
+        };
+        let took = self
+            .engine
+            .apply(Input::Result(result), at)
+            .iter()
+            .find_map(|o| match o {
+                Output::Audit(a) => match &a.event {
+                    AuditEvent::Result(r) => r.time_to_rollback,
+                    _ => None,
+                },
+                _ => None,
+            });
+        let window = self.engine.config().verify.window;
+        writeln!(
+            self.out,
+            "\n  {}  executor result: succeeded (argo-rollouts: rollout aborted, v42 serving 100%); watching v42 for {window}",
+            self.hms(s)
+        )?;
+        Ok(took)
+    }
 }

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use tracing::{error, info, warn};
 
@@ -90,96 +89,31 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> Result<(), Error> {
     let k = kafka(config)?;
     let t = &config.topics;
     let (_, done) = results_so_far(k, &t.results)?;
-    // The executor's group id, only to look up its committed offsets: an
-    // assign-only consumer never joins the group, and with auto commit off
-    // it never commits.
-    let consumer: BaseConsumer = client_config(
+    let read = crate::kafka::tools::read_from_committed(
         k,
-        &[
-            ("group.id", config.executor.group_id.as_str()),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("fetch.wait.max.ms", "50"),
-        ],
-    )
-    .create()?;
-    let timeout = Duration::from_secs(10);
-    let md = consumer.fetch_metadata(Some(&t.commands), timeout)?;
-    let mut partitions = TopicPartitionList::new();
-    for topic in md.topics().iter().filter(|m| m.name() == t.commands) {
-        for p in topic.partitions() {
-            partitions.add_partition(&t.commands, p.id());
-        }
-    }
-    if partitions.count() == 0 {
-        return Err(Error::NoPartitions(t.commands.clone()));
-    }
-    let committed = consumer.committed_offsets(partitions, timeout)?;
-    let mut assign = TopicPartitionList::new();
-    let mut ends = std::collections::HashMap::new();
-    for e in committed.elements() {
-        let (low, high) = consumer.fetch_watermarks(&t.commands, e.partition(), timeout)?;
-        let from = match e.offset() {
-            Offset::Offset(o) => o.max(low),
-            _ => low,
-        };
-        if from < high {
-            assign.add_partition_offset(&t.commands, e.partition(), Offset::Offset(from))?;
-            ends.insert(e.partition(), high);
-        }
-    }
-    let mut read = 0u64;
-    if !ends.is_empty() {
-        consumer.assign(&assign)?;
-    }
-    // The end: every partition read up to its high watermark, and nothing
-    // more in hand (tansu 0.6 reports a watermark inside the last batch,
-    // whose other records follow).
-    let mut next: std::collections::HashMap<i32, i64> = Default::default();
-    let mut last_progress = Instant::now();
-    loop {
-        let m = match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                warn!(error = %e, "commands consumer error");
-                continue;
-            }
-            None => {
-                let ends = ends.iter().map(|(&p, &high)| (p, high));
-                if crate::kafka::behind(&consumer, &t.commands, ends, |p| next.get(&p).copied())?
-                    == 0
-                {
-                    break;
+        &config.executor.group_id,
+        &t.commands,
+        |rec| {
+            let line = match serde_json::from_slice::<Command>(&rec.payload) {
+                Err(e) => {
+                    json!({"partition": rec.partition, "offset": rec.offset, "would_skip": format!("not a command: {e}")})
                 }
-                if last_progress.elapsed() > Duration::from_secs(30) {
-                    return Err(Error::Stalled(t.commands.clone()));
+                Ok(cmd) => {
+                    let mut line =
+                        json!({"command_id": cmd.command_id, "deploy_id": cmd.deploy_id});
+                    let (k, v) = match plan(config, &done, &cmd) {
+                        Plan::Run(argv) => ("would_run", json!(argv)),
+                        Plan::Reject(why) => ("would_reject", json!(why)),
+                        Plan::Skip(why) => ("would_skip", json!(why)),
+                    };
+                    line[k] = v;
+                    line
                 }
-                continue;
-            }
-        };
-        last_progress = Instant::now();
-        let rec = InRecord::from_message(&m);
-        drop(m);
-        next.insert(rec.partition, rec.offset + 1);
-        read += 1;
-        let line = match serde_json::from_slice::<Command>(&rec.payload) {
-            Err(e) => {
-                json!({"partition": rec.partition, "offset": rec.offset, "would_skip": format!("not a command: {e}")})
-            }
-            Ok(cmd) => {
-                let mut line = json!({"command_id": cmd.command_id, "deploy_id": cmd.deploy_id});
-                let (k, v) = match plan(config, &done, &cmd) {
-                    Plan::Run(argv) => ("would_run", json!(argv)),
-                    Plan::Reject(why) => ("would_reject", json!(why)),
-                    Plan::Skip(why) => ("would_skip", json!(why)),
-                };
-                line[k] = v;
-                line
-            }
-        };
-        writeln!(out, "{line}")?;
-        out.flush()?;
-    }
+            };
+            writeln!(out, "{line}")?;
+            out.flush()
+        },
+    )?;
     eprintln!(
         "dry run: {read} command(s) from group {}'s position to the end of {}; nothing was run, published or committed",
         config.executor.group_id, t.commands
@@ -209,6 +143,33 @@ fn publish_result(
             topic: topic.to_string(),
             error: error.to_string(),
         })
+}
+
+/// What `cmd` comes to: run (its outcome), rejected, or `None` when it is
+/// skipped (already executed, not a rollback, awaiting approval).
+fn run_command(config: &Config, done: &HashSet<String>, cmd: &Command) -> Option<ExecutorResult> {
+    let (status, message) = match plan(config, done, cmd) {
+        Plan::Skip(why) => {
+            info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, why, "skipped");
+            return None;
+        }
+        Plan::Reject(why) => (crate::model::ResultStatus::Rejected, why),
+        Plan::Run(argv) => {
+            info!(command_id = %cmd.command_id, argv = ?argv, "executing");
+            process::run(
+                &argv,
+                Duration::from_nanos(config.executor.timeout.nanos().max(0) as u64),
+            )
+        }
+    };
+    Some(ExecutorResult {
+        command_id: cmd.command_id.clone(),
+        deploy_id: cmd.deploy_id.clone(),
+        status,
+        at: Timestamp::now_wall(),
+        executor: config.executor.name.clone(),
+        message,
+    })
 }
 
 /// Runs the executor until interrupted.
@@ -288,28 +249,9 @@ pub fn execute(config: &Config) -> Result<(), Error> {
             warn!(error = %e, "reading the results topic failed; the command waits");
             std::thread::sleep(Duration::from_secs(1));
         }
-        let (status, message) = match plan(config, &done, &cmd) {
-            Plan::Skip(why) => {
-                info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, why, "skipped");
-                let _ = consumer.store_offset(&rec.topic, rec.partition, rec.offset);
-                continue;
-            }
-            Plan::Reject(why) => (crate::model::ResultStatus::Rejected, why),
-            Plan::Run(argv) => {
-                info!(command_id = %cmd.command_id, argv = ?argv, "executing");
-                process::run(
-                    &argv,
-                    Duration::from_nanos(config.executor.timeout.nanos().max(0) as u64),
-                )
-            }
-        };
-        let result = ExecutorResult {
-            command_id: cmd.command_id.clone(),
-            deploy_id: cmd.deploy_id.clone(),
-            status,
-            at: Timestamp::now_wall(),
-            executor: config.executor.name.clone(),
-            message,
+        let Some(result) = run_command(config, &done, &cmd) else {
+            let _ = consumer.store_offset(&rec.topic, rec.partition, rec.offset);
+            continue;
         };
         // Retried until acknowledged: the result is the record that this
         // command ran.

@@ -9,7 +9,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::producer::{OutRecord, Producer, Until, TOOL_ACK_WITHIN};
-use super::{check_reachable, client_config, Error};
+use super::{check_reachable, client_config, Error, InRecord};
 use crate::config::KafkaConfig;
 
 /// Publishes one record and waits for the broker's acknowledgement: its
@@ -144,4 +144,87 @@ pub fn tail(
         }
     }
     Ok(())
+}
+
+/// Hands `each` every record of `topic` from where consumer group
+/// `group_id` stands (its committed offsets; the beginning where it has
+/// none) to the topic's end as of now; how many. Joins no group and
+/// commits nothing: an assign-only consumer with auto commit off only
+/// looks the group's offsets up.
+pub fn read_from_committed(
+    k: &KafkaConfig,
+    group_id: &str,
+    topic: &str,
+    mut each: impl FnMut(InRecord) -> std::io::Result<()>,
+) -> Result<u64, Error> {
+    let consumer: BaseConsumer = client_config(
+        k,
+        &[
+            ("group.id", group_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("fetch.wait.max.ms", "50"),
+        ],
+    )
+    .create()?;
+    let timeout = Duration::from_secs(10);
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut partitions = TopicPartitionList::new();
+    for t in md.topics().iter().filter(|m| m.name() == topic) {
+        for p in t.partitions() {
+            partitions.add_partition(topic, p.id());
+        }
+    }
+    if partitions.count() == 0 {
+        return Err(Error::NoPartitions(topic.to_string()));
+    }
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    let mut assign = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for e in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(topic, e.partition(), timeout)?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o.max(low),
+            _ => low,
+        };
+        if from < high {
+            assign.add_partition_offset(topic, e.partition(), Offset::Offset(from))?;
+            ends.insert(e.partition(), high);
+        }
+    }
+    let mut read = 0u64;
+    if ends.is_empty() {
+        return Ok(read);
+    }
+    consumer.assign(&assign)?;
+    // The end: every partition read up to its high watermark, and nothing
+    // more in hand (tansu 0.6 reports a watermark inside the last batch,
+    // whose other records follow).
+    let mut next: std::collections::HashMap<i32, i64> = Default::default();
+    let mut last_progress = std::time::Instant::now();
+    loop {
+        let m = match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                tracing::warn!(topic, error = %e, "consumer error");
+                continue;
+            }
+            None => {
+                let ends = ends.iter().map(|(&p, &high)| (p, high));
+                if super::behind(&consumer, topic, ends, |p| next.get(&p).copied())? == 0 {
+                    return Ok(read);
+                }
+                if last_progress.elapsed() > Duration::from_secs(30) {
+                    return Err(Error::Stalled(topic.to_string()));
+                }
+                continue;
+            }
+        };
+        last_progress = std::time::Instant::now();
+        let rec = InRecord::from_message(&m);
+        drop(m);
+        next.insert(rec.partition, rec.offset + 1);
+        read += 1;
+        each(rec)?;
+    }
 }

@@ -721,3 +721,6 @@ pub struct NotificationAudit {
     pub attempts: u32,
     pub error: String,
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,7 @@ use prometheus::{
 };
 
 use crate::model::audit::DeployAudit;
-use crate::model::{AuditEvent, AuditRecord, Command, ResultStatus};
+use crate::model::{AuditEvent, AuditRecord, Command};
 
 /// Every metric handle, registered in one registry.
 pub struct Metrics {
@@ -321,16 +321,11 @@ impl Metrics {
                 }
                 AuditEvent::Suppressed(s) => {
                     self.suppressions
-                        .with_label_values(&[s.suppression().reason()])
+                        .with_label_values(&[s.reason().as_str()])
                         .inc();
                 }
                 AuditEvent::Result(r) => {
-                    let status = match r.status {
-                        ResultStatus::Succeeded => "succeeded",
-                        ResultStatus::Failed => "failed",
-                        ResultStatus::Rejected => "rejected",
-                    };
-                    self.results.with_label_values(&[status]).inc();
+                    self.results.with_label_values(&[r.status.as_str()]).inc();
                     if let Some(took) = r.time_to_rollback {
                         self.time_to_rollback_seconds
                             .observe(took.as_secs_f64().max(0.0));

@@ -9,11 +9,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
 use crate::engine::history::Point;
 use crate::engine::{DeployView, FinishedDeploy};
-use crate::model::{summary, AuditRecord};
+use crate::model::{summary, AuditEvent, AuditRecord};
 use crate::time::Timestamp;
 
 /// A deploy in the report: how it was when it finished (or when the input
@@ -66,11 +64,10 @@ const PAIRS: [&str; 6] = [
 
 /// The report's HTML. `title` names what was replayed.
 pub fn render(title: &str, deploys: &[ReportDeploy], audit: &[AuditRecord]) -> String {
-    let mut by_deploy: BTreeMap<&str, Vec<(&AuditRecord, Value)>> = BTreeMap::new();
+    let mut by_deploy: BTreeMap<&str, Vec<&AuditRecord>> = BTreeMap::new();
     for a in audit {
         if let Some(id) = a.deploy_id.as_deref() {
-            let json = serde_json::to_value(a).unwrap_or_default();
-            by_deploy.entry(id).or_default().push((a, json));
+            by_deploy.entry(id).or_default().push(a);
         }
     }
     let mut h = String::with_capacity(64 * 1024);
@@ -98,42 +95,44 @@ pub fn render(title: &str, deploys: &[ReportDeploy], audit: &[AuditRecord]) -> S
     h
 }
 
-fn records_of<'a>(
-    records: Option<&'a Vec<(&'a AuditRecord, Value)>>,
-    kind: &'a str,
-) -> impl Iterator<Item = &'a Value> + 'a {
-    records
-        .into_iter()
-        .flatten()
-        .filter(move |(a, _)| a.kind() == kind)
-        .map(|(_, v)| v)
+/// A deploy's audit records, in order.
+type Records<'a> = Option<&'a Vec<&'a AuditRecord>>;
+
+/// The events of a deploy's records.
+fn events<'a>(records: Records<'a>) -> impl Iterator<Item = &'a AuditEvent> + 'a {
+    records.into_iter().flatten().map(|a| &a.event)
 }
 
-fn summary_row(h: &mut String, d: &ReportDeploy, records: Option<&Vec<(&AuditRecord, Value)>>) {
+fn summary_row(h: &mut String, d: &ReportDeploy, records: Records<'_>) {
     let v = &d.view;
-    let command = records_of(records, "command").next();
+    let command = events(records).find_map(|e| match e {
+        AuditEvent::Command(c) => Some(c),
+        _ => None,
+    });
     let decided = command
-        .and_then(|c| c["detail"]["detected_after_seconds"].as_f64())
-        .map(|s| format!("{s:.0} s"))
+        .and_then(|c| c.detected_after)
+        .map(|took| format!("{:.0} s", took.as_secs_f64()))
         .unwrap_or_else(|| "—".into());
     let command_text = command
-        .map(|c| {
-            format!(
-                "{} ({})",
-                c["detail"]["action"].as_str().unwrap_or("?"),
-                c["detail"]["trigger"].as_str().unwrap_or("?")
-            )
+        .map(|c| format!("{} ({})", c.action.as_str(), c.trigger.as_str()))
+        .unwrap_or_else(|| "—".into());
+    let suppressed = events(records)
+        .filter(|e| matches!(e, AuditEvent::Suppressed(_)))
+        .count();
+    let result = events(records)
+        .filter_map(|e| match e {
+            AuditEvent::Result(r) => Some(r.status.as_str()),
+            _ => None,
         })
-        .unwrap_or_else(|| "—".into());
-    let suppressed = records_of(records, "suppressed").count();
-    let result = records_of(records, "result")
         .last()
-        .and_then(|r| r["detail"]["status"].as_str().map(String::from))
-        .unwrap_or_else(|| "—".into());
-    let verification = records_of(records, "verification")
+        .unwrap_or("—");
+    let verification = events(records)
+        .filter_map(|e| match e {
+            AuditEvent::Verification(v) => Some(v.outcome.as_str()),
+            _ => None,
+        })
         .last()
-        .and_then(|r| r["detail"]["outcome"].as_str().map(String::from))
-        .unwrap_or_else(|| "—".into());
+        .unwrap_or("—");
     let _ = write!(
         h,
         "<tr data-deploy-id=\"{id}\"><td><a href=\"#deploy-{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td>\
@@ -144,8 +143,8 @@ fn summary_row(h: &mut String, d: &ReportDeploy, records: Option<&Vec<(&AuditRec
         if v.state == "rollback" { "rollback" } else { "" },
         escape(&v.state),
         escape(&command_text),
-        escape(&result),
-        escape(&verification),
+        escape(result),
+        escape(verification),
         id = escape(&v.deploy_id),
     );
 }
@@ -157,7 +156,7 @@ fn versions(v: &DeployView) -> String {
     }
 }
 
-fn section(h: &mut String, d: &ReportDeploy, records: Option<&Vec<(&AuditRecord, Value)>>) {
+fn section(h: &mut String, d: &ReportDeploy, records: Records<'_>) {
     let v = &d.view;
     let id = escape(&v.deploy_id);
     let _ = write!(
@@ -179,9 +178,15 @@ fn section(h: &mut String, d: &ReportDeploy, records: Option<&Vec<(&AuditRecord,
             None => " · still watched at the end of the input".into(),
         }
     );
-    if let Some(decision) = records_of(records, "command")
-        .chain(records_of(records, "decision"))
-        .find_map(summary::numbers)
+    let of_kind = |kind: &'static str| {
+        records
+            .into_iter()
+            .flatten()
+            .filter(move |a| a.kind() == kind)
+    };
+    if let Some(decision) = of_kind("command")
+        .chain(of_kind("decision"))
+        .find_map(|a| summary::numbers(a))
     {
         let _ = write!(
             h,
@@ -192,22 +197,21 @@ fn section(h: &mut String, d: &ReportDeploy, records: Option<&Vec<(&AuditRecord,
     let markers: Vec<(Timestamp, String)> = records
         .into_iter()
         .flatten()
-        .filter(|(a, _)| a.kind() != "alert")
-        .map(|(a, json)| (a.at, format!("{}: {}", a.kind(), summary::line(json))))
+        .filter(|a| !matches!(a.event, AuditEvent::Alert(_)))
+        .map(|a| (a.at, format!("{}: {}", a.kind(), summary::line(a))))
         .collect();
     charts(h, v, &markers);
     h.push_str("<table class=\"events\"><thead><tr><th>at</th><th>kind</th><th>what</th></tr></thead><tbody>");
-    for (a, json) in records.into_iter().flatten() {
-        let numbers = summary::numbers(json)
+    for a in records.into_iter().flatten() {
+        let numbers = summary::numbers(a)
             .map(|n| format!(" — {}", escape(&n)))
             .unwrap_or_default();
         let _ = write!(
             h,
-            "<tr data-kind=\"{}\"><td>{}</td><td>{}</td><td>{}{numbers}</td></tr>",
-            a.kind(),
+            "<tr data-kind=\"{kind}\"><td>{}</td><td>{kind}</td><td>{}{numbers}</td></tr>",
             a.at,
-            a.kind(),
-            escape(&summary::line(json))
+            escape(&summary::line(a)),
+            kind = escape(a.kind()),
         );
     }
     h.push_str("</tbody></table></section>");

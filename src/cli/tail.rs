@@ -7,8 +7,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rollbackd::model::summary;
-use serde_json::Value;
+use rollbackd::model::{summary, AuditRecord};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,14 +50,15 @@ pub fn main(args: Args) -> ExitCode {
         if !args.follow_audit {
             return line(&mut out, payload);
         }
-        let Ok(record) = serde_json::from_slice::<Value>(payload) else {
+        let Ok(record) = serde_json::from_slice::<AuditRecord>(payload) else {
             return Ok(false);
         };
-        if !summary::notable(record["kind"].as_str().unwrap_or("")) {
+        if !summary::notable(record.kind()) {
             return Ok(false);
         }
         if args.json {
-            let json = summary::printable(&record.to_string());
+            // The record as it is on the topic.
+            let json = summary::printable(&String::from_utf8_lossy(payload));
             return line(&mut out, json.as_bytes());
         }
         line(&mut out, human(&record).as_bytes())
@@ -82,11 +82,11 @@ fn line(out: &mut impl Write, bytes: &[u8]) -> io::Result<bool> {
 }
 
 /// `2026-11-26T12:01:30.500Z  command       Rolling back checkout v2 → v1 in prod — errors 5.45% (…)`
-fn human(record: &Value) -> String {
+fn human(record: &AuditRecord) -> String {
     let mut s = format!(
         "{}  {:<12}  {}",
-        record["at"].as_str().unwrap_or("?"),
-        record["kind"].as_str().unwrap_or("?"),
+        record.at,
+        record.kind(),
         summary::line(record)
     );
     if let Some(n) = summary::numbers(record) {

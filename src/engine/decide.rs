@@ -281,7 +281,7 @@ impl Engine {
                 out.push(Output::Audit(AuditRecord::new(
                     now,
                     SuppressedAudit::Release {
-                        suppression,
+                        reason: suppression.reason(),
                         release_id: release.to_string(),
                         caused_by: origin.to_string(),
                         deploys: members,

@@ -32,10 +32,10 @@ impl Engine {
         let audit = |a: DeployAudit| {
             Output::Audit(AuditRecord::new(now, a).for_deploy(&ev.deploy_id, &ev.service))
         };
-        let ignored = |why| {
+        let ignored = |why: &str| {
             audit(DeployAudit::Ignored {
-                event: ev.kind.as_str(),
-                why,
+                event: ev.kind,
+                why: why.into(),
             })
         };
         match ev.kind {

@@ -16,6 +16,7 @@ use super::evaluate::Evaluation;
 use super::history::History;
 use super::window::Tally;
 use crate::config::Policy;
+use crate::model::audit::SuppressionReason;
 use crate::model::{Action, Command, DeployEvent, ResourceIdent, Verdict};
 use crate::time::Timestamp;
 
@@ -43,7 +44,7 @@ pub struct Deploy {
     /// changes to or from rollback / not_attributable, not every evaluation.
     pub previous_verdict: Option<Verdict>,
     /// The last suppression reason audited, for the same reason.
-    pub audited_suppression: Option<&'static str>,
+    pub audited_suppression: Option<SuppressionReason>,
     /// When it is next evaluated at the latest.
     pub next_eval: Timestamp,
     pub last_eval: Option<Evaluation>,

@@ -211,7 +211,7 @@ impl Engine {
                 outcome,
                 command_id,
                 restored_version: d.info.previous_version.clone(),
-                sli: sli.as_str(),
+                sli: sli.as_str().into(),
                 before: ratio(&cmd_evidence["baseline"]),
                 during: ratio(&cmd_evidence["candidate"]),
                 after: Ratio::new(after.bad(sli), after.requests),

@@ -89,7 +89,7 @@ pub struct Automation {
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditLine {
     pub at: Timestamp,
-    pub kind: &'static str,
+    pub kind: String,
     pub deploy_id: Option<String>,
     pub service: Option<String>,
     pub summary: String,
@@ -111,14 +111,13 @@ impl AuditLine {
     }
 
     pub fn new(record: AuditRecord) -> AuditLine {
-        let json = serde_json::to_value(&record).unwrap_or_default();
         AuditLine {
             at: record.at,
-            kind: record.kind(),
+            kind: record.kind().to_string(),
             deploy_id: record.deploy_id.clone(),
             service: record.service.clone(),
-            summary: summary::line(&json),
-            numbers: summary::numbers(&json),
+            summary: summary::line(&record),
+            numbers: summary::numbers(&record),
             record,
         }
     }

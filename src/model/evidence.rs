@@ -113,11 +113,22 @@ impl Ownership {
 }
 
 /// Which side of a deploy telemetry describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Candidate,
     Baseline,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Candidate => "candidate",
+            Role::Baseline => "baseline",
+        }
+    }
 }
 
 /// A raw Kafka record an item came from.

@@ -8,7 +8,7 @@
 //! - [`audit`]: the typed audit records;
 //! - [`evidence`]: what intake hands to the owner of a (service,
 //!   environment), and which keys an instance owns.
-//! - [`summary`]: audit records and evidence in words, from their JSON,
+//! - [`summary`]: audit records and evidence in words,
 //!   for every reader that shows them to people.
 
 pub mod audit;
@@ -222,6 +222,15 @@ pub enum AlertStatus {
     Resolved,
 }
 
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
 /// One alert of an Alertmanager webhook notification (CONTRACT §1.3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -239,6 +248,16 @@ pub enum ResultStatus {
     Succeeded,
     Failed,
     Rejected,
+}
+
+impl ResultStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Succeeded => "succeeded",
+            ResultStatus::Failed => "failed",
+            ResultStatus::Rejected => "rejected",
+        }
+    }
 }
 
 /// An executor's report on a command (CONTRACT §1.4).

@@ -2,11 +2,18 @@
 //! status page, the replay report and `tail --follow-audit` all say the
 //! same thing the same way.
 //!
-//! They read an audit record's JSON (`rollbackd.audit/v1`) — the form every
-//! reader has: the audit topic, the audit file, the admin API — and never
-//! fail: a field that is missing reads as `?`.
+//! They read typed audit records ([`AuditRecord`], as read from the audit
+//! topic, the audit file or the admin API) and never fail: what a record
+//! does not say (no service, an unknown kind) reads as `?` or as the kind's
+//! name.
 
 use serde_json::Value;
+
+use super::audit::{
+    AlertAudit, BreakerAudit, CommandAudit, DeployAudit, LateDataAudit, OwnerAudit, ResultAudit,
+    VerificationAudit, VerificationOutcome,
+};
+use super::{Action, AuditEvent, AuditRecord};
 
 /// Whether people act on audit records of this kind: decisions,
 /// suppressions, commands, results, verifications, the breaker, pauses,
@@ -35,109 +42,173 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
+/// The service and deploy a record is about, `?` when it names none.
+struct About<'a> {
+    service: &'a str,
+    deploy: &'a str,
+}
+
 /// One line saying what an audit record is about.
-pub fn line(record: &Value) -> String {
-    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
-    let d = &record["detail"];
-    let service = text(&record["service"]);
-    let deploy = text(&record["deploy_id"]);
-    let versions = || {
-        let from = text(&d["from_version"]);
-        match d["to_version"].as_str() {
-            Some(to) => format!("{from} → {to}"),
-            None => from,
-        }
+pub fn line(record: &AuditRecord) -> String {
+    let about = About {
+        service: record.service.as_deref().unwrap_or("?"),
+        deploy: record.deploy_id.as_deref().unwrap_or("?"),
     };
-    match record["kind"].as_str().unwrap_or("?") {
-        "decision" => format!("{service}: verdict {} for deploy {deploy}", text(&d["verdict"])),
-        "command" if d["action"] == "approval_required" => format!(
-            "Approval required: roll back {service} {} in {}?",
-            versions(),
-            text(&d["environment"])
-        ),
-        "command" => format!(
-            "Rolling back {service} {} in {}",
-            versions(),
-            text(&d["environment"])
-        ),
-        "suppressed" => format!(
+    let About { service, deploy } = about;
+    match &record.event {
+        AuditEvent::Decision(d) => {
+            format!(
+                "{service}: verdict {} for deploy {deploy}",
+                d.verdict.as_str()
+            )
+        }
+        AuditEvent::Command(c) => command(&about, c),
+        AuditEvent::Suppressed(s) => format!(
             "{service}: a rollback of deploy {deploy} was held back ({})",
-            text(&d["reason"])
+            s.reason()
         ),
-        "breaker" if d["state"] == "open" => format!(
-            "Circuit breaker open: {} automatic rollbacks within {}; automatic rollbacks are held",
-            d["automatic_commands"],
-            text(&d["window"])
-        ),
-        "breaker" => format!("Circuit breaker reset by {}", text(&d["actor"])),
-        "verification" => match d["outcome"].as_str() {
-            Some("recovered") => format!("{service} recovered after the rollback of {deploy}"),
-            Some("not_recovered") => format!(
-                "{service} did NOT recover after the rollback of {deploy}: the restored version still burns"
-            ),
-            _ => format!(
-                "{service}: too little traffic to tell whether the rollback of {deploy} worked"
-            ),
-        },
-        "deploy" => match d["event"].as_str() {
-            Some("deploy.started") => format!(
-                "{service}: deploy {deploy} started ({} → {} in {})",
-                text(&d["previous_version"]),
-                text(&d["version"]),
-                text(&d["environment"])
-            ),
-            Some(event) if d["why"].is_string() => {
-                format!("{service}: {event} of {deploy} ignored: {}", text(&d["why"]))
-            }
-            Some(event) => format!("{service}: {event} for deploy {deploy}"),
-            None => format!("{service}: deploy {deploy} no longer watched: {}", text(&d["why"])),
-        },
-        "result" => format!(
-            "{service}: executor {} says {} for deploy {deploy}{}",
-            text(&d["executor"]),
-            text(&d["status"]),
-            d["message"]
-                .as_str()
-                .filter(|m| !m.is_empty())
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
-        ),
-        "alert" => format!(
-            "alert {} ({}) {}",
-            text(&d["alertname"]),
-            text(&d["severity"]),
-            text(&d["status"])
-        ),
-        "pause" if d["paused"] == true => format!("automation paused by {}", text(&d["actor"])),
-        "pause" => format!("automation resumed by {}", text(&d["actor"])),
-        "admin" => format!(
+        AuditEvent::Breaker(b) => breaker(b),
+        AuditEvent::Verification(v) => verification_line(&about, v),
+        AuditEvent::Deploy(d) => deploy_line(&about, d),
+        AuditEvent::Result(r) => result(&about, r),
+        AuditEvent::Alert(a) => alert(a),
+        AuditEvent::Pause(p) if p.paused => format!("automation paused by {}", p.actor),
+        AuditEvent::Pause(p) => format!("automation resumed by {}", p.actor),
+        AuditEvent::Admin(a) => format!(
             "{} asked to roll back {}: {}",
-            text(&d["actor"]),
-            text(&d["deploy_id"]),
-            text(&d["reason"])
+            a.actor, a.deploy_id, a.reason
         ),
-        "malformed" => format!("malformed {} input: {}", text(&d["source"]), text(&d["error"])),
-        "owner" => format!(
-            "instance {} {} evidence partitions {}",
-            text(&d["instance"]),
-            text(&d["change"]),
-            d["partitions"]
-        ),
-        "late_data" => format!(
-            "{service}: {} evidence of deploy {deploy} arrived {} after its event time, later than the allowed {}: counted in its windows, too late to compare with the baseline",
-            text(&d["side"]),
-            text(&d["late_by"]),
-            text(&d["allowed_lateness"])
-        ),
-        "notification" => format!(
+        AuditEvent::Malformed(m) => format!("malformed {} input: {}", m.source, m.error),
+        AuditEvent::Owner(o) => owner(o),
+        AuditEvent::LateData(l) => late_data(&about, l),
+        AuditEvent::Notification(n) => format!(
             "notification of {} {} for sink {}: {}",
-            text(&d["event"]),
-            text(&d["outcome"]),
-            text(&d["sink"]),
-            text(&d["error"])
+            n.event,
+            n.outcome.as_str(),
+            n.sink,
+            n.error
         ),
-        other => format!("{other} {service} {deploy}"),
+        AuditEvent::Other(o) => format!("{} {service} {deploy}", o.kind),
     }
+}
+
+fn command(about: &About<'_>, c: &CommandAudit) -> String {
+    let versions = match &c.to_version {
+        Some(to) => format!("{} → {to}", c.from_version),
+        None => c.from_version.clone(),
+    };
+    match c.action {
+        Action::ApprovalRequired => format!(
+            "Approval required: roll back {} {versions} in {}?",
+            about.service, c.environment
+        ),
+        Action::Rollback => format!(
+            "Rolling back {} {versions} in {}",
+            about.service, c.environment
+        ),
+    }
+}
+
+fn breaker(b: &BreakerAudit) -> String {
+    match b {
+        BreakerAudit::Opened {
+            automatic_commands,
+            window,
+            ..
+        } => format!(
+            "Circuit breaker open: {automatic_commands} automatic rollbacks within {window}; automatic rollbacks are held"
+        ),
+        BreakerAudit::Reset { actor, .. } => format!("Circuit breaker reset by {actor}"),
+    }
+}
+
+fn verification_line(about: &About<'_>, v: &VerificationAudit) -> String {
+    let About { service, deploy } = about;
+    match v.outcome {
+        VerificationOutcome::Recovered => {
+            format!("{service} recovered after the rollback of {deploy}")
+        }
+        VerificationOutcome::NotRecovered => format!(
+            "{service} did NOT recover after the rollback of {deploy}: the restored version still burns"
+        ),
+        VerificationOutcome::Inconclusive => format!(
+            "{service}: too little traffic to tell whether the rollback of {deploy} worked"
+        ),
+    }
+}
+
+fn deploy_line(about: &About<'_>, d: &DeployAudit) -> String {
+    let About { service, deploy } = about;
+    match d {
+        DeployAudit::Started {
+            version,
+            previous_version,
+            environment,
+            ..
+        } => format!(
+            "{service}: deploy {deploy} started ({} → {version} in {environment})",
+            previous_version.as_deref().unwrap_or("?")
+        ),
+        DeployAudit::Progressed { .. } => {
+            format!("{service}: deploy.progressed for deploy {deploy}")
+        }
+        DeployAudit::Completed { .. } => format!("{service}: deploy.completed for deploy {deploy}"),
+        DeployAudit::Ignored { event, why } => {
+            format!("{service}: {} of {deploy} ignored: {why}", event.as_str())
+        }
+        DeployAudit::Retired { why } => {
+            format!("{service}: deploy {deploy} no longer watched: {why}")
+        }
+        DeployAudit::Expired { max_deploy_age, .. } => format!(
+            "{service}: deploy {deploy} no longer watched: {}",
+            DeployAudit::expired_because(*max_deploy_age)
+        ),
+    }
+}
+
+fn result(about: &About<'_>, r: &ResultAudit) -> String {
+    let message = if r.message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", r.message)
+    };
+    format!(
+        "{}: executor {} says {} for deploy {}{message}",
+        about.service,
+        r.executor,
+        r.status.as_str(),
+        about.deploy
+    )
+}
+
+fn alert(a: &AlertAudit) -> String {
+    format!(
+        "alert {} ({}) {}",
+        a.alertname,
+        a.severity,
+        a.status.as_str()
+    )
+}
+
+fn owner(o: &OwnerAudit) -> String {
+    let partitions: Vec<String> = o.partitions.iter().map(i32::to_string).collect();
+    format!(
+        "instance {} {} evidence partitions [{}]",
+        o.instance,
+        o.change.as_str(),
+        partitions.join(",")
+    )
+}
+
+fn late_data(about: &About<'_>, l: &LateDataAudit) -> String {
+    format!(
+        "{}: {} evidence of deploy {} arrived {} after its event time, later than the allowed {}: counted in its windows, too late to compare with the baseline",
+        about.service,
+        l.side.as_str(),
+        about.deploy,
+        l.late_by,
+        l.allowed_lateness
+    )
 }
 
 /// The evidence of a decision in a few words: "errors 5.45% (11/132
@@ -173,78 +244,128 @@ pub fn evidence(evidence: &Value) -> Option<String> {
 
 /// What a verification measured: "errors 5.45% → 0.05% on v42, recovered
 /// 12s after the rollback".
-pub fn verification(detail: &Value) -> Option<String> {
-    let pct = |v: &Value| v["ratio"].as_f64().map(|r| format!("{:.2}%", r * 100.0));
-    let sli = detail["sli"].as_str()?;
-    let after = pct(&detail["after"])?;
-    let mut s = match pct(&detail["during"]) {
-        Some(during) => format!("{sli} {during} → {after}"),
-        None => format!("{sli} {after} since the rollback"),
+pub fn verification(v: &VerificationAudit) -> String {
+    let pct = |r: f64| format!("{:.2}%", r * 100.0);
+    let after = pct(v.after.ratio);
+    let mut s = match &v.during {
+        Some(during) => format!("{} {} → {after}", v.sli, pct(during.ratio)),
+        None => format!("{} {after} since the rollback", v.sli),
     };
-    if let Some(v) = detail["restored_version"].as_str() {
-        s.push_str(&format!(" on {v}"));
+    if let Some(version) = &v.restored_version {
+        s.push_str(&format!(" on {version}"));
     }
-    if let Some(t) = detail["time_to_recover_from_result_seconds"].as_f64() {
-        s.push_str(&format!(", recovered {t:.0}s after the rollback"));
+    if let Some(t) = v.time_to_recover_from_result {
+        s.push_str(&format!(
+            ", recovered {:.0}s after the rollback",
+            t.as_secs_f64()
+        ));
     }
-    Some(s)
+    s
 }
 
 /// The numbers behind a record, when it has some: a decision's or a
 /// command's evidence, a verification's before and after.
-pub fn numbers(record: &Value) -> Option<String> {
-    let d = &record["detail"];
-    match record["kind"].as_str()? {
-        "verification" => verification(d),
-        _ => evidence(&d["evidence"]),
+pub fn numbers(record: &AuditRecord) -> Option<String> {
+    match &record.event {
+        AuditEvent::Verification(v) => Some(verification(v)),
+        AuditEvent::Decision(d) => d.evidence.as_ref().and_then(evidence),
+        AuditEvent::Command(c) => evidence(&c.evidence),
+        _ => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::audit::{LateDataAudit, OtherAudit, Ratio, SuppressedAudit, Suppression};
+    use crate::model::evidence::Role;
+    use crate::model::{ResultStatus, Trigger};
+    use crate::time::{Duration, Timestamp};
     use serde_json::json;
+
+    fn record(event: impl Into<AuditEvent>) -> AuditRecord {
+        AuditRecord::new(Timestamp(0), event).for_deploy("d-1", "checkout")
+    }
 
     #[test]
     fn every_kind_reads_as_a_sentence() {
-        let r = |kind: &str, detail: Value| {
-            line(
-                &json!({"kind": kind, "service": "checkout", "deploy_id": "d-1", "detail": detail}),
-            )
-        };
+        let r = |event: AuditEvent| line(&record(event));
         assert_eq!(
-            r(
-                "command",
-                json!({"action": "rollback", "from_version": "v2", "to_version": "v1", "environment": "prod"})
-            ),
+            r(CommandAudit {
+                action: Action::Rollback,
+                actor: None,
+                command_id: "c".into(),
+                detected_after: None,
+                environment: "prod".into(),
+                evidence: Value::Null,
+                from_version: "v2".into(),
+                to_version: Some("v1".into()),
+                trigger: Trigger::BurnRate,
+            }
+            .into()),
             "Rolling back checkout v2 → v1 in prod"
         );
         assert_eq!(
-            r("suppressed", json!({"reason": "cooldown"})),
+            r(SuppressedAudit::ReleaseMember {
+                suppression: Suppression::Cooldown {
+                    until: Timestamp(0)
+                }
+            }
+            .into()),
             "checkout: a rollback of deploy d-1 was held back (cooldown)"
         );
         assert_eq!(
-            r(
-                "result",
-                json!({"executor": "argo", "status": "succeeded", "message": ""})
-            ),
+            r(ResultAudit {
+                at: Timestamp(0),
+                command_id: "c".into(),
+                executor: "argo".into(),
+                message: "".into(),
+                status: ResultStatus::Succeeded,
+                time_to_rollback: None,
+            }
+            .into()),
             "checkout: executor argo says succeeded for deploy d-1"
         );
         assert_eq!(
-            r("deploy", json!({"why": "rollback succeeded"})),
+            r(DeployAudit::Retired {
+                why: "rollback succeeded".into()
+            }
+            .into()),
             "checkout: deploy d-1 no longer watched: rollback succeeded"
         );
         assert_eq!(
-            r(
-                "late_data",
-                json!({"side": "candidate", "late_by": "45s", "allowed_lateness": "1m"})
-            ),
+            r(LateDataAudit {
+                allowed_lateness: Duration::from_secs(60),
+                late_by: Duration::from_secs(45),
+                observations: 1,
+                side: Role::Candidate,
+            }
+            .into()),
             "checkout: candidate evidence of deploy d-1 arrived 45s after its event time, later than the allowed 1m: counted in its windows, too late to compare with the baseline"
         );
-        assert_eq!(line(&json!(null)), "? ? ?");
+        let newer = AuditEvent::Other(OtherAudit {
+            kind: "forecast".into(),
+            detail: json!({}),
+        });
+        assert_eq!(line(&AuditRecord::new(Timestamp(0), newer)), "forecast ? ?");
         assert_eq!(printable("a\u{1b}[31mred\n"), "a?[31mred?");
+        let verification = VerificationAudit {
+            after: Ratio::new(1, 2000),
+            before: None,
+            command_id: "c".into(),
+            during: Some(Ratio::new(109, 2000)),
+            evidence: Value::Null,
+            outcome: VerificationOutcome::Recovered,
+            restored_version: Some("v42".into()),
+            sli: "errors".into(),
+            time_to_decide: None,
+            time_to_detect: None,
+            time_to_recover_from_result: Some(Duration::from_secs(12)),
+            time_to_recover: None,
+            time_to_rollback: None,
+        };
         assert_eq!(
-            numbers(&json!({"kind": "verification", "detail": {"sli": "errors", "during": {"ratio": 0.0545}, "after": {"ratio": 0.0005}, "restored_version": "v42", "time_to_recover_from_result_seconds": 12.0}})).unwrap(),
+            numbers(&record(verification)).unwrap(),
             "errors 5.45% → 0.05% on v42, recovered 12s after the rollback"
         );
     }

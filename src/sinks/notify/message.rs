@@ -1,16 +1,18 @@
 //! What a notification says: which event an audit record is, its id, and
 //! the Slack message and webhook request made of it.
 //!
-//! Notifications are made from the audit record's JSON — the bytes on the
-//! audit topic — so that every instance and every restart turns the same
-//! record into the same notification with the same id.
+//! Notifications are made from the audit record as it is on the audit
+//! topic — its id from the bytes, its words from the record they read as —
+//! so that every instance and every restart turns the same record into the
+//! same notification with the same id.
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::hmac::hmac_sha256;
 use crate::config::notify::NotifyEvent;
-use crate::model::{hex, summary};
+use crate::model::audit::{BreakerAudit, SuppressedAudit, Suppression, VerificationOutcome};
+use crate::model::{hex, summary, Action, AuditEvent, AuditRecord};
 
 /// An audit record some sink may want, parsed once.
 #[derive(Debug)]
@@ -22,13 +24,14 @@ pub struct Event {
     pub id: String,
     /// The record's JSON, as on the audit topic.
     pub payload: Vec<u8>,
-    pub record: Value,
+    pub record: AuditRecord,
 }
 
 impl Event {
-    /// The event an audit record is, if it is one a sink can ask for.
+    /// The event an audit record is, if it is one a sink can ask for (a
+    /// record that does not read as `rollbackd.audit/v1` is none).
     pub fn parse(payload: &[u8]) -> Option<Event> {
-        let record: Value = serde_json::from_slice(payload).ok()?;
+        let record: AuditRecord = serde_json::from_slice(payload).ok()?;
         let kind = classify(&record)?;
         let digest = Sha256::digest(payload);
         Some(Event {
@@ -39,31 +42,69 @@ impl Event {
         })
     }
 
-    fn detail(&self, key: &str) -> &Value {
-        &self.record["detail"][key]
-    }
-
-    fn text(&self, key: &str) -> &str {
-        self.record[key].as_str().unwrap_or("?")
+    /// The facts of the message, in the order it shows them: what the
+    /// record says of its deploy, the verdict, and the command.
+    fn facts(&self) -> Vec<(&'static str, &str)> {
+        let r = &self.record;
+        let mut facts = vec![("Service", r.service.as_deref())];
+        match &r.event {
+            AuditEvent::Decision(d) => facts.extend([
+                ("Deploy", r.deploy_id.as_deref()),
+                ("Verdict", Some(d.verdict.as_str())),
+            ]),
+            AuditEvent::Command(c) => facts.extend([
+                ("Environment", Some(c.environment.as_str())),
+                ("Deploy", r.deploy_id.as_deref()),
+                ("From version", Some(c.from_version.as_str())),
+                ("To version", c.to_version.as_deref()),
+                ("Trigger", Some(c.trigger.as_str())),
+                ("Command", Some(c.command_id.as_str())),
+            ]),
+            AuditEvent::Suppressed(s) => {
+                let trigger = match s {
+                    SuppressedAudit::Decision { trigger, .. } => trigger.as_str(),
+                    _ => "release",
+                };
+                let command = match s {
+                    SuppressedAudit::ReleaseMember {
+                        suppression: Suppression::AlreadyEmitted { command_id },
+                    } => Some(command_id.as_str()),
+                    _ => None,
+                };
+                facts.extend([
+                    ("Deploy", r.deploy_id.as_deref()),
+                    ("Trigger", Some(trigger)),
+                    ("Reason", Some(s.reason().as_str())),
+                    ("Command", command),
+                ]);
+            }
+            AuditEvent::Verification(v) => facts.extend([
+                ("Deploy", r.deploy_id.as_deref()),
+                ("Outcome", Some(v.outcome.as_str())),
+                ("Command", Some(v.command_id.as_str())),
+            ]),
+            _ => facts.push(("Deploy", r.deploy_id.as_deref())),
+        }
+        facts
+            .into_iter()
+            .filter_map(|(name, v)| Some((name, v?)))
+            .collect()
     }
 }
 
-fn classify(record: &Value) -> Option<NotifyEvent> {
-    let detail = &record["detail"];
-    Some(match record["kind"].as_str()? {
-        "decision" => NotifyEvent::Decision,
-        "command" => match detail["action"].as_str()? {
-            "rollback" => NotifyEvent::Command,
-            "approval_required" => NotifyEvent::ApprovalRequired,
-            _ => return None,
+fn classify(record: &AuditRecord) -> Option<NotifyEvent> {
+    Some(match &record.event {
+        AuditEvent::Decision(_) => NotifyEvent::Decision,
+        AuditEvent::Command(c) => match c.action {
+            Action::Rollback => NotifyEvent::Command,
+            Action::ApprovalRequired => NotifyEvent::ApprovalRequired,
         },
-        "suppressed" => NotifyEvent::Suppressed,
-        "breaker" if detail["state"] == "open" => NotifyEvent::BreakerOpened,
-        "verification" => match detail["outcome"].as_str()? {
-            "recovered" => NotifyEvent::Recovered,
-            "not_recovered" => NotifyEvent::NotRecovered,
-            "inconclusive" => NotifyEvent::Inconclusive,
-            _ => return None,
+        AuditEvent::Suppressed(_) => NotifyEvent::Suppressed,
+        AuditEvent::Breaker(BreakerAudit::Opened { .. }) => NotifyEvent::BreakerOpened,
+        AuditEvent::Verification(v) => match v.outcome {
+            VerificationOutcome::Recovered => NotifyEvent::Recovered,
+            VerificationOutcome::NotRecovered => NotifyEvent::NotRecovered,
+            VerificationOutcome::Inconclusive => NotifyEvent::Inconclusive,
         },
         _ => return None,
     })
@@ -128,26 +169,12 @@ fn label(s: &str) -> String {
 /// evidence, how to act, links.
 pub fn slack(e: &Event, api: &Api<'_>) -> Value {
     let title = summary::line(&e.record);
-    let mut fields = Vec::new();
-    let mut field = |name: &str, value: &Value| {
-        let v = match value {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => return,
-        };
-        fields.push(json!({"type": "mrkdwn", "text": format!("*{name}*\n{}", label(&v))}));
-    };
-    field("Service", &e.record["service"]);
-    field("Environment", e.detail("environment"));
-    field("Deploy", &e.record["deploy_id"]);
-    field("From version", e.detail("from_version"));
-    field("To version", e.detail("to_version"));
-    field("Verdict", e.detail("verdict"));
-    field("Trigger", e.detail("trigger"));
-    field("Reason", e.detail("reason"));
-    field("Outcome", e.detail("outcome"));
-    field("Command", e.detail("command_id"));
-    fields.truncate(10);
+    let fields: Vec<Value> = e
+        .facts()
+        .into_iter()
+        .take(10)
+        .map(|(name, v)| json!({"type": "mrkdwn", "text": format!("*{name}*\n{}", label(v))}))
+        .collect();
     let mut blocks = vec![json!({
         "type": "header",
         "text": {"type": "plain_text", "text": truncate(&title, 150)},
@@ -161,7 +188,7 @@ pub fn slack(e: &Event, api: &Api<'_>) -> Value {
             "text": {"type": "mrkdwn", "text": format!("*Evidence*: {}", label(&line))},
         }));
     }
-    let deploy = e.record["deploy_id"].as_str();
+    let deploy = e.record.deploy_id.as_deref();
     let act = match (e.kind, deploy) {
         (NotifyEvent::ApprovalRequired, Some(d)) => Some(format!(
             "*To approve*, roll it back through the admin API (the deploy has an irreversible data migration; the executor will not act on its own):\n```{}```",
@@ -181,7 +208,7 @@ pub fn slack(e: &Event, api: &Api<'_>) -> Value {
     }
     let mut context = vec![format!(
         "{} · {} · event {}",
-        mrkdwn(e.text("at")),
+        mrkdwn(&e.record.at.to_string()),
         e.kind.as_str(),
         e.id
     )];
@@ -226,7 +253,7 @@ pub fn webhook(e: &Event, api: &Api<'_>, secret: Option<&[u8]>) -> Request {
         ("X-Rollbackd-Event", e.kind.as_str().to_string()),
         ("X-Rollbackd-Event-Id", e.id.clone()),
     ];
-    if let (NotifyEvent::ApprovalRequired, Some(d)) = (e.kind, e.record["deploy_id"].as_str()) {
+    if let (NotifyEvent::ApprovalRequired, Some(d)) = (e.kind, e.record.deploy_id.as_deref()) {
         headers.push(("X-Rollbackd-Approve-Url", api.approve_url(d)));
     }
     if let Some(key) = secret {
@@ -275,19 +302,32 @@ mod tests {
     fn records_are_classified_by_kind_and_detail() {
         let kinds = |r: Value| Event::parse(&serde_json::to_vec(&r).unwrap()).map(|e| e.kind);
         assert_eq!(kinds(approval()), Some(NotifyEvent::ApprovalRequired));
+        let record = |kind: &str, detail: Value| json!({"schema": "rollbackd.audit/v1", "at": "2026-11-26T12:01:30.500Z", "kind": kind, "detail": detail});
         assert_eq!(
-            kinds(json!({"kind": "breaker", "detail": {"state": "open"}})),
+            kinds(record(
+                "breaker",
+                json!({"state": "open", "automatic_commands": 3, "max": 3, "opened_by_command": null, "window": "1h"})
+            )),
             Some(NotifyEvent::BreakerOpened)
         );
         assert_eq!(
-            kinds(json!({"kind": "breaker", "detail": {"state": "closed"}})),
+            kinds(record(
+                "breaker",
+                json!({"state": "closed", "actor": "alice", "was_open": true})
+            )),
             None
         );
         assert_eq!(
-            kinds(json!({"kind": "verification", "detail": {"outcome": "not_recovered"}})),
+            kinds(record(
+                "verification",
+                json!({"outcome": "not_recovered", "command_id": "c", "sli": "errors", "evidence": null,
+                    "after": {"bad": 1, "ratio": 0.5, "requests": 2}, "before": null, "during": null,
+                    "restored_version": "v1"})
+            )),
             Some(NotifyEvent::NotRecovered)
         );
-        assert_eq!(kinds(json!({"kind": "deploy", "detail": {}})), None);
+        assert_eq!(kinds(record("deploy", json!({"retired": "done"}))), None);
+        assert_eq!(kinds(record("forecast", json!({}))), None);
         assert!(Event::parse(b"not json").is_none());
     }
 

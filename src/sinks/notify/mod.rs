@@ -38,7 +38,7 @@ use tracing::{error, info, warn};
 
 use crate::config::notify::{NotifyEvent, NotifyKind, ResolvedSink};
 use crate::metrics::NotifyMetrics;
-use crate::model::audit::NotificationAudit;
+use crate::model::audit::{NotificationAudit, NotificationOutcome};
 use crate::model::AuditRecord;
 use crate::time::Timestamp;
 use message::{Api, Event};
@@ -196,9 +196,9 @@ impl Notifier {
                     warn!(sink = %q.name, event = event.kind.as_str(), event_id = %event.id, "notification queue full: dropped");
                     self.state.audit(NotificationAudit {
                         sink: q.name.clone(),
-                        event: event.kind.as_str(),
+                        event: event.kind.as_str().into(),
                         event_id: event.id.clone(),
-                        outcome: "dropped",
+                        outcome: NotificationOutcome::Dropped,
                         attempts: 0,
                         error: "the sink's queue is full".into(),
                     });
@@ -312,9 +312,9 @@ impl Worker {
                     error!(sink = %name, event = e.kind.as_str(), event_id = %e.id, attempts, error = %error, "notification failed");
                     self.state.audit(NotificationAudit {
                         sink: name.clone(),
-                        event: e.kind.as_str(),
+                        event: e.kind.as_str().into(),
                         event_id: e.id.clone(),
-                        outcome: "failed",
+                        outcome: NotificationOutcome::Failed,
                         attempts,
                         error,
                     });

@@ -53,6 +53,14 @@ pub enum SuppressionReason {
 }
 
 impl SuppressionReason {
+    pub const ALL: [SuppressionReason; 5] = [
+        SuppressionReason::AlreadyEmitted,
+        SuppressionReason::Paused,
+        SuppressionReason::DryRun,
+        SuppressionReason::Cooldown,
+        SuppressionReason::BreakerOpen,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SuppressionReason::AlreadyEmitted => "already_emitted",

@@ -168,6 +168,9 @@ macro_rules! audit_kinds {
         }
 
         impl AuditEvent {
+            /// Every `kind` this version writes.
+            pub const KINDS: &'static [&'static str] = &[$($kind),*];
+
             /// The `kind` field.
             pub fn kind(&self) -> &str {
                 match self {

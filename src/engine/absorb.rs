@@ -265,7 +265,7 @@ impl Engine {
         if now < self.next_sweep {
             return;
         }
-        let longest = self.config.longest_window();
+        let longest = self.config.longest_window;
         let keep_after = now.saturating_sub(longest).saturating_sub(longest);
         self.cumulative.retain(|_, st| st.time > keep_after.0);
         self.next_sweep = now.saturating_add(SWEEP_EVERY);

@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use super::*;
 use crate::config::Config;
 use crate::model::{
@@ -60,7 +58,7 @@ fn manual(e: &mut Engine, id: &str, reason: &str, actor: &str) -> Result<Vec<Out
 const SEC: i64 = 1_000_000_000;
 
 fn engine(extra: &str) -> Engine {
-    let mut e = Engine::new(Arc::new(Config::from_toml(extra).unwrap()));
+    let mut e = Engine::new(EngineConfig::from(&Config::from_toml(extra).unwrap()));
     set_clock(&mut e, Timestamp(1_000 * SEC));
     e
 }

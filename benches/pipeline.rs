@@ -8,7 +8,6 @@
 
 use std::hint::black_box;
 use std::io::{self, BufReader};
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -22,7 +21,7 @@ use prost::Message;
 use rollbackd::config::{Config, OtlpEncoding};
 use rollbackd::engine::fold::Fold;
 use rollbackd::engine::window::{Kind, SeriesWindows};
-use rollbackd::engine::Engine;
+use rollbackd::engine::{Engine, EngineConfig};
 use rollbackd::ingest::evidence::{self, Envelope};
 use rollbackd::ingest::{self, otlp, Source};
 use rollbackd::model::evidence::{Origin, RawOffset};
@@ -171,7 +170,7 @@ fn started(id: &str, service: &str) -> Input {
 }
 
 fn engine_with_deploy() -> Engine {
-    let mut engine = Engine::new(Arc::new(Config::default()));
+    let mut engine = Engine::new(EngineConfig::from(&Config::default()));
     engine.apply(started("d-1", "checkout"), Timestamp(T0 as i64));
     engine
 }
@@ -438,16 +437,15 @@ fn large_replay_file() -> Vec<u8> {
 
 fn replay_file(c: &mut Criterion) {
     let file = large_replay_file();
-    let config = Arc::new(
-        Config::from_toml("[topics]\notlp_encoding = \"otlp_json\"\n").expect("valid config"),
-    );
+    let config =
+        Config::from_toml("[topics]\notlp_encoding = \"otlp_json\"\n").expect("valid config");
     println!("replay: a {:.1} MB OTLP/JSON file", file.len() as f64 / 1e6);
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Bytes(file.len() as u64));
     g.sample_size(10);
     g.bench_function("otlp_json_file", |b| {
         b.iter_batched(
-            || Engine::new(config.clone()),
+            || Engine::new(EngineConfig::from(&config)),
             |mut engine| {
                 let mut commands = io::sink();
                 let mut errors = io::sink();
@@ -457,7 +455,8 @@ fn replay_file(c: &mut Criterion) {
                     errors: &mut errors,
                     kept: None,
                 };
-                let s = replay::replay(&mut engine, BufReader::new(&file[..]), &mut sinks).unwrap();
+                let s = replay::replay(&mut engine, &config, BufReader::new(&file[..]), &mut sinks)
+                    .unwrap();
                 assert_eq!(s.commands, 1);
                 s
             },
@@ -469,7 +468,7 @@ fn replay_file(c: &mut Criterion) {
 
 /// Window state per active deploy, printed once (memory is not timed).
 fn memory(c: &mut Criterion) {
-    let mut engine = Engine::new(Arc::new(Config::default()));
+    let mut engine = Engine::new(EngineConfig::from(&Config::default()));
     let t0 = Timestamp(T0 as i64);
     let deploys = 1000;
     for d in 0..deploys {
@@ -518,7 +517,7 @@ fn active_deploys(c: &mut Criterion) {
     g.throughput(Throughput::Elements(spans_per));
     for n in [10usize, 10_000] {
         g.bench_function(format!("{n}/decode_and_engine"), |b| {
-            let mut engine = Engine::new(Arc::new(Config::default()));
+            let mut engine = Engine::new(EngineConfig::from(&Config::default()));
             let t0 = Timestamp(T0 as i64);
             for d in 1..n {
                 engine.apply(started(&format!("d-{d}"), &format!("svc-{d}")), t0);
@@ -546,9 +545,9 @@ fn active_deploys(c: &mut Criterion) {
             .as_bytes(),
         );
     }
-    let config = Arc::new(Config::default());
+    let config = Config::default();
     let started_at = std::time::Instant::now();
-    let mut engine = Engine::new(config);
+    let mut engine = Engine::new(EngineConfig::from(&config));
     let (mut commands, mut errors) = (io::sink(), io::sink());
     let mut sinks = ReplaySinks {
         commands: &mut commands,
@@ -556,7 +555,7 @@ fn active_deploys(c: &mut Criterion) {
         errors: &mut errors,
         kept: None,
     };
-    let s = replay::replay(&mut engine, BufReader::new(&file[..]), &mut sinks).unwrap();
+    let s = replay::replay(&mut engine, &config, BufReader::new(&file[..]), &mut sinks).unwrap();
     let took = started_at.elapsed();
     println!(
         "active_deploys: replay of {} deploy.started events ({:.0} MB) in {:.2} s ({:.0} events/s), {} active at the end",

@@ -14,7 +14,7 @@ use prost::Message;
 use crate::config::{Config, OtlpEncoding};
 use crate::engine::evaluate::{PairState, Verdict};
 use crate::engine::window::Sli;
-use crate::engine::{DeployView, Engine};
+use crate::engine::{DeployView, Engine, EngineConfig};
 use crate::ingest::{self, Source};
 use crate::loadgen::{resource, server_span, trace_export};
 use crate::model::audit::Ratio;
@@ -231,7 +231,7 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
         .map(|t| t.0)
         .unwrap_or(0);
     let mut demo = Demo {
-        engine: Engine::new(config),
+        engine: Engine::new(EngineConfig::from(&*config)),
         rng: Rng::new(42),
         t0,
         out,

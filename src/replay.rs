@@ -119,9 +119,11 @@ fn truncate(s: &str) -> String {
     }
 }
 
-/// Replays every record of `input` through `engine`.
+/// Replays every record of `input` through `engine`; `config` reads the
+/// records (their topics, encoding and clock skew).
 pub fn replay(
     engine: &mut Engine,
+    config: &crate::config::Config,
     input: impl BufRead,
     sinks: &mut ReplaySinks<'_>,
 ) -> io::Result<ReplaySummary> {
@@ -141,7 +143,7 @@ pub fn replay(
             continue;
         }
         summary.records += 1;
-        let mut outputs = match parse_line(engine.config(), &line) {
+        let mut outputs = match parse_line(config, &line) {
             Ok((ts, input)) => engine.apply(input, ts),
             Err((source, ts, err)) => {
                 summary.malformed += 1;

@@ -1,5 +1,9 @@
-//! Black-box tests of `rollbackd replay` on fixtures generated here: exact
-//! commands for every behaviour of CONTRACT §2 and §3.
+//! Scenario tests of the engine on replay fixtures generated here: exact
+//! commands for every behaviour of CONTRACT §2 and §3. Scenarios run in
+//! this process through `rollbackd::replay::replay` (what `rollbackd
+//! replay` runs); the few that are about the command line itself — its
+//! exit code on malformed and arbitrary input, its output run after run —
+//! run the binary.
 
 mod support;
 
@@ -29,7 +33,6 @@ fn healthy_canary_gets_no_command() {
             .between(60.0, 1e9),
     );
     let out = f.replay(900.0);
-    assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.commands.is_empty(), "{}", out.stdout);
     assert!(audit_kinds(&out.audit, "decision").is_empty());
 }
@@ -58,7 +61,6 @@ fn bad_canary_errors_gets_exactly_one_rollback() {
             .between(60.0, 1e9),
     );
     let out = f.replay(480.0);
-    assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(out.commands.len(), 1, "{}", out.stdout);
     let c = &out.commands[0];
     assert_eq!(c["schema"], "rollbackd.command/v1");
@@ -475,8 +477,9 @@ fn replay_is_deterministic() {
             .between(60.0, 1e9),
     );
     let (input, config) = f.write(300.0, Encoding::Json);
-    let a = fixture::run_replay(&input, &config);
-    let b = fixture::run_replay(&input, &config);
+    let (status_a, a) = fixture::run_replay(&input, &config);
+    let (status_b, b) = fixture::run_replay(&input, &config);
+    assert_eq!((status_a, status_b), (0, 0), "{}", a.stderr);
     assert_eq!(a.commands.len(), 1);
     assert_eq!(a.stdout, b.stdout);
     assert_eq!(a.audit, b.audit);
@@ -513,8 +516,8 @@ fn malformed_lines_are_reported_and_skipped() {
             .between(60.0, 1e9),
     );
     let (input, config) = f.write(300.0, Encoding::Json);
-    let out = fixture::run_replay(&input, &config);
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    let (status, out) = fixture::run_replay(&input, &config);
+    assert_eq!(status, 0, "{}", out.stderr);
     assert_eq!(out.commands.len(), 1, "{}", out.stdout);
     let errors: Vec<&str> = out
         .stderr
@@ -575,8 +578,8 @@ fn arbitrary_bytes_never_crash_replay() {
     std::fs::write(&input, body).unwrap();
     let config = dir.join("config.toml");
     std::fs::write(&config, "").unwrap();
-    let out = fixture::run_replay(&input, &config);
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    let (status, out) = fixture::run_replay(&input, &config);
+    assert_eq!(status, 0, "{}", out.stderr);
     assert!(out.commands.is_empty());
     assert!(!out.stderr.contains("panicked"));
 }
@@ -605,7 +608,6 @@ fn admin_topic_records_replay_pause_and_resume() {
         json!({"schema": "rollbackd.admin/v1", "action": "explode"}),
     );
     let out = f.replay(420.0);
-    assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(out.commands.len(), 1, "{}", out.stdout);
     assert!(secs(&out.commands[0]["decided_at"]) >= 300.0);
     assert!(suppressed_reasons(&out.audit).contains(&"paused".to_string()));
@@ -961,9 +963,7 @@ fn late_canary(
             .errors(0.1)
             .between(60.0, 1e9),
     ));
-    let out = f.replay(until);
-    assert_eq!(out.status, 0, "{}", out.stderr);
-    out
+    f.replay(until)
 }
 
 fn one_rollback(out: &fixture::Output) -> f64 {
@@ -1033,7 +1033,6 @@ fn a_healthy_canary_thirty_seconds_late_gets_no_command() {
             .late(30.0),
     );
     let out = f.replay(900.0);
-    assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.commands.is_empty(), "{}", out.stdout);
     assert!(audit_kinds(&out.audit, "decision").is_empty());
 }
@@ -1055,7 +1054,6 @@ fn telemetry_later_than_allowed_is_audited_once_per_deploy() {
         );
     }
     let out = f.replay(300.0);
-    assert_eq!(out.status, 0, "{}", out.stderr);
     let late = audit_kinds(&out.audit, "late_data");
     let ids: Vec<&str> = late
         .iter()
@@ -1091,7 +1089,6 @@ fn one_early_baseline_error_does_not_make_a_bad_canary_unattributable() {
             .between(60.0, 1e9),
     );
     let out = f.replay(480.0);
-    assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(out.commands.len(), 1, "{}", out.stdout);
     assert_eq!(out.commands[0]["deploy_id"], "d-b1");
     let baseline = &out.commands[0]["evidence"]["baseline"];
@@ -1124,7 +1121,6 @@ fn late_histograms_out_of_order_still_roll_back() {
             .late(30.0),
     );
     let out = f.replay(600.0);
-    assert_eq!(out.status, 0, "{}", out.stderr);
     assert_eq!(out.commands.len(), 1, "{}", out.stdout);
     let e = &out.commands[0]["evidence"];
     assert_eq!(e["source"], "metrics");

@@ -6,10 +6,9 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use rollbackd::engine::Engine;
+use rollbackd::engine::{Engine, EngineConfig};
 use rollbackd::replay::{self, ReplaySinks};
 use rollbackd::report::{self, ReportDeploy};
 
@@ -46,7 +45,7 @@ fn run(
     let mut commands = BufWriter::new(stdout.lock());
     let stderr = io::stderr();
     let mut errors = stderr.lock();
-    let mut engine = Engine::new(Arc::new(cfg));
+    let mut engine = Engine::new(EngineConfig::from(&cfg));
     let mut kept = Vec::new();
     if report.is_some() {
         engine.keep_finished(usize::MAX);
@@ -59,6 +58,7 @@ fn run(
     };
     let summary = replay::replay(
         &mut engine,
+        &cfg,
         BufReader::with_capacity(1 << 20, file),
         &mut sinks,
     )?;

@@ -38,6 +38,15 @@ use super::Engine;
 /// many observations.
 type LateInBatch = BTreeMap<u64, (Role, Duration, u64)>;
 
+/// What applying one batch of evidence did so far.
+#[derive(Default)]
+struct Batch {
+    outcome: TelemetryOutcome,
+    /// Deploys (by seq) whose windows changed.
+    touched: Vec<u64>,
+    late: LateInBatch,
+}
+
 /// The last point of a cumulative histogram series.
 #[derive(Debug, Clone, Copy)]
 pub struct CumState {
@@ -67,91 +76,22 @@ impl Engine {
 
     /// Applies one batch of evidence; returns what became of its counts.
     pub(super) fn evidence(&mut self, e: Evidence, out: &mut Vec<Output>) -> TelemetryOutcome {
-        let mut outcome = TelemetryOutcome::default();
         let owner = self.ownership.owns(&e.key.service, &e.key.environment);
         let mut applied = self.applied.remove(&e.key).unwrap_or_default();
         if let Origin::Http(Some(request)) = e.origin {
             if !applied.request(request, self.clock) {
-                outcome.repeated = e.items.iter().map(Item::observations).sum();
+                let repeated = e.items.iter().map(Item::observations).sum();
                 self.applied.insert(e.key, applied);
-                return outcome;
+                return TelemetryOutcome {
+                    repeated,
+                    ..TelemetryOutcome::default()
+                };
             }
         }
-        let mut touched = Vec::new();
-        let mut late = LateInBatch::new();
+        let mut batch = Batch::default();
         for item in e.items {
-            if !applied.fresh(item.raw()) {
-                continue;
-            }
-            match item {
-                Item::Counts {
-                    deploy_id,
-                    role,
-                    at,
-                    metrics,
-                    counts,
-                    ..
-                } => {
-                    let kind = if metrics { Kind::Metric } else { Kind::Span };
-                    let sink = (&mut outcome, &mut touched, &mut late);
-                    self.add(&deploy_id, role, at, kind, counts, sink);
-                }
-                Item::Cumulative {
-                    deploy_id,
-                    role,
-                    series,
-                    start,
-                    time,
-                    count,
-                    slow,
-                    error,
-                    ..
-                } => {
-                    let Some(d) = self.registry.get(&deploy_id) else {
-                        continue;
-                    };
-                    let (seq, at, longest) = (d.seq, d.info.at, d.policy.longest());
-                    let max = self.config.limits.max_series;
-                    let point = CumState {
-                        start: start.0,
-                        time: time.0,
-                        count,
-                        slow,
-                    };
-                    let delta =
-                        point_delta(&mut self.cumulative, max, (series, seq, role), point, at);
-                    if time < at {
-                        // Before the deploy: outside every window of it.
-                        continue;
-                    }
-                    if time <= self.clock.saturating_sub(longest) {
-                        outcome.late += 1;
-                        continue;
-                    }
-                    match delta {
-                        Delta::Counts(requests, slow) => {
-                            let c = Counts {
-                                requests,
-                                errors: if error { requests } else { 0 },
-                                slow,
-                                points: 1,
-                            };
-                            let sink = (&mut outcome, &mut touched, &mut late);
-                            self.add(&deploy_id, role, time, Kind::Metric, c, sink);
-                        }
-                        Delta::Nothing => {}
-                        Delta::OverLimit => outcome.over_limit += 1,
-                    }
-                }
-                // Only the owner of the key decides (an instance reading a
-                // partition back is not the owner yet).
-                Item::Alerts(_) | Item::Rollback { .. } if !owner => {}
-                Item::Alerts(alerts) => self.alerts(&alerts, out),
-                Item::Rollback {
-                    deploy_id,
-                    reason,
-                    actor,
-                } => self.manual_rollback(&deploy_id, &reason, &actor, out),
+            if applied.fresh(item.raw()) {
+                self.item(item, owner, &mut batch, out);
             }
         }
         if let Origin::Kafka(ranges) = &e.origin {
@@ -162,11 +102,99 @@ impl Engine {
         if !applied.is_empty() {
             self.applied.insert(e.key, applied);
         }
-        for seq in touched {
+        for seq in batch.touched {
             self.registry.touch(seq);
         }
-        self.audit_late(late, out);
-        outcome
+        self.audit_late(batch.late, out);
+        batch.outcome
+    }
+
+    /// Applies one item of evidence not applied before: counts into
+    /// windows; alerts and manual rollbacks decided, by the owner only.
+    fn item(&mut self, item: Item, owner: bool, batch: &mut Batch, out: &mut Vec<Output>) {
+        match item {
+            Item::Counts {
+                deploy_id,
+                role,
+                at,
+                metrics,
+                counts,
+                ..
+            } => {
+                let kind = if metrics { Kind::Metric } else { Kind::Span };
+                self.add(&deploy_id, role, at, kind, counts, batch);
+            }
+            Item::Cumulative {
+                deploy_id,
+                role,
+                series,
+                start,
+                time,
+                count,
+                slow,
+                error,
+                ..
+            } => {
+                let point = CumState {
+                    start: start.0,
+                    time: time.0,
+                    count,
+                    slow,
+                };
+                self.cumulative_point(&deploy_id, role, series, point, error, batch);
+            }
+            // Only the owner of the key decides (an instance reading a
+            // partition back is not the owner yet).
+            Item::Alerts(_) | Item::Rollback { .. } if !owner => {}
+            Item::Alerts(alerts) => self.alerts(&alerts, out),
+            Item::Rollback {
+                deploy_id,
+                reason,
+                actor,
+            } => self.manual_rollback(&deploy_id, &reason, &actor, out),
+        }
+    }
+
+    /// A cumulative histogram point of `series`: what it adds since the
+    /// series' previous point goes into the deploy side's windows, unless
+    /// it is from before the deploy or older than its longest window.
+    fn cumulative_point(
+        &mut self,
+        deploy_id: &str,
+        role: Role,
+        series: u64,
+        point: CumState,
+        error: bool,
+        batch: &mut Batch,
+    ) {
+        let Some(d) = self.registry.get(deploy_id) else {
+            return;
+        };
+        let (seq, at, longest) = (d.seq, d.info.at, d.policy.longest());
+        let max = self.config.limits.max_series;
+        let delta = point_delta(&mut self.cumulative, max, (series, seq, role), point, at);
+        let time = Timestamp(point.time);
+        if time < at {
+            // Before the deploy: outside every window of it.
+            return;
+        }
+        if time <= self.clock.saturating_sub(longest) {
+            batch.outcome.late += 1;
+            return;
+        }
+        match delta {
+            Delta::Counts(requests, slow) => {
+                let c = Counts {
+                    requests,
+                    errors: if error { requests } else { 0 },
+                    slow,
+                    points: 1,
+                };
+                self.add(deploy_id, role, time, Kind::Metric, c, batch);
+            }
+            Delta::Nothing => {}
+            Delta::OverLimit => batch.outcome.over_limit += 1,
+        }
     }
 
     /// Counts each deploy's evidence later than its `allowed_lateness`;
@@ -214,8 +242,13 @@ impl Engine {
         at: Timestamp,
         kind: Kind,
         c: Counts,
-        (outcome, touched, late): (&mut TelemetryOutcome, &mut Vec<u64>, &mut LateInBatch),
+        batch: &mut Batch,
     ) {
+        let Batch {
+            outcome,
+            touched,
+            late,
+        } = batch;
         let Some(d) = self.registry.get(deploy_id) else {
             return;
         };
@@ -265,7 +298,7 @@ impl Engine {
         if now < self.next_sweep {
             return;
         }
-        let longest = self.config.longest_window();
+        let longest = self.config.longest_window;
         let keep_after = now.saturating_sub(longest).saturating_sub(longest);
         self.cumulative.retain(|_, st| st.time > keep_after.0);
         self.next_sweep = now.saturating_add(SWEEP_EVERY);

@@ -30,85 +30,105 @@ impl Engine {
     pub(super) fn tick(&mut self, out: &mut Vec<Output>) {
         let now = self.clock;
         for seq in self.registry.take_due(now) {
-            let Some(d) = self.registry.by_seq(seq) else {
-                continue;
-            };
-            let id = d.info.deploy_id.clone();
-            if d.verifying.is_some() {
-                self.verify(seq, out);
-                continue;
-            }
-            if d.watched_until().is_some_and(|end| now >= end) {
-                self.retire(&id, "watch after completion ended", out);
-                continue;
-            }
-            let started_at = d.info.at;
-            if d.completed_at.is_none()
-                && now >= started_at.saturating_add(self.config.limits.max_deploy_age)
-            {
-                self.expire(&id, started_at, out);
-                continue;
-            }
-            let interval = d.policy.evaluation_interval.nanos().max(1);
-            let next_eval = Timestamp((now.0.div_euclid(interval) + 1).saturating_mul(interval));
-            if !self.owns(&d.info) {
-                // Another instance decides for it.
-                self.registry.update(&id, |d| d.next_eval = next_eval);
-                continue;
-            }
-            let Some(ev) = self.judge_deploy(seq, now) else {
-                continue;
-            };
-            let Some(d) = self.registry.by_seq(seq) else {
-                continue;
-            };
-            let verdict = ev.verdict;
-            let evidence = ev.decisive_pair().map(|p| p.evidence());
-            let decided = d.decided.is_some();
-            let previous = d.previous_verdict;
-            let service = d.info.service.clone();
-            let pending = self.pending_alerts.contains_key(&id);
-            self.registry.update(&id, |d| {
-                d.next_eval = next_eval;
-                d.history.record(&ev);
-                d.last_eval = Some(ev);
-                d.previous_verdict = Some(verdict);
-                if verdict != Verdict::Rollback && !pending {
-                    d.audited_suppression = None;
-                }
-            });
-            if decided {
-                continue;
-            }
-            let notable = |v: Option<Verdict>| {
-                matches!(v, Some(Verdict::Rollback | Verdict::NotAttributable))
-            };
-            if previous != Some(verdict) && (notable(Some(verdict)) || notable(previous)) {
-                out.push(Output::Audit(
-                    AuditRecord::new(
-                        now,
-                        DecisionAudit {
-                            verdict,
-                            evidence: evidence.clone(),
-                        },
-                    )
-                    .for_deploy(&id, &service),
-                ));
-            }
-            if verdict == Verdict::Rollback {
-                self.decide(
-                    &id,
-                    Trigger::BurnRate,
-                    evidence.unwrap_or(Value::Null),
-                    None,
-                    out,
-                );
-            } else if let Some(p) = self.pending_alerts.get(&id) {
-                let evidence = p.evidence.clone();
-                self.decide(&id, Trigger::Alert, evidence, None, out);
+            if !self.verify_or_retire(seq, now, out) {
+                self.evaluate_due(seq, now, out);
             }
         }
         self.sweep_cumulative();
+    }
+
+    /// Whether deploy `seq` is done with at this tick without an
+    /// evaluation: gone, its restored version under watch (verified
+    /// instead), or its watch ended — after completion, or at
+    /// `limits.max_deploy_age` without one — and it is retired.
+    fn verify_or_retire(&mut self, seq: u64, now: Timestamp, out: &mut Vec<Output>) -> bool {
+        let Some(d) = self.registry.by_seq(seq) else {
+            return true;
+        };
+        let id = d.info.deploy_id.clone();
+        if d.verifying.is_some() {
+            self.verify(seq, out);
+            return true;
+        }
+        if d.watched_until().is_some_and(|end| now >= end) {
+            self.retire(&id, "watch after completion ended", out);
+            return true;
+        }
+        let started_at = d.info.at;
+        if d.completed_at.is_none()
+            && now >= started_at.saturating_add(self.config.limits.max_deploy_age)
+        {
+            self.expire(&id, started_at, out);
+            return true;
+        }
+        false
+    }
+
+    /// Evaluates a due deploy, if this instance decides for it, and acts
+    /// on its verdict; schedules its next evaluation either way.
+    fn evaluate_due(&mut self, seq: u64, now: Timestamp, out: &mut Vec<Output>) {
+        let Some(d) = self.registry.by_seq(seq) else {
+            return;
+        };
+        let id = d.info.deploy_id.clone();
+        let interval = d.policy.evaluation_interval.nanos().max(1);
+        let next_eval = Timestamp((now.0.div_euclid(interval) + 1).saturating_mul(interval));
+        if !self.owns(&d.info) {
+            // Another instance decides for it.
+            self.registry.update(&id, |d| d.next_eval = next_eval);
+            return;
+        }
+        let Some(ev) = self.judge_deploy(seq, now) else {
+            return;
+        };
+        self.act_on(seq, ev, next_eval, out);
+    }
+
+    /// Records evaluation `ev` of deploy `seq` and, unless it was decided
+    /// already, acts on it: audits a notable change of verdict, decides a
+    /// rollback, or tries a held-back alert again.
+    fn act_on(&mut self, seq: u64, ev: Evaluation, next_eval: Timestamp, out: &mut Vec<Output>) {
+        let now = self.clock;
+        let Some(d) = self.registry.by_seq(seq) else {
+            return;
+        };
+        let id = d.info.deploy_id.clone();
+        let verdict = ev.verdict;
+        let evidence = ev.decisive_pair().map(|p| p.evidence());
+        let decided = d.decided.is_some();
+        let previous = d.previous_verdict;
+        let service = d.info.service.clone();
+        let pending = self.pending_alerts.contains_key(&id);
+        self.registry.update(&id, |d| {
+            d.next_eval = next_eval;
+            d.history.record(&ev);
+            d.last_eval = Some(ev);
+            d.previous_verdict = Some(verdict);
+            if verdict != Verdict::Rollback && !pending {
+                d.audited_suppression = None;
+            }
+        });
+        if decided {
+            return;
+        }
+        let notable =
+            |v: Option<Verdict>| matches!(v, Some(Verdict::Rollback | Verdict::NotAttributable));
+        if previous != Some(verdict) && (notable(Some(verdict)) || notable(previous)) {
+            let audit = DecisionAudit {
+                verdict,
+                evidence: evidence.clone(),
+            };
+            out.push(Output::Audit(
+                AuditRecord::new(now, audit).for_deploy(&id, &service),
+            ));
+        }
+        if verdict == Verdict::Rollback {
+            let evidence = evidence.unwrap_or(Value::Null);
+            self.decide(&id, Trigger::BurnRate, evidence, None, out);
+        } else if let Some(p) = self.pending_alerts.get(&id) {
+            let evidence = p.evidence.clone();
+            self.decide(&id, Trigger::Alert, evidence, None, out);
+        }
     }
 
     /// Evaluates a deploy, its sequential tests taking in what arrived

@@ -20,9 +20,9 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::judge::{Judge, TestResult};
+use super::judge::{Judge, TestResult, Totals};
 use super::window::{SeriesWindows, Sli, WindowCounts};
-use crate::config::Policy;
+use crate::config::{Policy, WindowPair};
 use crate::time::{Duration, Timestamp};
 
 /// What one window pair says about one SLI.
@@ -160,65 +160,105 @@ pub fn evaluate(
     let warming = now < judge.at().saturating_add(policy.warmup);
     let mut pairs = Vec::with_capacity(policy.windows.len() * 2);
     for (i, (w, &(si, li))) in policy.windows.iter().zip(&policy.pair_index).enumerate() {
-        let c_short = candidate.map_or(WindowCounts::EMPTY, |c| c.window(si, now));
-        let c_long = candidate.map_or(WindowCounts::EMPTY, |c| c.window(li, now));
-        let b_long = baseline.map_or(WindowCounts::EMPTY, |b| b.window(li, now));
-        let has_baseline = b_long.requests > 0 && b_long.requests >= policy.min_requests;
+        let windows = PairWindows {
+            index: i,
+            pair: w,
+            candidate_short: candidate.map_or(WindowCounts::EMPTY, |c| c.window(si, now)),
+            candidate_long: candidate.map_or(WindowCounts::EMPTY, |c| c.window(li, now)),
+            baseline_long: baseline.map_or(WindowCounts::EMPTY, |b| b.window(li, now)),
+        };
         for sli in Sli::ALL {
-            let budget = sli.budget(policy);
-            let threshold = w.burn_rate * budget;
-            let over = burning(c_short, c_long, sli, threshold);
-            let rate_test = over
-                .then(|| judge.rate_test(policy, i, sli, totals.candidate))
-                .flatten();
-            let attribution_test = (over && has_baseline)
-                .then(|| judge.attribution_test(policy, sli))
-                .flatten();
-            let rejects = rate_test.is_some_and(|t| t.rejects());
-            let baseline_test = (rejects && has_baseline && b_long.ratio(sli) >= threshold)
-                .then(|| judge.baseline_test(policy, i, sli, totals.baseline))
-                .flatten();
-            let state = if warming {
-                PairState::WarmingUp
-            } else if c_long.requests < policy.min_requests {
-                PairState::InsufficientData
-            } else if !rejects {
-                PairState::Ok
-            } else if has_baseline {
-                if baseline_test.is_some_and(|t| t.rejects()) {
-                    PairState::NotAttributable
-                } else if attribution_test.is_some_and(|t| t.rejects()) {
-                    PairState::Fires
-                } else {
-                    PairState::NotSignificant
-                }
-            } else {
-                PairState::Fires
-            };
-            pairs.push(PairEval {
-                sli,
-                short: w.short,
-                long: w.long,
-                burn_rate: w.burn_rate,
-                threshold,
-                candidate_short: c_short,
-                candidate_long: c_long,
-                baseline_long: b_long,
-                burn_short: c_short.ratio(sli) / budget,
-                burn_long: c_long.ratio(sli) / budget,
-                baseline_burn_long: b_long.ratio(sli) / budget,
-                rate_test,
-                attribution_test,
-                baseline_test,
-                state,
-            });
+            pairs.push(evaluate_pair(judge, policy, &windows, sli, totals, warming));
         }
     }
+    let (verdict, decisive) = verdict(&pairs, warming);
+    Evaluation {
+        at: now,
+        verdict,
+        pairs,
+        decisive,
+    }
+}
+
+/// One window pair's counts at the time of an evaluation.
+struct PairWindows<'a> {
+    /// Its place in the policy's windows.
+    index: usize,
+    pair: &'a WindowPair,
+    candidate_short: WindowCounts,
+    candidate_long: WindowCounts,
+    baseline_long: WindowCounts,
+}
+
+/// One window pair for one SLI: whether it burns, the tests that say so,
+/// and its state.
+fn evaluate_pair(
+    judge: &Judge,
+    policy: &Policy,
+    w: &PairWindows<'_>,
+    sli: Sli,
+    totals: Totals,
+    warming: bool,
+) -> PairEval {
+    let (c_short, c_long, b_long) = (w.candidate_short, w.candidate_long, w.baseline_long);
+    let has_baseline = b_long.requests > 0 && b_long.requests >= policy.min_requests;
+    let budget = sli.budget(policy);
+    let threshold = w.pair.burn_rate * budget;
+    let over = burning(c_short, c_long, sli, threshold);
+    let rate_test = over
+        .then(|| judge.rate_test(policy, w.index, sli, totals.candidate))
+        .flatten();
+    let attribution_test = (over && has_baseline)
+        .then(|| judge.attribution_test(policy, sli))
+        .flatten();
+    let rejects = rate_test.is_some_and(|t| t.rejects());
+    let baseline_test = (rejects && has_baseline && b_long.ratio(sli) >= threshold)
+        .then(|| judge.baseline_test(policy, w.index, sli, totals.baseline))
+        .flatten();
+    let state = if warming {
+        PairState::WarmingUp
+    } else if c_long.requests < policy.min_requests {
+        PairState::InsufficientData
+    } else if !rejects {
+        PairState::Ok
+    } else if has_baseline {
+        if baseline_test.is_some_and(|t| t.rejects()) {
+            PairState::NotAttributable
+        } else if attribution_test.is_some_and(|t| t.rejects()) {
+            PairState::Fires
+        } else {
+            PairState::NotSignificant
+        }
+    } else {
+        PairState::Fires
+    };
+    PairEval {
+        sli,
+        short: w.pair.short,
+        long: w.pair.long,
+        burn_rate: w.pair.burn_rate,
+        threshold,
+        candidate_short: c_short,
+        candidate_long: c_long,
+        baseline_long: b_long,
+        burn_short: c_short.ratio(sli) / budget,
+        burn_long: c_long.ratio(sli) / budget,
+        baseline_burn_long: b_long.ratio(sli) / budget,
+        rate_test,
+        attribution_test,
+        baseline_test,
+        state,
+    }
+}
+
+/// The verdict of evaluated pairs, and the index of the pair behind it:
+/// the first that fires, else the first not attributable.
+fn verdict(pairs: &[PairEval], warming: bool) -> (Verdict, Option<usize>) {
     let fires = pairs.iter().position(|p| p.state == PairState::Fires);
     let not_attr = pairs
         .iter()
         .position(|p| p.state == PairState::NotAttributable);
-    let (verdict, decisive) = if warming {
+    if warming {
         (Verdict::WarmingUp, None)
     } else if let Some(i) = fires {
         (Verdict::Rollback, Some(i))
@@ -226,12 +266,6 @@ pub fn evaluate(
         (Verdict::NotAttributable, Some(i))
     } else {
         (Verdict::Healthy, None)
-    };
-    Evaluation {
-        at: now,
-        verdict,
-        pairs,
-        decisive,
     }
 }
 

@@ -22,10 +22,13 @@
 
 use std::collections::BTreeMap;
 
-use super::registry::Registry;
+use super::registry::{Deploy, Registry, Target};
 use super::window;
 use crate::model::evidence::{Counts, Evidence, Item, Key, Origin, RawOffset, Role};
-use crate::model::{Alert, DeployEvent, TelemetryBatch, TelemetryOutcome, Temporality};
+use crate::model::{
+    Alert, DeployEvent, HistPoint, ResourceTelemetry, SpanObs, TelemetryBatch, TelemetryOutcome,
+    Temporality,
+};
 use crate::time::Timestamp;
 
 /// The key of a deploy: its service and environment.
@@ -80,100 +83,44 @@ impl Fold {
                 continue;
             }
             for t in &targets {
-                let d = t.deploy;
-                let key = key_of(&d.info);
-                let slot = window::slot(&d.policy.lengths);
-                let late_before = now.saturating_sub(d.policy.longest());
-                let lateness = d.policy.allowed_lateness;
-                let too_late =
-                    |t: Timestamp| window::past_lateness(t.min(now), slot, lateness, now).is_some();
-                let threshold = d.policy.latency_threshold;
-                // Summed per (slot, metrics?) for this deploy side first,
-                // then merged into the fold once per slot.
-                let mut slots: Vec<((Timestamp, bool), Counts)> = Vec::new();
-                let mut add = |at: Timestamp, metrics: bool, c: Counts| {
-                    let at = Timestamp(at.min(now).0.div_euclid(slot) * slot);
-                    let sum = match slots.iter_mut().rev().find(|(k, _)| *k == (at, metrics)) {
-                        Some((_, sum)) => sum,
-                        None => {
-                            slots.push(((at, metrics), Counts::default()));
-                            &mut slots.last_mut().expect("just pushed").1
-                        }
-                    };
-                    *sum += c;
-                };
-                for s in &res.spans {
-                    if s.end < d.info.at {
-                        // Before the deploy: outside every window of it.
-                        continue;
-                    }
-                    if s.end <= late_before {
-                        out.late += 1;
-                        continue;
-                    }
-                    let slow = u64::from(s.latency_ns > threshold.nanos());
-                    let c = Counts {
-                        requests: 1,
-                        errors: u64::from(s.error),
-                        slow,
-                        points: 0,
-                    };
-                    add(s.end, false, c);
-                    out.observations += 1;
-                    out.too_late += u64::from(too_late(s.end));
-                }
-                for p in &res.points {
-                    let slow = p.slow_count(threshold.as_secs_f64()).min(p.count);
-                    if p.temporality == Temporality::Cumulative {
-                        // Every point, even an old one: it is the reference
-                        // the owner measures the next point's delta from.
-                        self.other
-                            .entry(key.clone())
-                            .or_default()
-                            .push(Item::Cumulative {
-                                deploy_id: d.info.deploy_id.clone(),
-                                role: t.role,
-                                raw: raw.cloned(),
-                                series: p.series,
-                                start: p.start,
-                                time: p.time,
-                                count: p.count,
-                                slow,
-                                error: p.error,
-                            });
-                        out.observations += 1;
-                        out.too_late += u64::from(p.time >= d.info.at && too_late(p.time));
-                        continue;
-                    }
-                    if p.time < d.info.at {
-                        continue;
-                    }
-                    if p.time <= late_before {
-                        out.late += 1;
-                        continue;
-                    }
-                    let err = if p.error { p.count } else { 0 };
-                    let c = Counts {
-                        requests: p.count,
-                        errors: err,
-                        slow,
-                        points: 1,
-                    };
-                    add(p.time, true, c);
-                    out.observations += 1;
-                    out.too_late += u64::from(too_late(p.time));
-                }
-                if slots.is_empty() {
-                    continue;
-                }
-                let counts = self.counts.entry(key).or_default();
-                for ((at, metrics), c) in slots {
-                    let k = (d.info.deploy_id.clone(), t.role, raw.cloned(), at, metrics);
-                    *counts.entry(k).or_default() += c;
-                }
+                self.side(t, res, raw, now, &mut out);
             }
         }
         out
+    }
+
+    /// Folds one resource's spans and points into one deploy side: counts
+    /// per slot, cumulative points as they are.
+    fn side(
+        &mut self,
+        t: &Target<'_>,
+        res: &ResourceTelemetry,
+        raw: Option<&RawOffset>,
+        now: Timestamp,
+        out: &mut TelemetryOutcome,
+    ) {
+        let d = t.deploy;
+        let key = key_of(&d.info);
+        let mut slots = SideSlots::new(d, now);
+        for s in &res.spans {
+            slots.span(s, out);
+        }
+        for p in &res.points {
+            if p.temporality == Temporality::Cumulative {
+                let item = slots.cumulative(p, t.role, raw, out);
+                self.other.entry(key.clone()).or_default().push(item);
+            } else {
+                slots.delta(p, out);
+            }
+        }
+        if slots.sums.is_empty() {
+            return;
+        }
+        let counts = self.counts.entry(key).or_default();
+        for ((at, metrics), c) in slots.sums {
+            let k = (d.info.deploy_id.clone(), t.role, raw.cloned(), at, metrics);
+            *counts.entry(k).or_default() += c;
+        }
     }
 
     /// Routes alerts to the keys of the deploys `match_deploy` matches them
@@ -267,5 +214,130 @@ impl Fold {
                 Evidence { key, origin, items }
             })
             .collect()
+    }
+}
+
+/// One deploy side's share of one resource, summed per (slot, metrics?)
+/// before it is merged into the fold once per slot.
+struct SideSlots<'a> {
+    deploy: &'a Deploy,
+    now: Timestamp,
+    /// The width of a slot, in nanoseconds.
+    slot: i64,
+    /// Evidence at or before this is older than the longest window: late.
+    late_before: Timestamp,
+    sums: Vec<((Timestamp, bool), Counts)>,
+}
+
+impl<'a> SideSlots<'a> {
+    fn new(deploy: &'a Deploy, now: Timestamp) -> SideSlots<'a> {
+        SideSlots {
+            deploy,
+            now,
+            slot: window::slot(&deploy.policy.lengths),
+            late_before: now.saturating_sub(deploy.policy.longest()),
+            sums: Vec::new(),
+        }
+    }
+
+    /// Whether evidence of event time `t` came later than the policy's
+    /// `allowed_lateness` after its slot ended.
+    fn too_late(&self, t: Timestamp) -> bool {
+        let lateness = self.deploy.policy.allowed_lateness;
+        window::past_lateness(t.min(self.now), self.slot, lateness, self.now).is_some()
+    }
+
+    /// Adds `c` to the slot of `at` (spans or metrics).
+    fn add(&mut self, at: Timestamp, metrics: bool, c: Counts) {
+        let slot = self.slot;
+        let at = Timestamp(at.min(self.now).0.div_euclid(slot) * slot);
+        let sum = match self
+            .sums
+            .iter_mut()
+            .rev()
+            .find(|(k, _)| *k == (at, metrics))
+        {
+            Some((_, sum)) => sum,
+            None => {
+                self.sums.push(((at, metrics), Counts::default()));
+                &mut self.sums.last_mut().expect("just pushed").1
+            }
+        };
+        *sum += c;
+    }
+
+    /// One span: a request, unless it ended before the deploy or is late.
+    fn span(&mut self, s: &SpanObs, out: &mut TelemetryOutcome) {
+        if s.end < self.deploy.info.at {
+            // Before the deploy: outside every window of it.
+            return;
+        }
+        if s.end <= self.late_before {
+            out.late += 1;
+            return;
+        }
+        let threshold = self.deploy.policy.latency_threshold;
+        let c = Counts {
+            requests: 1,
+            errors: u64::from(s.error),
+            slow: u64::from(s.latency_ns > threshold.nanos()),
+            points: 0,
+        };
+        self.add(s.end, false, c);
+        out.observations += 1;
+        out.too_late += u64::from(self.too_late(s.end));
+    }
+
+    /// Slow requests of a histogram point, by the policy's threshold.
+    fn slow(&self, p: &HistPoint) -> u64 {
+        let threshold = self.deploy.policy.latency_threshold;
+        p.slow_count(threshold.as_secs_f64()).min(p.count)
+    }
+
+    /// A delta histogram point: its requests, unless it is from before the
+    /// deploy or late.
+    fn delta(&mut self, p: &HistPoint, out: &mut TelemetryOutcome) {
+        if p.time < self.deploy.info.at {
+            return;
+        }
+        if p.time <= self.late_before {
+            out.late += 1;
+            return;
+        }
+        let c = Counts {
+            requests: p.count,
+            errors: if p.error { p.count } else { 0 },
+            slow: self.slow(p),
+            points: 1,
+        };
+        self.add(p.time, true, c);
+        out.observations += 1;
+        out.too_late += u64::from(self.too_late(p.time));
+    }
+
+    /// A cumulative histogram point, as it is: every point, even an old
+    /// one, is the reference the owner measures the next point's delta
+    /// from.
+    fn cumulative(
+        &self,
+        p: &HistPoint,
+        role: Role,
+        raw: Option<&RawOffset>,
+        out: &mut TelemetryOutcome,
+    ) -> Item {
+        let d = self.deploy;
+        out.observations += 1;
+        out.too_late += u64::from(p.time >= d.info.at && self.too_late(p.time));
+        Item::Cumulative {
+            deploy_id: d.info.deploy_id.clone(),
+            role,
+            raw: raw.cloned(),
+            series: p.series,
+            start: p.start,
+            time: p.time,
+            count: p.count,
+            slow: self.slow(p),
+            error: p.error,
+        }
     }
 }

@@ -289,23 +289,51 @@ impl Judge {
         let metrics = [totals.candidate, totals.baseline]
             .iter()
             .any(|t| t.source == SliSource::Metrics);
-        if self.pair_metrics != Some(metrics) {
-            if self.pair_metrics.is_some() {
-                // Spans read in fine slots may come again as metrics: the
-                // tests start again rather than read requests twice.
-                for e in self.share.iter_mut().flatten() {
-                    e.state = [[0.0; SHARE_ALTERNATIVES]; 2];
-                }
-            }
-            self.paired.fill(None);
-            self.pair_metrics = Some(metrics);
-            self.open_from = i64::MIN;
-            self.seen = None;
-        }
+        self.pair_source(metrics);
         let width = cand.pair_width(metrics);
         if width != base.pair_width(metrics) {
             return;
         }
+        let (oldest, newest) = self.slots_to_read(cand, base, width, now);
+        for slot in oldest..=newest {
+            let (c, b) = (cand.pair_slot(metrics, slot), base.pair_slot(metrics, slot));
+            if c.requests == 0 && b.requests == 0 {
+                continue;
+            }
+            self.read_slot(slot, c, b);
+        }
+    }
+
+    /// Reads spans' fine slots, or the longest window's slots once either
+    /// side reports histogram points (`metrics`): on a change, what was
+    /// read is forgotten.
+    fn pair_source(&mut self, metrics: bool) {
+        if self.pair_metrics == Some(metrics) {
+            return;
+        }
+        if self.pair_metrics.is_some() {
+            // Spans read in fine slots may come again as metrics: the
+            // tests start again rather than read requests twice.
+            for e in self.share.iter_mut().flatten() {
+                e.state = [[0.0; SHARE_ALTERNATIVES]; 2];
+            }
+        }
+        self.paired.fill(None);
+        self.pair_metrics = Some(metrics);
+        self.open_from = i64::MIN;
+        self.seen = None;
+    }
+
+    /// The slots (oldest, newest) to read at `now`: those newly due, and
+    /// those that evidence added since the last reading reaches back to,
+    /// within the ring and not closed. Remembers this reading.
+    fn slots_to_read(
+        &mut self,
+        cand: &SeriesWindows,
+        base: &SeriesWindows,
+        width: i64,
+        now: Timestamp,
+    ) -> (i64, i64) {
         let due = due_slots(
             cand.watermark(),
             base.watermark(),
@@ -313,8 +341,6 @@ impl Judge {
             self.allowed_lateness,
             width,
         );
-        // What changed since the last reading: slots newly due, and those
-        // that evidence added since reaches back to.
         let changed_from = match self.seen {
             None => i64::MIN,
             Some(([c, b], newest)) => [cand.touched_since(c), base.touched_since(b)]
@@ -330,46 +356,47 @@ impl Judge {
             .max(self.at.nanos().div_euclid(width))
             .max(due.newest.saturating_sub(ring - 1));
         self.open_from = self.open_from.max(due.closed.saturating_add(1));
-        let test = ShareTest::get();
-        for slot in oldest..=due.newest {
-            let (c, b) = (cand.pair_slot(metrics, slot), base.pair_slot(metrics, slot));
-            if c.requests == 0 && b.requests == 0 {
-                continue;
-            }
-            let entry = &mut self.paired[slot.rem_euclid(ring) as usize];
-            let seen = entry.filter(|p| p.slot == slot);
-            let delta = match seen {
-                Some(p) if p.frozen => continue,
-                None => Some((c, b)),
-                Some(p) => c.since(p.candidate).zip(b.since(p.baseline)),
-            };
-            let Some((dc, db)) = delta else {
-                // A side's source changed after the slot was read: what it
-                // says now may repeat what was read.
-                *entry = Some(Paired {
-                    slot,
-                    candidate: c,
-                    baseline: b,
-                    frozen: true,
-                });
-                continue;
-            };
-            if dc.requests == 0 || db.requests == 0 {
-                // One side alone is no evidence: its new requests wait for
-                // the other side's of this slot (module docs).
-                continue;
-            }
+        (oldest, due.newest)
+    }
+
+    /// Gives the attribution tests what slot `slot` holds now — candidate
+    /// `c`, baseline `b` — beyond what was read of it before.
+    fn read_slot(&mut self, slot: i64, c: WindowCounts, b: WindowCounts) {
+        let ring = self.paired.len() as i64;
+        let entry = &mut self.paired[slot.rem_euclid(ring) as usize];
+        let seen = entry.filter(|p| p.slot == slot);
+        let delta = match seen {
+            Some(p) if p.frozen => return,
+            None => Some((c, b)),
+            Some(p) => c.since(p.candidate).zip(b.since(p.baseline)),
+        };
+        let Some((dc, db)) = delta else {
+            // A side's source changed after the slot was read: what it
+            // says now may repeat what was read.
             *entry = Some(Paired {
                 slot,
                 candidate: c,
                 baseline: b,
-                frozen: false,
+                frozen: true,
             });
-            for e in self.share.iter_mut().flatten() {
-                for sli in Sli::ALL {
-                    let state = &mut e.state[sli.index()];
-                    test.update(state, dc.bad(sli), dc.requests, db.bad(sli), db.requests);
-                }
+            return;
+        };
+        if dc.requests == 0 || db.requests == 0 {
+            // One side alone is no evidence: its new requests wait for
+            // the other side's of this slot (module docs).
+            return;
+        }
+        *entry = Some(Paired {
+            slot,
+            candidate: c,
+            baseline: b,
+            frozen: false,
+        });
+        let test = ShareTest::get();
+        for e in self.share.iter_mut().flatten() {
+            for sli in Sli::ALL {
+                let state = &mut e.state[sli.index()];
+                test.update(state, dc.bad(sli), dc.requests, db.bad(sli), db.requests);
             }
         }
     }

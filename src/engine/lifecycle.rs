@@ -27,120 +27,135 @@ impl Engine {
         }
     }
 
+    /// Applies one deploy event by its kind.
     fn lifecycle(&mut self, ev: DeployEvent, out: &mut Vec<Output>) {
-        let now = self.clock;
-        let audit = |a: DeployAudit| {
-            Output::Audit(AuditRecord::new(now, a).for_deploy(&ev.deploy_id, &ev.service))
-        };
-        let ignored = |why: &str| {
-            audit(DeployAudit::Ignored {
-                event: ev.kind,
-                why: why.into(),
-            })
-        };
         match ev.kind {
-            DeployEventKind::Started => {
-                if self.registry.get(&ev.deploy_id).is_some()
-                    || self.registry.was_retired(&ev.deploy_id)
-                {
-                    out.push(ignored("deploy id already seen"));
-                    return;
-                }
-                let env = ev.environment_or_default().to_string();
-                let older: Vec<(String, crate::time::Timestamp)> = self
-                    .registry
-                    .of_service(&ev.service, Some(&env))
-                    .map(|d| (d.info.deploy_id.clone(), d.info.at))
-                    .collect();
-                if older.iter().any(|(_, at)| *at > ev.at) {
-                    out.push(ignored(
-                        "a newer deploy of this service and environment is active",
-                    ));
-                    return;
-                }
-                let cap_reached =
-                    self.registry.len() - older.len() >= self.config.limits.max_active_deploys;
-                if cap_reached {
-                    out.push(ignored("limits.max_active_deploys reached"));
-                    return;
-                }
-                for (old, _) in older {
-                    self.retire(&old, &format!("superseded by {}", ev.deploy_id), out);
-                }
-                let policy = self.config.policy(&ev.service).clone();
-                out.push(audit(DeployAudit::Started {
-                    version: ev.version.clone(),
-                    previous_version: ev.previous_version.clone(),
-                    environment: env,
-                    strategy: ev.strategy.clone(),
-                    release_id: ev.release_id.clone(),
-                    data_migration: ev.data_migration,
-                    at: ev.at,
-                }));
-                let deploy_id = ev.deploy_id.clone();
-                self.registry.insert(ev, policy, now);
-                // Commands read back before the deploy events on a restart
-                // already decided this deploy.
-                for action in [Action::Rollback, Action::ApprovalRequired] {
-                    let id = command_id(&deploy_id, action);
-                    if self.guards.was_emitted(&id) {
-                        if let Some(d) = self.registry.get_mut(&deploy_id) {
-                            d.decided = Some((id, action));
-                        }
-                    }
-                }
-            }
-            DeployEventKind::Progressed => {
-                let weight = ev.canary_weight;
-                match self.registry.get_mut(&ev.deploy_id) {
-                    Some(d) => {
-                        if weight.is_some() {
-                            d.info.canary_weight = weight;
-                        }
-                        out.push(audit(DeployAudit::Progressed {
-                            canary_weight: weight,
-                        }));
-                    }
-                    None => out.push(ignored("no active deploy with this id")),
+            DeployEventKind::Started => self.started(ev, out),
+            DeployEventKind::Progressed => self.progressed(&ev, out),
+            DeployEventKind::Completed => self.completed(&ev, out),
+            DeployEventKind::RolledBack | DeployEventKind::Aborted => self.ended(&ev, out),
+        }
+    }
+
+    /// `deploy.started`: a new deploy is watched, unless its id was seen,
+    /// a newer deploy holds its service and environment, or the cap is
+    /// reached; the older deploys it replaces are retired.
+    fn started(&mut self, ev: DeployEvent, out: &mut Vec<Output>) {
+        let now = self.clock;
+        if self.registry.get(&ev.deploy_id).is_some() || self.registry.was_retired(&ev.deploy_id) {
+            out.push(ignored(now, &ev, "deploy id already seen"));
+            return;
+        }
+        let env = ev.environment_or_default().to_string();
+        let older: Vec<(String, Timestamp)> = self
+            .registry
+            .of_service(&ev.service, Some(&env))
+            .map(|d| (d.info.deploy_id.clone(), d.info.at))
+            .collect();
+        if older.iter().any(|(_, at)| *at > ev.at) {
+            let why = "a newer deploy of this service and environment is active";
+            out.push(ignored(now, &ev, why));
+            return;
+        }
+        let cap_reached =
+            self.registry.len() - older.len() >= self.config.limits.max_active_deploys;
+        if cap_reached {
+            out.push(ignored(now, &ev, "limits.max_active_deploys reached"));
+            return;
+        }
+        for (old, _) in older {
+            self.retire(&old, &format!("superseded by {}", ev.deploy_id), out);
+        }
+        let policy = self.config.policy(&ev.service).clone();
+        let started = DeployAudit::Started {
+            version: ev.version.clone(),
+            previous_version: ev.previous_version.clone(),
+            environment: env,
+            strategy: ev.strategy.clone(),
+            release_id: ev.release_id.clone(),
+            data_migration: ev.data_migration,
+            at: ev.at,
+        };
+        out.push(deploy_audit(now, &ev, started));
+        let deploy_id = ev.deploy_id.clone();
+        self.registry.insert(ev, policy, now);
+        self.restore_decision(&deploy_id);
+    }
+
+    /// Commands read back before the deploy events on a restart already
+    /// decided this deploy.
+    fn restore_decision(&mut self, deploy_id: &str) {
+        for action in [Action::Rollback, Action::ApprovalRequired] {
+            let id = command_id(deploy_id, action);
+            if self.guards.was_emitted(&id) {
+                if let Some(d) = self.registry.get_mut(deploy_id) {
+                    d.decided = Some((id, action));
                 }
             }
-            DeployEventKind::Completed => {
-                let until = self.registry.update(&ev.deploy_id, |d| {
-                    d.completed_at = Some(ev.at);
-                    d.watched_until()
-                });
-                match until {
-                    Some(Some(watched_until)) => {
-                        out.push(audit(DeployAudit::Completed { watched_until }))
-                    }
-                    _ => out.push(ignored("no active deploy with this id")),
+        }
+    }
+
+    /// `deploy.progressed`: the deploy's traffic split, if it says one.
+    fn progressed(&mut self, ev: &DeployEvent, out: &mut Vec<Output>) {
+        let now = self.clock;
+        let weight = ev.canary_weight;
+        match self.registry.get_mut(&ev.deploy_id) {
+            Some(d) => {
+                if weight.is_some() {
+                    d.info.canary_weight = weight;
                 }
+                let progressed = DeployAudit::Progressed {
+                    canary_weight: weight,
+                };
+                out.push(deploy_audit(now, ev, progressed));
             }
-            DeployEventKind::RolledBack | DeployEventKind::Aborted => {
-                let release = self
-                    .registry
-                    .get(&ev.deploy_id)
-                    .and_then(|d| d.info.release_id.clone());
-                let owned = self.owns(&ev);
-                // Rolled back by rollbackd: its release went along then.
-                let ours = self
-                    .registry
-                    .get(&ev.deploy_id)
-                    .is_some_and(|d| d.decided.is_some());
-                let verifying = ev.kind == DeployEventKind::RolledBack
-                    && self.start_verification(&ev.deploy_id, ev.at);
-                if verifying || self.retire(&ev.deploy_id, ev.kind.as_str(), out) {
-                    // The owner of the rolled-back deploy takes its release
-                    // along (the commands topic tells the other instances).
-                    if let (DeployEventKind::RolledBack, Some(release), true, false) =
-                        (ev.kind, release, owned, ours)
-                    {
-                        self.cascade_release(&release, &ev.deploy_id, None, out);
-                    }
-                } else {
-                    out.push(ignored("no active deploy with this id"));
-                }
+            None => out.push(ignored(now, ev, "no active deploy with this id")),
+        }
+    }
+
+    /// `deploy.completed`: the deploy's final watch starts.
+    fn completed(&mut self, ev: &DeployEvent, out: &mut Vec<Output>) {
+        let now = self.clock;
+        let until = self.registry.update(&ev.deploy_id, |d| {
+            d.completed_at = Some(ev.at);
+            d.watched_until()
+        });
+        match until {
+            Some(Some(watched_until)) => out.push(deploy_audit(
+                now,
+                ev,
+                DeployAudit::Completed { watched_until },
+            )),
+            _ => out.push(ignored(now, ev, "no active deploy with this id")),
+        }
+    }
+
+    /// `deploy.rolled_back` or `deploy.aborted`: the deploy is retired (a
+    /// rollback first watched on its restored version), and a rollback
+    /// not made by rollbackd takes its release along.
+    fn ended(&mut self, ev: &DeployEvent, out: &mut Vec<Output>) {
+        let release = self
+            .registry
+            .get(&ev.deploy_id)
+            .and_then(|d| d.info.release_id.clone());
+        let owned = self.owns(ev);
+        // Rolled back by rollbackd: its release went along then.
+        let ours = self
+            .registry
+            .get(&ev.deploy_id)
+            .is_some_and(|d| d.decided.is_some());
+        let verifying =
+            ev.kind == DeployEventKind::RolledBack && self.start_verification(&ev.deploy_id, ev.at);
+        if verifying || self.retire(&ev.deploy_id, ev.kind.as_str(), out) {
+            // The owner of the rolled-back deploy takes its release
+            // along (the commands topic tells the other instances).
+            if let (DeployEventKind::RolledBack, Some(release), true, false) =
+                (ev.kind, release, owned, ours)
+            {
+                self.cascade_release(&release, &ev.deploy_id, None, out);
             }
+        } else {
+            out.push(ignored(self.clock, ev, "no active deploy with this id"));
         }
     }
 
@@ -237,4 +252,18 @@ impl Engine {
             self.retire(&r.deploy_id, "rollback succeeded", out);
         }
     }
+}
+
+/// The audit record `a` of deploy event `ev`, as of `now`.
+fn deploy_audit(now: Timestamp, ev: &DeployEvent, a: DeployAudit) -> Output {
+    Output::Audit(AuditRecord::new(now, a).for_deploy(&ev.deploy_id, &ev.service))
+}
+
+/// The audit record of a deploy event that changed nothing, and why.
+fn ignored(now: Timestamp, ev: &DeployEvent, why: &'static str) -> Output {
+    let a = DeployAudit::Ignored {
+        event: ev.kind,
+        why: why.into(),
+    };
+    deploy_audit(now, ev, a)
 }

@@ -28,6 +28,8 @@
 //!   windows), [`guards`] (the guards' state and chain), [`bounded`].
 //! - math: [`evaluate`] (burn-rate pairs and attribution) on [`judge`]
 //!   (each deploy's sequential tests, on [`crate::stats`]).
+//! - [`EngineConfig`]: the sections of the configuration it reads (SLO
+//!   policies, guards, alerts, limits, verification).
 //!
 //! # Event time
 //!
@@ -43,6 +45,7 @@ pub mod admin;
 pub mod alerts;
 pub mod applied;
 pub mod bounded;
+mod config;
 pub mod decide;
 pub mod evaluate;
 pub mod fold;
@@ -56,11 +59,9 @@ pub mod views;
 pub mod window;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::Config;
 use crate::model::evidence::{Key, Ownership, RawOffset};
 use crate::model::{
     Alert, AlertStatus, AuditRecord, Input, Output, TelemetryBatch, TelemetryOutcome,
@@ -72,6 +73,7 @@ use judge::Judge;
 use registry::{Registry, Role};
 use window::SeriesWindows;
 
+pub use config::EngineConfig;
 pub use views::{BurnSummary, DeployView, FinishedDeploy};
 
 /// How many (fingerprint, startsAt, status) alert keys are remembered to
@@ -80,7 +82,7 @@ const MAX_ALERTS_REMEMBERED: usize = 100_000;
 
 /// The engine. See the module docs.
 pub struct Engine {
-    config: Arc<Config>,
+    config: EngineConfig,
     /// The clock: the largest `now` given so far (wall time in `run`,
     /// record time in `replay`).
     clock: Timestamp,
@@ -115,7 +117,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(config: Arc<Config>) -> Engine {
+    pub fn new(config: EngineConfig) -> Engine {
         Engine {
             guards: Guards::new(&config.guards),
             config,
@@ -161,7 +163,7 @@ impl Engine {
         out
     }
 
-    pub fn config(&self) -> &Arc<Config> {
+    pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::config::{Config, Secrets};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineConfig};
 use crate::http::RECENT_AUDIT;
 use crate::metrics::Metrics;
 use crate::model::{AuditRecord, Input, Output};
@@ -182,7 +182,7 @@ impl Shared {
     /// `secrets`: the tokens read at start ([`Config::secrets`]).
     pub fn new(config: Arc<Config>, instance: String, secrets: &Secrets) -> Arc<Shared> {
         Arc::new(Shared {
-            engine: RwLock::new(Engine::new(config.clone())),
+            engine: RwLock::new(Engine::new(EngineConfig::from(&*config))),
             metrics: Metrics::new(),
             recent_audit: Mutex::new(VecDeque::new()),
             webhook_token: secrets.webhook_token.clone(),

@@ -15,7 +15,7 @@
 //! - [`otlp`]: OTLP exports, built from `rollbackd::loadgen`'s builders
 //!   (one per wire format: protobuf bytes, or the same message as JSON);
 //! - [`receiver`]: a notification receiver on loopback (fails, holds);
-//! - [`replay`]: replay-file fixtures run through `rollbackd replay`.
+//! - [`replay`]: replay-file fixtures run through `rollbackd::replay::replay`, the function `rollbackd replay` calls.
 
 #![allow(dead_code, unused_imports)]
 

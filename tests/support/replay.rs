@@ -1,15 +1,22 @@
 //! Replay fixtures: replay files (CONTRACT §8) with deploy events,
-//! OTLP/JSON (or protobuf) telemetry and Alertmanager payloads, run through
-//! the real `rollbackd replay`, and what it printed, parsed.
+//! OTLP/JSON (or protobuf) telemetry and Alertmanager payloads, and what
+//! replaying them wrote, parsed. [`Fixture::replay`] runs them in this
+//! process through [`rollbackd::replay::replay`] — the function
+//! `rollbackd replay` calls, on the same engine — and [`run_replay`]
+//! through the binary itself, for what only the command line does (its
+//! exit code, its summary line).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use rollbackd::config::Config;
+use rollbackd::engine::{Engine, EngineConfig};
 use rollbackd::loadgen::{server_span, trace_export};
+use rollbackd::replay::{self, ReplaySinks};
 use rollbackd::time::Timestamp;
 use serde_json::{json, Value};
 
@@ -125,12 +132,35 @@ pub struct Fixture {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// What a replay wrote: commands (`stdout`, and each line parsed), the
+/// malformed lines reported (`stderr`) and the audit records.
 pub struct Output {
     pub commands: Vec<Value>,
     pub stdout: String,
     pub stderr: String,
     pub audit: Vec<Value>,
-    pub status: i32,
+}
+
+impl Output {
+    fn parse(stdout: String, audit: &str, stderr: String) -> Output {
+        let commands = stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+            })
+            .collect();
+        let audit = audit
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        Output {
+            commands,
+            stdout,
+            stderr,
+            audit,
+        }
+    }
 }
 
 const BOUNDS: [f64; 14] = [
@@ -307,46 +337,74 @@ impl Fixture {
         }
     }
 
-    /// Writes the replay file and the config; returns their paths.
-    pub fn write(&mut self, until: f64, enc: Encoding) -> (PathBuf, PathBuf) {
+    /// The replay file's lines, in time order, up to `until`.
+    fn lines(&mut self, until: f64, enc: Encoding) -> String {
         self.render(until, enc);
         self.records
             .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("rollbackd-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let input = dir.join("input.jsonl");
-        let body: String = self.records.iter().map(|r| format!("{}\n", r.2)).collect();
-        std::fs::write(&input, body).unwrap();
-        let config = dir.join("config.toml");
+        self.records.iter().map(|r| format!("{}\n", r.2)).collect()
+    }
+
+    /// The config file: the telemetry's encoding and `config_extra`.
+    fn config(&self, enc: Encoding) -> String {
         let enc_line = if enc == Encoding::ProtoBase64 {
             "otlp_proto"
         } else {
             "otlp_json"
         };
-        std::fs::write(
-            &config,
-            format!(
-                "[topics]\notlp_encoding = \"{enc_line}\"\n{}\n",
-                self.config_extra
-            ),
+        format!(
+            "[topics]\notlp_encoding = \"{enc_line}\"\n{}\n",
+            self.config_extra
         )
-        .unwrap();
+    }
+
+    /// Writes the replay file and the config; returns their paths.
+    pub fn write(&mut self, until: f64, enc: Encoding) -> (PathBuf, PathBuf) {
+        let body = self.lines(until, enc);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rollbackd-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join("input.jsonl");
+        std::fs::write(&input, body).unwrap();
+        let config = dir.join("config.toml");
+        std::fs::write(&config, self.config(enc)).unwrap();
         (input, config)
     }
 
-    /// Runs `rollbackd replay` on the fixture.
+    /// Replays the fixture in this process.
     pub fn replay(&mut self, until: f64) -> Output {
         self.replay_with(until, Encoding::Json)
     }
 
     pub fn replay_with(&mut self, until: f64, enc: Encoding) -> Output {
-        let (input, config) = self.write(until, enc);
-        run_replay(&input, &config)
+        let body = self.lines(until, enc);
+        replay_in_process(body.as_bytes(), &self.config(enc))
     }
 }
 
-pub fn run_replay(input: &std::path::Path, config: &std::path::Path) -> Output {
+/// Replays `input` with the config `toml` as `rollbackd replay` does —
+/// the same engine, the same [`replay::replay`] — into memory.
+fn replay_in_process(input: &[u8], toml: &str) -> Output {
+    let config = Config::from_toml(toml).expect("a valid config");
+    let mut engine = Engine::new(EngineConfig::from(&config));
+    let (mut commands, mut audit, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sinks = ReplaySinks {
+        commands: &mut commands,
+        audit: Some(&mut audit),
+        errors: &mut errors,
+        kept: None,
+    };
+    replay::replay(&mut engine, &config, input, &mut sinks).expect("replay into memory");
+    Output::parse(
+        String::from_utf8(commands).unwrap(),
+        std::str::from_utf8(&audit).unwrap(),
+        String::from_utf8(errors).unwrap(),
+    )
+}
+
+/// Runs the `rollbackd replay` binary on the files; returns its exit code
+/// and what it wrote.
+pub fn run_replay(input: &Path, config: &Path) -> (i32, Output) {
     let audit = input.with_file_name("audit.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
         .args(["replay", "--config"])
@@ -357,25 +415,12 @@ pub fn run_replay(input: &std::path::Path, config: &std::path::Path) -> Output {
         .arg(&audit)
         .output()
         .expect("run rollbackd");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let commands = stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
-        })
-        .collect();
-    let audit = std::fs::read_to_string(&audit)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    Output {
-        commands,
-        stdout,
-        stderr: String::from_utf8(out.stderr).unwrap(),
-        audit,
-        status: out.status.code().unwrap_or(-1),
-    }
+    let output = Output::parse(
+        String::from_utf8(out.stdout).unwrap(),
+        &std::fs::read_to_string(&audit).unwrap_or_default(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    (out.status.code().unwrap_or(-1), output)
 }
 
 /// One stream's spans — (end, duration, failed), in seconds since T0 — as

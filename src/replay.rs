@@ -1,4 +1,4 @@
-//! `rollbackd replay` (CONTRACT §8): records from a JSONL file, in file
+//! `rollbackd replay` (`docs/cli.md#rollbackd-replay`): records from a JSONL file, in file
 //! order, through the same engine as `run`, on a clock that is the largest
 //! record timestamp read so far. Commands go to one writer as JSON lines
 //! (stdout), audit records to another (a file, if asked), malformed lines to

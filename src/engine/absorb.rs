@@ -1,4 +1,4 @@
-//! Stage 2's intake: evidence into rolling windows (CONTRACT §1.2). Each
+//! Stage 2's intake: evidence into rolling windows (`docs/formats.md#otlp-telemetry`). Each
 //! raw record and each HTTP request counts once per key ([`super::applied`]:
 //! evidence stage 1 sent again after a crash, or an exporter's request sent
 //! again after a 503, changes nothing) — and cumulative histogram series are turned into deltas here,

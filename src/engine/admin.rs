@@ -1,4 +1,4 @@
-//! What people and the record of the past change (CONTRACT §3, §5): pause,
+//! What people and the record of the past change (`docs/guarantees.md#guards`, `docs/guarantees.md#start-up-and-recovery`): pause,
 //! resume and breaker resets — taken here (applied and audited) or read
 //! from the admin topic (applied only) —, manual rollbacks, and guard state
 //! rebuilt from commands read back from the commands topic.
@@ -54,7 +54,7 @@ impl Engine {
     }
 
     /// A person's rollback: bypasses pause, dry run, cooldown, breaker and
-    /// approval, never once-per-deploy (CONTRACT §3).
+    /// approval, never once-per-deploy (`docs/guarantees.md#guards`).
     pub(super) fn manual_rollback(
         &mut self,
         deploy_id: &str,
@@ -84,7 +84,7 @@ impl Engine {
     }
 
     /// Rebuilds guard state from a command read back from the commands
-    /// topic (recovery, CONTRACT §5).
+    /// topic (recovery, `docs/guarantees.md#start-up-and-recovery`).
     pub(super) fn restore_command(&mut self, cmd: &Command, out: &mut Vec<Output>) {
         if self.guards.restore(cmd) {
             out.push(self.breaker_opened(cmd.decided_at, None));

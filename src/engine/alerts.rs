@@ -1,4 +1,4 @@
-//! Alertmanager alerts as rollback triggers (CONTRACT §1.3). A firing alert
+//! Alertmanager alerts as rollback triggers (`docs/formats.md#alertmanager-webhook`). A firing alert
 //! whose severity is configured is matched to an active deploy (by its
 //! deploy id label, else by service and environment, if it started after
 //! the deploy) and triggers a rollback decision; one held back by a guard

@@ -1,4 +1,4 @@
-//! Decisions (CONTRACT §2, §3): evaluating what is due, the guard chain,
+//! Decisions (`docs/guarantees.md#verdicts`, `docs/guarantees.md#guards`): evaluating what is due, the guard chain,
 //! the commands it lets through, and release cascades (§3.2).
 //!
 //! A deploy is evaluated at every `evaluation_interval` of the clock and as
@@ -153,7 +153,7 @@ impl Engine {
         evaluate_with(&mut judge, d, &self.windows, now)
     }
 
-    /// One decision on one deploy: the guard chain (CONTRACT §3, in order),
+    /// One decision on one deploy: the guard chain (`docs/guarantees.md#guards`, in order),
     /// then the command if they let it through. Returns whether a command
     /// was emitted.
     pub(super) fn decide(
@@ -275,7 +275,7 @@ impl Engine {
     }
 
     /// Gives every other active deploy of `release` its own command
-    /// (CONTRACT §3.2). `cause` is the trigger of the command that rolled
+    /// (`docs/guarantees.md#release-rollbacks`). `cause` is the trigger of the command that rolled
     /// back `origin`, or `None` when a `deploy.rolled_back` event did.
     pub(super) fn cascade_release(
         &mut self,

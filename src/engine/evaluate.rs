@@ -1,4 +1,4 @@
-//! Multi-window, multi-burn-rate evaluation with attribution (CONTRACT §2).
+//! Multi-window, multi-burn-rate evaluation with attribution (`docs/guarantees.md#verdicts`).
 //!
 //! A deploy's [`Judge`] keeps its sequential tests (see `judge`); this
 //! module turns them and the windows into a verdict.
@@ -73,7 +73,7 @@ pub struct PairEval {
 }
 
 impl PairEval {
-    /// The evidence object of a command (CONTRACT §3.1).
+    /// The evidence object of a command (`docs/formats.md#rollback-commands`).
     pub fn evidence(&self) -> serde_json::Value {
         let baseline = if self.baseline_long.requests > 0 {
             json!({

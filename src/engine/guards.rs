@@ -1,4 +1,4 @@
-//! The guards (CONTRACT §3): their state — commands already emitted,
+//! The guards (`docs/guarantees.md#guards`): their state — commands already emitted,
 //! automation pause, cooldowns per service and environment, the circuit
 //! breaker — and the one chain that applies them, in order
 //! ([`Guards::check`]). Everything here can be rebuilt from the commands

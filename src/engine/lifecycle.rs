@@ -1,4 +1,4 @@
-//! Deploy lifecycle (CONTRACT §1.1, §1.4): `deploy.started` makes a deploy
+//! Deploy lifecycle (`docs/formats.md#deploy-events`, `docs/formats.md#executor-results`): `deploy.started` makes a deploy
 //! active (retiring an older one of the same service and environment),
 //! `deploy.progressed` updates its traffic split, `deploy.completed` starts
 //! its final watch, `deploy.rolled_back` and `deploy.aborted` retire it (a

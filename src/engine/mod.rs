@@ -1,4 +1,4 @@
-//! The decision engine: all state and every decision (CONTRACT §2, §3).
+//! The decision engine: all state and every decision (`docs/guarantees.md#verdicts`, `docs/guarantees.md#guards`).
 //!
 //! It has one door, [`Engine::apply`]: an [`Input`] and the clock in, the
 //! [`Output`]s it causes out. It never reads the wall clock and never does

@@ -1,5 +1,5 @@
 //! Active deploys, their lifecycle state, and telemetry correlation
-//! (CONTRACT §1.1, §1.2): which deploy, and which side of it (candidate or
+//! (`docs/formats.md#deploy-events`, `docs/formats.md#otlp-telemetry`): which deploy, and which side of it (candidate or
 //! baseline), a resource's telemetry belongs to — and when each deploy is
 //! next due for evaluation.
 //!
@@ -316,7 +316,7 @@ impl Registry {
         due.into_iter().collect()
     }
 
-    /// Where a resource's telemetry goes (CONTRACT §1.2): by `deployment.id`
+    /// Where a resource's telemetry goes (`docs/formats.md#otlp-telemetry`): by `deployment.id`
     /// first, else by service and version, with the environment checked when
     /// both sides have one.
     pub fn correlate(&self, ident: &ResourceIdent) -> Vec<Target<'_>> {

@@ -1,4 +1,4 @@
-//! After a successful rollback: did it work? (CONTRACT `[verify]`)
+//! After a successful rollback: did it work? (`docs/config.md#verify`)
 //!
 //! When the executor reports `succeeded` for a command rollbackd emitted
 //! (or a `deploy.rolled_back` event arrives for a deploy it decided), the

@@ -4,7 +4,7 @@
 //! `action = "rollback"` only, runs the argv template configured for the
 //! command's strategy (or `default`; see [`template`]). Each run has a
 //! timeout ([`process`]); its outcome goes to `rollback-results`
-//! (CONTRACT §1.4). The results topic is the record of what ran: it is
+//! (`docs/formats.md#executor-results`). The results topic is the record of what ran: it is
 //! read whole at start and read to its end again before every run (so a
 //! result another executor wrote counts too), and a command id found there
 //! is never executed again. `approval_required` commands are logged and

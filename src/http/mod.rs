@@ -1,4 +1,4 @@
-//! The HTTP listener (`http.listen`, CONTRACT §4): Alertmanager webhooks,
+//! The HTTP listener (`http.listen`, `docs/http.md#routes`): Alertmanager webhooks,
 //! OTLP/HTTP, deploy events, the admin API, liveness, readiness and
 //! Prometheus metrics. Handlers authenticate, check the request's shape and
 //! hand over to the runtime through the narrow [`Api`] it implements;

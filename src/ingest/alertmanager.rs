@@ -1,4 +1,4 @@
-//! Alertmanager webhook payloads, version "4" (CONTRACT §1.3).
+//! Alertmanager webhook payloads, version "4" (`docs/formats.md#alertmanager-webhook`).
 //!
 //! Unknown fields are ignored: newer Alertmanagers add fields such as
 //! `notification_reason` and `routeLabels`.

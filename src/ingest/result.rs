@@ -1,4 +1,4 @@
-//! Executor results from the `rollback-results` topic (CONTRACT §1.4).
+//! Executor results from the `rollback-results` topic (`docs/formats.md#executor-results`).
 
 use super::{DecodeError, MAX_NAME, MAX_VALUE};
 use crate::model::ExecutorResult;

@@ -3,7 +3,7 @@
 //! by every instance (partitions assigned, never group-subscribed, never
 //! committed; `read_committed`, so a command in a transaction that did not
 //! commit is never seen). On start it reads each topic up to its end — the
-//! recovery of CONTRACT §5 — then follows them. The group consumers of the
+//! recovery of `docs/guarantees.md#start-up-and-recovery` — then follows them. The group consumers of the
 //! two stages are in [`super::group`].
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Kafka adapters (CONTRACT §1, §5, §6): consumers for the input topics, the
+//! Kafka adapters (`docs/formats.md#topics`, `docs/guarantees.md#start-up-and-recovery`, `docs/guarantees.md#bad-input`): consumers for the input topics, the
 //! one producer every stage sends with ([`producer::Producer`], which
 //! rebuilds its client after a fatal error), and recovery.
 //!

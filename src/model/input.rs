@@ -8,18 +8,18 @@ use super::{
 /// Everything the engine can be told.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// A deploy event (CONTRACT §1.1).
+    /// A deploy event (`docs/formats.md#deploy-events`).
     Deploy(DeployEvent),
-    /// A decoded OTLP export (CONTRACT §1.2), given to the engine itself:
+    /// A decoded OTLP export (`docs/formats.md#otlp-telemetry`), given to the engine itself:
     /// folded into evidence and applied at once (both stages in this
     /// process).
     Telemetry(TelemetryBatch),
-    /// One Alertmanager notification's alerts (CONTRACT §1.3).
+    /// One Alertmanager notification's alerts (`docs/formats.md#alertmanager-webhook`).
     Alerts(Vec<Alert>),
-    /// An executor's result (CONTRACT §1.4).
+    /// An executor's result (`docs/formats.md#executor-results`).
     Result(ExecutorResult),
     /// A command read back from the commands topic: restores guard state
-    /// (recovery, CONTRACT §5).
+    /// (recovery, `docs/guarantees.md#start-up-and-recovery`).
     Command(Command),
     /// A pause, resume or breaker reset read from the admin topic (taken
     /// on any instance, audited there): applied, not audited again.
@@ -38,7 +38,7 @@ pub enum Input {
     Tick,
 }
 
-/// An admin call (CONTRACT §4), with who made it.
+/// An admin call (`docs/http.md#routes`), with who made it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AdminCall {
     /// Pause, resume or breaker reset, as recorded on the admin topic.
@@ -54,9 +54,9 @@ pub enum AdminCall {
 /// What the engine asks its adapters to do or count.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// Publish this command (CONTRACT §3.1).
+    /// Publish this command (`docs/formats.md#rollback-commands`).
     Command(Command),
-    /// Publish this audit record (CONTRACT §3.3).
+    /// Publish this audit record (`docs/formats.md#audit-records`).
     Audit(AuditRecord),
     /// What became of a telemetry input (for `records_total` and
     /// `observations_total`).

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::time::Timestamp;
 
-/// The schema tag of every command (CONTRACT §3.1).
+/// The schema tag of every command (`docs/formats.md#rollback-commands`).
 pub const COMMAND_SCHEMA: &str = "rollbackd.command/v1";
 /// Schema of the records on the admin topic.
 pub const ADMIN_SCHEMA: &str = "rollbackd.admin/v1";
@@ -89,7 +89,7 @@ impl DataMigration {
     }
 }
 
-/// A validated deploy event (CONTRACT §1.1).
+/// A validated deploy event (`docs/formats.md#deploy-events`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeployEvent {
     #[serde(rename = "type")]
@@ -231,7 +231,7 @@ impl AlertStatus {
     }
 }
 
-/// One alert of an Alertmanager webhook notification (CONTRACT §1.3).
+/// One alert of an Alertmanager webhook notification (`docs/formats.md#alertmanager-webhook`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
     pub status: AlertStatus,
@@ -260,7 +260,7 @@ impl ResultStatus {
     }
 }
 
-/// An executor's report on a command (CONTRACT §1.4).
+/// An executor's report on a command (`docs/formats.md#executor-results`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutorResult {
     pub command_id: String,
@@ -361,7 +361,7 @@ impl Trigger {
     }
 }
 
-/// A rollback command (CONTRACT §3.1).
+/// A rollback command (`docs/formats.md#rollback-commands`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     pub schema: String,

@@ -1,5 +1,5 @@
 //! `rollbackd run`: the two stages, their threads, recovery, readiness and
-//! shutdown (CONTRACT §5).
+//! shutdown (`docs/guarantees.md#start-up-and-recovery`).
 //!
 //! With Kafka, on every instance:
 //!

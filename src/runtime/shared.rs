@@ -92,7 +92,7 @@ impl Stage {
 
 /// Liveness per stage (`/healthz`): a stage that has had work and made no
 /// progress for `kafka.stuck_after` is stuck, and a restart is the cure
-/// (CONTRACT §4). Without Kafka nothing is ever stuck.
+/// (`docs/http.md#routes`). Without Kafka nothing is ever stuck.
 #[derive(Debug)]
 pub struct Liveness {
     start: Instant,

@@ -5,7 +5,7 @@
 //! under its null hypothesis, starting at 1 — so by Ville's inequality
 //! P(it ever reaches 1/α) ≤ α, however often and whenever it is looked at.
 //! That is what makes "with confidence" hold over a deploy's whole watch
-//! (CONTRACT §2), where a fixed-sample test recomputed at every evaluation
+//! (`docs/guarantees.md#verdicts`), where a fixed-sample test recomputed at every evaluation
 //! would not.
 //!
 //! The Wilson bound and the normal quantile remain for reporting (the

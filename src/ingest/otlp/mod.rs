@@ -1,4 +1,4 @@
-//! OTLP traces and metrics (CONTRACT §1.2) → request observations.
+//! OTLP traces and metrics (`docs/formats.md#otlp-telemetry`) → request observations.
 //!
 //! Protobuf is decoded with `opentelemetry-proto`'s prost types. OTLP/JSON is
 //! decoded with borrowed serde structs that read only the fields the SLIs

@@ -19,7 +19,7 @@ pub struct DecisionAudit {
     pub verdict: Verdict,
 }
 
-/// The verdict of an evaluation (CONTRACT §2).
+/// The verdict of an evaluation (`docs/guarantees.md#verdicts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -78,7 +78,7 @@ impl fmt::Display for SuppressionReason {
     }
 }
 
-/// Why a command was held back (CONTRACT §3, in the guards' order), with
+/// Why a command was held back (`docs/guarantees.md#guards`, in the guards' order), with
 /// what the guard saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Suppression {

@@ -1,4 +1,4 @@
-//! Audit records (CONTRACT §3.3): one typed event per thing rollbackd does
+//! Audit records (`docs/formats.md#audit-records`): one typed event per thing rollbackd does
 //! or refuses to do, and the one type that both writes and reads
 //! `rollbackd.audit/v1` —
 //! `{"schema","at","kind","deploy_id"?,"service"?,"detail"}`.

@@ -194,7 +194,7 @@ impl Serialize for AdminAudit {
     }
 }
 
-/// An input that could not be decoded (CONTRACT §6); it changed nothing.
+/// An input that could not be decoded (`docs/guarantees.md#bad-input`); it changed nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MalformedAudit {
     pub error: String,

@@ -227,6 +227,17 @@ fn check(key: String, ok: bool, reason: &str) -> Result<(), GridError> {
     }
 }
 
+/// `values`, checked (at least one, each `ok`), each as a `Some`.
+fn some_each(
+    key: String,
+    values: &[f64],
+    ok: fn(&f64) -> bool,
+    reason: &str,
+) -> Result<Vec<Option<f64>>, GridError> {
+    check(key, !values.is_empty() && values.iter().all(ok), reason)?;
+    Ok(values.iter().map(|&v| Some(v)).collect())
+}
+
 /// A request rate a grid may give: 0 to 1e6 per second.
 fn rate_ok(v: &f64) -> bool {
     v.is_finite() && (0.0..=1e6).contains(v)
@@ -248,12 +259,7 @@ impl Row {
                 "give baseline_rps or canary_share, not both",
             )),
             (Some(b), None) => {
-                check(
-                    key("baseline_rps"),
-                    !b.is_empty() && b.iter().all(rate_ok),
-                    "needs rates of 0 to 1e6",
-                )?;
-                Ok(b.iter().map(|&v| Some(v)).collect())
+                some_each(key("baseline_rps"), b, rate_ok, "needs rates of 0 to 1e6")
             }
             (None, Some(s)) => {
                 check(
@@ -289,14 +295,12 @@ impl Row {
         key: &dyn Fn(&str) -> String,
     ) -> Result<Vec<Option<f64>>, GridError> {
         match &self.candidate_bad {
-            Some(c) => {
-                check(
-                    key("candidate_bad"),
-                    !c.is_empty() && c.iter().all(ratio_ok),
-                    "ratios must be in [0, 1]",
-                )?;
-                Ok(c.iter().map(|&v| Some(v)).collect())
-            }
+            Some(c) => some_each(
+                key("candidate_bad"),
+                c,
+                ratio_ok,
+                "ratios must be in [0, 1]",
+            ),
             None => Ok(vec![None]),
         }
     }

@@ -4,10 +4,15 @@
 //! triggers, reasons, statuses); deploy ids and services never become
 //! labels — they are in the logs and the audit records.
 
+mod catalog;
+
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use catalog::Spec;
+use prometheus::core::Collector;
 
 use crate::model::audit::DeployAudit;
 use crate::model::{AuditEvent, AuditRecord, Command};
@@ -66,244 +71,117 @@ impl Default for Metrics {
     }
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help).namespace("rollbackd"), labels)
-        .expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+impl NotifyMetrics {
+    /// The notification metrics, registered in `r`.
+    fn new(r: &Registry) -> NotifyMetrics {
+        use catalog::*;
+        NotifyMetrics {
+            notifications: counter_vec(r, &NOTIFICATIONS),
+            retries: counter_vec(r, &NOTIFICATION_RETRIES),
+            queued: int_gauge_vec(r, &NOTIFICATION_QUEUE),
+            delivery_seconds: histogram_vec(r, &NOTIFICATION_DELIVERY_SECONDS),
+        }
+    }
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c =
-        IntCounter::with_opts(Opts::new(name, help).namespace("rollbackd")).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+/// The options of `s`, in rollbackd's namespace.
+fn opts(s: &Spec) -> Opts {
+    Opts::new(s.name, s.help).namespace("rollbackd")
 }
 
-fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help).namespace("rollbackd"), labels)
-        .expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+/// The histogram options of `s`, in rollbackd's namespace.
+fn histogram_opts(s: &Spec) -> HistogramOpts {
+    HistogramOpts::new(s.name, s.help)
+        .namespace("rollbackd")
+        .buckets(s.buckets.to_vec())
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g =
-        GaugeVec::new(Opts::new(name, help).namespace("rollbackd"), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+/// `m`, registered in `r`.
+fn registered<M: Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
 }
 
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let g =
-        IntGauge::with_opts(Opts::new(name, help).namespace("rollbackd")).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
-}
+// One constructor per metric type: the metric `s` describes, registered
+// in `r`.
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(
-        HistogramOpts::new(name, help)
-            .namespace("rollbackd")
-            .buckets(buckets),
+fn counter_vec(r: &Registry, s: &Spec) -> IntCounterVec {
+    registered(
+        r,
+        IntCounterVec::new(opts(s), s.labels).expect("valid metric"),
     )
-    .expect("valid metric");
-    r.register(Box::new(h.clone())).expect("unique metric");
-    h
+}
+
+fn counter(r: &Registry, s: &Spec) -> IntCounter {
+    registered(r, IntCounter::with_opts(opts(s)).expect("valid metric"))
+}
+
+fn int_gauge_vec(r: &Registry, s: &Spec) -> IntGaugeVec {
+    registered(
+        r,
+        IntGaugeVec::new(opts(s), s.labels).expect("valid metric"),
+    )
+}
+
+fn gauge_vec(r: &Registry, s: &Spec) -> GaugeVec {
+    registered(r, GaugeVec::new(opts(s), s.labels).expect("valid metric"))
+}
+
+fn gauge(r: &Registry, s: &Spec) -> IntGauge {
+    registered(r, IntGauge::with_opts(opts(s)).expect("valid metric"))
+}
+
+fn histogram(r: &Registry, s: &Spec) -> Histogram {
+    registered(
+        r,
+        Histogram::with_opts(histogram_opts(s)).expect("valid metric"),
+    )
+}
+
+fn histogram_vec(r: &Registry, s: &Spec) -> HistogramVec {
+    registered(
+        r,
+        HistogramVec::new(histogram_opts(s), s.labels).expect("valid metric"),
+    )
 }
 
 impl Metrics {
+    /// Every metric of the catalog (`metrics/catalog.rs`), registered in a
+    /// registry of its own.
     pub fn new() -> Metrics {
+        use catalog::*;
         let r = Registry::new();
         Metrics {
-            records: counter_vec(
-                &r,
-                "records_total",
-                "Input records by source and outcome (ok, malformed, late, unmatched).",
-                &["source", "outcome"],
-            ),
-            observations: counter(
-                &r,
-                "observations_total",
-                "Request observations added to deploy windows.",
-            ),
-            observations_repeated: counter(
-                &r,
-                "observations_repeated_total",
-                "Observations of an HTTP request applied before (its exporter sent it again after an error): skipped, counted once.",
-            ),
-            active_deploys: gauge(&r, "active_deploys", "Deploys being watched."),
-            deploys_by_state: int_gauge_vec(
-                &r,
-                "deploys",
-                "Active deploys by state: commanded, awaiting_approval, verifying (rolled back, restored version under watch), or the latest verdict (pending: not evaluated yet).",
-                &["state"],
-            ),
-            burn_rate_max: gauge_vec(
-                &r,
-                "burn_rate_max",
-                "The highest long-window burn rate across active deploys, per SLI and window pair (short/long).",
-                &["sli", "window"],
-            ),
-            decisions: counter_vec(
-                &r,
-                "decisions_total",
-                "Verdicts reached (audited decisions) by verdict.",
-                &["verdict"],
-            ),
-            commands: counter_vec(
-                &r,
-                "commands_total",
-                "Commands emitted by action and trigger.",
-                &["action", "trigger"],
-            ),
-            suppressions: counter_vec(
-                &r,
-                "suppressions_total",
-                "Decisions held back by a guard, by reason.",
-                &["reason"],
-            ),
-            breaker_open: gauge(&r, "breaker_open", "1 while the circuit breaker is open."),
-            paused: gauge(&r, "automation_paused", "1 while automation is paused."),
-            ready: gauge(
-                &r,
-                "ready",
-                "1 while the agent is ready (recovered, broker reachable, commands flowing).",
-            ),
-            stage_ready: int_gauge_vec(
-                &r,
-                "stage_ready",
-                "1 while a stage of the agent is ready: control (control topics read), intake (telemetry partitions held), owner (owned evidence read back), broker (reachable), emit (outputs acknowledged).",
-                &["stage"],
-            ),
-            stage_stuck: int_gauge_vec(
-                &r,
-                "stage_stuck",
-                "1 while a stage (intake, owner) has had work in hand and made no progress for kafka.stuck_after: /healthz answers 503.",
-                &["stage"],
-            ),
-            stage_busy: int_gauge_vec(
-                &r,
-                "stage_busy",
-                "1 while a stage (intake, owner) has work in hand: records consumed and not yet acknowledged downstream, a batch being retried.",
-                &["stage"],
-            ),
-            kafka_client_rebuilds: counter_vec(
-                &r,
-                "kafka_client_rebuilds_total",
-                "Kafka producer clients built again after a fatal error, by client (evidence, owner).",
-                &["client"],
-            ),
-            evidence_records: counter(
-                &r,
-                "evidence_records_total",
-                "Evidence records intake sent to the owners.",
-            ),
-            evidence_bytes: counter(
-                &r,
-                "evidence_bytes_total",
-                "Bytes of the evidence records intake sent to the owners.",
-            ),
-            owned_partitions: gauge(
-                &r,
-                "owned_partitions",
-                "Evidence partitions this instance owns (decides for), read back.",
-            ),
-            transactions: counter_vec(
-                &r,
-                "transactions_total",
-                "Owner transactions (commands, audit records and evidence offsets) by outcome: committed, aborted, fenced.",
-                &["outcome"],
-            ),
-            consumer_lag: gauge(
-                &r,
-                "consumer_lag_records",
-                "Telemetry records on this instance's partitions not yet applied (high watermark minus applied offset; -1 until known).",
-            ),
-            dead_letters: counter(
-                &r,
-                "dead_letters_total",
-                "Malformed records copied to the dead-letter topic.",
-            ),
-            deploys_expired: counter(
-                &r,
-                "deploys_expired_total",
-                "Deploys retired because they never completed within limits.max_deploy_age.",
-            ),
-            results: counter_vec(
-                &r,
-                "results_total",
-                "Executor results by status: the inputs of rollback success rate.",
-                &["status"],
-            ),
-            detection_seconds: histogram(
-                &r,
-                "detection_seconds",
-                "From the deploy's start to the decision to roll it back.",
-                vec![
-                    5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1800.0,
-                ],
-            ),
-            decision_latency_seconds: histogram(
-                &r,
-                "decision_latency_seconds",
-                "From consuming the decisive record to handing the command to the sink (Kafka producer or stdout).",
-                vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ],
-            ),
-            time_to_rollback_seconds: histogram(
-                &r,
-                "time_to_rollback_seconds",
-                "From the decision to the executor's succeeded result.",
-                vec![5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
-            ),
-            verifications: counter_vec(
-                &r,
-                "rollback_verifications_total",
-                "How successful rollbacks turned out: recovered, not_recovered (the restored version still burns), inconclusive.",
-                &["outcome"],
-            ),
-            recovery_seconds: histogram(
-                &r,
-                "rollback_recovery_seconds",
-                "From the executor's succeeded result to the restored version confidently below every threshold.",
-                vec![5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0],
-            ),
-            notify: NotifyMetrics {
-                notifications: counter_vec(
-                    &r,
-                    "notifications_total",
-                    "Notifications by sink and outcome: delivered, failed (after its retries, or refused by the receiver), dropped (the sink's queue was full).",
-                    &["sink", "outcome"],
-                ),
-                retries: counter_vec(
-                    &r,
-                    "notification_retries_total",
-                    "Delivery attempts after a notification's first, by sink.",
-                    &["sink"],
-                ),
-                queued: int_gauge_vec(
-                    &r,
-                    "notification_queue",
-                    "Notifications waiting for delivery, by sink.",
-                    &["sink"],
-                ),
-                delivery_seconds: {
-                    let h = HistogramVec::new(
-                        HistogramOpts::new(
-                            "notification_delivery_seconds",
-                            "From an audit record's arrival at the notifier to the receiver's 2xx, by sink.",
-                        )
-                        .namespace("rollbackd")
-                        .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
-                        &["sink"],
-                    )
-                    .expect("valid metric");
-                    r.register(Box::new(h.clone())).expect("unique metric");
-                    h
-                },
-            },
+            records: counter_vec(&r, &RECORDS),
+            observations: counter(&r, &OBSERVATIONS),
+            observations_repeated: counter(&r, &OBSERVATIONS_REPEATED),
+            active_deploys: gauge(&r, &ACTIVE_DEPLOYS),
+            deploys_by_state: int_gauge_vec(&r, &DEPLOYS),
+            burn_rate_max: gauge_vec(&r, &BURN_RATE_MAX),
+            decisions: counter_vec(&r, &DECISIONS),
+            commands: counter_vec(&r, &COMMANDS),
+            suppressions: counter_vec(&r, &SUPPRESSIONS),
+            breaker_open: gauge(&r, &BREAKER_OPEN),
+            paused: gauge(&r, &AUTOMATION_PAUSED),
+            ready: gauge(&r, &READY),
+            stage_ready: int_gauge_vec(&r, &STAGE_READY),
+            stage_stuck: int_gauge_vec(&r, &STAGE_STUCK),
+            stage_busy: int_gauge_vec(&r, &STAGE_BUSY),
+            kafka_client_rebuilds: counter_vec(&r, &KAFKA_CLIENT_REBUILDS),
+            evidence_records: counter(&r, &EVIDENCE_RECORDS),
+            evidence_bytes: counter(&r, &EVIDENCE_BYTES),
+            owned_partitions: gauge(&r, &OWNED_PARTITIONS),
+            transactions: counter_vec(&r, &TRANSACTIONS),
+            consumer_lag: gauge(&r, &CONSUMER_LAG_RECORDS),
+            dead_letters: counter(&r, &DEAD_LETTERS),
+            deploys_expired: counter(&r, &DEPLOYS_EXPIRED),
+            results: counter_vec(&r, &RESULTS),
+            detection_seconds: histogram(&r, &DETECTION_SECONDS),
+            decision_latency_seconds: histogram(&r, &DECISION_LATENCY_SECONDS),
+            time_to_rollback_seconds: histogram(&r, &TIME_TO_ROLLBACK_SECONDS),
+            verifications: counter_vec(&r, &ROLLBACK_VERIFICATIONS),
+            recovery_seconds: histogram(&r, &ROLLBACK_RECOVERY_SECONDS),
+            notify: NotifyMetrics::new(&r),
             registry: r,
         }
     }
@@ -363,7 +241,6 @@ impl Metrics {
     /// `_bucket`, `_sum` and `_count` series): what dashboards and alert
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
-        use prometheus::core::Collector;
         let plain: [&dyn Collector; 28] = [
             &self.records,
             &self.observations,

@@ -155,13 +155,6 @@ impl Grid {
 
     /// Every grid point, in file order, checked.
     pub fn points(&self, policy: &Policy) -> Result<Vec<Point>, GridError> {
-        let check = |key: String, ok: bool, reason: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(invalid(key, reason))
-            }
-        };
         check(
             "runs".into(),
             (1..=10_000_000).contains(&self.runs),
@@ -169,132 +162,225 @@ impl Grid {
         )?;
         let mut out = Vec::new();
         for (i, row) in self.rows.iter().enumerate() {
-            let key = |k: &str| format!("rows[{i}].{k}");
-            let runs = row.runs.unwrap_or(self.runs);
-            check(
-                key("runs"),
-                (1..=10_000_000).contains(&runs),
-                "must be 1 to 10000000",
-            )?;
-            let duration = row.duration.unwrap_or(self.duration);
-            check(
-                key("duration"),
-                (SEC..=7 * 86_400 * SEC).contains(&duration.nanos()),
-                "must be 1s to 7d",
-            )?;
-            let every = self
-                .evaluation_interval
-                .unwrap_or(policy.evaluation_interval);
-            check(
-                "evaluation_interval".into(),
-                every.nanos() >= SEC && every.nanos() % SEC == 0,
-                "must be whole seconds",
-            )?;
-            let rate_ok = |v: &f64| v.is_finite() && (0.0..=1e6).contains(v);
-            let ratio_ok = |v: &f64| v.is_finite() && (0.0..=1.0).contains(v);
-            check(
-                key("canary_rps"),
-                !row.canary_rps.is_empty() && row.canary_rps.iter().all(|v| rate_ok(v) && *v > 0.0),
-                "needs rates above 0 and at most 1e6",
-            )?;
-            let baseline: Vec<Option<f64>> = match (&row.baseline_rps, row.canary_share) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        key("canary_share"),
-                        "give baseline_rps or canary_share, not both",
-                    ))
-                }
-                (Some(b), None) => {
-                    check(
-                        key("baseline_rps"),
-                        !b.is_empty() && b.iter().all(rate_ok),
-                        "needs rates of 0 to 1e6",
-                    )?;
-                    b.iter().map(|&v| Some(v)).collect()
-                }
-                (None, Some(s)) => {
-                    check(
-                        key("canary_share"),
-                        s > 0.0 && s <= 1.0,
-                        "must be in (0, 1]",
-                    )?;
-                    vec![None]
-                }
-                (None, None) => vec![Some(0.0)],
-            };
-            let baseline_bad = if row.baseline_bad.is_empty() {
-                vec![0.0]
-            } else {
-                row.baseline_bad.clone()
-            };
-            check(
-                key("baseline_bad"),
-                baseline_bad.iter().all(ratio_ok),
+            self.axes(i, row, policy)?.cross(row, &mut out);
+        }
+        if out.is_empty() {
+            return Err(GridError::Parse("no rows".into()));
+        }
+        Ok(out)
+    }
+
+    /// Row `i`'s lists, checked in the order of its keys, with the grid's
+    /// and the policy's values where the row sets none.
+    fn axes(&self, i: usize, row: &Row, policy: &Policy) -> Result<Axes, GridError> {
+        let key = |k: &str| format!("rows[{i}].{k}");
+        let runs = row.runs.unwrap_or(self.runs);
+        check(
+            key("runs"),
+            (1..=10_000_000).contains(&runs),
+            "must be 1 to 10000000",
+        )?;
+        let duration = row.duration.unwrap_or(self.duration);
+        check(
+            key("duration"),
+            (SEC..=7 * 86_400 * SEC).contains(&duration.nanos()),
+            "must be 1s to 7d",
+        )?;
+        let every = self
+            .evaluation_interval
+            .unwrap_or(policy.evaluation_interval);
+        check(
+            "evaluation_interval".into(),
+            every.nanos() >= SEC && every.nanos() % SEC == 0,
+            "must be whole seconds",
+        )?;
+        check(
+            key("canary_rps"),
+            !row.canary_rps.is_empty() && row.canary_rps.iter().all(|v| rate_ok(v) && *v > 0.0),
+            "needs rates above 0 and at most 1e6",
+        )?;
+        let baseline = row.baseline_axis(&key)?;
+        let baseline_bad = row.baseline_bad_axis(&key)?;
+        let candidate_bad = row.candidate_bad_axis(&key)?;
+        let sli = row.sli.sli();
+        let (objectives, confidences) = row.slo_axes(sli, policy, &key)?;
+        Ok(Axes {
+            sli,
+            runs,
+            duration,
+            every,
+            baseline,
+            baseline_bad,
+            candidate_bad,
+            objectives,
+            confidences,
+        })
+    }
+}
+
+/// `Ok` when `ok`, else the error naming `key`.
+fn check(key: String, ok: bool, reason: &str) -> Result<(), GridError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, reason))
+    }
+}
+
+/// `values`, checked (at least one, each `ok`), each as a `Some`.
+fn some_each(
+    key: String,
+    values: &[f64],
+    ok: fn(&f64) -> bool,
+    reason: &str,
+) -> Result<Vec<Option<f64>>, GridError> {
+    check(key, !values.is_empty() && values.iter().all(ok), reason)?;
+    Ok(values.iter().map(|&v| Some(v)).collect())
+}
+
+/// A request rate a grid may give: 0 to 1e6 per second.
+fn rate_ok(v: &f64) -> bool {
+    v.is_finite() && (0.0..=1e6).contains(v)
+}
+
+/// A ratio of bad requests: 0 to 1.
+fn ratio_ok(v: &f64) -> bool {
+    v.is_finite() && (0.0..=1.0).contains(v)
+}
+
+impl Row {
+    /// The baseline's rates: as given, or `None` once, for the rate
+    /// `canary_share` derives from each canary rate (0 when neither is
+    /// given).
+    fn baseline_axis(&self, key: &dyn Fn(&str) -> String) -> Result<Vec<Option<f64>>, GridError> {
+        match (&self.baseline_rps, self.canary_share) {
+            (Some(_), Some(_)) => Err(invalid(
+                key("canary_share"),
+                "give baseline_rps or canary_share, not both",
+            )),
+            (Some(b), None) => {
+                some_each(key("baseline_rps"), b, rate_ok, "needs rates of 0 to 1e6")
+            }
+            (None, Some(s)) => {
+                check(
+                    key("canary_share"),
+                    s > 0.0 && s <= 1.0,
+                    "must be in (0, 1]",
+                )?;
+                Ok(vec![None])
+            }
+            (None, None) => Ok(vec![Some(0.0)]),
+        }
+    }
+
+    /// The baseline's bad ratios: as given, or 0.
+    fn baseline_bad_axis(&self, key: &dyn Fn(&str) -> String) -> Result<Vec<f64>, GridError> {
+        let baseline_bad = if self.baseline_bad.is_empty() {
+            vec![0.0]
+        } else {
+            self.baseline_bad.clone()
+        };
+        check(
+            key("baseline_bad"),
+            baseline_bad.iter().all(ratio_ok),
+            "ratios must be in [0, 1]",
+        )?;
+        Ok(baseline_bad)
+    }
+
+    /// The candidate's bad ratios: as given, or `None` once, for a
+    /// candidate identical to its baseline.
+    fn candidate_bad_axis(
+        &self,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<Vec<Option<f64>>, GridError> {
+        match &self.candidate_bad {
+            Some(c) => some_each(
+                key("candidate_bad"),
+                c,
+                ratio_ok,
                 "ratios must be in [0, 1]",
-            )?;
-            let candidate_bad: Vec<Option<f64>> = match &row.candidate_bad {
-                Some(c) => {
-                    check(
-                        key("candidate_bad"),
-                        !c.is_empty() && c.iter().all(ratio_ok),
-                        "ratios must be in [0, 1]",
-                    )?;
-                    c.iter().map(|&v| Some(v)).collect()
-                }
-                None => vec![None],
-            };
-            let sli = row.sli.sli();
-            let default_objective = match sli {
-                Sli::Errors => policy.objective,
-                Sli::Latency => policy.latency_objective,
-            };
-            let objectives = row.objective.clone().unwrap_or(vec![default_objective]);
-            check(
-                key("objective"),
-                !objectives.is_empty() && objectives.iter().all(|o| *o > 0.0 && *o < 1.0),
-                "must be between 0 and 1 (exclusive)",
-            )?;
-            let confidences = row.confidence.clone().unwrap_or(vec![policy.confidence]);
-            check(
-                key("confidence"),
-                !confidences.is_empty() && confidences.iter().all(|c| (0.5..1.0).contains(c)),
-                "must be in [0.5, 1)",
-            )?;
-            for &objective in &objectives {
-                for &confidence in &confidences {
-                    for &bb in &baseline_bad {
-                        for &cb in &candidate_bad {
-                            for &canary_rps in &row.canary_rps {
-                                for &b in &baseline {
-                                    let baseline_rps = b.unwrap_or_else(|| {
-                                        let share = row.canary_share.unwrap_or(1.0);
-                                        canary_rps * (1.0 - share) / share
-                                    });
-                                    out.push(Point {
-                                        name: row.name.clone().unwrap_or_default(),
-                                        sli,
-                                        objective,
-                                        confidence,
-                                        canary_rps,
-                                        baseline_rps,
-                                        baseline_bad: bb,
-                                        candidate_bad: cb.unwrap_or(bb),
-                                        healthy: cb.is_none(),
-                                        duration,
-                                        evaluation_interval: every,
-                                        runs,
-                                    });
-                                }
+            ),
+            None => Ok(vec![None]),
+        }
+    }
+
+    /// The objectives and confidences to try: as given, or the policy's.
+    fn slo_axes(
+        &self,
+        sli: Sli,
+        policy: &Policy,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(Vec<f64>, Vec<f64>), GridError> {
+        let default_objective = match sli {
+            Sli::Errors => policy.objective,
+            Sli::Latency => policy.latency_objective,
+        };
+        let objectives = self.objective.clone().unwrap_or(vec![default_objective]);
+        check(
+            key("objective"),
+            !objectives.is_empty() && objectives.iter().all(|o| *o > 0.0 && *o < 1.0),
+            "must be between 0 and 1 (exclusive)",
+        )?;
+        let confidences = self.confidence.clone().unwrap_or(vec![policy.confidence]);
+        check(
+            key("confidence"),
+            !confidences.is_empty() && confidences.iter().all(|c| (0.5..1.0).contains(c)),
+            "must be in [0.5, 1)",
+        )?;
+        Ok((objectives, confidences))
+    }
+}
+
+/// One row's lists, checked: every combination of them is a grid point.
+struct Axes {
+    sli: Sli,
+    runs: usize,
+    duration: Duration,
+    every: Duration,
+    /// `None`: the canary's rate × (1 − share) / share.
+    baseline: Vec<Option<f64>>,
+    baseline_bad: Vec<f64>,
+    /// `None`: the same as the baseline (a healthy deploy).
+    candidate_bad: Vec<Option<f64>>,
+    objectives: Vec<f64>,
+    confidences: Vec<f64>,
+}
+
+impl Axes {
+    /// Appends every combination to `out`, objectives outermost and
+    /// baseline rates innermost.
+    fn cross(&self, row: &Row, out: &mut Vec<Point>) {
+        for &objective in &self.objectives {
+            for &confidence in &self.confidences {
+                for &bb in &self.baseline_bad {
+                    for &cb in &self.candidate_bad {
+                        for &canary_rps in &row.canary_rps {
+                            for &b in &self.baseline {
+                                let baseline_rps = b.unwrap_or_else(|| {
+                                    let share = row.canary_share.unwrap_or(1.0);
+                                    canary_rps * (1.0 - share) / share
+                                });
+                                out.push(Point {
+                                    name: row.name.clone().unwrap_or_default(),
+                                    sli: self.sli,
+                                    objective,
+                                    confidence,
+                                    canary_rps,
+                                    baseline_rps,
+                                    baseline_bad: bb,
+                                    candidate_bad: cb.unwrap_or(bb),
+                                    healthy: cb.is_none(),
+                                    duration: self.duration,
+                                    evaluation_interval: self.every,
+                                    runs: self.runs,
+                                });
                             }
                         }
                     }
                 }
             }
         }
-        if out.is_empty() {
-            return Err(GridError::Parse("no rows".into()));
-        }
-        Ok(out)
     }
 }
 

@@ -1,13 +1,28 @@
 //! What `rollbackd check-config` prints: the effective configuration, in
 //! words a person checks a policy with.
 
+use std::fmt::Write;
+
 use super::{Config, OtlpEncoding, Policy};
 
 impl Config {
     /// A human-readable listing of the effective policy per configured service.
     pub fn describe(&self) -> String {
-        use std::fmt::Write;
         let mut out = String::new();
+        self.describe_inputs(&mut out);
+        self.describe_guards(&mut out);
+        self.describe_executor(&mut out);
+        describe_policy(&mut out, "(default)", &self.default_policy);
+        let mut names: Vec<_> = self.service_policies.keys().collect();
+        names.sort();
+        for name in names {
+            describe_policy(&mut out, name, &self.service_policies[name]);
+        }
+        out
+    }
+
+    /// Where records come from: Kafka, the topics, the HTTP listener.
+    fn describe_inputs(&self, out: &mut String) {
         match &self.kafka {
             Some(k) => {
                 let _ = writeln!(
@@ -49,6 +64,10 @@ impl Config {
             "http: listen {} max_body {} bytes",
             self.http_listen, self.http_max_body
         );
+    }
+
+    /// What holds a decision back, which alerts count, and the limits.
+    fn describe_guards(&self, out: &mut String) {
         let g = &self.guards;
         let _ = writeln!(
             out,
@@ -67,6 +86,10 @@ impl Config {
             "limits: max_active_deploys={} max_series={}",
             self.limits.max_active_deploys, self.limits.max_series
         );
+    }
+
+    /// The reference executor and its templates.
+    fn describe_executor(&self, out: &mut String) {
         let e = &self.executor;
         let _ = writeln!(
             out,
@@ -82,18 +105,12 @@ impl Config {
         for (strategy, argv) in &e.templates {
             let _ = writeln!(out, "  template {strategy}: {argv:?}");
         }
-        describe_policy(&mut out, "(default)", &self.default_policy);
-        let mut names: Vec<_> = self.service_policies.keys().collect();
-        names.sort();
-        for name in names {
-            describe_policy(&mut out, name, &self.service_policies[name]);
-        }
-        out
     }
 }
 
+/// One policy, as `check-config` prints it: its budgets, windows and
+/// thresholds in the units a person checks them in.
 fn describe_policy(out: &mut String, name: &str, p: &Policy) {
-    use std::fmt::Write;
     let _ = writeln!(out, "policy {name}:");
     let _ = writeln!(
         out,

@@ -88,16 +88,50 @@ fn opt_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Decode
     }
 }
 
+/// The event `obj` describes; `fallback_type` stands in for a missing
+/// `type` (a CloudEvent's own).
 fn from_object(
     obj: &Map<String, Value>,
     fallback_type: Option<&str>,
 ) -> Result<DeployEvent, DecodeError> {
+    let kind = kind(obj, fallback_type)?;
+    let deploy_id = req_str(obj, "deploy_id")?.to_string();
+    let service = req_str(obj, "service")?.to_string();
+    let version = req_str(obj, "version")?.to_string();
+    let at = Timestamp::parse_rfc3339(req_str(obj, "at")?)
+        .map_err(|e| DecodeError::new(format!("field at: {e}")))?;
+    let data_migration = data_migration(obj)?;
+    let canary_weight = canary_weight(obj)?;
+    let labels = labels(obj)?;
+    check_labels("labels", labels.iter())?;
+    Ok(DeployEvent {
+        kind,
+        deploy_id,
+        service,
+        version,
+        at,
+        environment: opt_str(obj, "environment")?,
+        previous_version: opt_str(obj, "previous_version")?,
+        strategy: opt_str(obj, "strategy")?,
+        release_id: opt_str(obj, "release_id")?,
+        data_migration,
+        canary_weight,
+        labels,
+    })
+}
+
+/// Field `type` (or `fallback_type` without one): a deploy event kind,
+/// plain or at the end of a reverse-DNS name.
+fn kind(
+    obj: &Map<String, Value>,
+    fallback_type: Option<&str>,
+) -> Result<DeployEventKind, DecodeError> {
     let type_str = match obj.get("type") {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err(DecodeError::new("field type must be a string")),
         None => fallback_type.ok_or_else(|| DecodeError::new("missing required field type"))?,
     };
-    let kind = DeployEventKind::parse(type_str)
+    DeployEventKind::parse(type_str)
         .or_else(|| {
             // CloudEvents types are often reverse-DNS: com.example.deploy.started.
             type_str
@@ -108,36 +142,36 @@ fn from_object(
             DecodeError::new(format!(
                 "unknown event type {type_str:?}: expected deploy.started, deploy.progressed, deploy.completed, deploy.rolled_back or deploy.aborted"
             ))
-        })?;
-    let deploy_id = req_str(obj, "deploy_id")?.to_string();
-    let service = req_str(obj, "service")?.to_string();
-    let version = req_str(obj, "version")?.to_string();
-    let at = Timestamp::parse_rfc3339(req_str(obj, "at")?)
-        .map_err(|e| DecodeError::new(format!("field at: {e}")))?;
-    let data_migration = match opt_str(obj, "data_migration")? {
-        None => DataMigration::None,
+        })
+}
+
+/// Field `data_migration`: none when absent.
+fn data_migration(obj: &Map<String, Value>) -> Result<DataMigration, DecodeError> {
+    match opt_str(obj, "data_migration")? {
+        None => Ok(DataMigration::None),
         Some(s) => DataMigration::parse(&s).ok_or_else(|| {
             DecodeError::new(format!(
                 "field data_migration: {s:?} is not none, reversible or irreversible"
             ))
-        })?,
-    };
-    let canary_weight = match obj.get("canary_weight") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(w) if (0.0..=100.0).contains(&w) => Some(w),
-            _ => {
-                return Err(DecodeError::new(
-                    "field canary_weight must be a number from 0 to 100",
-                ))
-            }
-        },
-        Some(_) => {
-            return Err(DecodeError::new(
-                "field canary_weight must be a number from 0 to 100",
-            ))
-        }
-    };
+        }),
+    }
+}
+
+/// Field `canary_weight`: a percentage, if given.
+fn canary_weight(obj: &Map<String, Value>) -> Result<Option<f64>, DecodeError> {
+    match obj.get("canary_weight") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .filter(|w| (0.0..=100.0).contains(w))
+            .map(Some)
+            .ok_or_else(|| DecodeError::new("field canary_weight must be a number from 0 to 100")),
+    }
+}
+
+/// Field `labels`: an object of strings, empty when absent (not yet
+/// checked against the bounds of labels).
+fn labels(obj: &Map<String, Value>) -> Result<BTreeMap<String, String>, DecodeError> {
     let mut labels = BTreeMap::new();
     match obj.get("labels") {
         None | Some(Value::Null) => {}
@@ -161,21 +195,7 @@ fn from_object(
             ))
         }
     }
-    check_labels("labels", labels.iter())?;
-    Ok(DeployEvent {
-        kind,
-        deploy_id,
-        service,
-        version,
-        at,
-        environment: opt_str(obj, "environment")?,
-        previous_version: opt_str(obj, "previous_version")?,
-        strategy: opt_str(obj, "strategy")?,
-        release_id: opt_str(obj, "release_id")?,
-        data_migration,
-        canary_weight,
-        labels,
-    })
+    Ok(labels)
 }
 
 #[cfg(test)]

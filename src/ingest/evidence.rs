@@ -169,14 +169,14 @@ pub fn record_key(key: &Key) -> Vec<u8> {
 }
 
 /// Indexes of strings in a table, added on first use.
-struct Table<T: Eq + Clone>(Vec<T>);
+struct Table(Vec<String>);
 
-impl<T: Eq + Clone> Table<T> {
-    fn index(&mut self, v: &T) -> u32 {
+impl Table {
+    fn index(&mut self, v: &str) -> u32 {
         match self.0.iter().position(|x| x == v) {
             Some(i) => i as u32,
             None => {
-                self.0.push(v.clone());
+                self.0.push(v.to_string());
                 (self.0.len() - 1) as u32
             }
         }
@@ -185,54 +185,70 @@ impl<T: Eq + Clone> Table<T> {
 
 /// Encodes `e`, produced by `instance`.
 pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
-    let mut deploys = Table(Vec::new());
-    let mut sources: Vec<SourceMsg> = match &e.origin {
-        Origin::Kafka(ranges) => ranges
-            .iter()
-            .map(|(topic, partition, last)| SourceMsg {
-                topic: topic.clone(),
-                partition: *partition,
-                last: *last,
-            })
-            .collect(),
-        Origin::Http(_) | Origin::Local => Vec::new(),
-    };
-    let mut source_of = |raw: &Option<RawOffset>| -> (i32, i64) {
-        let Some(r) = raw else {
-            return (-1, 0);
-        };
-        let i = match sources
-            .iter()
-            .position(|s| s.topic == r.topic && s.partition == r.partition)
-        {
-            Some(i) => i,
-            None => {
-                sources.push(SourceMsg {
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                    last: r.offset,
-                });
-                sources.len() - 1
-            }
-        };
-        (i as i32, r.offset)
-    };
-    let mut msg = EvidenceMsg {
-        version: VERSION,
-        service: e.key.service.clone(),
-        environment: e.key.environment.clone(),
-        instance: envelope.instance.clone(),
-        http: matches!(e.origin, Origin::Http(_)),
-        request: match e.origin {
-            Origin::Http(Some(RequestId(id))) => id,
-            _ => 0,
-        },
-        consumed_at: envelope
-            .consumed_at
-            .map_or(0, |t| u64::try_from(t.0).unwrap_or(0)),
-        ..Default::default()
-    };
+    let mut w = Writer::new(e, envelope);
     for item in &e.items {
+        w.item(item);
+    }
+    w.msg.sources = w.sources;
+    w.msg.deploys = w.deploys.0;
+    w.msg.encode_to_vec()
+}
+
+/// An evidence message being written: the deploys and sources its items
+/// refer to by index are added as the items are.
+struct Writer {
+    msg: EvidenceMsg,
+    deploys: Table,
+    sources: Vec<SourceMsg>,
+}
+
+/// What an item of telemetry refers to, as indexes into the message.
+struct Refs {
+    deploy: u32,
+    baseline: bool,
+    source: i32,
+    offset: i64,
+}
+
+impl Writer {
+    /// The message of `e` with its envelope and no items yet; the sources
+    /// its origin read first.
+    fn new(e: &Evidence, envelope: &Envelope) -> Writer {
+        let sources: Vec<SourceMsg> = match &e.origin {
+            Origin::Kafka(ranges) => ranges
+                .iter()
+                .map(|(topic, partition, last)| SourceMsg {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    last: *last,
+                })
+                .collect(),
+            Origin::Http(_) | Origin::Local => Vec::new(),
+        };
+        let msg = EvidenceMsg {
+            version: VERSION,
+            service: e.key.service.clone(),
+            environment: e.key.environment.clone(),
+            instance: envelope.instance.clone(),
+            http: matches!(e.origin, Origin::Http(_)),
+            request: match e.origin {
+                Origin::Http(Some(RequestId(id))) => id,
+                _ => 0,
+            },
+            consumed_at: envelope
+                .consumed_at
+                .map_or(0, |t| u64::try_from(t.0).unwrap_or(0)),
+            ..Default::default()
+        };
+        Writer {
+            msg,
+            deploys: Table(Vec::new()),
+            sources,
+        }
+    }
+
+    /// Adds one item to the message.
+    fn item(&mut self, item: &Item) {
         match item {
             Item::Counts {
                 deploy_id,
@@ -242,12 +258,12 @@ pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
                 metrics,
                 counts,
             } => {
-                let (source, offset) = source_of(raw);
-                msg.counts.push(CountsMsg {
-                    deploy: deploys.index(deploy_id),
-                    baseline: *role == Role::Baseline,
-                    source,
-                    offset,
+                let r = self.refs(deploy_id, *role, raw);
+                self.msg.counts.push(CountsMsg {
+                    deploy: r.deploy,
+                    baseline: r.baseline,
+                    source: r.source,
+                    offset: r.offset,
                     at: at.0,
                     metrics: *metrics,
                     requests: counts.requests,
@@ -267,12 +283,12 @@ pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
                 slow,
                 error,
             } => {
-                let (source, offset) = source_of(raw);
-                msg.cumulative.push(CumulativeMsg {
-                    deploy: deploys.index(deploy_id),
-                    baseline: *role == Role::Baseline,
-                    source,
-                    offset,
+                let r = self.refs(deploy_id, *role, raw);
+                self.msg.cumulative.push(CumulativeMsg {
+                    deploy: r.deploy,
+                    baseline: r.baseline,
+                    source: r.source,
+                    offset: r.offset,
                     series: *series,
                     start: start.0,
                     time: time.0,
@@ -281,20 +297,13 @@ pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
                     error: *error,
                 });
             }
-            Item::Alerts(alerts) => msg.alerts.extend(alerts.iter().map(|a| AlertMsg {
-                firing: a.status == AlertStatus::Firing,
-                labels: a.labels.clone(),
-                annotations: a.annotations.clone(),
-                starts_at: a.starts_at.0,
-                fingerprint: a.fingerprint.clone(),
-                generator_url: a.generator_url.clone(),
-            })),
+            Item::Alerts(alerts) => self.msg.alerts.extend(alerts.iter().map(alert_msg)),
             Item::Rollback {
                 deploy_id,
                 reason,
                 actor,
             } => {
-                msg.rollback = Some(RollbackMsg {
+                self.msg.rollback = Some(RollbackMsg {
                     deploy_id: deploy_id.clone(),
                     reason: reason.clone(),
                     actor: actor.clone(),
@@ -302,9 +311,54 @@ pub fn encode(e: &Evidence, envelope: &Envelope) -> Vec<u8> {
             }
         }
     }
-    msg.sources = sources;
-    msg.deploys = deploys.0;
-    msg.encode_to_vec()
+
+    /// The indexes of `deploy_id` and of `raw`'s source, each added on
+    /// first use (source -1: none), and the raw offset.
+    fn refs(&mut self, deploy_id: &str, role: Role, raw: &Option<RawOffset>) -> Refs {
+        let deploy = self.deploys.index(deploy_id);
+        let baseline = role == Role::Baseline;
+        let Some(r) = raw else {
+            return Refs {
+                deploy,
+                baseline,
+                source: -1,
+                offset: 0,
+            };
+        };
+        let i = match self
+            .sources
+            .iter()
+            .position(|s| s.topic == r.topic && s.partition == r.partition)
+        {
+            Some(i) => i,
+            None => {
+                self.sources.push(SourceMsg {
+                    topic: r.topic.clone(),
+                    partition: r.partition,
+                    last: r.offset,
+                });
+                self.sources.len() - 1
+            }
+        };
+        Refs {
+            deploy,
+            baseline,
+            source: i as i32,
+            offset: r.offset,
+        }
+    }
+}
+
+/// An alert as the message writes it.
+fn alert_msg(a: &Alert) -> AlertMsg {
+    AlertMsg {
+        firing: a.status == AlertStatus::Firing,
+        labels: a.labels.clone(),
+        annotations: a.annotations.clone(),
+        starts_at: a.starts_at.0,
+        fingerprint: a.fingerprint.clone(),
+        generator_url: a.generator_url.clone(),
+    }
 }
 
 /// Decodes one evidence record: the evidence, and its envelope.
@@ -316,80 +370,16 @@ pub fn decode(bytes: &[u8]) -> Result<(Evidence, Envelope), DecodeError> {
             msg.version
         )));
     }
-    let deploy = |i: u32| {
-        msg.deploys
-            .get(i as usize)
-            .cloned()
-            .ok_or_else(|| DecodeError::new(format!("evidence: no deploy #{i}")))
-    };
-    let raw = |source: i32, offset: i64| -> Result<Option<RawOffset>, DecodeError> {
-        if source < 0 {
-            return Ok(None);
-        }
-        let s = msg
-            .sources
-            .get(source as usize)
-            .ok_or_else(|| DecodeError::new(format!("evidence: no source #{source}")))?;
-        Ok(Some(RawOffset {
-            topic: s.topic.clone(),
-            partition: s.partition,
-            offset,
-        }))
-    };
-    let role = |baseline: bool| {
-        if baseline {
-            Role::Baseline
-        } else {
-            Role::Candidate
-        }
-    };
+    let origin = origin(&msg);
     let mut items = Vec::with_capacity(msg.counts.len() + msg.cumulative.len() + 2);
     for c in &msg.counts {
-        items.push(Item::Counts {
-            deploy_id: deploy(c.deploy)?,
-            role: role(c.baseline),
-            raw: raw(c.source, c.offset)?,
-            at: Timestamp(c.at),
-            metrics: c.metrics,
-            counts: Counts {
-                requests: c.requests,
-                errors: c.errors,
-                slow: c.slow,
-                points: c.points,
-            },
-        });
+        items.push(counts_item(&msg, c)?);
     }
     for c in &msg.cumulative {
-        items.push(Item::Cumulative {
-            deploy_id: deploy(c.deploy)?,
-            role: role(c.baseline),
-            raw: raw(c.source, c.offset)?,
-            series: c.series,
-            start: Timestamp(c.start),
-            time: Timestamp(c.time),
-            count: c.count,
-            slow: c.slow,
-            error: c.error,
-        });
+        items.push(cumulative_item(&msg, c)?);
     }
     if !msg.alerts.is_empty() {
-        items.push(Item::Alerts(
-            msg.alerts
-                .iter()
-                .map(|a| Alert {
-                    status: if a.firing {
-                        AlertStatus::Firing
-                    } else {
-                        AlertStatus::Resolved
-                    },
-                    labels: a.labels.clone(),
-                    annotations: a.annotations.clone(),
-                    starts_at: Timestamp(a.starts_at),
-                    fingerprint: a.fingerprint.clone(),
-                    generator_url: a.generator_url.clone(),
-                })
-                .collect(),
-        ));
+        items.push(Item::Alerts(msg.alerts.iter().map(alert).collect()));
     }
     if let Some(r) = msg.rollback {
         items.push(Item::Rollback {
@@ -398,7 +388,105 @@ pub fn decode(bytes: &[u8]) -> Result<(Evidence, Envelope), DecodeError> {
             actor: r.actor,
         });
     }
-    let origin = if msg.http {
+    let envelope = Envelope {
+        instance: msg.instance,
+        consumed_at: (msg.consumed_at > 0)
+            .then(|| Timestamp::from_unix_nanos(msg.consumed_at))
+            .flatten(),
+    };
+    let key = Key {
+        service: msg.service,
+        environment: msg.environment,
+    };
+    Ok((Evidence { key, origin, items }, envelope))
+}
+
+/// A counts item, its deploy and source looked up in `msg`'s tables.
+fn counts_item(msg: &EvidenceMsg, c: &CountsMsg) -> Result<Item, DecodeError> {
+    Ok(Item::Counts {
+        deploy_id: deploy(msg, c.deploy)?,
+        role: role(c.baseline),
+        raw: raw(msg, c.source, c.offset)?,
+        at: Timestamp(c.at),
+        metrics: c.metrics,
+        counts: Counts {
+            requests: c.requests,
+            errors: c.errors,
+            slow: c.slow,
+            points: c.points,
+        },
+    })
+}
+
+/// A cumulative item, its deploy and source looked up in `msg`'s tables.
+fn cumulative_item(msg: &EvidenceMsg, c: &CumulativeMsg) -> Result<Item, DecodeError> {
+    Ok(Item::Cumulative {
+        deploy_id: deploy(msg, c.deploy)?,
+        role: role(c.baseline),
+        raw: raw(msg, c.source, c.offset)?,
+        series: c.series,
+        start: Timestamp(c.start),
+        time: Timestamp(c.time),
+        count: c.count,
+        slow: c.slow,
+        error: c.error,
+    })
+}
+
+/// An alert as the message wrote it.
+fn alert(a: &AlertMsg) -> Alert {
+    Alert {
+        status: if a.firing {
+            AlertStatus::Firing
+        } else {
+            AlertStatus::Resolved
+        },
+        labels: a.labels.clone(),
+        annotations: a.annotations.clone(),
+        starts_at: Timestamp(a.starts_at),
+        fingerprint: a.fingerprint.clone(),
+        generator_url: a.generator_url.clone(),
+    }
+}
+
+/// The deploy id at index `i` of `msg`'s table.
+fn deploy(msg: &EvidenceMsg, i: u32) -> Result<String, DecodeError> {
+    msg.deploys
+        .get(i as usize)
+        .cloned()
+        .ok_or_else(|| DecodeError::new(format!("evidence: no deploy #{i}")))
+}
+
+/// The raw record at `offset` of the source at index `source` of `msg`'s
+/// table; `None` for -1.
+fn raw(msg: &EvidenceMsg, source: i32, offset: i64) -> Result<Option<RawOffset>, DecodeError> {
+    if source < 0 {
+        return Ok(None);
+    }
+    let s = msg
+        .sources
+        .get(source as usize)
+        .ok_or_else(|| DecodeError::new(format!("evidence: no source #{source}")))?;
+    Ok(Some(RawOffset {
+        topic: s.topic.clone(),
+        partition: s.partition,
+        offset,
+    }))
+}
+
+/// The side a message's `baseline` flag names.
+fn role(baseline: bool) -> Role {
+    if baseline {
+        Role::Baseline
+    } else {
+        Role::Candidate
+    }
+}
+
+/// Where the evidence came from: an HTTP request (with its id, if any),
+/// Kafka partitions up to their last offsets, or neither.
+fn origin(msg: &EvidenceMsg) -> Origin {
+    if msg.http {
         Origin::Http(Some(RequestId(msg.request)).filter(|r| r.0 != 0))
     } else if msg.sources.is_empty() {
         Origin::Local
@@ -409,18 +497,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Evidence, Envelope), DecodeError> {
                 .map(|s| (s.topic.clone(), s.partition, s.last))
                 .collect(),
         )
-    };
-    let key = Key {
-        service: msg.service,
-        environment: msg.environment,
-    };
-    let envelope = Envelope {
-        instance: msg.instance,
-        consumed_at: (msg.consumed_at > 0)
-            .then(|| Timestamp::from_unix_nanos(msg.consumed_at))
-            .flatten(),
-    };
-    Ok((Evidence { key, origin, items }, envelope))
+    }
 }
 
 #[cfg(test)]
@@ -519,5 +596,31 @@ mod tests {
             let (back, _) = decode(&encode(&e, &envelope)).unwrap();
             assert_eq!(back.origin, e.origin);
         }
+    }
+
+    #[test]
+    fn alerts_and_a_rollback_round_trip() {
+        let alert = |firing, n: &str| Alert {
+            status: if firing {
+                AlertStatus::Firing
+            } else {
+                AlertStatus::Resolved
+            },
+            labels: BTreeMap::from([("service".into(), "checkout".into())]),
+            annotations: BTreeMap::from([("summary".into(), n.into())]),
+            starts_at: Timestamp(7),
+            fingerprint: n.into(),
+            generator_url: (n == "a").then(|| "http://prom".into()),
+        };
+        let mut e = sample();
+        e.items
+            .push(Item::Alerts(vec![alert(true, "a"), alert(false, "b")]));
+        e.items.push(Item::Rollback {
+            deploy_id: "d-1".into(),
+            reason: "manual".into(),
+            actor: "ops".into(),
+        });
+        let (back, _) = decode(&encode(&e, &Envelope::default())).unwrap();
+        assert_eq!(back, e);
     }
 }

@@ -1,4 +1,4 @@
-//! Configuration: TOML → validated [`Config`] (CONTRACT §7).
+//! Configuration: TOML → validated [`Config`] (`docs/config.md`).
 //!
 //! Every key has a default, durations and sizes are human strings, and
 //! unknown keys or invalid values are errors that name the key. Per-service

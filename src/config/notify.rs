@@ -1,4 +1,4 @@
-//! `[[notify]]`: where people hear of what rollbackd does (CONTRACT §7).
+//! `[[notify]]`: where people hear of what rollbackd does (`docs/config.md`).
 //!
 //! Each sink is a Slack incoming webhook or a generic webhook, with the
 //! events it wants, a URL (in the config or, better, in an env var: a Slack

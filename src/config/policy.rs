@@ -93,7 +93,7 @@ pub(super) fn resolve_all(
     Ok((base, service_policies))
 }
 
-// The contract's defaults (CONTRACT §7): a 99.9% availability and 99% of
+// The contract's defaults (`docs/config.md`): a 99.9% availability and 99% of
 // requests under 500ms, with the SRE workbook's fast- and slow-burn pairs.
 fn default_windows() -> Vec<WindowPair> {
     vec![

@@ -51,7 +51,7 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, toml::Value>,
 }
 
-/// `kafka.transactions` (CONTRACT §5, §7).
+/// `kafka.transactions` (`docs/guarantees.md#start-up-and-recovery`, `docs/config.md`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transactions {

@@ -56,8 +56,7 @@ pub struct Deploy {
     pub history: History,
 }
 
-/// A rolled-back deploy's restored version under watch (CONTRACT
-/// `[verify]`): its baseline side's requests since the rollback.
+/// A rolled-back deploy's restored version under watch (`docs/config.md#verify`): its baseline side's requests since the rollback.
 #[derive(Debug, Clone)]
 pub struct Verifying {
     /// When the executor (or a `deploy.rolled_back` event) said it was done.

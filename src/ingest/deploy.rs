@@ -1,4 +1,4 @@
-//! Deploy events (CONTRACT §1.1): plain JSON, or a CloudEvents 1.0
+//! Deploy events (`docs/formats.md#deploy-events`): plain JSON, or a CloudEvents 1.0
 //! structured-mode envelope whose `data` is the event.
 
 use std::collections::BTreeMap;

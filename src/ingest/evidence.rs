@@ -21,7 +21,7 @@
 //! ```
 //!
 //! A record of another version, or one that does not decode, is malformed:
-//! counted, audited and dead-lettered like any other input (CONTRACT §6).
+//! counted, audited and dead-lettered like any other input (`docs/guarantees.md#bad-input`).
 
 use std::collections::BTreeMap;
 

@@ -196,6 +196,42 @@ fn a_fatal_owner_client_is_rebuilt_and_the_command_is_published_once() {
     );
 }
 
+/// What an orchestrator does for each instance: one that ended is started
+/// again — one whose transaction was open through an outage longer than
+/// transaction.timeout.ms finds its producer fenced by the broker's abort
+/// of that transaction, audits it and exits 1 — and one whose `/healthz`
+/// fails is restarted, as a liveness probe would have it.
+fn liveness_probe(agents: &mut [Agent], restarted: &mut [bool; 3]) {
+    for (i, a) in agents.iter_mut().enumerate() {
+        if let Some(status) = a.wait_exit(Duration::from_millis(10)) {
+            assert!(
+                !status.success(),
+                "i{i} stopped by itself\n{}",
+                a.log_text()
+            );
+            let why = a
+                .log_text()
+                .lines()
+                .rev()
+                .find(|l| l.contains("ERROR"))
+                .unwrap_or_default()
+                .to_string();
+            println!("i{i} ended ({status}) after the outage: {why}; started again");
+            a.restart();
+            restarted[i] = true;
+        } else if a.get("/healthz").0 == 503 {
+            // Stuck (a group that never assigned it anything again,
+            // say): restarted, as a liveness probe would have it.
+            println!(
+                "i{i} stuck after the outage: {}; restarted",
+                a.get("/healthz").1.trim()
+            );
+            a.restart();
+            restarted[i] = true;
+        }
+    }
+}
+
 /// Three instances, traffic flowing, the broker stopped for `outage` and
 /// started again on the same port and data: every instance forwards
 /// again, and the next bad canary gets one command, the healthy one none.
@@ -263,41 +299,10 @@ fn broker_restart(group: &str, outage: Duration, properties: &str, held: bool) {
     thread::sleep(outage);
     broker.start_again();
     let back = Instant::now();
-    // An instance that ends is started again, as its orchestrator would:
-    // one whose transaction was open through an outage longer than
-    // transaction.timeout.ms finds its producer fenced by the broker's
-    // abort of that transaction, audits it and exits 1.
     let mut restarted = [false; 3];
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        for (i, a) in agents.iter_mut().enumerate() {
-            if let Some(status) = a.wait_exit(Duration::from_millis(10)) {
-                assert!(
-                    !status.success(),
-                    "i{i} stopped by itself\n{}",
-                    a.log_text()
-                );
-                let why = a
-                    .log_text()
-                    .lines()
-                    .rev()
-                    .find(|l| l.contains("ERROR"))
-                    .unwrap_or_default()
-                    .to_string();
-                println!("i{i} ended ({status}) after the outage: {why}; started again");
-                a.restart();
-                restarted[i] = true;
-            } else if a.get("/healthz").0 == 503 {
-                // Stuck (a group that never assigned it anything again,
-                // say): restarted, as a liveness probe would have it.
-                println!(
-                    "i{i} stuck after the outage: {}; restarted",
-                    a.get("/healthz").1.trim()
-                );
-                a.restart();
-                restarted[i] = true;
-            }
-        }
+        liveness_probe(&mut agents, &mut restarted);
         let forwarding = agents
             .iter()
             .zip(&before)
@@ -331,6 +336,22 @@ fn broker_restart(group: &str, outage: Duration, properties: &str, held: bool) {
     started(&cfg, &all, "d-good2", "cart2");
     traffic.add("shop2", true, 60);
     traffic.add("cart2", false, 60);
+    drop(all);
+    // The liveness probe goes on while the decision is awaited: after a
+    // restart noida-db's owner group can keep rebalancing without
+    // assigning some members anything, which their /healthz reports.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while commands_for(
+        &read_topic(&broker, "rollback-commands", Duration::ZERO),
+        "d-bad2",
+    )
+    .is_empty()
+        && Instant::now() < deadline
+    {
+        liveness_probe(&mut agents, &mut restarted);
+        thread::sleep(Duration::from_millis(500));
+    }
+    let all: Vec<&Agent> = agents.iter().collect();
     decided_once(&broker, &all, "d-bad2", "d-good2");
     for (i, a) in agents.iter().enumerate() {
         assert_eq!(a.get("/healthz").0, 200, "i{i}\n{}", a.log_text());

@@ -27,8 +27,9 @@
 //!
 //! - [`model`]: domain values shared by every layer: deploy events,
 //!   telemetry observations, alerts, results, commands; the engine's
-//!   [`model::Input`] and [`model::Output`]; typed audit records
-//!   ([`model::audit`]); evidence and its keys ([`model::evidence`]).
+//!   [`model::Input`] and [`model::Output`]; audit records, typed both
+//!   ways ([`model::audit`]: the same types write and read
+//!   `rollbackd.audit/v1`); evidence and its keys ([`model::evidence`]).
 //! - [`ingest`]: bytes → [`model::Input`], pure and panic-free, one module
 //!   per wire format (deploy events, OTLP protobuf and JSON, Alertmanager,
 //!   executor results), and the evidence record's format both ways
@@ -36,8 +37,10 @@
 //! - [`engine`]: all state and every decision behind one door,
 //!   [`engine::Engine::apply`]; stage 1's matching and folding
 //!   ([`engine::fold`], read-only over the engine's deploys) lives beside
-//!   it. Its module docs are the map of lifecycle, evidence into windows,
-//!   decisions, guards, alerts and views.
+//!   it. It reads only its own sections of the config
+//!   ([`engine::EngineConfig`]). Its module docs are the map of
+//!   lifecycle, evidence into windows, decisions, guards, alerts and
+//!   views.
 //! - [`config`]: TOML → validated [`config::Config`], with the effective SLO
 //!   [`config::Policy`] per service, and the env vars it names (tokens,
 //!   sinks) read once, the same way by `run` and `check-config`; [`time`]: timestamps and durations;
@@ -51,9 +54,13 @@
 //!   share; [`rng`]: the deterministic generator they draw from.
 //! - [`runtime`]: `rollbackd run` — the two stages and their consumer
 //!   groups, ownership of evidence partitions, transactions, recovery,
-//!   readiness per stage, shutdown; [`http`]: its HTTP listener (and the
-//!   live status page), which reaches the runtime through the narrow
-//!   [`http::Api`] trait;
+//!   readiness per stage, shutdown. Where an input goes to be decided is
+//!   its one difference between the modes, the [`runtime::backend::Backend`]
+//!   trait: [`runtime::backend::Local`] (this process) or
+//!   [`runtime::backend::Kafka`] (the owners, through the topics); where
+//!   outputs go is the emitter's [`runtime::emit::Sink`] (the topics, or
+//!   stdout). [`http`]: its HTTP listener (and the live status page),
+//!   which reaches the runtime through the narrow [`http::Api`] trait;
 //!   [`metrics`]: rollbackd's own Prometheus metrics.
 //! - [`kafka`]: Kafka clients only (the control-topic reader, the group
 //!   consumers, the one producer every stage sends with — rebuilt after a

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::engine::evaluate::PairEval;
 use crate::engine::history::Point;
 use crate::engine::{DeployView, FinishedDeploy};
 use crate::model::{summary, AuditEvent, AuditRecord};
@@ -217,6 +218,41 @@ fn section(h: &mut String, d: &ReportDeploy, records: Records<'_>) {
     h.push_str("</tbody></table></section>");
 }
 
+/// A time as seconds on a chart's axis.
+fn secs(t: Timestamp) -> f64 {
+    t.0 as f64 / 1e9
+}
+
+/// `bad` of `requests`, 0 without requests.
+fn ratio(bad: u32, requests: u32) -> f64 {
+    if requests == 0 {
+        0.0
+    } else {
+        bad as f64 / requests as f64
+    }
+}
+
+/// A deploy's evaluations, to draw lines from.
+struct Plot<'a> {
+    points: &'a [Point],
+}
+
+impl Plot<'_> {
+    /// The line of `y` at every evaluation (where it is a number).
+    fn line(&self, label: &str, color: &'static str, y: &dyn Fn(&Point) -> f64) -> Series {
+        Series {
+            label: label.to_string(),
+            color,
+            points: self
+                .points
+                .iter()
+                .map(|p| (secs(p.at), y(p)))
+                .filter(|(_, y)| y.is_finite())
+                .collect(),
+        }
+    }
+}
+
 /// The three charts of a deploy: request rates, bad ratios, burn rates.
 fn charts(h: &mut String, v: &DeployView, markers: &[(Timestamp, String)]) {
     let points = &v.history;
@@ -228,44 +264,28 @@ fn charts(h: &mut String, v: &DeployView, markers: &[(Timestamp, String)]) {
         h.push_str("<p class=\"meta\">never evaluated</p>");
         return;
     }
-    let x = |t: Timestamp| t.0 as f64 / 1e9;
-    let x0 = x(v.started_at).min(x(points[0].at));
+    let x0 = secs(v.started_at).min(secs(points[0].at));
     let x1 = markers
         .iter()
-        .map(|(t, _)| x(*t))
-        .chain(points.iter().map(|p| x(p.at)))
+        .map(|(t, _)| secs(*t))
+        .chain(points.iter().map(|p| secs(p.at)))
         .fold(x0 + 1.0, f64::max);
+    let frame = Frame { x0, x1, markers };
+    let plot = Plot { points };
     let short = first_pair.short.as_secs_f64().max(1e-9);
     let long = first_pair.long.as_secs_f64().max(1e-9);
-    let rate = |c: u32, secs: f64| c as f64 / secs;
-    let ratio = |bad: u32, req: u32| {
-        if req == 0 {
-            0.0
-        } else {
-            bad as f64 / req as f64
-        }
-    };
-    let frame = Frame { x0, x1, markers };
-    let line = |label: &str, color: &'static str, y: &dyn Fn(&Point) -> f64| Series {
-        label: label.to_string(),
-        color,
-        points: points
-            .iter()
-            .map(|p| (x(p.at), y(p)))
-            .filter(|(_, y)| y.is_finite())
-            .collect(),
-    };
-    let started = x(v.started_at);
+    let started = secs(v.started_at);
     frame.chart(
         h,
         "requests per second: candidate (first pair's short window) vs baseline (its long window)",
         &[
             // Until the short window has passed, the candidate's
             // traffic has only run since the start.
-            line("candidate", CANDIDATE, &|p| {
-                rate(p.candidate.requests, short.min(x(p.at) - started).max(1.0))
+            plot.line("candidate", CANDIDATE, &|p| {
+                let over = short.min(secs(p.at) - started).max(1.0);
+                p.candidate.requests as f64 / over
             }),
-            line("baseline", BASELINE, &|p| rate(p.baseline.requests, long)),
+            plot.line("baseline", BASELINE, &|p| p.baseline.requests as f64 / long),
         ],
         &[],
         |y| format!("{y:.1}/s"),
@@ -274,28 +294,33 @@ fn charts(h: &mut String, v: &DeployView, markers: &[(Timestamp, String)]) {
         h,
         "bad ratio: errors and slow requests, candidate vs baseline",
         &[
-            line("candidate errors", CANDIDATE, &|p| {
+            plot.line("candidate errors", CANDIDATE, &|p| {
                 ratio(p.candidate.errors, p.candidate.requests)
             }),
-            line("baseline errors", BASELINE, &|p| {
+            plot.line("baseline errors", BASELINE, &|p| {
                 ratio(p.baseline.errors, p.baseline.requests)
             }),
-            line("candidate slow", "#e8a317", &|p| {
+            plot.line("candidate slow", "#e8a317", &|p| {
                 ratio(p.candidate.slow, p.candidate.requests)
             }),
-            line("baseline slow", "#2e9e5b", &|p| {
+            plot.line("baseline slow", "#2e9e5b", &|p| {
                 ratio(p.baseline.slow, p.baseline.requests)
             }),
         ],
         &[],
         |y| format!("{:.2}%", y * 100.0),
     );
-    let pairs = &v.evaluation.pairs;
+    burn_chart(h, &frame, &plot, &v.evaluation.pairs);
+}
+
+/// The long-window burn rate of every window pair, with each distinct
+/// threshold drawn once.
+fn burn_chart(h: &mut String, frame: &Frame<'_>, plot: &Plot<'_>, pairs: &[PairEval]) {
     let burns: Vec<Series> = pairs
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            line(
+            plot.line(
                 &format!("{} {}/{}", p.sli.as_str(), p.short, p.long),
                 PAIRS[i % PAIRS.len()],
                 &|pt| pt.burn.get(i).copied().unwrap_or(0.0) as f64,
@@ -340,7 +365,26 @@ const LEFT: f64 = 56.0;
 const TOP: f64 = 18.0;
 const BOTTOM: f64 = 18.0;
 
+/// Where values go on one chart.
+struct Scale {
+    x0: f64,
+    x1: f64,
+    ymax: f64,
+}
+
+impl Scale {
+    fn px(&self, x: f64) -> f64 {
+        LEFT + (x - self.x0) / (self.x1 - self.x0) * (W - LEFT - 8.0)
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        TOP + (1.0 - (y / self.ymax).clamp(0.0, 1.0)) * (H - TOP - BOTTOM)
+    }
+}
+
 impl Frame<'_> {
+    /// One chart: its frame, axes and title, the thresholds, the event
+    /// markers, then each series and its legend.
     fn chart(
         &self,
         h: &mut String,
@@ -355,9 +399,41 @@ impl Frame<'_> {
             .chain(thresholds.iter().map(|t| t.0))
             .filter(|y| y.is_finite())
             .fold(0.0, f64::max);
-        let ymax = if ymax > 0.0 { ymax * 1.05 } else { 1.0 };
-        let px = |x: f64| LEFT + (x - self.x0) / (self.x1 - self.x0) * (W - LEFT - 8.0);
-        let py = |y: f64| TOP + (1.0 - (y / ymax).clamp(0.0, 1.0)) * (H - TOP - BOTTOM);
+        let scale = Scale {
+            x0: self.x0,
+            x1: self.x1,
+            ymax: if ymax > 0.0 { ymax * 1.05 } else { 1.0 },
+        };
+        self.axes(h, title, &fmt(scale.ymax));
+        for (y, label) in thresholds {
+            let _ = write!(
+                h,
+                "<line class=\"threshold\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d93a3a\" stroke-dasharray=\"5 3\"><title>threshold {}</title></line>",
+                W - 8.0,
+                escape(label),
+                y = scale.py(*y)
+            );
+        }
+        for (t, label) in self.markers {
+            let mx = scale.px(t.0 as f64 / 1e9);
+            let _ = write!(
+                h,
+                "<line class=\"marker\" x1=\"{mx:.1}\" x2=\"{mx:.1}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"#8a93a6\" stroke-width=\"1\"><title>{} {}</title></line>",
+                H - BOTTOM,
+                t,
+                escape(label)
+            );
+        }
+        let mut legend_x = LEFT + 8.0;
+        for s in series {
+            lines(h, &scale, s, legend_x);
+            legend_x += 7.0 * s.label.chars().count() as f64 + 16.0;
+        }
+        h.push_str("</svg>");
+    }
+
+    /// The chart's frame, title and axis labels (`top`: the largest value).
+    fn axes(&self, h: &mut String, title: &str, top: &str) {
         let _ = write!(
             h,
             "<svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>\
@@ -371,7 +447,7 @@ impl Frame<'_> {
             H - TOP - BOTTOM,
             LEFT - 4.0,
             TOP + 8.0,
-            escape(&fmt(ymax)),
+            escape(top),
             LEFT - 4.0,
             H - BOTTOM,
             H - 4.0,
@@ -380,60 +456,38 @@ impl Frame<'_> {
             self.x1 - self.x0,
             t = escape(title),
         );
-        for (y, label) in thresholds {
-            let _ = write!(
-                h,
-                "<line class=\"threshold\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d93a3a\" stroke-dasharray=\"5 3\"><title>threshold {}</title></line>",
-                W - 8.0,
-                escape(label),
-                y = py(*y)
-            );
-        }
-        for (t, label) in self.markers {
-            let mx = px(t.0 as f64 / 1e9);
-            let _ = write!(
-                h,
-                "<line class=\"marker\" x1=\"{mx:.1}\" x2=\"{mx:.1}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"#8a93a6\" stroke-width=\"1\"><title>{} {}</title></line>",
-                H - BOTTOM,
-                t,
-                escape(label)
-            );
-        }
-        let mut legend_x = LEFT + 8.0;
-        for Series {
-            label,
-            color,
-            points: pts,
-        } in series
-        {
-            if !pts.is_empty() {
-                let d: String = pts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (x, y))| {
-                        format!(
-                            "{}{:.1} {:.1}",
-                            if i == 0 { "M" } else { " L" },
-                            px(*x),
-                            py(*y)
-                        )
-                    })
-                    .collect();
-                let _ = write!(
-                    h,
-                    "<path d=\"{d}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.6\"/>"
-                );
-            }
-            let _ = write!(
-                h,
-                "<text x=\"{legend_x:.0}\" y=\"{}\" font-size=\"10\" fill=\"{color}\">{}</text>",
-                TOP + 12.0,
-                escape(label)
-            );
-            legend_x += 7.0 * label.chars().count() as f64 + 16.0;
-        }
-        h.push_str("</svg>");
     }
+}
+
+/// One series: its path, and its legend at `legend_x`.
+fn lines(h: &mut String, scale: &Scale, s: &Series, legend_x: f64) {
+    if !s.points.is_empty() {
+        let d: String = s
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, (x, y))| {
+                format!(
+                    "{}{:.1} {:.1}",
+                    if i == 0 { "M" } else { " L" },
+                    scale.px(*x),
+                    scale.py(*y)
+                )
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\"/>",
+            s.color
+        );
+    }
+    let _ = write!(
+        h,
+        "<text x=\"{legend_x:.0}\" y=\"{}\" font-size=\"10\" fill=\"{}\">{}</text>",
+        TOP + 12.0,
+        s.color,
+        escape(&s.label)
+    );
 }
 
 #[cfg(test)]

@@ -172,17 +172,31 @@ fn run_command(config: &Config, done: &HashSet<String>, cmd: &Command) -> Option
     })
 }
 
-/// Runs the executor until interrupted.
-pub fn execute(config: &Config) -> Result<(), Error> {
-    let k = kafka(config)?;
-    let t = &config.topics;
-    // What already ran: the results topic, read whole, then followed.
-    let (mut reader, mut done) = results_so_far(k, &t.results)?;
-    reader.follow(&[&t.results])?;
+/// Set once SIGTERM or SIGINT arrives: the command in hand is finished,
+/// then the executor stops.
+fn stop_on_signal(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    rt.spawn(async move {
+        crate::shutdown::wait_for_signal().await;
+        info!("signal received: finishing the command in hand, then stopping");
+        flag.store(true, Ordering::Release);
+    });
+    stop
+}
+
+/// The executor's member of consumer group `group_id` on `commands`:
+/// offsets stored by hand once a command's result is published, committed
+/// automatically.
+fn commands_consumer(
+    k: &KafkaConfig,
+    group_id: &str,
+    commands: &str,
+) -> Result<BaseConsumer, Error> {
     let consumer: BaseConsumer = client_config(
         k,
         &[
-            ("group.id", config.executor.group_id.as_str()),
+            ("group.id", group_id),
             ("enable.auto.commit", "true"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
@@ -190,7 +204,18 @@ pub fn execute(config: &Config) -> Result<(), Error> {
         ],
     )
     .create()?;
-    consumer.subscribe(&[&t.commands])?;
+    consumer.subscribe(&[commands])?;
+    Ok(consumer)
+}
+
+/// Runs the executor until interrupted.
+pub fn execute(config: &Config) -> Result<(), Error> {
+    let k = kafka(config)?;
+    let t = &config.topics;
+    // What already ran: the results topic, read whole, then followed.
+    let (mut reader, mut done) = results_so_far(k, &t.results)?;
+    reader.follow(&[&t.results])?;
+    let consumer = commands_consumer(k, &config.executor.group_id, &t.commands)?;
     info!(
         already_executed = done.len(),
         group = %config.executor.group_id,
@@ -205,15 +230,7 @@ pub fn execute(config: &Config) -> Result<(), Error> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        rt.spawn(async move {
-            crate::shutdown::wait_for_signal().await;
-            info!("signal received: finishing the command in hand, then stopping");
-            stop.store(true, Ordering::Release);
-        });
-    }
+    let stop = stop_on_signal(&rt);
     let mut assigned = false;
     while !stop.load(Ordering::Acquire) {
         let polled = consumer.poll(Duration::from_millis(500));

@@ -78,13 +78,64 @@ pub struct Batch<'a> {
     pub consumed_at: Option<Timestamp>,
 }
 
-pub enum Sink {
-    Kafka(Box<KafkaSink>),
-    Stdout,
+/// Where a batch of outputs goes: the topics ([`KafkaSink`]) or stdout
+/// ([`Stdout`]). The emitter around it does the rest the same way.
+pub trait Sink: Send {
+    /// Publishes the batch (with the evidence offsets it consumed, where
+    /// they are committed with it); returns once it is out.
+    fn publish(
+        &self,
+        shared: &Shared,
+        outputs: &[&Output],
+        offsets: Option<&Offsets<'_>>,
+        issued: Timestamp,
+    ) -> Result<(), EmitError>;
+
+    /// Whether a batch and its offsets commit together.
+    fn transactional(&self) -> bool {
+        false
+    }
+
+    /// Whether published audit records are offered to the notifier here
+    /// (with Kafka the notify consumer reads them from the audit topic).
+    fn notifies(&self) -> bool;
+
+    /// Flushes what is in flight (at shutdown).
+    fn flush(&self) {}
+}
+
+/// Commands as JSON lines on stdout, each flushed: someone may be piping
+/// them to an executor.
+pub struct Stdout;
+
+impl Sink for Stdout {
+    fn publish(
+        &self,
+        _shared: &Shared,
+        outputs: &[&Output],
+        _offsets: Option<&Offsets<'_>>,
+        issued: Timestamp,
+    ) -> Result<(), EmitError> {
+        let mut out = std::io::stdout().lock();
+        for o in outputs {
+            if let Output::Command(c) = o {
+                let mut c = c.clone();
+                c.issued_at = issued;
+                serde_json::to_writer(&mut out, &c).map_err(std::io::Error::from)?;
+                out.write_all(b"\n")?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn notifies(&self) -> bool {
+        true
+    }
 }
 
 pub struct Emitter {
-    sink: Sink,
+    sink: Box<dyn Sink>,
     audit_file: Option<AuditFile>,
     notifier: Option<Arc<Notifier>>,
     shared: Arc<Shared>,
@@ -105,7 +156,7 @@ impl Emitter {
         notifier: Option<Arc<Notifier>>,
     ) -> Emitter {
         Emitter {
-            sink: Sink::Stdout,
+            sink: Box::new(Stdout),
             audit_file,
             notifier,
             shared,
@@ -123,7 +174,7 @@ impl Emitter {
             .emit
             .store(true, std::sync::atomic::Ordering::Release);
         Emitter {
-            sink: Sink::Kafka(Box::new(sink)),
+            sink: Box::new(sink),
             audit_file,
             notifier,
             shared,
@@ -131,7 +182,7 @@ impl Emitter {
     }
 
     pub fn transactional(&self) -> bool {
-        matches!(&self.sink, Sink::Kafka(k) if k.producer.is_transactional())
+        self.sink.transactional()
     }
 
     /// Publishes a batch: with Kafka, retried until it is out (or the
@@ -152,10 +203,8 @@ impl Emitter {
             return Ok(());
         }
         let issued = Timestamp::now_wall();
-        match &self.sink {
-            Sink::Stdout => stdout(&outputs, issued)?,
-            Sink::Kafka(k) => k.publish(&self.shared, &outputs, batch.offsets.as_ref(), issued)?,
-        }
+        self.sink
+            .publish(&self.shared, &outputs, batch.offsets.as_ref(), issued)?;
         self.done(&outputs, batch.consumed_at);
         Ok(())
     }
@@ -176,7 +225,7 @@ impl Emitter {
             }
         }
         m.count_audits(audits.iter());
-        if let (Sink::Stdout, Some(n)) = (&self.sink, &self.notifier) {
+        if let (true, Some(n)) = (self.sink.notifies(), &self.notifier) {
             for a in &audits {
                 if let Ok(payload) = serde_json::to_vec(a) {
                     n.offer(&payload);
@@ -203,20 +252,6 @@ impl Emitter {
         }
         self.shared.remember(audits);
     }
-}
-
-fn stdout(outputs: &[&Output], issued: Timestamp) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    for o in outputs {
-        if let Output::Command(c) = o {
-            let mut c = c.clone();
-            c.issued_at = issued;
-            serde_json::to_writer(&mut out, &c)?;
-            out.write_all(b"\n")?;
-            out.flush()?;
-        }
-    }
-    Ok(())
 }
 
 impl KafkaSink {
@@ -320,6 +355,81 @@ impl KafkaSink {
             .collect()
     }
 
+    /// Sends everything on `client` and waits for every acknowledgement.
+    fn send_all(
+        &self,
+        client: &Client,
+        outputs: &[&Output],
+        issued: Timestamp,
+    ) -> Result<(), KafkaError> {
+        let records = self.records(outputs, issued);
+        self.rt
+            .block_on(Producer::send_on(client, &records))
+            .map(|_| ())
+    }
+
+    /// What a failure of the owner's client means for the batch.
+    fn failed(failure: Failure, e: KafkaError) -> EmitError {
+        match failure {
+            Failure::Fenced => {
+                error!(error = %e, "this instance is fenced: its transactional id was taken over (by a newer instance, or by the broker aborting a transaction open past transaction.timeout.ms); it publishes nothing more and stops");
+                EmitError::Fenced(e.to_string())
+            }
+            Failure::Fatal => EmitError::Fatal(e),
+            Failure::Retriable => e.into(),
+        }
+    }
+
+    fn transaction(
+        &self,
+        client: &Client,
+        outputs: &[&Output],
+        offsets: Option<&Offsets<'_>>,
+        issued: Timestamp,
+    ) -> Result<(), EmitError> {
+        let records = self.records(outputs, issued);
+        let offsets = offsets.and_then(|o| match &o.group {
+            Some(g) if o.next.count() > 0 => Some((o.next, g)),
+            _ => None,
+        });
+        let command = outputs.iter().any(|o| matches!(o, Output::Command(_)));
+        let before_commit = || {
+            if command && super::failpoint::once("owner-fatal") {
+                warn!(
+                    "failpoint owner-fatal: the owner's client is declared dead before its commit"
+                );
+                self.producer.kill_client();
+                return Err(KafkaError::MessageProduction(
+                    rdkafka::error::RDKafkaErrorCode::Fatal,
+                ));
+            }
+            Ok(())
+        };
+        self.producer
+            .transact(&self.rt, client, &records, offsets, before_commit)
+            .map_err(|(failure, e)| KafkaSink::failed(failure, e))
+    }
+
+    fn idempotent(
+        &self,
+        client: &Client,
+        outputs: &[&Output],
+        offsets: Option<&Offsets<'_>>,
+        issued: Timestamp,
+    ) -> Result<(), EmitError> {
+        if let Err(e) = self.send_all(client, outputs, issued) {
+            return Err(KafkaSink::failed(self.producer.classify(client, &e), e));
+        }
+        if let Some(o) = offsets {
+            if o.next.count() > 0 {
+                (o.commit)(o.next)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink for KafkaSink {
     /// Publishes a batch, tried again whole until it is out — on a new
     /// client after a fatal error — or the instance is fenced or stops.
     fn publish(
@@ -398,81 +508,16 @@ impl KafkaSink {
         }
     }
 
-    /// Sends everything on `client` and waits for every acknowledgement.
-    fn send_all(
-        &self,
-        client: &Client,
-        outputs: &[&Output],
-        issued: Timestamp,
-    ) -> Result<(), KafkaError> {
-        let records = self.records(outputs, issued);
-        self.rt
-            .block_on(Producer::send_on(client, &records))
-            .map(|_| ())
+    fn transactional(&self) -> bool {
+        self.producer.is_transactional()
     }
 
-    /// What a failure of the owner's client means for the batch.
-    fn failed(failure: Failure, e: KafkaError) -> EmitError {
-        match failure {
-            Failure::Fenced => {
-                error!(error = %e, "this instance is fenced: its transactional id was taken over (by a newer instance, or by the broker aborting a transaction open past transaction.timeout.ms); it publishes nothing more and stops");
-                EmitError::Fenced(e.to_string())
-            }
-            Failure::Fatal => EmitError::Fatal(e),
-            Failure::Retriable => e.into(),
-        }
-    }
-
-    fn transaction(
-        &self,
-        client: &Client,
-        outputs: &[&Output],
-        offsets: Option<&Offsets<'_>>,
-        issued: Timestamp,
-    ) -> Result<(), EmitError> {
-        let records = self.records(outputs, issued);
-        let offsets = offsets.and_then(|o| match &o.group {
-            Some(g) if o.next.count() > 0 => Some((o.next, g)),
-            _ => None,
-        });
-        let command = outputs.iter().any(|o| matches!(o, Output::Command(_)));
-        let before_commit = || {
-            if command && super::failpoint::once("owner-fatal") {
-                warn!(
-                    "failpoint owner-fatal: the owner's client is declared dead before its commit"
-                );
-                self.producer.kill_client();
-                return Err(KafkaError::MessageProduction(
-                    rdkafka::error::RDKafkaErrorCode::Fatal,
-                ));
-            }
-            Ok(())
-        };
-        self.producer
-            .transact(&self.rt, client, &records, offsets, before_commit)
-            .map_err(|(failure, e)| KafkaSink::failed(failure, e))
-    }
-
-    fn idempotent(
-        &self,
-        client: &Client,
-        outputs: &[&Output],
-        offsets: Option<&Offsets<'_>>,
-        issued: Timestamp,
-    ) -> Result<(), EmitError> {
-        if let Err(e) = self.send_all(client, outputs, issued) {
-            return Err(KafkaSink::failed(self.producer.classify(client, &e), e));
-        }
-        if let Some(o) = offsets {
-            if o.next.count() > 0 {
-                (o.commit)(o.next)?;
-            }
-        }
-        Ok(())
+    fn notifies(&self) -> bool {
+        false
     }
 
     /// Flushes what is in flight (at shutdown).
-    pub fn flush(&self) {
+    fn flush(&self) {
         if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
             error!(error = %e, "producer flush failed at shutdown");
         }
@@ -481,8 +526,6 @@ impl KafkaSink {
 
 impl Drop for Emitter {
     fn drop(&mut self) {
-        if let Sink::Kafka(k) = &self.sink {
-            k.flush();
-        }
+        self.sink.flush();
     }
 }

@@ -362,7 +362,7 @@ impl Group {
     /// librdkafka's latest statistics; `None` until they arrive.
     /// Whether this member holds no partition while the group as a whole
     /// leaves records unread: its committed offsets did not move in the
-    /// last [`STARVED_CHECK`] and records wait behind them. A member that
+    /// last `STARVED_CHECK` and records wait behind them. A member that
     /// holds nothing because others consume everything sees the offsets
     /// move; a group that assigns nobody anything (a coordinator that never
     /// completes a rebalance) starves, and so is everyone's liveness.

@@ -12,7 +12,7 @@
 //!  control topics (read whole: deploy events, commands, results, admin) ─────────────► owner thread
 //! ```
 //!
-//! - [`node`]: `run` with Kafka, step by step: brokers, groups,
+//! - `node`: `run` with Kafka, step by step: brokers, groups,
 //!   producers, recovery, the threads, the stop.
 //! - [`backend`]: where an input goes to be decided — [`backend::Local`]
 //!   (this process) or [`backend::Kafka`] (the owners, the topics); the

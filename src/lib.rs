@@ -91,6 +91,7 @@
 //! arrives later is counted and audited (see [`engine`]).
 
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub mod config;
 pub mod demo;

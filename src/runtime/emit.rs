@@ -355,6 +355,25 @@ impl KafkaSink {
             .collect()
     }
 
+    /// An attempt to publish ended: whether the batch is out (the owner
+    /// idle and `emit` ready again, or busy and not ready), and with
+    /// transactions the outcome to count (`""`: none).
+    fn settled(&self, shared: &Shared, out: bool, outcome: &str) {
+        let live = &shared.liveness;
+        live.busy(&live.owner, !out);
+        shared
+            .readiness
+            .emit
+            .store(out, std::sync::atomic::Ordering::Release);
+        if self.producer.is_transactional() && !outcome.is_empty() {
+            shared
+                .metrics
+                .transactions
+                .with_label_values(&[outcome])
+                .inc();
+        }
+    }
+
     /// Sends everything on `client` and waits for every acknowledgement.
     fn send_all(
         &self,
@@ -440,7 +459,6 @@ impl Sink for KafkaSink {
         issued: Timestamp,
     ) -> Result<(), EmitError> {
         let mut backoff = Duration::from_millis(50);
-        let live = &shared.liveness;
         loop {
             let client = self.producer.client();
             let result = if self.producer.is_transactional() {
@@ -451,18 +469,7 @@ impl Sink for KafkaSink {
             match result {
                 Ok(()) => {
                     self.producer.delivered();
-                    live.busy(&live.owner, false);
-                    shared
-                        .readiness
-                        .emit
-                        .store(true, std::sync::atomic::Ordering::Release);
-                    if self.producer.is_transactional() {
-                        shared
-                            .metrics
-                            .transactions
-                            .with_label_values(&["committed"])
-                            .inc();
-                    }
+                    self.settled(shared, true, "committed");
                     return Ok(());
                 }
                 Err(EmitError::Fenced(why)) => {
@@ -474,29 +481,14 @@ impl Sink for KafkaSink {
                     return Err(EmitError::Fenced(why));
                 }
                 Err(EmitError::Fatal(e)) => {
-                    live.busy(&live.owner, true);
-                    shared
-                        .readiness
-                        .emit
-                        .store(false, std::sync::atomic::Ordering::Release);
+                    self.settled(shared, false, "");
                     // The batch again, whole, on a new client.
                     if self.producer.rebuild(&client, &e).is_err() {
                         return Err(EmitError::Stopped);
                     }
                 }
                 Err(e) => {
-                    live.busy(&live.owner, true);
-                    shared
-                        .readiness
-                        .emit
-                        .store(false, std::sync::atomic::Ordering::Release);
-                    if self.producer.is_transactional() {
-                        shared
-                            .metrics
-                            .transactions
-                            .with_label_values(&["aborted"])
-                            .inc();
-                    }
+                    self.settled(shared, false, "aborted");
                     warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "publishing a batch failed; retrying it whole");
                     if shared.cancel.is_cancelled() {
                         return Err(EmitError::Stopped);

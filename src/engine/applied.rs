@@ -25,7 +25,8 @@ pub const MAX_REQUESTS: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub struct Applied {
-    raw: HashMap<(String, i32), i64>,
+    /// Per raw topic, per partition: the last offset applied.
+    raw: HashMap<String, HashMap<i32, i64>>,
     requests: HashSet<RequestId>,
     /// When each remembered request was applied, oldest first.
     order: VecDeque<(Timestamp, RequestId)>,
@@ -36,17 +37,19 @@ impl Applied {
     pub fn fresh(&self, raw: Option<&RawOffset>) -> bool {
         raw.is_none_or(|r| {
             self.raw
-                .get(&(r.topic.clone(), r.partition))
+                .get(r.topic.as_str())
+                .and_then(|p| p.get(&r.partition))
                 .is_none_or(|&done| r.offset > done)
         })
     }
 
     /// Raw records up to `last` of (`topic`, `partition`) are applied.
     pub fn raw_applied(&mut self, topic: &str, partition: i32, last: i64) {
-        let done = self
-            .raw
-            .entry((topic.to_string(), partition))
-            .or_insert(last);
+        let partitions = match self.raw.get_mut(topic) {
+            Some(p) => p,
+            None => self.raw.entry(topic.to_string()).or_default(),
+        };
+        let done = partitions.entry(partition).or_insert(last);
         *done = (*done).max(last);
     }
 

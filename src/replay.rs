@@ -198,7 +198,8 @@ fn write_outputs(
                     kept.push(a);
                 }
             }
-            Output::Telemetry(_) | Output::Refused(_) => {}
+            // Applied by the engine that inferred it: nothing to publish.
+            Output::Telemetry(_) | Output::Refused(_) | Output::Deploy(_) => {}
         }
     }
     Ok(())

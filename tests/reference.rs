@@ -323,6 +323,7 @@ fn every_field_the_config_parser_knows_is_documented() {
         "limits",
         "audit",
         "verify",
+        "deploys",
         "log",
         "telemetry",
         "executor",

@@ -31,9 +31,9 @@ use crate::time::Duration;
 pub use policy::Policy;
 use schema::RawConfig;
 pub use schema::{
-    AlertsConfig, AuditConfig, ExecutorConfig, GuardsConfig, HttpConfig, KafkaConfig, LimitsConfig,
-    LogConfig, LogFormat, OtlpEncoding, TelemetryConfig, Topics, Transactions, VerifyConfig,
-    WindowPair, PLACEHOLDERS,
+    AlertsConfig, AuditConfig, DeploysConfig, ExecutorConfig, GuardsConfig, HttpConfig,
+    KafkaConfig, LimitsConfig, LogConfig, LogFormat, OtlpEncoding, TelemetryConfig, Topics,
+    Transactions, VerifyConfig, WindowPair, PLACEHOLDERS,
 };
 pub use secrets::{Secrets, WEBHOOK_ROUTES};
 pub use values::{kafka_property_string, parse_size};
@@ -71,6 +71,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub audit: AuditConfig,
     pub verify: VerifyConfig,
+    pub deploys: DeploysConfig,
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
     pub executor: ExecutorConfig,

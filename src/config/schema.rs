@@ -272,6 +272,46 @@ impl Default for VerifyConfig {
     }
 }
 
+/// `[deploys]`: deploys found in the telemetry, and deploys of versions
+/// known to be good.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploysConfig {
+    /// A version of a service seen serving for the first time (recently)
+    /// starts a deploy, its baseline the version that served before.
+    pub infer: bool,
+    /// The services whose deploys are inferred; empty: every service.
+    pub infer_services: Vec<String>,
+    /// A version seen serving within this is not new.
+    pub version_memory: Duration,
+    /// How long a version must be absent to be gone, and how long after a
+    /// service is first seen its versions are all taken as known.
+    pub infer_settle: Duration,
+    /// A deploy of a version seen healthy within this is fast-tracked;
+    /// zero: never.
+    pub fast_track_window: Duration,
+}
+
+impl Default for DeploysConfig {
+    fn default() -> Self {
+        DeploysConfig {
+            infer: false,
+            infer_services: Vec::new(),
+            version_memory: Duration::from_secs(24 * 3600),
+            infer_settle: Duration::from_secs(120),
+            fast_track_window: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl DeploysConfig {
+    /// Whether deploys of `service` are inferred from its telemetry.
+    pub fn infers(&self, service: &str) -> bool {
+        self.infer
+            && (self.infer_services.is_empty() || self.infer_services.iter().any(|s| s == service))
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -344,6 +384,8 @@ pub(super) struct RawConfig {
     pub(super) audit: AuditConfig,
     #[serde(default)]
     pub(super) verify: VerifyConfig,
+    #[serde(default)]
+    pub(super) deploys: DeploysConfig,
     #[serde(default)]
     pub(super) log: LogConfig,
     #[serde(default)]

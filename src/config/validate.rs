@@ -3,8 +3,8 @@
 //! layout; each error names its key.
 
 use super::schema::{
-    AlertsConfig, ExecutorConfig, GuardsConfig, HttpConfig, KafkaConfig, LimitsConfig, RawConfig,
-    Topics, VerifyConfig, PLACEHOLDERS,
+    AlertsConfig, DeploysConfig, ExecutorConfig, GuardsConfig, HttpConfig, KafkaConfig,
+    LimitsConfig, RawConfig, Topics, VerifyConfig, PLACEHOLDERS,
 };
 use super::values::{kafka_property_string, parse_size, resolve_listen};
 use super::{invalid, notify, policy, Config, ConfigError};
@@ -22,6 +22,7 @@ impl Config {
         check_topics(&raw.topics)?;
         let (http_listen, http_max_body) = check_http(&raw.http)?;
         check_verify(&raw.verify)?;
+        check_deploys(&raw.deploys)?;
         check_guards(&raw.guards)?;
         check_alerts(&raw.alerts)?;
         check_limits(&raw.limits)?;
@@ -45,6 +46,7 @@ impl Config {
             limits: raw.limits,
             audit: raw.audit,
             verify: raw.verify,
+            deploys: raw.deploys,
             log: raw.log,
             telemetry: raw.telemetry,
             executor: raw.executor,
@@ -148,6 +150,28 @@ fn check_http(http: &HttpConfig) -> Result<(SocketAddr, usize), ConfigError> {
 fn check_verify(v: &VerifyConfig) -> Result<(), ConfigError> {
     if !(1_000_000_000..=86_400 * 1_000_000_000).contains(&v.window.nanos()) {
         return Err(invalid("verify.window", "must be 1s to 1d"));
+    }
+    Ok(())
+}
+
+/// `[deploys]`: a settle time of a second to an hour, a memory at least
+/// that long, a fast-track window not negative, services named.
+fn check_deploys(d: &DeploysConfig) -> Result<(), ConfigError> {
+    const HOUR: i64 = 3_600_000_000_000;
+    if !(1_000_000_000..=HOUR).contains(&d.infer_settle.nanos()) {
+        return Err(invalid("deploys.infer_settle", "must be 1s to 1h"));
+    }
+    if d.version_memory < d.infer_settle {
+        return Err(invalid(
+            "deploys.version_memory",
+            "must be at least deploys.infer_settle",
+        ));
+    }
+    if d.fast_track_window.nanos() < 0 {
+        return Err(invalid("deploys.fast_track_window", "must not be negative"));
+    }
+    if d.infer_services.iter().any(|s| s.is_empty()) {
+        return Err(invalid("deploys.infer_services", "a service name is empty"));
     }
     Ok(())
 }

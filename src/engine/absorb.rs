@@ -24,8 +24,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::audit::LateDataAudit;
-use crate::model::evidence::{Counts, Evidence, Item, Origin};
-use crate::model::{AuditRecord, Output, TelemetryBatch, TelemetryOutcome};
+use crate::model::evidence::{Counts, Evidence, Item, Key, Origin};
+use crate::model::{AuditRecord, Output, ResourceIdent, TelemetryBatch, TelemetryOutcome};
 use crate::time::{Duration, Timestamp};
 
 use super::fold::Fold;
@@ -65,7 +65,7 @@ impl Engine {
     /// applied as its owner.
     pub(super) fn telemetry(&mut self, batch: &TelemetryBatch, out: &mut Vec<Output>) {
         let mut fold = Fold::default();
-        let mut outcome = fold.telemetry(&self.registry, batch, None, self.clock);
+        let mut outcome = fold.telemetry(&self.registry, &self.config, batch, None, self.clock);
         for e in fold.flush(Origin::Local) {
             // Stage 1 counted what was late on the same clock.
             let applied = self.evidence(e, out);
@@ -91,13 +91,16 @@ impl Engine {
         let mut batch = Batch::default();
         for item in e.items {
             if applied.fresh(item.raw()) {
-                self.item(item, owner, &mut batch, out);
+                self.item(&e.key, item, owner, &mut batch, out);
             }
         }
         if let Origin::Kafka(ranges) = &e.origin {
             for (topic, partition, last) in ranges {
                 applied.raw_applied(topic, *partition, *last);
             }
+        }
+        if owner {
+            self.settle_inferred(&e.key, out);
         }
         if !applied.is_empty() {
             self.applied.insert(e.key, applied);
@@ -111,7 +114,14 @@ impl Engine {
 
     /// Applies one item of evidence not applied before: counts into
     /// windows; alerts and manual rollbacks decided, by the owner only.
-    fn item(&mut self, item: Item, owner: bool, batch: &mut Batch, out: &mut Vec<Output>) {
+    fn item(
+        &mut self,
+        key: &Key,
+        item: Item,
+        owner: bool,
+        batch: &mut Batch,
+        out: &mut Vec<Output>,
+    ) {
         match item {
             Item::Counts {
                 deploy_id,
@@ -121,8 +131,28 @@ impl Engine {
                 counts,
                 ..
             } => {
+                if self.config.deploys.infers(&key.service) {
+                    if let Some(version) = self
+                        .registry
+                        .get(&deploy_id)
+                        .and_then(|d| d.version_of(role))
+                    {
+                        let version = version.to_string();
+                        self.note_serving(key, &version, at);
+                    }
+                }
                 let kind = if metrics { Kind::Metric } else { Kind::Span };
                 self.add(&deploy_id, role, at, kind, counts, batch);
+            }
+            Item::Seen {
+                version,
+                at,
+                metrics,
+                counts,
+                ..
+            } => {
+                let kind = if metrics { Kind::Metric } else { Kind::Span };
+                self.seen(key, &version, (at, kind, counts), owner, batch, out);
             }
             Item::Cumulative {
                 deploy_id,
@@ -153,6 +183,51 @@ impl Engine {
                 actor,
             } => self.manual_rollback(&deploy_id, &reason, &actor, out),
         }
+    }
+
+    /// Requests of `version` of `key` that no deploy claimed at stage 1
+    /// (`infer`): noted in the key's book — a new version starts a deploy,
+    /// by the owner — and counted for the deploys that claim the version
+    /// now.
+    fn seen(
+        &mut self,
+        key: &Key,
+        version: &str,
+        (at, kind, counts): (Timestamp, Kind, Counts),
+        owner: bool,
+        batch: &mut Batch,
+        out: &mut Vec<Output>,
+    ) {
+        let mut claims = self.claims(key, version);
+        if claims.is_empty() && owner && self.infer(key, version, at, out) {
+            claims = self.claims(key, version);
+        }
+        self.note_serving(key, version, at);
+        if counts.requests == 0 {
+            // A cumulative series: it says only that the version serves.
+            return;
+        }
+        for (deploy_id, role, started) in claims {
+            if at >= started {
+                self.add(&deploy_id, role, at, kind, counts, batch);
+            }
+        }
+    }
+
+    /// The active deploys (id, side, start) that claim `version` of `key`.
+    fn claims(&self, key: &Key, version: &str) -> Vec<(String, Role, Timestamp)> {
+        let ident = ResourceIdent {
+            service: Some(key.service.clone()),
+            version: Some(version.to_string()),
+            environment: Some(key.environment.clone()),
+            deployment_id: None,
+            attrs_hash: 0,
+        };
+        self.registry
+            .correlate(&ident)
+            .into_iter()
+            .map(|t| (t.deploy.info.deploy_id.clone(), t.role, t.deploy.info.at))
+            .collect()
     }
 
     /// A cumulative histogram point of `series`: what it adds since the
@@ -281,7 +356,7 @@ impl Engine {
             }
         }
         touched.push(d.seq);
-        if role == super::registry::Role::Baseline {
+        if d.verifying.as_ref().is_some_and(|v| v.side == role) {
             let verifying = self
                 .registry
                 .get_mut(deploy_id)

@@ -89,6 +89,8 @@ impl Engine {
         if self.guards.restore(cmd) {
             out.push(self.breaker_opened(cmd.decided_at, None));
         }
+        self.known
+            .commanded(&super::decide::key_of_command(cmd), cmd);
         if let Some(d) = self.registry.get_mut(&cmd.deploy_id) {
             if cmd.trigger != Trigger::Manual || cmd.action == Action::Rollback {
                 d.decided = Some((cmd.command_id.clone(), cmd.action));

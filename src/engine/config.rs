@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{AlertsConfig, Config, GuardsConfig, LimitsConfig, Policy, VerifyConfig};
+use crate::config::{
+    AlertsConfig, Config, DeploysConfig, GuardsConfig, LimitsConfig, Policy, VerifyConfig,
+};
 use crate::time::Duration;
 
 /// What [`super::Engine`] is configured with, taken from a [`Config`].
@@ -19,6 +21,8 @@ pub struct EngineConfig {
     pub alerts: AlertsConfig,
     pub limits: LimitsConfig,
     pub verify: VerifyConfig,
+    /// `[deploys]`: inference and fast tracks.
+    pub deploys: DeploysConfig,
     /// The longest window of any policy: how long a cumulative series not
     /// updated is remembered (computed once here).
     pub longest_window: Duration,
@@ -42,6 +46,7 @@ impl From<&Config> for EngineConfig {
             alerts: config.alerts.clone(),
             limits: config.limits.clone(),
             verify: config.verify.clone(),
+            deploys: config.deploys.clone(),
             longest_window: config.longest_window(),
         }
     }

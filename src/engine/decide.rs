@@ -18,8 +18,10 @@ use crate::model::{
 use crate::time::Timestamp;
 
 use super::evaluate::{evaluate, Evaluation};
+use super::fold::key_of;
 use super::guards::Chain;
 use super::judge::Judge;
+use super::known;
 use super::registry::{Deploy, Role};
 use super::window::SeriesWindows;
 use super::Engine;
@@ -51,6 +53,11 @@ impl Engine {
             return true;
         }
         if d.watched_until().is_some_and(|end| now >= end) {
+            if d.decided.is_none() {
+                let key = key_of(&d.info);
+                let version = d.info.version.clone();
+                self.known.good(&key, &version, now, known::WATCHED);
+            }
             self.retire(&id, "watch after completion ended", out);
             return true;
         }
@@ -229,6 +236,7 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let opened = self.guards.record(&cmd, counts_for_breaker);
+        self.known.commanded(&key_of_command(&cmd), &cmd);
         self.pending_alerts.remove(&cmd.deploy_id);
         let started = self.registry.get(&cmd.deploy_id).map(|d| d.info.at);
         if let Some(d) = self.registry.get_mut(&cmd.deploy_id) {
@@ -384,4 +392,12 @@ fn evaluate_with(
     let cand = windows.get(&(d.seq, Role::Candidate));
     let base = windows.get(&(d.seq, Role::Baseline));
     evaluate(judge, &d.policy, cand, base, now)
+}
+
+/// The key a command is for.
+pub(super) fn key_of_command(cmd: &Command) -> crate::model::evidence::Key {
+    crate::model::evidence::Key {
+        service: cmd.service.clone(),
+        environment: cmd.environment.clone(),
+    }
 }

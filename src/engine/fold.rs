@@ -12,7 +12,10 @@
 //! older than its longest window is late (dropped); data that came later
 //! than `allowed_lateness` after its slot ended is counted `too_late` here
 //! and judged so again by the owner on its own clock (see `intake`); what
-//! no active deploy claims is unmatched.
+//! no active deploy claims is unmatched — and, for a service whose deploys
+//! are inferred (`[deploys] infer`), folded the same way per version
+//! ([`Item::Seen`]) for the owner to learn which versions serve (see
+//! `infer`).
 //!
 //! A [`Fold`] gathers evidence until it is flushed: at once when the engine
 //! is given telemetry itself (`replay`, `demo`, HTTP without Kafka: both
@@ -22,8 +25,9 @@
 
 use std::collections::BTreeMap;
 
-use super::registry::{Deploy, Registry, Target};
-use super::window;
+use super::registry::{Registry, Target};
+use super::{window, EngineConfig};
+use crate::config::Policy;
 use crate::model::evidence::{Counts, Evidence, Item, Key, Origin, RawOffset, Role};
 use crate::model::{
     Alert, DeployEvent, HistPoint, ResourceTelemetry, SpanObs, TelemetryBatch, TelemetryOutcome,
@@ -39,8 +43,15 @@ pub fn key_of(d: &DeployEvent) -> Key {
     }
 }
 
-/// Items that sum: (deploy, side, raw record, slot, metrics?).
-type CountsKey = (String, Role, Option<RawOffset>, Timestamp, bool);
+/// What counts are of: a deploy's side, or a version no deploy claims.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Of {
+    Side(String, Role),
+    Version(String),
+}
+
+/// Items that sum: (what of, raw record, slot, metrics?).
+type CountsKey = (Of, Option<RawOffset>, Timestamp, bool);
 
 /// Evidence being gathered, per key.
 #[derive(Debug, Default)]
@@ -71,6 +82,7 @@ impl Fold {
     pub(super) fn telemetry(
         &mut self,
         registry: &Registry,
+        config: &EngineConfig,
         batch: &TelemetryBatch,
         raw: Option<&RawOffset>,
         now: Timestamp,
@@ -80,6 +92,7 @@ impl Fold {
             let targets = registry.correlate(&res.ident);
             if targets.is_empty() {
                 out.unmatched += (res.spans.len() + res.points.len()) as u64;
+                self.unclaimed(config, res, raw, now);
                 continue;
             }
             for t in &targets {
@@ -101,25 +114,83 @@ impl Fold {
     ) {
         let d = t.deploy;
         let key = key_of(&d.info);
-        let mut slots = SideSlots::new(d, now);
+        let of = Of::Side(d.info.deploy_id.clone(), t.role);
+        let mut slots = SideSlots::new(&d.policy, d.info.at, now);
         for s in &res.spans {
             slots.span(s, out);
         }
         for p in &res.points {
             if p.temporality == Temporality::Cumulative {
-                let item = slots.cumulative(p, t.role, raw, out);
+                let item = slots.cumulative(p, &d.info.deploy_id, t.role, raw, out);
                 self.other.entry(key.clone()).or_default().push(item);
             } else {
                 slots.delta(p, out);
             }
         }
-        if slots.sums.is_empty() {
+        self.sum(key, of, raw, slots.sums);
+    }
+
+    /// Folds a resource no deploy claims per version, for the owner to
+    /// learn from, if its service's deploys are inferred and it says its
+    /// version. A cumulative point says only that the version serves.
+    fn unclaimed(
+        &mut self,
+        config: &EngineConfig,
+        res: &ResourceTelemetry,
+        raw: Option<&RawOffset>,
+        now: Timestamp,
+    ) {
+        let (Some(service), Some(version)) = (&res.ident.service, &res.ident.version) else {
+            return;
+        };
+        if !config.deploys.infers(service) {
+            return;
+        }
+        let key = Key {
+            service: service.clone(),
+            environment: res
+                .ident
+                .environment
+                .clone()
+                .unwrap_or_else(|| crate::model::DEFAULT_ENVIRONMENT.to_string()),
+        };
+        let mut slots = SideSlots::new(config.policy(service), Timestamp::MIN, now);
+        let mut ignored = TelemetryOutcome::default();
+        for s in &res.spans {
+            slots.span(s, &mut ignored);
+        }
+        for p in &res.points {
+            if p.temporality == Temporality::Cumulative {
+                let presence = Counts {
+                    points: 1,
+                    ..Counts::default()
+                };
+                if p.time > slots.late_before {
+                    slots.add(p.time, true, presence);
+                }
+            } else {
+                slots.delta(p, &mut ignored);
+            }
+        }
+        self.sum(key, Of::Version(version.clone()), raw, slots.sums);
+    }
+
+    /// Adds one resource's sums per (slot, metrics?) to the fold.
+    fn sum(
+        &mut self,
+        key: Key,
+        of: Of,
+        raw: Option<&RawOffset>,
+        sums: Vec<((Timestamp, bool), Counts)>,
+    ) {
+        if sums.is_empty() {
             return;
         }
         let counts = self.counts.entry(key).or_default();
-        for ((at, metrics), c) in slots.sums {
-            let k = (d.info.deploy_id.clone(), t.role, raw.cloned(), at, metrics);
-            *counts.entry(k).or_default() += c;
+        for ((at, metrics), c) in sums {
+            *counts
+                .entry((of.clone(), raw.cloned(), at, metrics))
+                .or_default() += c;
         }
     }
 
@@ -195,8 +266,8 @@ impl Fold {
                     .remove(&key)
                     .unwrap_or_default()
                     .into_iter()
-                    .map(
-                        |((deploy_id, role, raw, at, metrics), counts)| Item::Counts {
+                    .map(|((of, raw, at, metrics), counts)| match of {
+                        Of::Side(deploy_id, role) => Item::Counts {
                             deploy_id,
                             role,
                             raw,
@@ -204,7 +275,14 @@ impl Fold {
                             metrics,
                             counts,
                         },
-                    )
+                        Of::Version(version) => Item::Seen {
+                            version,
+                            raw,
+                            at,
+                            metrics,
+                            counts,
+                        },
+                    })
                     .collect();
                 items.extend(other.remove(&key).unwrap_or_default());
                 let origin = match &origin {
@@ -217,10 +295,12 @@ impl Fold {
     }
 }
 
-/// One deploy side's share of one resource, summed per (slot, metrics?)
-/// before it is merged into the fold once per slot.
+/// One deploy side's (or version's) share of one resource, summed per
+/// (slot, metrics?) before it is merged into the fold once per slot.
 struct SideSlots<'a> {
-    deploy: &'a Deploy,
+    policy: &'a Policy,
+    /// When the deploy started: earlier evidence is outside its windows.
+    start: Timestamp,
     now: Timestamp,
     /// The width of a slot, in nanoseconds.
     slot: i64,
@@ -230,12 +310,13 @@ struct SideSlots<'a> {
 }
 
 impl<'a> SideSlots<'a> {
-    fn new(deploy: &'a Deploy, now: Timestamp) -> SideSlots<'a> {
+    fn new(policy: &'a Policy, start: Timestamp, now: Timestamp) -> SideSlots<'a> {
         SideSlots {
-            deploy,
+            policy,
+            start,
             now,
-            slot: window::slot(&deploy.policy.lengths),
-            late_before: now.saturating_sub(deploy.policy.longest()),
+            slot: window::slot(&policy.lengths),
+            late_before: now.saturating_sub(policy.longest()),
             sums: Vec::new(),
         }
     }
@@ -243,7 +324,7 @@ impl<'a> SideSlots<'a> {
     /// Whether evidence of event time `t` came later than the policy's
     /// `allowed_lateness` after its slot ended.
     fn too_late(&self, t: Timestamp) -> bool {
-        let lateness = self.deploy.policy.allowed_lateness;
+        let lateness = self.policy.allowed_lateness;
         window::past_lateness(t.min(self.now), self.slot, lateness, self.now).is_some()
     }
 
@@ -268,7 +349,7 @@ impl<'a> SideSlots<'a> {
 
     /// One span: a request, unless it ended before the deploy or is late.
     fn span(&mut self, s: &SpanObs, out: &mut TelemetryOutcome) {
-        if s.end < self.deploy.info.at {
+        if s.end < self.start {
             // Before the deploy: outside every window of it.
             return;
         }
@@ -276,7 +357,7 @@ impl<'a> SideSlots<'a> {
             out.late += 1;
             return;
         }
-        let threshold = self.deploy.policy.latency_threshold;
+        let threshold = self.policy.latency_threshold;
         let c = Counts {
             requests: 1,
             errors: u64::from(s.error),
@@ -290,14 +371,14 @@ impl<'a> SideSlots<'a> {
 
     /// Slow requests of a histogram point, by the policy's threshold.
     fn slow(&self, p: &HistPoint) -> u64 {
-        let threshold = self.deploy.policy.latency_threshold;
+        let threshold = self.policy.latency_threshold;
         p.slow_count(threshold.as_secs_f64()).min(p.count)
     }
 
     /// A delta histogram point: its requests, unless it is from before the
     /// deploy or late.
     fn delta(&mut self, p: &HistPoint, out: &mut TelemetryOutcome) {
-        if p.time < self.deploy.info.at {
+        if p.time < self.start {
             return;
         }
         if p.time <= self.late_before {
@@ -321,15 +402,15 @@ impl<'a> SideSlots<'a> {
     fn cumulative(
         &self,
         p: &HistPoint,
+        deploy_id: &str,
         role: Role,
         raw: Option<&RawOffset>,
         out: &mut TelemetryOutcome,
     ) -> Item {
-        let d = self.deploy;
         out.observations += 1;
-        out.too_late += u64::from(p.time >= d.info.at && self.too_late(p.time));
+        out.too_late += u64::from(p.time >= self.start && self.too_late(p.time));
         Item::Cumulative {
-            deploy_id: d.info.deploy_id.clone(),
+            deploy_id: deploy_id.to_string(),
             role,
             raw: raw.cloned(),
             series: p.series,

@@ -13,6 +13,9 @@ use crate::model::{
 };
 use crate::time::Timestamp;
 
+use super::fold::key_of;
+use super::infer::INFERRED;
+use super::registry::Role;
 use super::Engine;
 
 impl Engine {
@@ -38,18 +41,66 @@ impl Engine {
     }
 
     /// `deploy.started`: a new deploy is watched, unless its id was seen,
-    /// a newer deploy holds its service and environment, or the cap is
-    /// reached; the older deploys it replaces are retired.
+    /// it is the executor's redeploy of a version rollbackd restored, a
+    /// newer deploy holds its service and environment, or the cap is
+    /// reached; the older deploys it replaces are retired. An announced
+    /// deploy of a version rollbackd inferred takes the inferred one over;
+    /// a deploy of a version known to be good is fast-tracked.
     fn started(&mut self, ev: DeployEvent, out: &mut Vec<Output>) {
         let now = self.clock;
-        if self.registry.get(&ev.deploy_id).is_some() || self.registry.was_retired(&ev.deploy_id) {
+        let inferred = ev.strategy.as_deref() == Some(INFERRED);
+        let seen =
+            self.registry.get(&ev.deploy_id).is_some() || self.registry.was_retired(&ev.deploy_id);
+        if seen && inferred {
+            // Its owner published it: applied there already.
+            return;
+        }
+        if seen {
             out.push(ignored(now, &ev, "deploy id already seen"));
             return;
         }
+        let key = key_of(&ev);
+        if let Some(r) = self.known.restored(&key, &ev.version) {
+            if self.registry.get(&r.deploy_id).is_some() {
+                let why = format!(
+                    "the redeploy of {} by the rollback rollbackd commanded ({})",
+                    ev.version, r.command_id
+                );
+                out.push(ignored_because(now, &ev, why));
+                return;
+            }
+        }
         let env = ev.environment_or_default().to_string();
+        let same_version = self
+            .registry
+            .of_service(&ev.service, Some(&env))
+            .find(|d| d.info.version == ev.version)
+            .map(|d| {
+                (
+                    d.info.deploy_id.clone(),
+                    d.info.strategy.as_deref() == Some(INFERRED),
+                    d.decided.is_some(),
+                )
+            });
+        // (id, inferred?, decided?) of an active deploy of this version.
+        let taken_over = match same_version {
+            Some((id, true, false)) if !inferred => Some(id),
+            Some((id, true, true)) if !inferred => {
+                let why = format!("rollbackd inferred this deploy as {id} and decided it");
+                out.push(ignored_because(now, &ev, why));
+                return;
+            }
+            Some((id, false, _)) if inferred => {
+                let why = format!("deploy {id} of this version is active");
+                out.push(ignored_because(now, &ev, why));
+                return;
+            }
+            _ => None,
+        };
         let older: Vec<(String, Timestamp)> = self
             .registry
             .of_service(&ev.service, Some(&env))
+            .filter(|d| Some(&d.info.deploy_id) != taken_over.as_ref())
             .map(|d| (d.info.deploy_id.clone(), d.info.at))
             .collect();
         if older.iter().any(|(_, at)| *at > ev.at) {
@@ -57,8 +108,8 @@ impl Engine {
             out.push(ignored(now, &ev, why));
             return;
         }
-        let cap_reached =
-            self.registry.len() - older.len() >= self.config.limits.max_active_deploys;
+        let replaced = older.len() + usize::from(taken_over.is_some());
+        let cap_reached = self.registry.len() - replaced >= self.config.limits.max_active_deploys;
         if cap_reached {
             out.push(ignored(now, &ev, "limits.max_active_deploys reached"));
             return;
@@ -66,6 +117,8 @@ impl Engine {
         for (old, _) in older {
             self.retire(&old, &format!("superseded by {}", ev.deploy_id), out);
         }
+        let window = self.config.deploys.fast_track_window;
+        let fast_track = self.known.fast_track(&key, &ev, now, window);
         let policy = self.config.policy(&ev.service).clone();
         let started = DeployAudit::Started {
             version: ev.version.clone(),
@@ -75,11 +128,64 @@ impl Engine {
             release_id: ev.release_id.clone(),
             data_migration: ev.data_migration,
             at: ev.at,
+            fast_track: fast_track.clone(),
         };
         out.push(deploy_audit(now, &ev, started));
-        let deploy_id = ev.deploy_id.clone();
-        self.registry.insert(ev, policy, now);
+        let (deploy_id, at) = (ev.deploy_id.clone(), ev.at);
+        let seq = self.registry.insert(ev, policy, now);
+        if let Some(inferred_id) = taken_over {
+            self.take_over(&inferred_id, seq, out);
+        }
         self.restore_decision(&deploy_id);
+        if let Some(f) = fast_track {
+            self.start_fast_track(&deploy_id, at, f);
+        }
+    }
+
+    /// An announced deploy (`seq`) of the version rollbackd inferred as
+    /// `inferred_id`: it takes the inferred deploy's windows (its baseline's
+    /// only when it names the same one) and the inferred deploy retires.
+    fn take_over(&mut self, inferred_id: &str, seq: u64, out: &mut Vec<Output>) {
+        let Some(old) = self.registry.get(inferred_id) else {
+            return;
+        };
+        let old_seq = old.seq;
+        let same_baseline = self
+            .registry
+            .by_seq(seq)
+            .is_some_and(|d| d.info.previous_version == old.info.previous_version);
+        let mut roles = vec![Role::Candidate];
+        if same_baseline {
+            roles.push(Role::Baseline);
+            if let Some(j) = self.judges.remove(&old_seq) {
+                self.judges.insert(seq, j);
+            }
+        }
+        for role in roles {
+            if let Some(w) = self.windows.remove(&(old_seq, role)) {
+                self.windows.insert((seq, role), w);
+            }
+            let series: Vec<_> = self
+                .cumulative
+                .keys()
+                .filter(|k| k.1 == old_seq && k.2 == role)
+                .copied()
+                .collect();
+            for k in series {
+                if let Some(st) = self.cumulative.remove(&k) {
+                    self.cumulative.insert((k.0, seq, role), st);
+                }
+            }
+        }
+        if let Some(late) = self.late_data.remove(&old_seq) {
+            self.late_data.insert(seq, late);
+        }
+        self.registry.touch(seq);
+        let why = match self.registry.by_seq(seq) {
+            Some(d) => format!("announced as {}", d.info.deploy_id),
+            None => "announced".to_string(),
+        };
+        self.retire(inferred_id, &why, out);
     }
 
     /// Commands read back before the deploy events on a restart already
@@ -116,6 +222,15 @@ impl Engine {
     /// `deploy.completed`: the deploy's final watch starts.
     fn completed(&mut self, ev: &DeployEvent, out: &mut Vec<Output>) {
         let now = self.clock;
+        if ev.strategy.as_deref() == Some(INFERRED)
+            && self
+                .registry
+                .get(&ev.deploy_id)
+                .is_none_or(|d| d.completed_at.is_some())
+        {
+            // Its owner published it: applied there already.
+            return;
+        }
         let until = self.registry.update(&ev.deploy_id, |d| {
             d.completed_at = Some(ev.at);
             d.watched_until()
@@ -261,9 +376,14 @@ fn deploy_audit(now: Timestamp, ev: &DeployEvent, a: DeployAudit) -> Output {
 
 /// The audit record of a deploy event that changed nothing, and why.
 fn ignored(now: Timestamp, ev: &DeployEvent, why: &'static str) -> Output {
+    ignored_because(now, ev, why.to_string())
+}
+
+/// [`ignored`], with a reason made for it.
+fn ignored_because(now: Timestamp, ev: &DeployEvent, why: String) -> Output {
     let a = DeployAudit::Ignored {
         event: ev.kind,
-        why: why.into(),
+        why,
     };
     deploy_audit(now, ev, a)
 }

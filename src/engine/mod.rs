@@ -12,6 +12,8 @@
 //!   abort), executor results, retirement.
 //! - [`fold`]: stage 1 — telemetry, alerts and manual rollbacks matched to
 //!   deploys and folded into evidence per (service, environment);
+//!   [`infer`]: deploys found in the telemetry, by the versions that serve;
+//!   [`known`]: versions known good (a deploy of one is fast-tracked);
 //!   [`absorb`]: stage 2 — evidence into rolling windows (each raw record
 //!   and each HTTP request once, by [`applied`]), cumulative histograms
 //!   into deltas.
@@ -51,7 +53,9 @@ pub mod evaluate;
 pub mod fold;
 pub mod guards;
 pub mod history;
+pub mod infer;
 pub mod judge;
+pub mod known;
 pub mod lifecycle;
 pub mod registry;
 pub mod verify;
@@ -99,6 +103,10 @@ pub struct Engine {
     /// Per key, the raw records and HTTP requests whose evidence is
     /// applied.
     applied: HashMap<Key, applied::Applied>,
+    /// Per key whose deploys are inferred, the versions seen serving.
+    books: HashMap<Key, infer::VersionBook>,
+    /// Versions known good, rolled back, and the last rollbacks.
+    known: known::Known,
     /// Which keys this instance decides for.
     ownership: Ownership,
     guards: Guards,
@@ -128,6 +136,8 @@ impl Engine {
             late_data: HashMap::new(),
             cumulative: HashMap::new(),
             applied: HashMap::new(),
+            books: HashMap::new(),
+            known: known::Known::default(),
             ownership: Ownership::All,
             alerts_seen: Bounded::new(MAX_ALERTS_REMEMBERED),
             pending_alerts: HashMap::new(),
@@ -181,7 +191,7 @@ impl Engine {
         raw: Option<&RawOffset>,
         now: Timestamp,
     ) -> TelemetryOutcome {
-        fold.telemetry(&self.registry, batch, raw, now)
+        fold.telemetry(&self.registry, &self.config, batch, raw, now)
     }
 
     /// Stage 1 (read-only): routes alerts to the owners of the deploys they
@@ -241,6 +251,8 @@ impl Engine {
             });
         }
         self.applied
+            .retain(|k, _| ownership.keeps(&k.service, &k.environment));
+        self.books
             .retain(|k, _| ownership.keeps(&k.service, &k.environment));
         self.ownership = ownership;
     }

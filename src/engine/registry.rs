@@ -16,7 +16,7 @@ use super::evaluate::Evaluation;
 use super::history::History;
 use super::window::Tally;
 use crate::config::Policy;
-use crate::model::audit::SuppressionReason;
+use crate::model::audit::{FastTrack, SuppressionReason};
 use crate::model::{Action, Command, DeployEvent, ResourceIdent, Verdict};
 use crate::time::Timestamp;
 
@@ -50,15 +50,22 @@ pub struct Deploy {
     pub last_eval: Option<Evaluation>,
     /// The command emitted for it (or read back from the commands topic).
     pub command: Option<Command>,
-    /// After a successful rollback: its restored version is being watched.
+    /// After a successful rollback: its restored version is being watched;
+    /// for a fast-tracked deploy, its own version.
     pub verifying: Option<Verifying>,
+    /// Why it is fast-tracked (its version known good), if it is.
+    pub fast_track: Option<FastTrack>,
     /// Its evaluations, for people (the status page, the replay report).
     pub history: History,
 }
 
-/// A rolled-back deploy's restored version under watch (`docs/config.md#verify`): its baseline side's requests since the rollback.
+/// A rolled-back deploy's restored version under watch (`docs/config.md#verify`): its baseline side's requests since the rollback —
+/// or a fast-tracked deploy's candidate side since it started.
 #[derive(Debug, Clone)]
 pub struct Verifying {
+    /// The side watched: the baseline (restored), or the candidate of a
+    /// fast-tracked deploy.
+    pub side: Role,
     /// When the executor (or a `deploy.rolled_back` event) said it was done.
     pub rolled_back_at: Timestamp,
     /// The watch ends here.
@@ -78,6 +85,14 @@ impl Deploy {
 
     pub fn id(&self) -> &str {
         &self.info.deploy_id
+    }
+
+    /// The version on `role`'s side.
+    pub fn version_of(&self, role: Role) -> Option<&str> {
+        match role {
+            Role::Candidate => Some(&self.info.version),
+            Role::Baseline => self.info.previous_version.as_deref(),
+        }
     }
 
     /// When the watch after completion ends, if it was completed.
@@ -237,6 +252,7 @@ impl Registry {
             last_eval: None,
             command: None,
             verifying: None,
+            fast_track: None,
             history: History::default(),
         };
         self.schedule.insert((d.due_at(), seq));

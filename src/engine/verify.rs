@@ -24,7 +24,7 @@
 
 use serde_json::{json, Value};
 
-use crate::model::audit::{Ratio, VerificationAudit, VerificationOutcome};
+use crate::model::audit::{FastTrack, Ratio, VerificationAudit, VerificationOutcome};
 use crate::model::{Action, AuditRecord, Output};
 use crate::time::Timestamp;
 
@@ -57,6 +57,7 @@ impl Engine {
             .get(&(d.seq, Role::Baseline))
             .map_or(Tally::default(), |w| w.since(at));
         let verifying = Verifying {
+            side: Role::Baseline,
             rolled_back_at: at,
             until: at.saturating_add(window),
             after,
@@ -69,6 +70,24 @@ impl Engine {
         true
     }
 
+    /// Starts watching fast-tracked deploy `deploy_id`, started at `at`:
+    /// its own version, as a recovery, for `verify.window`.
+    pub(super) fn start_fast_track(&mut self, deploy_id: &str, at: Timestamp, why: FastTrack) {
+        let now = self.clock;
+        let verifying = Verifying {
+            side: Role::Candidate,
+            rolled_back_at: at,
+            until: at.saturating_add(self.config.verify.window),
+            after: Tally::default(),
+            recovered_at: None,
+        };
+        self.registry.update(deploy_id, |d| {
+            d.verifying = Some(verifying);
+            d.fast_track = Some(why);
+            d.next_eval = now;
+        });
+    }
+
     /// One look at a watched restored version (from the tick).
     pub(super) fn verify(&mut self, seq: u64, out: &mut Vec<Output>) {
         let now = self.clock;
@@ -79,7 +98,7 @@ impl Engine {
             return;
         };
         let id = d.info.deploy_id.clone();
-        let restored = self.windows.get(&(seq, Role::Baseline));
+        let restored = self.windows.get(&(seq, v.side));
         let after = self.since_rollback(&v);
         let p = &d.policy;
         // Not recovered: a pair fires on the restored version.
@@ -155,6 +174,17 @@ impl Engine {
                     self.verification_audit(d, v, outcome, evidence),
                 ));
             }
+            if d.fast_track.is_some() {
+                let (key, version) = (super::fold::key_of(&d.info), d.info.version.clone());
+                match outcome {
+                    VerificationOutcome::Recovered => {
+                        self.known
+                            .good(&key, &version, self.clock, super::known::WATCHED)
+                    }
+                    VerificationOutcome::NotRecovered => self.known.bad(&key, &version),
+                    VerificationOutcome::Inconclusive => {}
+                }
+            }
         }
         // The deploy leaves the registry without a second verdict on it.
         self.registry.update(deploy_id, |d| d.verifying = None);
@@ -210,7 +240,7 @@ impl Engine {
             VerificationAudit {
                 outcome,
                 command_id,
-                restored_version: d.info.previous_version.clone(),
+                restored_version: d.version_of(v.side).map(str::to_string),
                 sli: sli.as_str().into(),
                 before: ratio(&cmd_evidence["baseline"]),
                 during: ratio(&cmd_evidence["candidate"]),

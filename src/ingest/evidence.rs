@@ -8,13 +8,15 @@
 //!                 counts=7 (repeated Counts), cumulative=8 (repeated Cumulative),
 //!                 alerts=9 (repeated Alert), rollback=10 (optional Rollback), http=11 (bool: from HTTP),
 //!                 consumed_at=12 (fixed64, ns; 0: unknown), request=13 (fixed64: the HTTP request's
-//!                 id, 0: none)
+//!                 id, 0: none), seen=14 (repeated Seen)
 //! Source          topic=1, partition=2, last=3 (the last raw offset read when the batch was cut)
 //! Counts          deploy=1 (index into deploys), baseline=2, source=3 (index into sources, -1: none),
 //!                 offset=4 (raw offset), at=5 (slot start, ns), metrics=6, requests=7, errors=8,
 //!                 slow=9, points=10
 //! Cumulative      deploy=1, baseline=2, source=3, offset=4, series=5, start=6, time=7 (ns),
 //!                 count=8, slow=9, error=10
+//! Seen            version=1, source=2, offset=3, at=4 (slot start, ns), metrics=5, requests=6,
+//!                 errors=7, slow=8, points=9
 //! Alert           firing=1, labels=2 (map), annotations=3 (map), starts_at=4 (ns),
 //!                 fingerprint=5, generator_url=6
 //! Rollback        deploy_id=1, reason=2, actor=3
@@ -65,6 +67,8 @@ struct EvidenceMsg {
     /// The HTTP request's [`RequestId`]; 0: none.
     #[prost(fixed64, tag = "13")]
     request: u64,
+    #[prost(message, repeated, tag = "14")]
+    seen: Vec<SeenMsg>,
 }
 
 /// Who sent an evidence record, and when intake consumed the oldest raw
@@ -106,6 +110,28 @@ struct CountsMsg {
     #[prost(uint64, tag = "9")]
     slow: u64,
     #[prost(uint64, tag = "10")]
+    points: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SeenMsg {
+    #[prost(string, tag = "1")]
+    version: String,
+    #[prost(sint32, tag = "2")]
+    source: i32,
+    #[prost(int64, tag = "3")]
+    offset: i64,
+    #[prost(int64, tag = "4")]
+    at: i64,
+    #[prost(bool, tag = "5")]
+    metrics: bool,
+    #[prost(uint64, tag = "6")]
+    requests: u64,
+    #[prost(uint64, tag = "7")]
+    errors: u64,
+    #[prost(uint64, tag = "8")]
+    slow: u64,
+    #[prost(uint64, tag = "9")]
     points: u64,
 }
 
@@ -297,6 +323,26 @@ impl Writer {
                     error: *error,
                 });
             }
+            Item::Seen {
+                version,
+                raw,
+                at,
+                metrics,
+                counts,
+            } => {
+                let (source, offset) = self.source(raw);
+                self.msg.seen.push(SeenMsg {
+                    version: version.clone(),
+                    source,
+                    offset,
+                    at: at.0,
+                    metrics: *metrics,
+                    requests: counts.requests,
+                    errors: counts.errors,
+                    slow: counts.slow,
+                    points: counts.points,
+                });
+            }
             Item::Alerts(alerts) => self.msg.alerts.extend(alerts.iter().map(alert_msg)),
             Item::Rollback {
                 deploy_id,
@@ -317,13 +363,20 @@ impl Writer {
     fn refs(&mut self, deploy_id: &str, role: Role, raw: &Option<RawOffset>) -> Refs {
         let deploy = self.deploys.index(deploy_id);
         let baseline = role == Role::Baseline;
+        let (source, offset) = self.source(raw);
+        Refs {
+            deploy,
+            baseline,
+            source,
+            offset,
+        }
+    }
+
+    /// The index of `raw`'s source, added on first use (-1: none), and
+    /// the raw offset.
+    fn source(&mut self, raw: &Option<RawOffset>) -> (i32, i64) {
         let Some(r) = raw else {
-            return Refs {
-                deploy,
-                baseline,
-                source: -1,
-                offset: 0,
-            };
+            return (-1, 0);
         };
         let i = match self
             .sources
@@ -340,12 +393,7 @@ impl Writer {
                 self.sources.len() - 1
             }
         };
-        Refs {
-            deploy,
-            baseline,
-            source: i as i32,
-            offset: r.offset,
-        }
+        (i as i32, r.offset)
     }
 }
 
@@ -378,6 +426,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Evidence, Envelope), DecodeError> {
     for c in &msg.cumulative {
         items.push(cumulative_item(&msg, c)?);
     }
+    for c in &msg.seen {
+        items.push(seen_item(&msg, c)?);
+    }
     if !msg.alerts.is_empty() {
         items.push(Item::Alerts(msg.alerts.iter().map(alert).collect()));
     }
@@ -406,6 +457,22 @@ fn counts_item(msg: &EvidenceMsg, c: &CountsMsg) -> Result<Item, DecodeError> {
     Ok(Item::Counts {
         deploy_id: deploy(msg, c.deploy)?,
         role: role(c.baseline),
+        raw: raw(msg, c.source, c.offset)?,
+        at: Timestamp(c.at),
+        metrics: c.metrics,
+        counts: Counts {
+            requests: c.requests,
+            errors: c.errors,
+            slow: c.slow,
+            points: c.points,
+        },
+    })
+}
+
+/// A seen item, its source looked up in `msg`'s table.
+fn seen_item(msg: &EvidenceMsg, c: &SeenMsg) -> Result<Item, DecodeError> {
+    Ok(Item::Seen {
+        version: c.version.clone(),
         raw: raw(msg, c.source, c.offset)?,
         at: Timestamp(c.at),
         metrics: c.metrics,
@@ -555,6 +622,18 @@ mod tests {
                     count: 7,
                     slow: 1,
                     error: true,
+                },
+                Item::Seen {
+                    version: "v3".into(),
+                    raw: raw(41),
+                    at: Timestamp(2_000_000_000),
+                    metrics: false,
+                    counts: Counts {
+                        requests: 4,
+                        errors: 1,
+                        slow: 0,
+                        points: 0,
+                    },
                 },
             ],
         }

@@ -211,6 +211,17 @@ pub enum Item {
         slow: u64,
         error: bool,
     },
+    /// Requests of a version no active deploy claims, in one time slot
+    /// (where deploys are inferred): the owner learns from them which
+    /// versions serve, starts a deploy when a new one does, and counts them
+    /// for a deploy that claims the version by then.
+    Seen {
+        version: String,
+        raw: Option<RawOffset>,
+        at: Timestamp,
+        metrics: bool,
+        counts: Counts,
+    },
     /// Alertmanager alerts for deploys of this key (matched by stage 1;
     /// the owner matches them again with the same rules).
     Alerts(Vec<Alert>),
@@ -233,7 +244,7 @@ impl Item {
     /// cumulative point.
     pub fn observations(&self) -> u64 {
         match self {
-            Item::Counts { counts, .. } => counts.requests,
+            Item::Counts { counts, .. } | Item::Seen { counts, .. } => counts.requests,
             Item::Cumulative { .. } => 1,
             _ => 0,
         }
@@ -242,7 +253,9 @@ impl Item {
     /// The raw record it came from, if it came from one.
     pub fn raw(&self) -> Option<&RawOffset> {
         match self {
-            Item::Counts { raw, .. } | Item::Cumulative { raw, .. } => raw.as_ref(),
+            Item::Counts { raw, .. } | Item::Cumulative { raw, .. } | Item::Seen { raw, .. } => {
+                raw.as_ref()
+            }
             _ => None,
         }
     }

@@ -63,6 +63,11 @@ pub enum Output {
     Telemetry(TelemetryOutcome),
     /// An admin call that was refused, and why.
     Refused(Refusal),
+    /// Publish this deploy event, which rollbackd learned from the
+    /// telemetry (`docs/formats.md#deploy-events`): the engine that made it
+    /// has applied it; every other instance applies it from the
+    /// deploy-events topic.
+    Deploy(DeployEvent),
 }
 
 /// Why a manual rollback was refused.

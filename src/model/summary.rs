@@ -124,6 +124,21 @@ fn breaker(b: &BreakerAudit) -> String {
 
 fn verification_line(about: &About<'_>, v: &VerificationAudit) -> String {
     let About { service, deploy } = about;
+    if v.command_id.is_empty() {
+        // A fast-tracked deploy, watched on its own version.
+        let version = v.restored_version.as_deref().unwrap_or("?");
+        return match v.outcome {
+            VerificationOutcome::Recovered => {
+                format!("{service}: fast-tracked deploy {deploy} of {version} is healthy")
+            }
+            VerificationOutcome::NotRecovered => format!(
+                "{service}: fast-tracked deploy {deploy} of {version} is NOT healthy: it burns the error budget"
+            ),
+            VerificationOutcome::Inconclusive => format!(
+                "{service}: too little traffic to tell whether fast-tracked deploy {deploy} of {version} is healthy"
+            ),
+        };
+    }
     match v.outcome {
         VerificationOutcome::Recovered => {
             format!("{service} recovered after the rollback of {deploy}")
@@ -144,10 +159,24 @@ fn deploy_line(about: &About<'_>, d: &DeployAudit) -> String {
             version,
             previous_version,
             environment,
+            strategy,
+            fast_track,
             ..
         } => format!(
-            "{service}: deploy {deploy} started ({} → {version} in {environment})",
-            previous_version.as_deref().unwrap_or("?")
+            "{service}: deploy {deploy} {}started ({} → {version} in {environment}){}",
+            if strategy.as_deref() == Some("inferred") {
+                "found in the telemetry, "
+            } else {
+                ""
+            },
+            previous_version.as_deref().unwrap_or("?"),
+            match fast_track {
+                Some(f) => format!(
+                    ", fast-tracked: {version} was seen healthy at {} ({})",
+                    f.healthy_at, f.how
+                ),
+                None => String::new(),
+            }
         ),
         DeployAudit::Progressed { .. } => {
             format!("{service}: deploy.progressed for deploy {deploy}")

@@ -197,7 +197,7 @@ impl Emitter {
         let outputs: Vec<&Output> = batch
             .outputs
             .iter()
-            .filter(|o| matches!(o, Output::Command(_) | Output::Audit(_)))
+            .filter(|o| matches!(o, Output::Command(_) | Output::Audit(_) | Output::Deploy(_)))
             .collect();
         if outputs.is_empty() && !has_offsets {
             return Ok(());
@@ -339,6 +339,13 @@ impl KafkaSink {
                         headers: vec![("command_id".into(), c.command_id.clone().into_bytes())],
                     })
                 }
+                Output::Deploy(ev) => Some(OutRecord {
+                    topic: self.topics.deploy_events.clone(),
+                    partition: None,
+                    key: Some(ev.service.clone().into_bytes()),
+                    payload: serde_json::to_vec(ev).ok()?,
+                    headers: Vec::new(),
+                }),
                 Output::Audit(a) => {
                     let payload = serde_json::to_vec(a).ok()?;
                     let key = a.service.clone().unwrap_or_default().into_bytes();

@@ -167,8 +167,10 @@ fn traffic(e: &mut Engine, service: &str, (from, to): (i64, i64), bad: usize) ->
 mod admin;
 mod decide;
 mod evidence;
+mod fast_track;
 mod fold;
 mod guards;
+mod infer;
 mod judge;
 mod lifecycle;
 mod registry;

@@ -7,6 +7,16 @@ use super::wire::need;
 use crate::model::{DataMigration, DeployEventKind};
 use crate::time::{Duration, Timestamp};
 
+/// Why a deploy is fast-tracked: its version was seen healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FastTrack {
+    /// When the version was last seen healthy.
+    pub healthy_at: Timestamp,
+    /// How: `watched` (a deploy of it finished its watch without a
+    /// command) or `restored` (a rollback rollbackd commanded restored it).
+    pub how: String,
+}
+
 /// What became of a deploy event, or a deploy's end.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeployAudit {
@@ -18,6 +28,9 @@ pub enum DeployAudit {
         release_id: Option<String>,
         data_migration: DataMigration,
         at: Timestamp,
+        /// Set when the deploy is of a version known to be good: watched as
+        /// a recovery, not judged as a canary.
+        fast_track: Option<FastTrack>,
     },
     Progressed {
         canary_weight: Option<f64>,
@@ -63,11 +76,15 @@ impl Serialize for DeployAudit {
                 release_id,
                 data_migration,
                 at,
+                fast_track,
             } => {
                 m.serialize_entry("at", at)?;
                 m.serialize_entry("data_migration", data_migration)?;
                 m.serialize_entry("environment", environment)?;
                 m.serialize_entry("event", &DeployEventKind::Started)?;
+                if let Some(f) = fast_track {
+                    m.serialize_entry("fast_track", f)?;
+                }
                 m.serialize_entry("previous_version", previous_version)?;
                 m.serialize_entry("release_id", release_id)?;
                 m.serialize_entry("strategy", strategy)?;
@@ -119,6 +136,7 @@ struct DeployWire {
     watched_until: Option<Timestamp>,
     started_at: Option<Timestamp>,
     max_deploy_age: Option<Duration>,
+    fast_track: Option<FastTrack>,
 }
 
 /// The variant is told by its keys: `ignored`, then `expired`, then
@@ -150,6 +168,7 @@ impl<'de> Deserialize<'de> for DeployAudit {
                 release_id: w.release_id,
                 data_migration: need(w.data_migration, "data_migration")?,
                 at: need(w.at, "at")?,
+                fast_track: w.fast_track,
             },
             DeployEventKind::Progressed => DeployAudit::Progressed {
                 canary_weight: w.canary_weight,

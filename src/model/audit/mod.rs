@@ -49,7 +49,7 @@ use crate::time::Timestamp;
 pub use decision::{
     CommandAudit, DecisionAudit, SuppressedAudit, Suppression, SuppressionReason, Verdict,
 };
-pub use deploy::DeployAudit;
+pub use deploy::{DeployAudit, FastTrack};
 pub use operations::{
     AdminAudit, AlertAudit, AlertOutcome, BreakerAudit, LateDataAudit, MalformedAudit,
     NotificationAudit, NotificationOutcome, OwnerAudit, OwnerChange, PauseAudit, ResultAudit,

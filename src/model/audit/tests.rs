@@ -73,6 +73,7 @@ fn samples() -> Vec<AuditRecord> {
             release_id: None,
             data_migration: DataMigration::Reversible,
             at: ts("2026-11-26T12:00:00Z"),
+            fast_track: None,
         }
         .into()),
         d(DeployAudit::Started {
@@ -83,6 +84,21 @@ fn samples() -> Vec<AuditRecord> {
             release_id: Some("r-1".into()),
             data_migration: DataMigration::None,
             at: ts("2026-11-26T12:00:00.001Z"),
+            fast_track: None,
+        }
+        .into()),
+        d(DeployAudit::Started {
+            version: "v1".into(),
+            previous_version: Some("v2".into()),
+            environment: "prod".into(),
+            strategy: Some("inferred".into()),
+            release_id: None,
+            data_migration: DataMigration::None,
+            at: ts("2026-11-26T12:00:00Z"),
+            fast_track: Some(FastTrack {
+                healthy_at: ts("2026-11-25T08:00:00Z"),
+                how: "watched".into(),
+            }),
         }
         .into()),
         d(DeployAudit::Progressed {

@@ -1162,3 +1162,57 @@ fn block_on<T>(f: impl std::future::Future<Output = rdkafka::error::KafkaResult<
         .block_on(f)
         .expect("admin request")
 }
+
+/// `[deploys] infer`: a new version serving is found by the owner of its
+/// key, published on the deploy-events topic for every instance, and
+/// judged like an announced deploy — one command for a bad one.
+#[test]
+fn a_deploy_found_in_the_telemetry_reaches_every_instance_and_gets_one_command() {
+    let _serial = serial();
+    let broker = Broker::start();
+    let cfg = agent_config(
+        &broker,
+        "g-infer",
+        "[deploys]\ninfer = true\ninfer_settle = \"3s\"\n",
+    );
+    let env = [("ROLLBACKD_ADMIN_TOKEN", "adm")];
+    let a = Agent::start_with_env(&cfg, &env);
+    a.wait_ready();
+    let b = Agent::start_with_env(&cfg, &env);
+    b.wait_ready();
+    let p = producer(&broker);
+    // v1 alone, past the settle time of the owner's first sight.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(6) {
+        produce(&p, "otlp_spans", None, &spans_proto("shop", "v1", 40, 0));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    flush(&p);
+    // Then v2 beside it, failing 10% of its requests: no deploy event.
+    traffic(&broker, "shop", 10.0, 10);
+    let id = "inferred:shop:default:v2";
+    let got = wait_topic(&broker, "rollback-commands", Duration::from_secs(30), |g| {
+        commands_for(g, id) >= 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let logs = format!("A:\n{}\nB:\n{}", a.log_text(), b.log_text());
+    assert_eq!(commands_for(&got, id), 1, "{logs}");
+    let again = read_topic(&broker, "rollback-commands", Duration::from_secs(2));
+    assert_eq!(commands_for(&again, id), 1, "{logs}");
+    assert_eq!(again[0].payload["strategy"], "inferred");
+    assert_eq!(again[0].payload["to_version"], "v1");
+    let events = read_topic(&broker, "deploy-events", Duration::from_secs(2));
+    let started: Vec<_> = events
+        .iter()
+        .filter(|g| g.payload["deploy_id"] == id && g.payload["type"] == "deploy.started")
+        .collect();
+    assert_eq!(started.len(), 1, "{logs}");
+    assert_eq!(started[0].payload["previous_version"], "v1");
+    // Every instance knows the deploy.
+    for agent in [&a, &b] {
+        let path = format!("/v1/deploys/{id}");
+        let auth = [("Authorization", "Bearer adm")];
+        let (status, body) = http(&agent.http_addr(), "GET", &path, &auth, b"");
+        assert_eq!(status, 200, "{body}\n{logs}");
+    }
+}

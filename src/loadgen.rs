@@ -70,6 +70,10 @@ pub struct Traffic {
     /// Share of the baseline's requests that fail.
     pub baseline_errors: f64,
     pub seed: u64,
+    /// A rollout seen only in the telemetry, this many seconds long: the
+    /// baseline serves alone for its first third, both versions for the
+    /// second, the candidate alone for the last.
+    pub rollout: Option<u64>,
 }
 
 /// What one second of one version of one canary sent.
@@ -95,6 +99,9 @@ impl Traffic {
             .into_iter()
             .enumerate()
             {
+                if !self.serves(v == 1, second) {
+                    continue;
+                }
                 let stream = splitmix(self.seed ^ splitmix((c as u64) << 1 | v as u64));
                 let spans: Vec<Span> = (0..self.rps)
                     .map(|i| {
@@ -128,6 +135,15 @@ impl Traffic {
             }
         }
         out
+    }
+
+    /// Whether the candidate (or the baseline) serves in `second`.
+    fn serves(&self, candidate: bool, second: u64) -> bool {
+        match self.rollout {
+            None => true,
+            Some(total) if candidate => second >= total / 3,
+            Some(total) => second < total - total / 3,
+        }
     }
 }
 
@@ -232,6 +248,7 @@ mod tests {
             rps: 400,
             baseline_errors: 0.0,
             seed: 7,
+            rollout: None,
         };
         let end = Timestamp(1_800_000_000_000_000_000);
         let a = t.second(3, end);
@@ -252,6 +269,17 @@ mod tests {
             a[1].errors
         );
         assert!(r.spans.iter().all(|s| s.end <= end));
+        // A rollout: the baseline alone, both, the candidate alone.
+        let r = Traffic {
+            rollout: Some(9),
+            ..t.clone()
+        };
+        let versions =
+            |s| -> Vec<String> { r.second(s, end).into_iter().map(|e| e.version).collect() };
+        assert_eq!(versions(2), ["v1"]);
+        assert_eq!(versions(3), ["v1", "v2"]);
+        assert_eq!(versions(5), ["v1", "v2"]);
+        assert_eq!(versions(6), ["v2"]);
         let json = serde_json::to_vec(&a[1].request).unwrap();
         assert_eq!(
             crate::ingest::otlp::decode_traces_json(&json).unwrap(),

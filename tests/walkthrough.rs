@@ -68,7 +68,7 @@ impl Drop for Cleanup {
 fn the_readme_walkthroughs_run_as_printed() {
     let _serial = support::serial();
     let blocks = blocks();
-    assert_eq!(blocks.len(), 5, "the marked blocks of Try it");
+    assert_eq!(blocks.len(), 6, "the marked blocks of Try it");
     for (port, what) in [
         (19092, "the walkthrough broker"),
         (9464, "the agent's HTTP listener"),
@@ -154,6 +154,30 @@ fn the_readme_walkthroughs_run_as_printed() {
         report.contains("data-deploy-id=\"d-checkout\"")
             && report.contains("data-deploy-id=\"d-search\""),
         "the replay report"
+    );
+    // No deploy events: only the bad version found in the telemetry, the
+    // revert fast-tracked.
+    assert_eq!(of("inferred:shop:prod:v4").len(), 1, "{context}");
+    let c = of("inferred:shop:prod:v4")[0];
+    assert_eq!(c["decided_at"], "2026-11-26T12:15:28Z");
+    assert_eq!(
+        (&c["to_version"], &c["strategy"]),
+        (&"v2".into(), &"inferred".into())
+    );
+    assert!(
+        commands
+            .iter()
+            .all(|c| c["service"] != "shop" || c["deploy_id"] == "inferred:shop:prod:v4"),
+        "{context}"
+    );
+    let started: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("\"event\":\"deploy.started\""))
+        .collect();
+    assert_eq!(started.len(), 4, "{context}");
+    assert!(
+        started[2].contains("inferred:shop:prod:v2@") && started[2].contains("\"how\":\"watched\""),
+        "{context}"
     );
     // Without Kafka: a burn-rate decision, then an alert's (d-8 is printed
     // by `cat` and again by `tail -n 1`).

@@ -33,6 +33,11 @@ pub struct Args {
     /// How long to send
     #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// A rollout seen only in the telemetry, with no deploy event: each
+    /// baseline serves alone for the first third of --seconds, both
+    /// versions for the second, the candidate alone for the last
+    #[arg(long)]
+    rollout: bool,
     /// Seeds which requests fail
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -43,7 +48,8 @@ pub struct Args {
     #[arg(long)]
     url: Option<String>,
     /// Write a replay file instead, at once: a deploy.started event per
-    /// canary (deploy id d-SERVICE), then the spans, with the default topic names
+    /// canary (deploy id d-SERVICE; none with --rollout), then the spans,
+    /// with the default topic names
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
     /// With --jsonl: when the recording starts (RFC 3339)
@@ -67,6 +73,7 @@ pub fn main(args: Args) -> ExitCode {
         rps: args.rps,
         baseline_errors: args.baseline_errors,
         seed: args.seed,
+        rollout: args.rollout.then_some(args.seconds),
     };
     let result = match (&args.config, &args.url, &args.jsonl) {
         (Some(path), _, _) => {
@@ -177,7 +184,12 @@ fn jsonl(traffic: &Traffic, seconds: u64, path: &PathBuf, start: Timestamp) -> a
         }
         writeln!(out, "{rec}")
     };
-    for c in &traffic.canaries {
+    let announced = if traffic.rollout.is_some() {
+        &[][..]
+    } else {
+        &traffic.canaries[..]
+    };
+    for c in announced {
         let mut ev = serde_json::json!({
             "type": "deploy.started", "deploy_id": format!("d-{}", c.service),
             "service": c.service, "version": c.candidate, "previous_version": c.baseline, "at": start,

@@ -198,7 +198,7 @@ fn write_outputs(
                     kept.push(a);
                 }
             }
-            Output::Telemetry(_) | Output::Refused(_) => {}
+            Output::Telemetry(_) | Output::Refused(_) | Output::Gate(_) => {}
         }
     }
     Ok(())

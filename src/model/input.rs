@@ -26,6 +26,9 @@ pub enum Input {
     Admin(AdminRecord),
     /// An admin call taken here: applied and audited.
     AdminCall(AdminCall),
+    /// A deploy shown healthy by the owner of its key, read from the admin
+    /// topic: the gate answers `pass` for it here too.
+    Gate(super::gate::GateRecord),
     /// Evidence for a key this instance owns (stage 2).
     Evidence(super::evidence::Evidence),
     /// Which keys this instance now decides for (evidence partitions
@@ -63,6 +66,9 @@ pub enum Output {
     Telemetry(TelemetryOutcome),
     /// An admin call that was refused, and why.
     Refused(Refusal),
+    /// A deploy was shown healthy here: published on the admin topic for
+    /// every other instance (`docs/formats.md#gate-records`).
+    Gate(super::gate::GateRecord),
 }
 
 /// Why a manual rollback was refused.

@@ -197,7 +197,7 @@ impl Emitter {
         let outputs: Vec<&Output> = batch
             .outputs
             .iter()
-            .filter(|o| matches!(o, Output::Command(_) | Output::Audit(_)))
+            .filter(|o| matches!(o, Output::Command(_) | Output::Audit(_) | Output::Gate(_)))
             .collect();
         if outputs.is_empty() && !has_offsets {
             return Ok(());
@@ -350,6 +350,14 @@ impl KafkaSink {
                         headers: Vec::new(),
                     })
                 }
+                // For every instance: they answer the gate alike.
+                Output::Gate(g) => Some(OutRecord {
+                    topic: self.topics.admin.clone(),
+                    partition: None,
+                    key: Some(g.service.clone().into_bytes()),
+                    payload: serde_json::to_vec(g).ok()?,
+                    headers: Vec::new(),
+                }),
                 _ => None,
             })
             .collect()

@@ -297,7 +297,7 @@ impl Owner {
         }
         let publishes = outputs
             .iter()
-            .any(|o| matches!(o, Output::Command(_) | Output::Audit(_)));
+            .any(|o| matches!(o, Output::Command(_) | Output::Audit(_) | Output::Gate(_)));
         if consumed.next.is_empty() && publishes {
             for ((topic, p), h) in self.group.held() {
                 if &topic == evidence && owned.contains(&p) {

@@ -168,6 +168,7 @@ mod admin;
 mod decide;
 mod evidence;
 mod fold;
+mod gate;
 mod guards;
 mod judge;
 mod lifecycle;

@@ -26,6 +26,15 @@
    every alert rule has an expression.
 4. The Collector's kafka exporter writes the topics and encoding the
    in-cluster rollbackd config reads, to the same brokers.
+5. The gate's examples (deploy/kubernetes/gate) call rollbackd's Service
+   the way the controllers must: the Argo Rollouts AnalysisTemplate's web
+   metric GETs /v1/gate with the service, environment and version args,
+   reads `{$.verdict}` with "pass" as success and "fail" as failure, keeps
+   measuring on "wait" (inconclusiveLimit covers every measurement), and
+   takes its bearer token from a secretKeyRef; the Flagger Canary's
+   webhooks POST to /v1/gate/flagger with a metadata.type equal to their
+   own type (one of the gate's), and a token that is a placeholder to
+   substitute, never a value.
 
 Needs PyYAML (scripts/deps.sh installs it into the test virtualenv). Exits 1
 listing every problem found.
@@ -437,6 +446,97 @@ def check_collector(rollbackd):
             problem(path, f"pipeline {name} does not export to kafka")
 
 
+GATE_HOOKS = {"confirm-rollout", "pre-rollout", "confirm-traffic-increase", "rollout", "confirm-promotion", "rollback"}
+TOKEN_PLACEHOLDER = "${ROLLBACKD_WEBHOOK_TOKEN}"
+
+
+def service_urls():
+    """The URL prefixes that reach rollbackd's Service of the base build."""
+    base = os.path.join(KUBE, "base")
+    objs = structural_build(base)
+    urls = set()
+    for o in objs:
+        if o.get("kind") != "Service":
+            continue
+        name = o["metadata"]["name"]
+        ns = o["metadata"].get("namespace", "default")
+        for port in o.get("spec", {}).get("ports", []):
+            for host in (f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"):
+                urls.add(f"http://{host}:{port['port']}")
+    return urls
+
+
+def check_analysis_template(where, t, urls):
+    args = {a["name"]: a for a in t.get("spec", {}).get("args", [])}
+    webs = [m for m in t.get("spec", {}).get("metrics", []) if "web" in m.get("provider", {})]
+    if not webs:
+        problem(where, "AnalysisTemplate has no web metric")
+    for m in webs:
+        web = m["provider"]["web"]
+        url = web.get("url", "")
+        base, _, query = url.partition("?")
+        if not any(base == u + "/v1/gate" for u in urls):
+            problem(where, f"metric {m.get('name')}: url {url!r} is not /v1/gate on rollbackd's Service ({sorted(urls)})")
+        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        for q in ("service", "environment", "version"):
+            arg = re.fullmatch(r"\{\{\s*args\.([\w-]+)\s*\}\}", params.get(q, ""))
+            if not arg or arg.group(1) not in args:
+                problem(where, f"metric {m.get('name')}: query {q} is not one of the template's args")
+        if web.get("method", "GET") != "GET":
+            problem(where, f"metric {m.get('name')}: the gate is a GET")
+        if web.get("jsonPath") != "{$.verdict}":
+            problem(where, f"metric {m.get('name')}: jsonPath must be {{$.verdict}}")
+        if m.get("successCondition") != 'result == "pass"' or m.get("failureCondition") != 'result == "fail"':
+            problem(where, f"metric {m.get('name')}: successCondition must be result == \"pass\" and failureCondition result == \"fail\"")
+        count = m.get("count")
+        if count is None or int(m.get("inconclusiveLimit", 0)) < int(count):
+            problem(where, f"metric {m.get('name')}: a count, and an inconclusiveLimit of at least it (\"wait\" is measured again)")
+        auth = [h for h in web.get("headers", []) if h.get("key", "").lower() == "authorization"]
+        token = re.fullmatch(r"Bearer \{\{\s*args\.([\w-]+)\s*\}\}", auth[0].get("value", "")) if auth else None
+        ref = args.get(token.group(1), {}).get("valueFrom", {}).get("secretKeyRef", {}) if token else {}
+        if not ref.get("name") or not ref.get("key"):
+            problem(where, f"metric {m.get('name')}: the Authorization header must be Bearer {{{{args.X}}}} with X from a secretKeyRef naming its key")
+
+
+def check_canary(where, c, urls):
+    hooks = [w for w in c.get("spec", {}).get("analysis", {}).get("webhooks", []) if w.get("url", "").endswith("/v1/gate/flagger")]
+    types = set()
+    for w in hooks:
+        name, meta = w.get("name"), w.get("metadata") or {}
+        if w["url"][: -len("/v1/gate/flagger")] not in urls:
+            problem(where, f"webhook {name}: url {w['url']!r} is not rollbackd's Service")
+        if w.get("type") not in GATE_HOOKS or meta.get("type") != w.get("type"):
+            problem(where, f"webhook {name}: metadata.type must repeat its type, one of {sorted(GATE_HOOKS)}")
+        if meta.get("token") != TOKEN_PLACEHOLDER:
+            problem(where, f"webhook {name}: metadata.token must be the placeholder {TOKEN_PLACEHOLDER} (no token in the manifests)")
+        if not meta.get("service") or not meta.get("environment"):
+            problem(where, f"webhook {name}: metadata must name the service and environment")
+        types.add(w.get("type"))
+    for needed in ("rollout", "confirm-promotion"):
+        if needed not in types:
+            problem(where, f"no {needed} webhook calling the gate")
+
+
+def check_gate():
+    d = os.path.join(KUBE, "gate")
+    urls = service_urls()
+    kinds = {}
+    for name in sorted(os.listdir(d)):
+        path = os.path.join(d, name)
+        for obj in load_docs(path):
+            kind = obj.get("kind")
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kind == "AnalysisTemplate":
+                check_analysis_template(path, obj, urls)
+            elif kind == "Canary":
+                check_canary(path, obj, urls)
+            else:
+                problem(path, f"unexpected {kind}")
+    for kind in ("AnalysisTemplate", "Canary"):
+        if not kinds.get(kind):
+            problem(d, f"no {kind}")
+
+
 def main():
     ap = argparse.ArgumentParser(description="Checks the deployment material in deploy/.")
     ap.add_argument("--rollbackd", help="a rollbackd binary, to run check-config on embedded configs")
@@ -470,6 +570,8 @@ def main():
     print(f"{os.path.relpath(sidecar, ROOT)}: checked")
     check_collector(args.rollbackd)
     print("deploy/otel-collector/collector.yaml: checked")
+    check_gate()
+    print("deploy/kubernetes/gate: checked")
     if problems:
         print(f"\n{len(problems)} problem(s):", file=sys.stderr)
         for p in problems:

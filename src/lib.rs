@@ -59,7 +59,8 @@
 //!   trait: [`runtime::backend::Local`] (this process) or
 //!   [`runtime::backend::Kafka`] (the owners, through the topics); where
 //!   outputs go is the emitter's [`runtime::emit::Sink`] (the topics, or
-//!   stdout). [`http`]: its HTTP listener (and the live status page),
+//!   stdout). [`http`]: its HTTP listener (the live status page, and the gate
+//!   progressive-delivery controllers ask, [`http::gate`]),
 //!   which reaches the runtime through the narrow [`http::Api`] trait;
 //!   [`metrics`]: rollbackd's own Prometheus metrics.
 //! - [`kafka`]: Kafka clients only (the control-topic reader, the group

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub time_to_rollback_seconds: Histogram,
     pub verifications: IntCounterVec,
     pub recovery_seconds: Histogram,
+    pub gate_answers: IntCounterVec,
     pub notify: NotifyMetrics,
 }
 
@@ -181,6 +182,7 @@ impl Metrics {
             time_to_rollback_seconds: histogram(&r, &TIME_TO_ROLLBACK_SECONDS),
             verifications: counter_vec(&r, &ROLLBACK_VERIFICATIONS),
             recovery_seconds: histogram(&r, &ROLLBACK_RECOVERY_SECONDS),
+            gate_answers: counter_vec(&r, &GATE_ANSWERS),
             notify: NotifyMetrics::new(&r),
             registry: r,
         }
@@ -241,7 +243,7 @@ impl Metrics {
     /// `_bucket`, `_sum` and `_count` series): what dashboards and alert
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
-        let plain: [&dyn Collector; 28] = [
+        let plain: [&dyn Collector; 29] = [
             &self.records,
             &self.observations,
             &self.observations_repeated,
@@ -266,6 +268,7 @@ impl Metrics {
             &self.dead_letters,
             &self.deploys_expired,
             &self.results,
+            &self.gate_answers,
             &self.verifications,
             &self.notify.notifications,
             &self.notify.retries,

@@ -198,8 +198,8 @@ fn write_outputs(
                     kept.push(a);
                 }
             }
-            // Applied by the engine that inferred it: nothing to publish.
-            Output::Telemetry(_) | Output::Refused(_) | Output::Deploy(_) => {}
+            // Applied by the engine that made them: nothing to publish here.
+            Output::Telemetry(_) | Output::Refused(_) | Output::Deploy(_) | Output::Gate(_) => {}
         }
     }
     Ok(())

@@ -125,7 +125,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn manifest_check_finds_broken_manifests() {
-    let breakages: [(&str, &str, &str, &str); 5] = [
+    let breakages: [(&str, &str, &str, &str); 9] = [
         (
             "kubernetes/base/deployment.yaml",
             "path: /readyz",
@@ -155,6 +155,30 @@ fn manifest_check_finds_broken_manifests() {
             "topic: otlp_spans",
             "topic: spans",
             "traces topic spans is not rollbackd's otlp_spans",
+        ),
+        (
+            "kubernetes/gate/analysistemplate.yaml",
+            "inconclusiveLimit: 40",
+            "inconclusiveLimit: 0",
+            "an inconclusiveLimit of at least it",
+        ),
+        (
+            "kubernetes/gate/analysistemplate.yaml",
+            "failureCondition: result == \"fail\"",
+            "failureCondition: result == \"wait\"",
+            "failureCondition result == \"fail\"",
+        ),
+        (
+            "kubernetes/gate/canary.yaml",
+            "token: \"${ROLLBACKD_WEBHOOK_TOKEN}\"",
+            "token: \"s3cret\"",
+            "metadata.token must be the placeholder",
+        ),
+        (
+            "kubernetes/gate/canary.yaml",
+            "          type: confirm-promotion",
+            "          type: rollout",
+            "webhook rollbackd-promotion: metadata.type must repeat its type",
         ),
     ];
     for (i, (file, from, to, want)) in breakages.iter().enumerate() {

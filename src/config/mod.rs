@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::time::Duration;
-pub use policy::Policy;
+pub use policy::{Policy, GATE_MARGIN};
 use schema::RawConfig;
 pub use schema::{
     AlertsConfig, AuditConfig, DeploysConfig, ExecutorConfig, GuardsConfig, HttpConfig,

@@ -7,8 +7,13 @@ use std::sync::Arc;
 
 use super::schema::{SloTable, WindowPair};
 use super::{invalid, ConfigError};
-use crate::stats::sequential::RateTest;
+use crate::stats::sequential::{MarginTest, RateTest};
 use crate::time::Duration;
+
+/// How much worse than its baseline a candidate may be and still pass the
+/// gate: this share of the lowest threshold of any pair, added to the
+/// baseline's bad ratio (`docs/guarantees.md#the-gate`).
+pub const GATE_MARGIN: f64 = 0.5;
 
 /// The effective SLO policy of one service, with derived constants.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +38,10 @@ pub struct Policy {
     /// Per SLI, the test that its bad ratio is below the lowest threshold
     /// of any pair (H0: ratio ≥ it): a restored version has recovered.
     pub recovery_tests: [RateTest; 2],
+    /// Per SLI, the gate's test that the candidate is no worse than its
+    /// baseline by [`GATE_MARGIN`] of the lowest threshold (H0: its ratio
+    /// ≥ the baseline's + that margin; `docs/guarantees.md#the-gate`).
+    pub gate_tests: [MarginTest; 2],
     /// Distinct window lengths, ascending; windows are kept per length.
     pub lengths: Vec<Duration>,
     /// For each pair, the indices of its short and long length in `lengths`.
@@ -42,6 +51,28 @@ pub struct Policy {
 impl Policy {
     pub fn longest(&self) -> Duration {
         self.lengths.last().copied().unwrap_or(Duration::ZERO)
+    }
+
+    /// The lowest threshold of any pair for `budget` (a bad ratio).
+    pub fn lowest_threshold(&self, budget: f64) -> f64 {
+        let lowest = self
+            .windows
+            .iter()
+            .map(|w| w.burn_rate)
+            .fold(f64::INFINITY, f64::min);
+        lowest * budget
+    }
+
+    /// The sequential tests derived from the thresholds.
+    fn derive_tests(&mut self) {
+        self.rate_tests = rate_tests(self);
+        let budgets = [self.error_budget(), self.latency_budget()];
+        self.recovery_tests = budgets.map(|b| RateTest::below(self.lowest_threshold(b)));
+        self.gate_tests = budgets.map(|b| {
+            let lowest = self.lowest_threshold(b);
+            let margin = GATE_MARGIN * lowest;
+            MarginTest::new(margin, lowest - margin)
+        });
     }
 
     pub fn error_budget(&self) -> f64 {
@@ -61,7 +92,7 @@ impl Policy {
             confidence,
             ..self.clone()
         };
-        (p.rate_tests, p.recovery_tests) = (rate_tests(&p), recovery_tests(&p));
+        p.derive_tests();
         p
     }
 }
@@ -159,6 +190,7 @@ fn inherit(parent: &SloTable, own: &SloTable, global_dry_run: bool) -> Policy {
         dry_run: global_dry_run || own.dry_run.unwrap_or(false),
         rate_tests: Vec::new(),
         recovery_tests: [RateTest::below(1.0), RateTest::below(1.0)],
+        gate_tests: [MarginTest::new(1.0, 0.0), MarginTest::new(1.0, 0.0)],
         lengths: Vec::new(),
         pair_index: Vec::new(),
     }
@@ -277,21 +309,9 @@ impl Policy {
             .map(|w| (index(w.short), index(w.long)))
             .collect();
         self.lengths = lengths;
-        (self.rate_tests, self.recovery_tests) = (rate_tests(&self), recovery_tests(&self));
+        self.derive_tests();
         self
     }
-}
-
-fn recovery_tests(p: &Policy) -> [RateTest; 2] {
-    let lowest = p
-        .windows
-        .iter()
-        .map(|w| w.burn_rate)
-        .fold(f64::INFINITY, f64::min);
-    [
-        RateTest::below(lowest * p.error_budget()),
-        RateTest::below(lowest * p.latency_budget()),
-    ]
 }
 
 fn rate_tests(p: &Policy) -> Vec<[RateTest; 2]> {

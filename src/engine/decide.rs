@@ -135,6 +135,8 @@ impl Engine {
         } else if let Some(p) = self.pending_alerts.get(&id) {
             let evidence = p.evidence.clone();
             self.decide(&id, Trigger::Alert, evidence, None, out);
+        } else {
+            self.gate_check(seq, out);
         }
     }
 

@@ -19,7 +19,9 @@
 //!   into deltas.
 //! - [`decide`]: evaluation of due deploys, the guard chain and the
 //!   commands it lets through, release cascades; [`verify`]: after a
-//!   successful rollback, whether the restored version recovered.
+//!   successful rollback, whether the restored version recovered;
+//!   [`gate`]: the verdict progressive-delivery controllers ask for
+//!   (pass, fail, wait), and the passes every instance keeps.
 //! - [`alerts`]: Alertmanager alerts as rollback triggers.
 //! - [`admin`]: pause, resume, breaker reset, manual rollback, and guard
 //!   state read back from the commands topic.
@@ -51,6 +53,7 @@ mod config;
 pub mod decide;
 pub mod evaluate;
 pub mod fold;
+pub mod gate;
 pub mod guards;
 pub mod history;
 pub mod infer;
@@ -116,6 +119,9 @@ pub struct Engine {
     /// guard, by deploy id: tried again at every evaluation until emitted
     /// or resolved.
     pending_alerts: HashMap<String, alerts::HeldAlert>,
+    /// Deploys shown healthy (the gate's `pass`), by deploy id: shown
+    /// here or read from the admin topic.
+    gate_passes: Bounded<String, gate::Passed>,
     /// When cumulative series not updated for a while are next forgotten.
     next_sweep: Timestamp,
     /// The last deploys that stopped being watched, newest last, at most
@@ -141,6 +147,7 @@ impl Engine {
             ownership: Ownership::All,
             alerts_seen: Bounded::new(MAX_ALERTS_REMEMBERED),
             pending_alerts: HashMap::new(),
+            gate_passes: Bounded::new(gate::MAX_PASSES_REMEMBERED),
             next_sweep: Timestamp::MIN,
             finished: Default::default(),
             keep_finished: views::KEEP_FINISHED,
@@ -167,6 +174,7 @@ impl Engine {
                 self.admin_record(&record);
             }
             Input::AdminCall(call) => self.admin_call(call, &mut out),
+            Input::Gate(record) => self.gate_record(&record),
             Input::Malformed(m) => out.push(Output::Audit(AuditRecord::new(self.clock, m))),
             Input::Tick => self.tick(&mut out),
         }

@@ -34,6 +34,7 @@ use crate::engine::DeployView;
 use crate::ingest::Source;
 use crate::model::{AdminAction, AuditRecord, Refusal};
 
+pub mod gate;
 pub mod status;
 
 /// Why an input taken over HTTP was not taken.
@@ -87,6 +88,13 @@ pub trait Api: Send + Sync + 'static {
     fn audit(&self, limit: usize) -> Vec<AuditRecord>;
     /// What the instance is doing: `GET /v1/status` and the page.
     fn status(&self) -> status::Status;
+    /// The gate's answer for `key`, counted for `route`; `None` when it
+    /// has no active deploy.
+    fn gate(
+        &self,
+        key: &gate::GateKey,
+        route: gate::GateRoute,
+    ) -> Option<crate::engine::gate::GateAnswer>;
 }
 
 /// How many audit records `GET /v1/audit` can show.
@@ -112,6 +120,8 @@ pub fn router<A: Api>(api: Arc<A>) -> Router {
         .route("/v1/automation/resume", post(resume::<A>))
         .route("/v1/breaker/reset", post(breaker_reset::<A>))
         .route("/v1/audit", get(audit::<A>))
+        .route("/v1/gate", get(gate::argo::<A>))
+        .route("/v1/gate/flagger", post(gate::flagger::<A>))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
 }

@@ -12,6 +12,7 @@ pub mod otlp;
 pub mod result;
 
 use crate::config::{Config, OtlpEncoding};
+use crate::model::gate::GateRecord;
 use crate::model::{AdminRecord, Command, Input};
 use crate::time::{Duration, Timestamp};
 
@@ -92,8 +93,26 @@ pub fn decode(source: Source, bytes: &[u8], otlp: OtlpEncoding) -> Result<Input,
             serde_json::from_slice::<Command>(bytes)
                 .map_err(|e| DecodeError::new(format!("invalid command: {e}")))?,
         ),
-        Source::Admin => Input::Admin(AdminRecord::decode(bytes).map_err(DecodeError::new)?),
+        Source::Admin => admin_topic(bytes)?,
         Source::Alertmanager => Input::Alerts(alertmanager::decode(bytes)?),
+    })
+}
+
+/// A record of the admin topic: an admin action, or a gate record (told
+/// apart by their schema).
+fn admin_topic(bytes: &[u8]) -> Result<Input, DecodeError> {
+    #[derive(serde::Deserialize)]
+    struct Schema {
+        schema: Option<String>,
+    }
+    let schema = serde_json::from_slice::<Schema>(bytes)
+        .ok()
+        .and_then(|s| s.schema);
+    Ok(match schema.as_deref() {
+        Some(crate::model::gate::GATE_SCHEMA) => {
+            Input::Gate(GateRecord::decode(bytes).map_err(DecodeError::new)?)
+        }
+        _ => Input::Admin(AdminRecord::decode(bytes).map_err(DecodeError::new)?),
     })
 }
 

@@ -105,6 +105,13 @@ pub(super) const TIME_TO_ROLLBACK_SECONDS: Spec = Spec::new(
 pub(super) const ROLLBACK_VERIFICATIONS: Spec = Spec::new("rollback_verifications_total", "How successful rollbacks turned out: recovered, not_recovered (the restored version still burns), inconclusive.").labels(&["outcome"]);
 pub(super) const ROLLBACK_RECOVERY_SECONDS: Spec = Spec::new("rollback_recovery_seconds", "From the executor's succeeded result to the restored version confidently below every threshold.").buckets(&[5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0]);
 
+// The gate progressive-delivery controllers ask.
+pub(super) const GATE_ANSWERS: Spec = Spec::new(
+    "gate_answers_total",
+    "Gate answers by route (argo, flagger) and verdict (pass, fail, wait).",
+)
+.labels(&["route", "verdict"]);
+
 // The instance: readiness per stage, Kafka clients, owned partitions, transactions.
 pub(super) const READY: Spec = Spec::new(
     "ready",

@@ -26,6 +26,9 @@ pub enum Input {
     Admin(AdminRecord),
     /// An admin call taken here: applied and audited.
     AdminCall(AdminCall),
+    /// A deploy shown healthy by the owner of its key, read from the admin
+    /// topic: the gate answers `pass` for it here too.
+    Gate(super::gate::GateRecord),
     /// Evidence for a key this instance owns (stage 2).
     Evidence(super::evidence::Evidence),
     /// Which keys this instance now decides for (evidence partitions
@@ -68,6 +71,20 @@ pub enum Output {
     /// has applied it; every other instance applies it from the
     /// deploy-events topic.
     Deploy(DeployEvent),
+    /// A deploy was shown healthy here: published on the admin topic for
+    /// every other instance (`docs/formats.md#gate-records`).
+    Gate(super::gate::GateRecord),
+}
+
+impl Output {
+    /// Whether it goes to a topic (or stdout): a command, an audit record,
+    /// a deploy event or a gate record rollbackd made.
+    pub fn is_published(&self) -> bool {
+        matches!(
+            self,
+            Output::Command(_) | Output::Audit(_) | Output::Deploy(_) | Output::Gate(_)
+        )
+    }
 }
 
 /// Why a manual rollback was refused.

@@ -8,11 +8,14 @@
 //! - [`audit`]: the typed audit records;
 //! - [`evidence`]: what intake hands to the owner of a (service,
 //!   environment), and which keys an instance owns.
+//! - [`gate`]: the gate's verdict, and the record that spreads a pass to
+//!   every instance;
 //! - [`summary`]: audit records and evidence in words,
 //!   for every reader that shows them to people.
 
 pub mod audit;
 pub mod evidence;
+pub mod gate;
 pub mod input;
 pub mod summary;
 

@@ -10,7 +10,9 @@ use serde_json::json;
 use super::backend::Backend;
 use super::shared::Shared;
 use crate::config::{Config, OtlpEncoding};
+use crate::engine::gate::GateAnswer;
 use crate::engine::{DeployView, Engine};
+use crate::http::gate::{GateKey, GateRoute};
 use crate::http::status::{AuditLine, Status};
 use crate::http::{Api, InputError, RECENT_AUDIT};
 use crate::ingest::{self, DecodeError, Source};
@@ -161,6 +163,19 @@ impl<B: Backend> Api for Handle<B> {
 
     fn audit(&self, limit: usize) -> Vec<AuditRecord> {
         self.shared.recent_audit(limit)
+    }
+
+    fn gate(&self, key: &GateKey, route: GateRoute) -> Option<GateAnswer> {
+        let answer =
+            self.shared
+                .read()
+                .gate(&key.service, &key.environment, key.version.as_deref())?;
+        self.shared
+            .metrics
+            .gate_answers
+            .with_label_values(&[route.label(), answer.verdict.as_str()])
+            .inc();
+        Some(answer)
     }
 
     fn status(&self) -> Status {

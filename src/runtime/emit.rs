@@ -194,11 +194,7 @@ impl Emitter {
                 .extend(n.take_audits().into_iter().map(Output::Audit));
         }
         let has_offsets = batch.offsets.as_ref().is_some_and(|o| o.next.count() > 0);
-        let outputs: Vec<&Output> = batch
-            .outputs
-            .iter()
-            .filter(|o| matches!(o, Output::Command(_) | Output::Audit(_) | Output::Deploy(_)))
-            .collect();
+        let outputs: Vec<&Output> = batch.outputs.iter().filter(|o| o.is_published()).collect();
         if outputs.is_empty() && !has_offsets {
             return Ok(());
         }
@@ -357,6 +353,14 @@ impl KafkaSink {
                         headers: Vec::new(),
                     })
                 }
+                // For every instance: they answer the gate alike.
+                Output::Gate(g) => Some(OutRecord {
+                    topic: self.topics.admin.clone(),
+                    partition: None,
+                    key: Some(g.service.clone().into_bytes()),
+                    payload: serde_json::to_vec(g).ok()?,
+                    headers: Vec::new(),
+                }),
                 _ => None,
             })
             .collect()

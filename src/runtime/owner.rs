@@ -295,9 +295,7 @@ impl Owner {
         for (p, o) in &consumed.next {
             let _ = tpl.add_partition_offset(evidence, *p, Offset::Offset(*o));
         }
-        let publishes = outputs
-            .iter()
-            .any(|o| matches!(o, Output::Command(_) | Output::Audit(_) | Output::Deploy(_)));
+        let publishes = outputs.iter().any(Output::is_published);
         if consumed.next.is_empty() && publishes {
             for ((topic, p), h) in self.group.held() {
                 if &topic == evidence && owned.contains(&p) {

@@ -48,6 +48,30 @@
 //! Mixed over δ_j = 1.5·1.75^j (j < 12) with equal weights, it rejects at
 //! 1/α like the threshold test.
 //!
+//! # The margin test ([`MarginTest`])
+//!
+//! H0: the candidate's bad ratio p_c ≥ p_b + m, its baseline's plus a
+//! margin m — the candidate is worse by the margin or more. Its rejection,
+//! with the reverse threshold test's ([`RateTest::below`]), is what the
+//! gate calls evidence of health. The baseline's ratios up to `upto` are
+//! split into cells [ℓ_j, ℓ_{j+1}] (ℓ_0 = 0, then `upto`/2^5, …, `upto`);
+//! in cell j the e-value is the product
+//!
+//! ```text
+//! E_j = B_{ℓ_j + m}(candidate) · (1 + A_{ℓ_{j+1}}(baseline)) / 2
+//! ```
+//!
+//! of the candidate's reverse threshold test of H0: p_c ≥ ℓ_j + m and the
+//! baseline's threshold test of H0: p_b ≤ ℓ_{j+1}, averaged with 1 so that
+//! a baseline with little evidence costs at most a factor of 2. Under a
+//! null pair whose p_b lies in cell j both factors are supermartingales
+//! (p_c ≥ p_b + m ≥ ℓ_j + m, and p_b ≤ ℓ_{j+1}), and so is their product:
+//! each request moves one of them, the other side's requests being
+//! independent of it. The test's e-value is the least over the cells,
+//! never more than the cell of the true p_b, so Ville's inequality holds
+//! for it. A null pair with p_b above `upto` has p_c above `upto` + m: the
+//! caller's threshold test at `upto` + m covers it.
+//!
 //! # Many tests, one promise
 //!
 //! A verdict may come from any window pair and either SLI, and a deploy's
@@ -138,6 +162,45 @@ impl RateTest {
     pub fn log_e(&self, bad: u64, n: u64) -> f64 {
         let (k, rest) = (bad.min(n) as f64, n.saturating_sub(bad) as f64);
         self.log_weight + log_sum_exp(self.terms.iter().map(|&(a, b)| k * a + rest * b))
+    }
+}
+
+/// How many cells [`MarginTest`] splits the baseline's bad ratios into.
+pub const MARGIN_CELLS: usize = 6;
+
+/// The test of H0: the candidate's bad ratio is at least its baseline's
+/// plus a margin (module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarginTest {
+    /// Per cell [ℓ_j, ℓ_{j+1}] of the baseline's ratio: the candidate's
+    /// test of H0: p_c ≥ ℓ_j + m, the baseline's of H0: p_b ≤ ℓ_{j+1}.
+    cells: Vec<(RateTest, RateTest)>,
+}
+
+impl MarginTest {
+    /// Margin `margin`, over baseline ratios from 0 to `upto`.
+    pub fn new(margin: f64, upto: f64) -> MarginTest {
+        let edges: Vec<f64> = std::iter::once(0.0)
+            .chain((0..MARGIN_CELLS).rev().map(|j| upto / 2f64.powi(j as i32)))
+            .collect();
+        MarginTest {
+            cells: edges
+                .windows(2)
+                .map(|e| (RateTest::below(e[0] + margin), RateTest::new(e[1])))
+                .collect(),
+        }
+    }
+
+    /// ln of the e-value after `bad_c` of the candidate's `n_c` requests
+    /// and `bad_b` of the baseline's `n_b`.
+    pub fn log_e(&self, bad_c: u64, n_c: u64, bad_b: u64, n_b: u64) -> f64 {
+        self.cells
+            .iter()
+            .map(|(c, b)| {
+                let baseline = log_sum_exp([0.0, b.log_e(bad_b, n_b)].into_iter()) - 2f64.ln();
+                c.log_e(bad_c, n_c) + baseline
+            })
+            .fold(f64::INFINITY, f64::min)
     }
 }
 
@@ -299,6 +362,48 @@ mod tests {
             prop_assert!(t.log_e(k + 1, n + 1) >= t.log_e(k, n + 1));
             prop_assert!(t.log_e(k, n).is_finite());
         }
+    }
+
+    #[test]
+    fn the_margin_test_needs_the_candidate_within_the_margin_of_its_baseline() {
+        let (margin, upto) = (0.0005, 0.0005);
+        let t = MarginTest::new(margin, upto);
+        let needed = (1.0 / 0.05f64).ln();
+        // Both clean, plenty of traffic: shown within the margin.
+        assert!(t.log_e(0, 20_000, 0, 200_000) >= needed);
+        // The candidate at 0.1 %, its baseline clean: worse by the margin.
+        assert!(t.log_e(20, 20_000, 0, 200_000) < needed);
+        // The same candidate beside a baseline at 0.08 %: within it.
+        assert!(t.log_e(20, 20_000, 160, 200_000) >= needed);
+        // Too few requests tell nothing.
+        assert!(t.log_e(0, 100, 0, 1000) < needed);
+    }
+
+    /// A candidate worse than its baseline by exactly the margin is
+    /// called within it at most α of the time, watched request by request.
+    #[test]
+    fn candidates_worse_by_the_margin_rarely_pass() {
+        let mut rng = crate::rng::Rng::new(7);
+        let alpha: f64 = 0.05;
+        let needed = (1.0 / alpha).ln();
+        let (p_b, margin) = (0.002, 0.004);
+        let t = MarginTest::new(margin, 0.004);
+        let (runs, steps) = (400, 4000);
+        let mut passed = 0;
+        for _ in 0..runs {
+            let (mut kc, mut kb) = (0u64, 0u64);
+            for n in 1..=steps {
+                kc += u64::from(rng.unit() < p_b + margin);
+                for _ in 0..4 {
+                    kb += u64::from(rng.unit() < p_b);
+                }
+                if n % 50 == 0 && t.log_e(kc, n, kb, 4 * n) >= needed {
+                    passed += 1;
+                    break;
+                }
+            }
+        }
+        assert!(passed as f64 / runs as f64 <= alpha, "{passed} of {runs}");
     }
 
     /// Ville's inequality in action: healthy streams watched request by

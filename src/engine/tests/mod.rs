@@ -169,6 +169,7 @@ mod decide;
 mod evidence;
 mod fast_track;
 mod fold;
+mod gate;
 mod guards;
 mod infer;
 mod judge;

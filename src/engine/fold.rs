@@ -102,10 +102,12 @@ impl Fold {
         let d = t.deploy;
         let key = key_of(&d.info);
         let mut slots = SideSlots::new(d, now);
-        for s in &res.spans {
+        // The kinds of request this service counts; the others are ignored.
+        let counted = d.policy.requests;
+        for s in res.spans.iter().filter(|s| counted.contains(s.kind)) {
             slots.span(s, out);
         }
-        for p in &res.points {
+        for p in res.points.iter().filter(|p| counted.contains(p.kind)) {
             if p.temporality == Temporality::Cumulative {
                 let item = slots.cumulative(p, t.role, raw, out);
                 self.other.entry(key.clone()).or_default().push(item);

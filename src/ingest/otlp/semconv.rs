@@ -79,26 +79,34 @@ pub(super) struct Facts {
 
 impl Facts {
     /// Notes one attribute (when a key repeats, the later value wins).
+    /// Dispatched on the first byte: most attributes (`url.*`, `server.*`,
+    /// `network.*`, ...) are none of these and pass with one test.
     pub(super) fn push(&mut self, key: &str, v: Attr<'_>) {
-        match key {
-            "http.response.status_code" | "http.status_code" => {
+        match key.as_bytes().first() {
+            Some(b'h') if key == "http.response.status_code" || key == "http.status_code" => {
                 self.http_status = status_code(v).or(self.http_status);
             }
-            "rpc.system" | "rpc.system.name" => self.rpc = true,
-            "rpc.grpc.status_code" => {
-                self.rpc = true;
-                self.grpc_code = status_code(v).or(self.grpc_code);
+            Some(b'r') => match key {
+                "rpc.system" | "rpc.system.name" => self.rpc = true,
+                "rpc.grpc.status_code" => {
+                    self.rpc = true;
+                    self.grpc_code = status_code(v).or(self.grpc_code);
+                }
+                "rpc.response.status_code" => {
+                    self.rpc = true;
+                    self.grpc_code = grpc_code_name(v).or(self.grpc_code);
+                }
+                _ => {}
+            },
+            Some(b'e') if key == "error.type" => {
+                self.error_type = matches!(v, Attr::Str(s) if !s.is_empty());
             }
-            "rpc.response.status_code" => {
-                self.rpc = true;
-                self.grpc_code = grpc_code_name(v).or(self.grpc_code);
-            }
-            "error.type" => self.error_type = matches!(v, Attr::Str(s) if !s.is_empty()),
-            "messaging.operation.type" | "messaging.operation" => {
+            Some(b'm') if key.starts_with("messaging.") => {
                 self.messaging = true;
-                self.not_processing = !matches!(v, Attr::Str("process" | "deliver"));
+                if key == "messaging.operation.type" || key == "messaging.operation" {
+                    self.not_processing = !matches!(v, Attr::Str("process" | "deliver"));
+                }
             }
-            _ if key.starts_with("messaging.") => self.messaging = true,
             _ => {}
         }
     }

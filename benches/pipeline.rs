@@ -136,7 +136,7 @@ fn metric_export_of(time_s: u64, series: usize) -> Vec<u8> {
             resource: Some(resource("checkout", version)),
             scope_metrics: vec![pm::ScopeMetrics {
                 metrics: vec![pm::Metric {
-                    name: otlp::DURATION_METRIC.into(),
+                    name: otlp::HTTP_DURATION.into(),
                     unit: "s".into(),
                     data: Some(pm::metric::Data::Histogram(pm::Histogram {
                         data_points: points,

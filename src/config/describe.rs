@@ -146,5 +146,7 @@ fn describe_policy(out: &mut String, name: &str, p: &Policy) {
         "  late evidence: judged up to allowed_lateness {} after its event time (an attribution slot is read once both sides' evidence has passed it, or when that ran out); later evidence is counted and audited as late_data",
         p.allowed_lateness
     );
+    let kinds: Vec<&str> = p.requests.iter().map(|k| k.name()).collect();
+    let _ = writeln!(out, "  requests: {}", kinds.join(", "));
     let _ = writeln!(out, "  dry_run: {}", p.dry_run);
 }

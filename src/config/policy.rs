@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::schema::{SloTable, WindowPair};
 use super::{invalid, ConfigError};
+use crate::model::{RequestKind, RequestKinds};
 use crate::stats::sequential::{MarginTest, RateTest};
 use crate::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct Policy {
     /// ends; what arrives later is counted late and audited.
     pub allowed_lateness: Duration,
     pub windows: Vec<WindowPair>,
+    /// Which kinds of request count (`docs/formats.md#what-counts-as-a-request`).
+    pub requests: RequestKinds,
     pub dry_run: bool,
     /// Per window pair, the threshold tests of its errors and latency SLIs
     /// (H0: bad ratio ≤ burn_rate × budget).
@@ -141,6 +144,14 @@ fn default_windows() -> Vec<WindowPair> {
     ]
 }
 
+// HTTP and RPC servers' requests: what SERVER spans always were, with each
+// kind's error semantics. A message a consumer processed is not a request
+// unless the service says so: a web service's background consumers would
+// otherwise join its SLIs.
+fn default_requests() -> Vec<RequestKind> {
+    vec![RequestKind::Http, RequestKind::Rpc]
+}
+
 /// The policy `own` sets, each absent key taken from `parent`, then from
 /// the built-in default; every value checked, errors naming the key under
 /// `prefix`.
@@ -152,6 +163,12 @@ fn resolve_policy(
 ) -> Result<Policy, ConfigError> {
     let mut policy = inherit(parent, own, global_dry_run);
     check_values(prefix, &policy)?;
+    if policy.requests.is_empty() {
+        return Err(invalid(
+            format!("{prefix}.requests"),
+            "needs at least one of \"http\", \"rpc\", \"messaging\"",
+        ));
+    }
     if policy.windows.is_empty() {
         return Err(invalid(
             format!("{prefix}.windows"),
@@ -187,6 +204,7 @@ fn inherit(parent: &SloTable, own: &SloTable, global_dry_run: bool) -> Policy {
         watch_after_complete: pick!(watch_after_complete, Duration::from_secs(900)),
         allowed_lateness: Duration::ZERO,
         windows: pick!(windows, default_windows()),
+        requests: pick!(requests, default_requests()).into_iter().collect(),
         dry_run: global_dry_run || own.dry_run.unwrap_or(false),
         rate_tests: Vec::new(),
         recovery_tests: [RateTest::below(1.0), RateTest::below(1.0)],

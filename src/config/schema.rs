@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::notify;
+use crate::model::RequestKind;
 use crate::time::Duration;
 
 /// How OTLP payloads on the telemetry topics are encoded, as the
@@ -178,6 +179,7 @@ pub(super) struct SloTable {
     pub(super) watch_after_complete: Option<Duration>,
     pub(super) allowed_lateness: Option<Duration>,
     pub(super) windows: Option<Vec<WindowPair>>,
+    pub(super) requests: Option<Vec<RequestKind>>,
     /// Only valid inside `[slo.services.NAME]`.
     pub(super) dry_run: Option<bool>,
     /// Only valid at the top level.

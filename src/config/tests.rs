@@ -234,3 +234,25 @@ fn allowed_lateness_defaults_overrides_and_bounds() {
         assert!(err.contains(key), "{toml}: {err}");
     }
 }
+
+#[test]
+fn requests_default_inherit_and_are_checked() {
+    use crate::model::RequestKind::{Http, Messaging, Rpc};
+    let c = Config::from_toml(
+        "[slo.services.worker]\nrequests = [\"messaging\"]\n[slo.services.api]\nobjective = 0.99\n",
+    )
+    .unwrap();
+    let kinds = |name: &str| c.policy(name).requests.iter().collect::<Vec<_>>();
+    assert_eq!(kinds("other"), [Http, Rpc]);
+    assert_eq!(kinds("api"), [Http, Rpc]);
+    assert_eq!(kinds("worker"), [Messaging]);
+    let c = Config::from_toml("[slo]\nrequests = [\"rpc\", \"messaging\"]\n").unwrap();
+    assert_eq!(
+        c.policy("any").requests.iter().collect::<Vec<_>>(),
+        [Rpc, Messaging]
+    );
+    assert!(err("[slo.services.worker]\nrequests = []\n")
+        .contains("slo.services.worker.requests: needs at least one of"));
+    let e = err("[slo]\nrequests = [\"grpc\"]\n");
+    assert!(e.contains("grpc") && e.contains("`rpc`"), "{e}");
+}

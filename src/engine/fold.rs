@@ -116,10 +116,12 @@ impl Fold {
         let key = key_of(&d.info);
         let of = Of::Side(d.info.deploy_id.clone(), t.role);
         let mut slots = SideSlots::new(&d.policy, d.info.at, now);
-        for s in &res.spans {
+        // The kinds of request this service counts; the others are ignored.
+        let counted = d.policy.requests;
+        for s in res.spans.iter().filter(|s| counted.contains(s.kind)) {
             slots.span(s, out);
         }
-        for p in &res.points {
+        for p in res.points.iter().filter(|p| counted.contains(p.kind)) {
             if p.temporality == Temporality::Cumulative {
                 let item = slots.cumulative(p, &d.info.deploy_id, t.role, raw, out);
                 self.other.entry(key.clone()).or_default().push(item);
@@ -154,12 +156,14 @@ impl Fold {
                 .clone()
                 .unwrap_or_else(|| crate::model::DEFAULT_ENVIRONMENT.to_string()),
         };
-        let mut slots = SideSlots::new(config.policy(service), Timestamp::MIN, now);
+        let policy = config.policy(service);
+        let counted = policy.requests;
+        let mut slots = SideSlots::new(policy, Timestamp::MIN, now);
         let mut ignored = TelemetryOutcome::default();
-        for s in &res.spans {
+        for s in res.spans.iter().filter(|s| counted.contains(s.kind)) {
             slots.span(s, &mut ignored);
         }
-        for p in &res.points {
+        for p in res.points.iter().filter(|p| counted.contains(p.kind)) {
             if p.temporality == Temporality::Cumulative {
                 let presence = Counts {
                     points: 1,

@@ -140,7 +140,63 @@ pub struct ResourceIdent {
     pub attrs_hash: u64,
 }
 
-/// One SERVER span reduced to what the SLIs need.
+/// What a request observation is (`docs/formats.md#what-counts-as-a-request`):
+/// a policy's `requests` says which kinds count for a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestKind {
+    /// An HTTP server's request (any SERVER span that is not an RPC).
+    Http,
+    /// An RPC server's call (gRPC and other RPC systems).
+    Rpc,
+    /// A message a consumer processed.
+    Messaging,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 3] = [RequestKind::Http, RequestKind::Rpc, RequestKind::Messaging];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestKind::Http => "http",
+            RequestKind::Rpc => "rpc",
+            RequestKind::Messaging => "messaging",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`RequestKind`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestKinds(u8);
+
+impl RequestKinds {
+    pub fn contains(self, kind: RequestKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds in the set, in [`RequestKind::ALL`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = RequestKind> {
+        RequestKind::ALL
+            .into_iter()
+            .filter(move |k| self.contains(*k))
+    }
+}
+
+impl FromIterator<RequestKind> for RequestKinds {
+    fn from_iter<I: IntoIterator<Item = RequestKind>>(kinds: I) -> RequestKinds {
+        RequestKinds(kinds.into_iter().fold(0, |bits, k| bits | k.bit()))
+    }
+}
+
+/// One SERVER or CONSUMER span reduced to what the SLIs need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpanObs {
     /// Event time: the span's end.
@@ -148,6 +204,7 @@ pub struct SpanObs {
     /// End − start in nanoseconds (zero when the clocks disagree).
     pub latency_ns: i64,
     pub error: bool,
+    pub kind: RequestKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +213,8 @@ pub enum Temporality {
     Cumulative,
 }
 
-/// One `http.server.request.duration` histogram data point.
+/// One data point of a request-duration histogram
+/// (`http.server.request.duration`, `rpc.server.call.duration`, ...).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistPoint {
     /// Identity of the series (resource, metric and point attributes).
@@ -171,9 +229,10 @@ pub struct HistPoint {
     pub bucket_counts: Vec<u64>,
     /// How many of the metric's unit make one second (1 for `s`, 1000 for `ms`).
     pub unit_per_sec: f64,
-    /// Whether the point's status code is ≥ 500.
+    /// Whether the point's requests failed (for HTTP, a status code ≥ 500).
     pub error: bool,
     pub temporality: Temporality,
+    pub kind: RequestKind,
 }
 
 impl HistPoint {
@@ -436,6 +495,7 @@ mod tests {
             unit_per_sec: 1.0,
             error: false,
             temporality: Temporality::Delta,
+            kind: RequestKind::Http,
         };
         // buckets: (-inf,0.1] (0.1,0.5] (0.5,1] (1,inf)
         assert_eq!(p.slow_count(0.5), 7);

@@ -34,8 +34,10 @@ def main():
     old, new = [], []
     for spec in args.service:
         name, behaviour = spec.split(":")
-        old.append(Instance(args.endpoint, name, args.old, args.environment, ["spans"], "healthy"))
-        new.append(Instance(args.endpoint, name, args.new, args.environment, ["spans"], behaviour))
+        for version, does, into in ((args.old, "healthy", old), (args.new, behaviour, new)):
+            into.append(
+                Instance(args.endpoint, name, version, args.environment, ["spans"], does, "http")
+            )
 
     tick = 0.1
     per_tick = max(1, int(args.rate * tick))

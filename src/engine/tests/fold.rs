@@ -5,7 +5,7 @@
 use super::*;
 use crate::engine::fold::Fold;
 use crate::model::evidence::{Counts, Evidence, Item, Key, Origin, Role};
-use crate::model::{HistPoint, Temporality};
+use crate::model::{HistPoint, RequestKind, Temporality};
 
 /// An engine watching `d-1` (web v2 over v1) since second 900.
 fn watching() -> Engine {
@@ -74,6 +74,7 @@ fn point(temporality: Temporality, at: i64, count: u64) -> Input {
         unit_per_sec: 1.0,
         error: false,
         temporality,
+        kind: RequestKind::Http,
     });
     Input::Telemetry(batch)
 }
@@ -183,4 +184,35 @@ fn alerts_and_manual_rollbacks_go_to_the_key_of_their_deploy() {
     for e in &evidence {
         assert_eq!(e.origin, Origin::Kafka(vec![("otlp_spans".into(), 0, 5)]));
     }
+}
+
+#[test]
+fn only_the_kinds_of_request_the_service_counts_are_folded() {
+    let mut e = engine("[slo.services.web]\nrequests = [\"rpc\"]\n");
+    deploy(&mut e, started("d-1", "web", DataMigration::None, 900));
+    let Input::Telemetry(mut batch) = spans("web", "v2", 950, 4, 4) else {
+        unreachable!()
+    };
+    let kinds = [
+        RequestKind::Http,
+        RequestKind::Rpc,
+        RequestKind::Messaging,
+        RequestKind::Rpc,
+    ];
+    for (s, kind) in batch.resources[0].spans.iter_mut().zip(kinds) {
+        s.kind = kind;
+    }
+    let Input::Telemetry(with_point) = point(Temporality::Delta, 950, 10) else {
+        unreachable!()
+    };
+    let mut messaging_point = with_point.resources[0].points[0].clone();
+    messaging_point.kind = RequestKind::Messaging;
+    batch.resources[0].points.push(messaging_point);
+    let (o, mut f) = fold(&e, &[Input::Telemetry(batch)], 960);
+    assert_eq!(o.observations, 2, "the two RPC spans");
+    let evidence = f.flush(Origin::Local);
+    assert_eq!(
+        counts(&evidence[0]),
+        [(Role::Candidate, 950, false, requests(2, 2, 0))]
+    );
 }

@@ -128,7 +128,7 @@ fn event(kind: DeployEventKind, id: &str, service: &str, at: i64) -> DeployEvent
 /// A span export of `service` at `version`: `n` requests ending at
 /// second `at`, the first `bad` of them failed.
 fn spans(service: &str, version: &str, at: i64, n: usize, bad: usize) -> Input {
-    use crate::model::{ResourceIdent, ResourceTelemetry, SpanObs};
+    use crate::model::{RequestKind, ResourceIdent, ResourceTelemetry, SpanObs};
     let ident = ResourceIdent {
         service: Some(service.into()),
         version: Some(version.into()),
@@ -139,6 +139,7 @@ fn spans(service: &str, version: &str, at: i64, n: usize, bad: usize) -> Input {
             end: Timestamp(at * SEC),
             latency_ns: 40_000_000,
             error: i < bad,
+            kind: RequestKind::Http,
         })
         .collect();
     Input::Telemetry(TelemetryBatch {

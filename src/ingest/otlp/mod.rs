@@ -6,9 +6,14 @@
 //! following OTLP/JSON's rules: lowerCamelCase keys, 64-bit integers as
 //! strings (numbers are accepted too), enums as integers.
 //!
-//! What counts: SERVER spans (kind 2), error when `status.code` = 2 or the
-//! HTTP status code ≥ 500; and `http.server.request.duration` histograms in
-//! `s` or `ms`. Everything else in an export is ignored, not an error.
+//! What counts ([`semconv`]): SERVER spans of HTTP and RPC servers,
+//! CONSUMER spans that processed a message, and the request-duration
+//! histograms of each (`http.server.request.duration`,
+//! `rpc.server.call.duration`, `rpc.server.duration`,
+//! `messaging.process.duration`) in `s` or `ms`, each observation tagged
+//! with its [`RequestKind`] (which kinds a service counts is its policy's,
+//! applied by the fold). Everything else in an export is ignored, not an
+//! error.
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -18,14 +23,12 @@ use prost::Message;
 
 use super::DecodeError;
 use crate::model::{
-    HistPoint, ResourceIdent, ResourceTelemetry, SpanObs, TelemetryBatch, Temporality,
+    HistPoint, RequestKind, ResourceIdent, ResourceTelemetry, SpanObs, TelemetryBatch, Temporality,
 };
 use crate::time::Timestamp;
+use semconv::Facts;
+pub use semconv::{HTTP_DURATION, MESSAGING_DURATION, RPC_CALL_DURATION, RPC_DURATION};
 
-/// The metric that carries request counts and latencies.
-pub const DURATION_METRIC: &str = "http.server.request.duration";
-const SPAN_KIND_SERVER: i32 = 2;
-const STATUS_CODE_ERROR: i32 = 2;
 const TEMPORALITY_DELTA: i32 = 1;
 const TEMPORALITY_CUMULATIVE: i32 = 2;
 
@@ -82,30 +85,39 @@ pub fn decode_metrics_proto(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError>
             ident: resource_ident(attrs),
             ..Default::default()
         };
+        let has_call_duration = rm
+            .scope_metrics
+            .iter()
+            .flat_map(|sm| &sm.metrics)
+            .any(|m| m.name == RPC_CALL_DURATION);
         for sm in rm.scope_metrics {
             let scope_hash = hash_str(sm.scope.as_ref().map_or("", |s| s.name.as_str()));
             for m in sm.metrics {
                 let Some(metric::Data::Histogram(h)) = m.data else {
                     continue;
                 };
-                let Some((unit_per_sec, temporality)) =
-                    duration_histogram(&m.name, &m.unit, h.aggregation_temporality)?
+                let Some(hist) = duration_histogram(
+                    &m.name,
+                    &m.unit,
+                    h.aggregation_temporality,
+                    has_call_duration,
+                )?
                 else {
                     continue;
                 };
                 for dp in h.data_points {
-                    let (attrs_hash, http_status) = point_identity(&dp.attributes);
-                    let series = series_hash(out.ident.attrs_hash, scope_hash, attrs_hash);
+                    let (attrs_hash, facts) = point_identity(&dp.attributes);
+                    let series =
+                        series_hash(out.ident.attrs_hash, scope_hash ^ hist.salt, attrs_hash);
                     out.points.extend(hist_point(
+                        &hist,
                         series,
                         dp.start_time_unix_nano,
                         dp.time_unix_nano,
                         dp.count,
                         dp.explicit_bounds,
                         dp.bucket_counts,
-                        unit_per_sec,
-                        http_status,
-                        temporality,
+                        facts.error(hist.kind, 0),
                     )?);
                 }
             }
@@ -128,28 +140,37 @@ pub fn decode_metrics_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> 
             ident: resource_ident(attrs),
             ..Default::default()
         };
+        let has_call_duration = rm
+            .scope_metrics
+            .iter()
+            .flat_map(|sm| &sm.metrics)
+            .any(|m| m.name == RPC_CALL_DURATION);
         for sm in rm.scope_metrics {
             let scope_hash = hash_str(sm.scope.as_ref().map_or("", |s| s.name.as_ref()));
             for m in sm.metrics {
                 let Some(h) = m.histogram else { continue };
-                let Some((unit_per_sec, temporality)) =
-                    duration_histogram(&m.name, &m.unit, h.aggregation_temporality)?
+                let Some(hist) = duration_histogram(
+                    &m.name,
+                    &m.unit,
+                    h.aggregation_temporality,
+                    has_call_duration,
+                )?
                 else {
                     continue;
                 };
                 for dp in h.data_points {
-                    let (attrs_hash, http_status) = point_identity(&dp.attributes);
-                    let series = series_hash(out.ident.attrs_hash, scope_hash, attrs_hash);
+                    let (attrs_hash, facts) = point_identity(&dp.attributes);
+                    let series =
+                        series_hash(out.ident.attrs_hash, scope_hash ^ hist.salt, attrs_hash);
                     out.points.extend(hist_point(
+                        &hist,
                         series,
                         dp.start_time_unix_nano.0,
                         dp.time_unix_nano.0,
                         dp.count.0,
                         dp.explicit_bounds.into_iter().map(|b| b.0).collect(),
                         dp.bucket_counts.into_iter().map(|c| c.0).collect(),
-                        unit_per_sec,
-                        http_status,
-                        temporality,
+                        facts.error(hist.kind, 0),
                     )?);
                 }
             }
@@ -193,23 +214,29 @@ fn resource_ident<K: Kv>(attrs: &[K]) -> ResourceIdent {
     ident.finish()
 }
 
-fn http_status<K: Kv>(attrs: &[K]) -> Option<i64> {
-    attrs
-        .iter()
-        .filter(|kv| is_status_key(kv.key()))
-        .fold(None, |found, kv| status_code(kv.attr()).or(found))
+/// What a span's attributes say about its request.
+fn facts<K: Kv>(attrs: &[K]) -> Facts {
+    let mut facts = Facts::default();
+    for kv in attrs {
+        facts.push(kv.key(), kv.attr());
+    }
+    facts
 }
 
-/// A data point's attributes: their order-independent hash, and the HTTP
-/// status code among them.
-fn point_identity<K: Kv>(attrs: &[K]) -> (u64, Option<i64>) {
-    let hash = attrs
-        .iter()
-        .fold(0u64, |h, kv| h.wrapping_add(hash_kv(kv.key(), kv.attr())));
-    (hash, http_status(attrs))
+/// A data point's attributes: their order-independent hash, and what they
+/// say about its requests.
+fn point_identity<K: Kv>(attrs: &[K]) -> (u64, Facts) {
+    let mut facts = Facts::default();
+    let mut hash = 0u64;
+    for kv in attrs {
+        let v = kv.attr();
+        hash = hash.wrapping_add(hash_kv(kv.key(), v));
+        facts.push(kv.key(), v);
+    }
+    (hash, facts)
 }
 
-/// Adds the SERVER spans among `spans` — (kind, start, end, status code,
+/// Adds the requests among `spans` — (kind, start, end, status code,
 /// attributes) — as one resource's observations.
 fn push_spans<'a, K: Kv + 'a>(
     batch: &mut TelemetryBatch,
@@ -220,12 +247,16 @@ fn push_spans<'a, K: Kv + 'a>(
         ident,
         ..Default::default()
     };
-    for (kind, start, end, code, attrs) in spans {
-        if kind != SPAN_KIND_SERVER {
+    for (span_kind, start, end, code, attrs) in spans {
+        if !semconv::may_be_request(span_kind) {
             continue;
         }
+        let facts = facts(attrs);
+        let Some(kind) = facts.span_kind(span_kind) else {
+            continue;
+        };
         out.spans
-            .extend(span_obs(start, end, code, http_status(attrs))?);
+            .extend(span_obs(start, end, facts.error(kind, code), kind)?);
     }
     if !out.spans.is_empty() {
         batch.resources.push(out);
@@ -233,20 +264,53 @@ fn push_spans<'a, K: Kv + 'a>(
     Ok(())
 }
 
-/// Whether a metric is the request-duration histogram rollbackd reads, and
-/// if so its unit scale and temporality.
-fn duration_histogram(
-    name: &str,
+/// A request-duration histogram being read: what its points are.
+struct Histogram<'a> {
+    name: &'a str,
+    kind: RequestKind,
+    unit_per_sec: f64,
+    temporality: Temporality,
+    /// Mixed into the scope's hash for its series' identity: the metric's
+    /// name, so that two histograms of one scope never share a series (0
+    /// for `http.server.request.duration`, whose series keep the identity
+    /// they always had).
+    salt: u64,
+}
+
+/// Whether a metric is a request-duration histogram rollbackd reads, and
+/// if so what its points are. `has_call_duration`: the resource exports
+/// `rpc.server.call.duration` (its older name is then skipped).
+fn duration_histogram<'a>(
+    name: &'a str,
     unit: &str,
     temporality_code: i32,
-) -> Result<Option<(f64, Temporality)>, DecodeError> {
-    if name != DURATION_METRIC {
+    has_call_duration: bool,
+) -> Result<Option<Histogram<'a>>, DecodeError> {
+    let Some((kind, conventional_unit)) = semconv::duration_metric(name) else {
+        return Ok(None);
+    };
+    if name == RPC_DURATION && has_call_duration {
         return Ok(None);
     }
+    let unit = if unit.is_empty() {
+        conventional_unit
+    } else {
+        unit
+    };
     let Some(unit_per_sec) = unit_per_sec(unit) else {
         return Ok(None);
     };
-    Ok(Some((unit_per_sec, temporality(temporality_code)?)))
+    Ok(Some(Histogram {
+        name,
+        kind,
+        unit_per_sec,
+        temporality: temporality(name, temporality_code)?,
+        salt: if kind == RequestKind::Http {
+            0
+        } else {
+            hash_str(name)
+        },
+    }))
 }
 
 // ---------------------------------------------------------------------------
@@ -288,10 +352,6 @@ fn json_attr<'a>(kv: &'a JKeyValue<'_>) -> Attr<'a> {
         }
         None => Attr::Other,
     }
-}
-
-fn is_status_key(key: &str) -> bool {
-    key == "http.response.status_code" || key == "http.status_code"
 }
 
 fn status_code(v: Attr<'_>) -> Option<i64> {
@@ -346,8 +406,8 @@ fn nanos(v: u64, what: &str) -> Result<Timestamp, DecodeError> {
 fn span_obs(
     start: u64,
     end: u64,
-    status: i32,
-    http_status: Option<i64>,
+    error: bool,
+    kind: RequestKind,
 ) -> Result<Option<SpanObs>, DecodeError> {
     if end == 0 {
         // A span without an end time never finished: no request to count.
@@ -363,46 +423,47 @@ fn span_obs(
     Ok(Some(SpanObs {
         end,
         latency_ns,
-        error: status == STATUS_CODE_ERROR || http_status.is_some_and(|c| c >= 500),
+        error,
+        kind,
     }))
 }
 
 fn unit_per_sec(unit: &str) -> Option<f64> {
     match unit {
-        "s" | "" => Some(1.0),
+        "s" => Some(1.0),
         "ms" => Some(1000.0),
         _ => None,
     }
 }
 
-fn temporality(t: i32) -> Result<Temporality, DecodeError> {
+fn temporality(name: &str, t: i32) -> Result<Temporality, DecodeError> {
     match t {
         TEMPORALITY_DELTA => Ok(Temporality::Delta),
         TEMPORALITY_CUMULATIVE => Ok(Temporality::Cumulative),
         other => Err(DecodeError::new(format!(
-            "histogram {DURATION_METRIC}: aggregation temporality {other} is neither delta (1) nor cumulative (2)"
+            "histogram {name}: aggregation temporality {other} is neither delta (1) nor cumulative (2)"
         ))),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn hist_point(
+    hist: &Histogram<'_>,
     series: u64,
     start: u64,
     time: u64,
     count: u64,
     bounds: Vec<f64>,
     bucket_counts: Vec<u64>,
-    unit_per_sec: f64,
-    http_status: Option<i64>,
-    temporality: Temporality,
+    error: bool,
 ) -> Result<Option<HistPoint>, DecodeError> {
+    let name = hist.name;
     if time == 0 {
         return Ok(None);
     }
     if !bucket_counts.is_empty() && bucket_counts.len() != bounds.len() + 1 {
         return Err(DecodeError::new(format!(
-            "histogram {DURATION_METRIC}: {} bucket counts for {} explicit bounds (want bounds + 1)",
+            "histogram {name}: {} bucket counts for {} explicit bounds (want bounds + 1)",
             bucket_counts.len(),
             bounds.len()
         )));
@@ -413,7 +474,7 @@ fn hist_point(
         || bounds.iter().any(|b| b.is_nan())
     {
         return Err(DecodeError::new(format!(
-            "histogram {DURATION_METRIC}: explicit bounds must be strictly increasing"
+            "histogram {name}: explicit bounds must be strictly increasing"
         )));
     }
     Ok(Some(HistPoint {
@@ -423,9 +484,10 @@ fn hist_point(
         count,
         bounds,
         bucket_counts,
-        unit_per_sec,
-        error: http_status.is_some_and(|c| c >= 500),
-        temporality,
+        unit_per_sec: hist.unit_per_sec,
+        error,
+        temporality: hist.temporality,
+        kind: hist.kind,
     }))
 }
 
@@ -479,6 +541,7 @@ fn series_hash(resource: u64, scope: u64, point: u64) -> u64 {
 }
 
 mod json;
+mod semconv;
 #[cfg(test)]
 mod tests;
 

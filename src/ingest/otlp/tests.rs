@@ -140,7 +140,7 @@ fn hist_metric(
             scope_metrics: vec![pm::ScopeMetrics {
                 metrics: vec![
                     pm::Metric {
-                        name: DURATION_METRIC.into(),
+                        name: HTTP_DURATION.into(),
                         unit: unit.into(),
                         data: Some(metric::Data::Histogram(pm::Histogram {
                             aggregation_temporality: temporality,
@@ -237,4 +237,242 @@ fn garbage_never_panics() {
         let _ = decode_traces_proto(&b);
         let _ = decode_metrics_proto(&b);
     }
+}
+
+fn int(v: i64) -> any_value::Value {
+    any_value::Value::IntValue(v)
+}
+
+fn span_with(kind: i32, code: i32, attributes: Vec<KeyValue>) -> pt::Span {
+    pt::Span {
+        attributes,
+        ..span(kind, code, None)
+    }
+}
+
+fn traces(spans: Vec<pt::Span>) -> TelemetryBatch {
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![pt::ResourceSpans {
+            resource: resource(),
+            scope_spans: vec![pt::ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    decode_traces_proto(&req.encode_to_vec()).unwrap()
+}
+
+/// (kind, error) of each span that is a request.
+fn kinds_and_errors(batch: &TelemetryBatch) -> Vec<(RequestKind, bool)> {
+    let spans = batch.resources.iter().flat_map(|r| &r.spans);
+    spans.map(|s| (s.kind, s.error)).collect()
+}
+
+#[test]
+fn grpc_server_spans_fail_only_with_server_codes() {
+    let grpc = |code: i32, status: i64| {
+        span_with(
+            2,
+            code,
+            vec![
+                kv("rpc.system", s("grpc")),
+                kv("rpc.grpc.status_code", int(status)),
+            ],
+        )
+    };
+    let batch = traces(vec![
+        grpc(0, 0),
+        // NOT_FOUND and INVALID_ARGUMENT answer the caller's mistake, even
+        // where an older instrumentation set status ERROR for them.
+        grpc(2, 5),
+        grpc(0, 3),
+        grpc(2, 14), // UNAVAILABLE
+        grpc(0, 2),  // UNKNOWN
+        grpc(0, 4),  // DEADLINE_EXCEEDED
+        // The stable conventions' names for the system and the code.
+        span_with(
+            2,
+            0,
+            vec![
+                kv("rpc.system.name", s("grpc")),
+                kv("rpc.response.status_code", s("UNAVAILABLE")),
+            ],
+        ),
+        span_with(2, 2, vec![kv("rpc.response.status_code", s("NOT_FOUND"))]),
+        // Another RPC system, without a gRPC code: the span status decides.
+        span_with(2, 2, vec![kv("rpc.system", s("jsonrpc"))]),
+        span_with(
+            2,
+            0,
+            vec![
+                kv("rpc.system", s("jsonrpc")),
+                kv("rpc.response.status_code", s("-32602")),
+            ],
+        ),
+    ]);
+    use RequestKind::Rpc;
+    assert_eq!(
+        kinds_and_errors(&batch),
+        [
+            (Rpc, false),
+            (Rpc, false),
+            (Rpc, false),
+            (Rpc, true),
+            (Rpc, true),
+            (Rpc, true),
+            (Rpc, true),
+            (Rpc, false),
+            (Rpc, true),
+            (Rpc, false),
+        ]
+    );
+}
+
+#[test]
+fn consumer_spans_that_processed_a_message_are_requests() {
+    let kafka = || kv("messaging.system", s("kafka"));
+    let batch = traces(vec![
+        span_with(5, 0, vec![kafka()]),
+        span_with(5, 2, vec![kafka()]),
+        span_with(5, 0, vec![kafka(), kv("error.type", s("TimeoutError"))]),
+        span_with(
+            5,
+            0,
+            vec![kafka(), kv("messaging.operation.type", s("process"))],
+        ),
+        // Receiving is not processing; a CONSUMER span of no messaging
+        // system is not a message; PRODUCER spans never count.
+        span_with(
+            5,
+            0,
+            vec![kafka(), kv("messaging.operation.type", s("receive"))],
+        ),
+        span_with(5, 2, vec![]),
+        span_with(4, 2, vec![kafka()]),
+        // A SERVER span stays an HTTP request.
+        span_with(2, 0, vec![kv("http.response.status_code", int(502))]),
+    ]);
+    use RequestKind::{Http, Messaging};
+    assert_eq!(
+        kinds_and_errors(&batch),
+        [
+            (Messaging, false),
+            (Messaging, true),
+            (Messaging, true),
+            (Messaging, false),
+            (Http, true),
+        ]
+    );
+}
+
+#[test]
+fn json_spans_of_rpc_and_messaging_match_proto() {
+    let json = r#"{"resourceSpans":[{"resource":{"attributes":[
+        {"key":"service.name","value":{"stringValue":"ledger"}}]},
+      "scopeSpans":[{"spans":[
+        {"kind":2,"startTimeUnixNano":"1","endTimeUnixNano":"2","attributes":[
+          {"key":"rpc.system","value":{"stringValue":"grpc"}},
+          {"key":"rpc.grpc.status_code","value":{"intValue":"14"}}]},
+        {"kind":2,"startTimeUnixNano":"1","endTimeUnixNano":"2","status":{"code":2},"attributes":[
+          {"key":"rpc.system","value":{"stringValue":"grpc"}},
+          {"key":"rpc.grpc.status_code","value":{"intValue":5}}]},
+        {"kind":5,"startTimeUnixNano":"1","endTimeUnixNano":"2","attributes":[
+          {"key":"messaging.system","value":{"stringValue":"rabbitmq"}},
+          {"key":"error.type","value":{"stringValue":"Nack"}}]}]}]}]}"#;
+    let batch = decode_traces_json(json.as_bytes()).unwrap();
+    use RequestKind::{Messaging, Rpc};
+    assert_eq!(
+        kinds_and_errors(&batch),
+        [(Rpc, true), (Rpc, false), (Messaging, true)]
+    );
+}
+
+/// A delta histogram `name` in `unit` whose points carry `attrs` each.
+fn histogram(name: &str, unit: &str, points: Vec<Vec<KeyValue>>) -> pm::Metric {
+    pm::Metric {
+        name: name.into(),
+        unit: unit.into(),
+        data: Some(metric::Data::Histogram(pm::Histogram {
+            aggregation_temporality: 1,
+            data_points: points
+                .into_iter()
+                .map(|attributes| pm::HistogramDataPoint {
+                    attributes,
+                    start_time_unix_nano: 5,
+                    time_unix_nano: 10,
+                    count: 3,
+                    bucket_counts: vec![1, 2],
+                    explicit_bounds: vec![100.0],
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+        ..Default::default()
+    }
+}
+
+fn metrics(metrics: Vec<pm::Metric>) -> TelemetryBatch {
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![pm::ResourceMetrics {
+            resource: resource(),
+            scope_metrics: vec![pm::ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    decode_metrics_proto(&req.encode_to_vec()).unwrap()
+}
+
+#[test]
+fn rpc_and_messaging_histograms_follow_the_conventions() {
+    let code = |c: i64| vec![kv("rpc.grpc.status_code", int(c))];
+    let batch = metrics(vec![
+        histogram(RPC_CALL_DURATION, "s", vec![code(0), code(5), code(14)]),
+        histogram(
+            MESSAGING_DURATION,
+            "s",
+            vec![vec![], vec![kv("error.type", s("_OTHER"))]],
+        ),
+        histogram(HTTP_DURATION, "s", vec![vec![]]),
+    ]);
+    let pts = &batch.resources[0].points;
+    let got: Vec<(RequestKind, bool)> = pts.iter().map(|p| (p.kind, p.error)).collect();
+    use RequestKind::{Http, Messaging, Rpc};
+    assert_eq!(
+        got,
+        [
+            (Rpc, false),
+            (Rpc, false),
+            (Rpc, true),
+            (Messaging, false),
+            (Messaging, true),
+            (Http, false),
+        ]
+    );
+    // Same scope, same point attributes, different metrics: different series.
+    assert_ne!(pts[3].series, pts[5].series);
+    assert_eq!(pts[0].unit_per_sec, 1.0);
+}
+
+#[test]
+fn the_older_rpc_duration_counts_only_without_the_newer() {
+    let ok = || vec![kv("rpc.grpc.status_code", int(0))];
+    // Alone, in its conventional unit (ms) whether stated or not.
+    let batch = metrics(vec![histogram(RPC_DURATION, "", vec![ok()])]);
+    let p = &batch.resources[0].points[0];
+    assert_eq!((p.kind, p.unit_per_sec), (RequestKind::Rpc, 1000.0));
+    assert_eq!(p.slow_count(0.05), 2, "100 ms is the bucket's lower bound");
+    // Both, as an instrumentation migrating between them exports: each
+    // call once.
+    let batch = metrics(vec![
+        histogram(RPC_DURATION, "ms", vec![ok()]),
+        histogram(RPC_CALL_DURATION, "s", vec![ok()]),
+    ]);
+    let pts = &batch.resources[0].points;
+    assert_eq!(pts.len(), 1);
+    assert_eq!(pts[0].unit_per_sec, 1.0);
 }

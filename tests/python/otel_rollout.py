@@ -15,7 +15,7 @@ deterministic: no randomness.
 import argparse
 import time
 
-from otel_canary import Instance
+from otel_canary import KINDS, Instance
 
 
 def main():
@@ -36,7 +36,7 @@ def main():
         name, behaviour = spec.split(":")
         for version, does, into in ((args.old, "healthy", old), (args.new, behaviour, new)):
             into.append(
-                Instance(args.endpoint, name, version, args.environment, ["spans"], does, "http")
+                Instance(args.endpoint, name, version, args.environment, ["spans"], does, KINDS["http"])
             )
 
     tick = 0.1

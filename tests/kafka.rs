@@ -1216,3 +1216,49 @@ fn a_deploy_found_in_the_telemetry_reaches_every_instance_and_gets_one_command()
         assert_eq!(status, 200, "{body}\n{logs}");
     }
 }
+
+/// The gate answers the same on every instance: the owner shows a healthy
+/// canary's pass and publishes it on the admin topic; the other instance,
+/// which keeps no windows for it, answers `pass` too.
+#[test]
+fn the_gate_passes_on_every_instance_once_the_owner_showed_health() {
+    let _serial = serial();
+    let broker = Broker::start();
+    let cfg = agent_config(&broker, "g-gate", "");
+    let a = Agent::start(&cfg);
+    a.wait_ready();
+    let b = Agent::start(&cfg);
+    b.wait_ready();
+    started(&cfg, "d-gate", "shop");
+    let verdict = |agent: &Agent| -> String {
+        let (status, body) = agent.get("/v1/gate?service=shop&version=v2");
+        if status == 404 {
+            // Its deploy event not read yet.
+            return "unknown".into();
+        }
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["verdict"].as_str().unwrap().to_string()
+    };
+    let until = Instant::now() + Duration::from_secs(90);
+    while verdict(&a) != "pass" || verdict(&b) != "pass" {
+        assert!(
+            Instant::now() < until,
+            "A: {} B: {}\nA:\n{}\nB:\n{}",
+            verdict(&a),
+            verdict(&b),
+            a.log_text(),
+            b.log_text()
+        );
+        traffic(&broker, "shop", 1.0, 0);
+    }
+    // Exactly one gate record for it, and no command.
+    let admin = read_topic(&broker, "rollbackd-admin", Duration::from_secs(2));
+    let records = admin
+        .iter()
+        .filter(|g| g.payload["deploy_id"] == "d-gate")
+        .count();
+    assert_eq!(records, 1);
+    let got = read_topic(&broker, "rollback-commands", Duration::from_secs(1));
+    assert_eq!(commands_for(&got, "d-gate"), 0);
+}

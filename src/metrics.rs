@@ -43,6 +43,7 @@ pub struct Metrics {
     pub consumer_lag: IntGauge,
     pub dead_letters: IntCounter,
     pub deploys_expired: IntCounter,
+    pub deploys_started: IntCounterVec,
     pub results: IntCounterVec,
     pub detection_seconds: Histogram,
     pub decision_latency_seconds: Histogram,
@@ -176,6 +177,7 @@ impl Metrics {
             consumer_lag: gauge(&r, &CONSUMER_LAG_RECORDS),
             dead_letters: counter(&r, &DEAD_LETTERS),
             deploys_expired: counter(&r, &DEPLOYS_EXPIRED),
+            deploys_started: counter_vec(&r, &DEPLOYS_STARTED),
             results: counter_vec(&r, &RESULTS),
             detection_seconds: histogram(&r, &DETECTION_SECONDS),
             decision_latency_seconds: histogram(&r, &DECISION_LATENCY_SECONDS),
@@ -220,6 +222,23 @@ impl Metrics {
                     }
                 }
                 AuditEvent::Deploy(DeployAudit::Expired { .. }) => self.deploys_expired.inc(),
+                AuditEvent::Deploy(DeployAudit::Started {
+                    strategy,
+                    fast_track,
+                    ..
+                }) => {
+                    let inferred = strategy.as_deref() == Some(crate::model::INFERRED);
+                    self.deploys_started
+                        .with_label_values(&[
+                            if inferred { "inferred" } else { "announced" },
+                            if fast_track.is_some() {
+                                "true"
+                            } else {
+                                "false"
+                            },
+                        ])
+                        .inc();
+                }
                 _ => {}
             }
         }
@@ -243,7 +262,7 @@ impl Metrics {
     /// `_bucket`, `_sum` and `_count` series): what dashboards and alert
     /// rules may query.
     pub fn names(&self) -> Vec<String> {
-        let plain: [&dyn Collector; 29] = [
+        let plain: [&dyn Collector; 30] = [
             &self.records,
             &self.observations,
             &self.observations_repeated,
@@ -267,6 +286,7 @@ impl Metrics {
             &self.consumer_lag,
             &self.dead_letters,
             &self.deploys_expired,
+            &self.deploys_started,
             &self.results,
             &self.gate_answers,
             &self.verifications,

@@ -74,4 +74,11 @@ fn a_new_version_under_load_is_found_and_a_bad_one_gets_one_command() {
         .filter(|r| r["detail"]["event"] == "deploy.started")
         .collect();
     assert_eq!(deploys.len(), 2, "{deploys:#?}");
+    let (_, metrics) = http_get(&l.addr, "/metrics");
+    assert!(
+        metrics.contains(
+            "rollbackd_deploys_started_total{fast_track=\"false\",source=\"inferred\"} 2"
+        ),
+        "{metrics}"
+    );
 }

@@ -37,8 +37,7 @@ use super::Engine;
 /// seen goes first.
 pub const MAX_VERSIONS: usize = 16;
 
-/// The strategy of a deploy rollbackd inferred.
-pub const INFERRED: &str = "inferred";
+pub use crate::model::INFERRED;
 
 /// One version seen serving, by event time.
 #[derive(Debug, Clone)]

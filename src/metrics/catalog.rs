@@ -82,6 +82,11 @@ pub(super) const DEPLOYS_EXPIRED: Spec = Spec::new(
     "deploys_expired_total",
     "Deploys retired because they never completed within limits.max_deploy_age.",
 );
+pub(super) const DEPLOYS_STARTED: Spec = Spec::new(
+    "deploys_started_total",
+    "Deploys this instance started watching (as the owner of their key): how rollbackd learnt of them (announced, inferred) and whether they were fast-tracked.",
+)
+.labels(&["source", "fast_track"]);
 pub(super) const DETECTION_SECONDS: Spec = Spec::new(
     "detection_seconds",
     "From the deploy's start to the decision to roll it back.",

@@ -127,6 +127,9 @@ impl DeployEvent {
 
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 
+/// The strategy of a deploy rollbackd found in the telemetry.
+pub const INFERRED: &str = "inferred";
+
 /// The identity of the process that produced a batch of telemetry, taken
 /// from OTLP resource attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

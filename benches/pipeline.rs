@@ -222,6 +222,12 @@ fn decode_and_fold(
         .sum()
 }
 
+/// An engine that finds deploys in the telemetry and knows of none.
+fn engine_inferring() -> Engine {
+    let config = Config::from_toml("[deploys]\ninfer = true\n").unwrap();
+    Engine::new(EngineConfig::from(&config))
+}
+
 /// Stage 1 over `exports` (raw records at successive offsets, one second
 /// apart), flushing every 16 records.
 fn stage1(
@@ -229,8 +235,25 @@ fn stage1(
     source: Source,
     exports: &[Vec<u8>],
 ) {
-    g.bench_function("stage1_decode_and_fold", |b| {
-        let engine = engine_with_deploy();
+    stage1_of(
+        g,
+        "stage1_decode_and_fold",
+        engine_with_deploy,
+        source,
+        exports,
+    );
+}
+
+/// [`stage1`] under `name`, with the engine `engine` makes.
+fn stage1_of(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    engine: fn() -> Engine,
+    source: Source,
+    exports: &[Vec<u8>],
+) {
+    g.bench_function(name, |b| {
+        let engine = engine();
         let mut fold = Fold::default();
         let mut offset = 0i64;
         b.iter(|| {
@@ -269,6 +292,24 @@ fn spans(c: &mut Criterion) {
         })
     });
     stage1(&mut g, Source::Spans, &exports);
+    // Inference on, no deploy known: every resource is folded per version
+    // for the owner (stage 1), and the owner keeps its book of versions.
+    stage1_of(
+        &mut g,
+        "stage1_decode_and_fold_inferring",
+        engine_inferring,
+        Source::Spans,
+        &exports,
+    );
+    g.bench_function("decode_and_engine_inferring", |b| {
+        let mut engine = engine_inferring();
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % exports.len();
+            let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
+            decode_and_apply(&mut engine, Source::Spans, &exports[i], now);
+        })
+    });
     g.finish();
 }
 

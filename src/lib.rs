@@ -22,6 +22,10 @@
 //! Control records (deploy events, commands, results, admin actions) are
 //! read whole by every instance and go straight to
 //! [`engine::Engine::apply`]; only the owner of a key decides for it.
+//! Telemetry no deploy claims, for a service whose deploys are inferred,
+//! travels to its owner per version: the owner finds new versions serving
+//! and publishes the deploys it infers as deploy events
+//! ([`engine::infer`]), which every instance then applies like any other.
 //!
 //! # Layout
 //!

@@ -37,6 +37,11 @@ use super::Engine;
 /// seen goes first.
 pub const MAX_VERSIONS: usize = 16;
 
+/// The (service, environment) keys whose versions an owner remembers: a
+/// key past it is not learnt, and so never infers a deploy (telemetry
+/// with endless service names cannot grow the owner without bound).
+pub const MAX_KEYS: usize = 100_000;
+
 pub use crate::model::INFERRED;
 
 /// One version seen serving, by event time.
@@ -172,7 +177,12 @@ impl Engine {
     /// Notes that `version` of `key` served at `at`, if `key`'s deploys
     /// are inferred.
     pub(super) fn note_serving(&mut self, key: &Key, version: &str, at: Timestamp) {
-        if self.config.deploys.infers(&key.service) {
+        if !self.config.deploys.infers(&key.service) {
+            return;
+        }
+        if let Some(book) = self.books.get_mut(key) {
+            book.note(version, at);
+        } else if self.books.len() < MAX_KEYS {
             self.books.entry(key.clone()).or_default().note(version, at);
         }
     }

@@ -6,7 +6,7 @@
 //! following OTLP/JSON's rules: lowerCamelCase keys, 64-bit integers as
 //! strings (numbers are accepted too), enums as integers.
 //!
-//! What counts ([`semconv`]): SERVER spans of HTTP and RPC servers,
+//! What counts (`semconv`): SERVER spans of HTTP and RPC servers,
 //! CONSUMER spans that processed a message, and the request-duration
 //! histograms of each (`http.server.request.duration`,
 //! `rpc.server.call.duration`, `rpc.server.duration`,

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -27,21 +26,13 @@ fn audit(agent: &LocalAgent) -> Vec<Value> {
 fn a_new_version_under_load_is_found_and_a_bad_one_gets_one_command() {
     let _serial = serial();
     let l = LocalAgent::start("", CONFIG, &[]);
-    let out = Command::new(venv_python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/otel_rollout.py"
-        ))
-        .args(["--endpoint", &format!("http://{}", l.addr)])
-        .args(["--service", "shop:errors", "--service", "cart:healthy"])
-        .args(["--before", "4", "--during", "8", "--after", "6"])
-        .output()
-        .expect("the Python virtualenv (scripts/deps.sh makes it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let endpoint = format!("http://{}", l.addr);
+    #[rustfmt::skip]
+    run_python("otel_rollout.py", &[
+        "--endpoint", &endpoint,
+        "--service", "shop:errors", "--service", "cart:healthy",
+        "--before", "4", "--during", "8", "--after", "6",
+    ]);
     let mut commands = Vec::new();
     while let Ok(line) = l.stdout.recv_timeout(Duration::from_secs(3)) {
         commands.push(serde_json::from_str::<Value>(&line).unwrap());

@@ -33,15 +33,7 @@ fn started(addr: &str, id: &str, service: &str) {
 }
 
 fn started_in(addr: &str, id: &str, service: &str, environment: &str) {
-    let ev = json!({"type": "deploy.started", "deploy_id": id, "service": service, "version": "v2", "previous_version": "v1", "environment": environment, "at": rfc3339_now()});
-    let (code, body) = http(
-        addr,
-        "POST",
-        "/v1/deploy-events",
-        &[("Content-Type", "application/json")],
-        ev.to_string().as_bytes(),
-    );
-    assert_eq!(code, 200, "{body}");
+    support::post_started(addr, id, service, json!({ "environment": environment }));
 }
 
 #[test]
@@ -425,27 +417,18 @@ fn opentelemetry_python_sdk_canaries() {
     for svc in ["checkout", "payments", "cart", "search"] {
         started_in(&l.addr, &format!("d-{svc}"), svc, "prod");
     }
-    let out = Command::new(support::venv_python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/otel_canary.py"
-        ))
-        .args(["--endpoint", &format!("http://{}", l.addr)])
-        .args(["--seconds", "8", "--environment", "prod"])
+    let endpoint = format!("http://{}", l.addr);
+    #[rustfmt::skip]
+    support::run_python("otel_canary.py", &[
+        "--endpoint", &endpoint, "--seconds", "8", "--environment", "prod",
         // Errors, seen in both spans and histograms.
-        .args(["--service", "checkout:spans,metrics:errors"])
+        "--service", "checkout:spans,metrics:errors",
         // Slow requests, seen only in cumulative histogram buckets.
-        .args(["--service", "payments:metrics:slow"])
+        "--service", "payments:metrics:slow",
         // Errors, seen only in spans.
-        .args(["--service", "cart:spans:errors"])
-        .args(["--service", "search:spans,metrics:healthy"])
-        .output()
-        .expect("the Python virtualenv (scripts/deps.sh makes it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        "--service", "cart:spans:errors",
+        "--service", "search:spans,metrics:healthy",
+    ]);
     let mut commands = std::collections::BTreeMap::new();
     while let Ok(line) = l.stdout.recv_timeout(Duration::from_secs(3)) {
         let c: Value = serde_json::from_str(&line).unwrap();

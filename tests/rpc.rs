@@ -8,48 +8,34 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{http, metric, rfc3339_now, LocalAgent};
+use support::{http, metric, LocalAgent};
 
 const SLO: &str = "[slo]\nwarmup = \"1s\"\nevaluation_interval = \"1s\"\nmin_requests = 50\nwindows = [ { short = \"5s\", long = \"20s\", burn_rate = 14.4 } ]\n";
 
 fn started(addr: &str, id: &str, service: &str) {
-    let ev = json!({"type": "deploy.started", "deploy_id": id, "service": service, "version": "v2", "previous_version": "v1", "environment": "prod", "at": rfc3339_now()});
-    let (code, body) = http(
-        addr,
-        "POST",
-        "/v1/deploy-events",
-        &[("Content-Type", "application/json")],
-        ev.to_string().as_bytes(),
-    );
-    assert_eq!(code, 200, "{body}");
+    support::post_started(addr, id, service, json!({ "environment": "prod" }));
 }
 
 /// Runs the SDK's services (`NAME:SIGNALS:BEHAVIOUR:KIND`) against `l`
 /// for 8 seconds, then gathers the commands printed, by deploy id (one at
 /// most per deploy).
 fn run_sdk(l: &LocalAgent, services: &[&str]) -> BTreeMap<String, Value> {
-    let mut cmd = Command::new(support::venv_python());
-    cmd.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/otel_canary.py"
-    ))
-    .args(["--endpoint", &format!("http://{}", l.addr)])
-    .args(["--seconds", "8", "--environment", "prod"]);
+    let endpoint = format!("http://{}", l.addr);
+    let mut args = vec![
+        "--endpoint",
+        &endpoint,
+        "--seconds",
+        "8",
+        "--environment",
+        "prod",
+    ];
     for s in services {
-        cmd.args(["--service", s]);
+        args.extend(["--service", s]);
     }
-    let out = cmd
-        .output()
-        .expect("the Python virtualenv (scripts/deps.sh makes it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_python("otel_canary.py", &args);
     let mut commands = BTreeMap::new();
     while let Ok(line) = l.stdout.recv_timeout(Duration::from_secs(3)) {
         let c: Value = serde_json::from_str(&line).unwrap();

@@ -29,6 +29,24 @@ pub fn venv_python() -> PathBuf {
     p
 }
 
+/// Runs `tests/python/<script>` with [`venv_python`] and `args`, to its
+/// end; panics with its stderr when it fails.
+pub fn run_python(script: &str, args: &[&str]) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = std::process::Command::new(venv_python())
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("the Python virtualenv (scripts/deps.sh makes it)");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn tansu() -> PathBuf {
     if let Ok(p) = std::env::var("ROLLBACKD_TANSU") {
         return PathBuf::from(p);

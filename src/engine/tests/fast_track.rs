@@ -14,20 +14,6 @@ fn of(id: &str, version: &str, previous: &str, at: i64) -> DeployEvent {
     ev
 }
 
-/// Every second `from..to`, ten requests of each of web's `versions`
-/// (version, failed of ten), each followed by a tick.
-fn serve(e: &mut Engine, (from, to): (i64, i64), versions: &[(&str, usize)]) -> Vec<Output> {
-    let mut out = Vec::new();
-    for t in from..to {
-        let now = Timestamp(t * SEC);
-        for (v, bad) in versions {
-            out.extend(e.apply(spans("web", v, t, 10, *bad), now));
-        }
-        out.extend(e.apply(Input::Tick, now));
-    }
-    out
-}
-
 /// Deploys `version` of web healthy from `at` and watches it to its end:
 /// it is then known good.
 fn healthy(e: &mut Engine, id: &str, version: &str, previous: &str, at: i64) {

@@ -17,21 +17,6 @@ fn published(outputs: &[Output]) -> Vec<&DeployEvent> {
         .collect()
 }
 
-/// Every second from `from` to `to`: ten requests of each of `versions`
-/// of web, (version, failed of ten), each applied at its time and followed
-/// by a tick.
-fn serve(e: &mut Engine, (from, to): (i64, i64), versions: &[(&str, usize)]) -> Vec<Output> {
-    let mut out = Vec::new();
-    for t in from..to {
-        let now = Timestamp(t * SEC);
-        for (v, bad) in versions {
-            out.extend(e.apply(spans("web", v, t, 10, *bad), now));
-        }
-        out.extend(e.apply(Input::Tick, now));
-    }
-    out
-}
-
 #[test]
 fn a_new_version_serving_starts_a_deploy_and_a_bad_one_gets_one_command() {
     let mut e = engine(INFER);

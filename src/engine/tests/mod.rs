@@ -165,6 +165,21 @@ fn traffic(e: &mut Engine, service: &str, (from, to): (i64, i64), bad: usize) ->
     out
 }
 
+/// Every second `from..to`, ten requests of each of web's `versions`
+/// (version, failed of ten), each applied at its time and followed by a
+/// tick. Returns everything they caused.
+fn serve(e: &mut Engine, (from, to): (i64, i64), versions: &[(&str, usize)]) -> Vec<Output> {
+    let mut out = Vec::new();
+    for t in from..to {
+        let now = Timestamp(t * SEC);
+        for (v, bad) in versions {
+            out.extend(e.apply(spans("web", v, t, 10, *bad), now));
+        }
+        out.extend(e.apply(Input::Tick, now));
+    }
+    out
+}
+
 mod admin;
 mod decide;
 mod evidence;

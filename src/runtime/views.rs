@@ -49,7 +49,7 @@ impl Default for Publisher {
 }
 
 impl Publisher {
-    /// At most every [`EVERY`]: the views due, sent without waiting (the
+    /// At most once a second: the views due, sent without waiting (the
     /// owner thread never waits for an informational record).
     pub fn publish(&mut self, shared: &Shared, sender: &Sender) {
         if self.last.elapsed() < EVERY {
@@ -202,7 +202,13 @@ pub fn read(shared: Arc<Shared>, mut reader: ControlReader) -> Result<(), RunErr
         }
     };
     info!(topic = %topic, records = n, deploys = shared.fleet().len(), "views read");
-    reader.follow(&[topic.as_str()])?;
+    while let Err(e) = reader.follow(&[topic.as_str()]) {
+        warn!(topic = %topic, error = %e, "following the views topic failed; retrying");
+        if shared.cancel.is_cancelled() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let mut last_check = Instant::now();
     while !shared.cancel.is_cancelled() {
         match reader.poll(Duration::from_millis(200)) {

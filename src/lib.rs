@@ -26,6 +26,9 @@
 //! travels to its owner per version: the owner finds new versions serving
 //! and publishes the deploys it infers as deploy events
 //! ([`engine::infer`]), which every instance then applies like any other.
+//! Each owner also publishes the view of every deploy it decides for to
+//! the compacted topic `rollbackd-views`, which every instance reads
+//! whole: each shows the whole fleet ([`runtime::views`]).
 //!
 //! # Layout
 //!

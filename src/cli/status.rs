@@ -87,6 +87,18 @@ fn columns(rows: &[Vec<String>]) -> String {
     s
 }
 
+/// Whose view of a deploy a row is, and how old: `i1 (here)`, `i2 4s
+/// old`, `i2 4s old, owner changing`, or `-` before its owner's.
+fn view(d: &Value) -> String {
+    let age = d["view_age_seconds"].as_f64().unwrap_or(0.0);
+    match d["view"].as_str() {
+        Some("live") => format!("{} (here)", text(&d["owner"])),
+        Some("published") => format!("{} {age:.0}s old", text(&d["owner"])),
+        Some("owner changing") => format!("{} {age:.0}s old, owner changing", text(&d["owner"])),
+        _ => "-".into(),
+    }
+}
+
 /// The status as a person reads it.
 pub fn table(s: &Value) -> String {
     let a = &s["automation"];
@@ -113,7 +125,7 @@ pub fn table(s: &Value) -> String {
         text(&s["at"]),
     );
     let mut rows = vec![[
-        "DEPLOY", "SERVICE", "ENV", "VERSIONS", "AGE", "STATE", "EVIDENCE",
+        "DEPLOY", "SERVICE", "ENV", "VERSIONS", "AGE", "STATE", "VIEW", "EVIDENCE",
     ]
     .map(String::from)
     .to_vec()];
@@ -125,6 +137,7 @@ pub fn table(s: &Value) -> String {
             format!("{} → {}", text(&d["previous_version"]), text(&d["version"])),
             format!("{:.0}s", d["age_seconds"].as_f64().unwrap_or(0.0)),
             text(&d["state"]),
+            view(d),
             d["evidence"].as_str().map(printable).unwrap_or_default(),
         ]);
     }

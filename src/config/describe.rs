@@ -44,7 +44,7 @@ impl Config {
         let t = &self.topics;
         let _ = writeln!(
             out,
-            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={} admin={} evidence={}",
+            "topics: deploy_events={} otlp_spans={} otlp_metrics={} otlp_encoding={} commands={} results={} audit={} dead_letter={} admin={} evidence={} views={}",
             t.deploy_events,
             t.otlp_spans,
             t.otlp_metrics,
@@ -57,7 +57,8 @@ impl Config {
             t.audit,
             t.dead_letter,
             t.admin,
-            t.evidence
+            t.evidence,
+            t.views
         );
         let _ = writeln!(
             out,

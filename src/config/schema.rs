@@ -102,6 +102,9 @@ pub struct Topics {
     /// Internal: evidence from intake to the owner of each (service,
     /// environment).
     pub evidence: String,
+    /// Each deploy's view, published by its owner and read whole by
+    /// every instance (compacted, key = deploy id).
+    pub views: String,
 }
 
 impl Default for Topics {
@@ -119,6 +122,7 @@ impl Default for Topics {
             dead_letter: "rollbackd-dlq".into(),
             admin: "rollbackd-admin".into(),
             evidence: "rollbackd-evidence".into(),
+            views: "rollbackd-views".into(),
         }
     }
 }

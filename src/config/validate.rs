@@ -105,6 +105,7 @@ fn check_topics(t: &Topics) -> Result<(), ConfigError> {
         ("topics.dead_letter", &t.dead_letter),
         ("topics.admin", &t.admin),
         ("topics.evidence", &t.evidence),
+        ("topics.views", &t.views),
     ];
     for (i, (key, v)) in topics.iter().enumerate() {
         if v.trim().is_empty() {

@@ -81,7 +81,7 @@ use registry::{Registry, Role};
 use window::SeriesWindows;
 
 pub use config::EngineConfig;
-pub use views::{BurnSummary, DeployView, FinishedDeploy};
+pub use views::{BurnSummary, DeployView, FinishedDeploy, ViewMark};
 
 /// How many (fingerprint, startsAt, status) alert keys are remembered to
 /// recognise Alertmanager's repeated deliveries.

@@ -62,6 +62,18 @@ pub struct FinishedDeploy {
     pub finished_because: String,
 }
 
+/// What a deploy's view changes with: its last evaluation, its state, its
+/// command, its completion and its late observations (see
+/// [`Engine::owned_marks`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewMark {
+    evaluated: Option<Timestamp>,
+    state: String,
+    command_id: Option<String>,
+    completed_at: Option<Timestamp>,
+    late_observations: u64,
+}
+
 /// A deploy's state in words (see [`DeployView::state`]).
 fn state(d: &Deploy) -> String {
     if d.verifying.is_some() {
@@ -175,6 +187,37 @@ impl Engine {
             .map(|d| self.last_view(d))
             .collect();
         (views, all.len())
+    }
+
+    /// The active deploys whose key this engine decides for, each with
+    /// the mark of its view: cheap, so an owner can ask every pass which
+    /// views changed.
+    pub fn owned_marks(&self) -> Vec<(String, ViewMark)> {
+        self.registry
+            .iter()
+            .filter(|d| self.ownership.owns(&d.info.service, d.environment()))
+            .map(|d| {
+                let mark = ViewMark {
+                    evaluated: d.last_eval.as_ref().map(|ev| ev.at),
+                    state: state(d),
+                    command_id: d.decided.as_ref().map(|(id, _)| id.clone()),
+                    completed_at: d.completed_at,
+                    late_observations: self.late_data.get(&d.seq).copied().unwrap_or(0),
+                };
+                (d.info.deploy_id.clone(), mark)
+            })
+            .collect()
+    }
+
+    /// An active deploy as of its last evaluation (see
+    /// [`Engine::latest_views`]).
+    pub fn latest_view(&self, deploy_id: &str) -> Option<DeployView> {
+        self.registry.get(deploy_id).map(|d| self.last_view(d))
+    }
+
+    /// Whether the deploy is active (watched).
+    pub fn is_active(&self, deploy_id: &str) -> bool {
+        self.registry.get(deploy_id).is_some()
     }
 
     /// A deploy as of its last evaluation (a fresh one if it has none).

@@ -66,6 +66,7 @@ pub struct OutRecord {
     /// `None`: the partitioner chooses (by key).
     pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
+    /// Empty: sent as null (a tombstone).
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
 }
@@ -410,8 +411,12 @@ impl Producer {
         }
         let mut deliveries = Vec::with_capacity(records.len());
         for r in records {
-            let mut rec: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&r.topic).payload(r.payload.as_slice());
+            // An empty payload goes out as null: a tombstone, which a
+            // compacted topic forgets the key by.
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic);
+            if !r.payload.is_empty() {
+                rec = rec.payload(r.payload.as_slice());
+            }
             if let Some(p) = r.partition {
                 rec = rec.partition(p);
             }

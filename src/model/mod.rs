@@ -8,6 +8,8 @@
 //! - [`audit`]: the typed audit records;
 //! - [`evidence`]: what intake hands to the owner of a (service,
 //!   environment), and which keys an instance owns.
+//! - [`fleet`]: each deploy's view as its owner publishes it to every
+//!   instance, and the fleet's views as an instance read them;
 //! - [`gate`]: the gate's verdict, and the record that spreads a pass to
 //!   every instance;
 //! - [`summary`]: audit records and evidence in words,
@@ -15,6 +17,7 @@
 
 pub mod audit;
 pub mod evidence;
+pub mod fleet;
 pub mod gate;
 pub mod input;
 pub mod summary;

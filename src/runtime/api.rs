@@ -180,8 +180,10 @@ impl<B: Backend> Api for Handle<B> {
 
     fn status(&self) -> Status {
         let audit = AuditLine::recent(self.shared.recent_audit(RECENT_AUDIT));
+        let engine = self.shared.read();
         Status::new(
-            &self.shared.read(),
+            &engine,
+            &self.shared.fleet(),
             &self.shared.instance,
             self.shared.not_ready(),
             self.shared.warnings(),

@@ -26,6 +26,8 @@
 //! - [`notify`]: the audit topic to the `[[notify]]` sinks (a third
 //!   consumer group), so each event is notified once.
 //! - [`api`]: what the HTTP routes can do ([`crate::http::Api`]).
+//! - [`views`]: one view of the whole fleet — each owner publishes its
+//!   deploys' views, every instance reads them all.
 //! - [`failpoint`]: crash points for tests of recovery.
 //! - [`shared`]: the engine behind one lock (a poisoned lock is fatal),
 //!   metrics, readiness per stage, the cancellation token.
@@ -47,6 +49,7 @@ mod node;
 pub mod notify;
 pub mod owner;
 pub mod shared;
+pub mod views;
 
 use std::sync::Arc;
 use std::thread;

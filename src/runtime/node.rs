@@ -1,8 +1,9 @@
 //! `run` with Kafka: one instance of a fleet, step by step — wait for the
 //! brokers, join the owner group, build the owner's producer (probing
 //! transactions) and the evidence sender, recover from the control topics,
-//! start stage 1 (intake) and the notifier, serve HTTP, run stage 2 (the
-//! owner) on this thread until stopped, then stop the rest in order.
+//! start stage 1 (intake), the views reader and the notifier, serve HTTP,
+//! run stage 2 (the owner) on this thread until stopped, then stop the
+//! rest in order.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tracing::{error, info, warn};
 use super::api::Handle;
 use super::emit::{Batch, Emitter, KafkaSink};
 use super::shared::Shared;
-use super::{backend, intake, notify, owner, RunError, GRACE};
+use super::{backend, intake, notify, owner, views, RunError, GRACE};
 use crate::config::{Config, KafkaConfig, Secrets, Topics};
 use crate::kafka::consumer::ControlReader;
 use crate::kafka::group::{Group, GroupSpec, Start};
@@ -79,10 +80,10 @@ pub(super) fn run(
         return Ok(());
     };
     let intake = node.start_intake(&sender, emitter.transactional())?;
-    let notify = match notifier {
-        Some(n) => Some(node.start_notify(n)?),
-        None => None,
-    };
+    let mut others = vec![("views", node.start_views()?)];
+    if let Some(n) = notifier {
+        others.push(("notify", node.start_notify(n)?));
+    }
     let (calls_tx, calls) = mpsc::channel(256);
     let handle = Arc::new(Handle {
         shared: node.shared.clone(),
@@ -104,9 +105,10 @@ pub(super) fn run(
         control_next,
         partitions,
         sender,
+        views: Default::default(),
     };
     let owned = owner.run();
-    node.stop(owned, intake, notify, http, ready_logger)
+    node.stop(owned, intake, others, http, ready_logger)
 }
 
 impl Node<'_> {
@@ -295,6 +297,16 @@ impl Node<'_> {
             .spawn(move || notify::run(shared, group, notifier))?)
     }
 
+    /// The views topic read whole, then followed, into the fleet's views,
+    /// on its own thread.
+    fn start_views(&self) -> Result<JoinHandle<Result<(), RunError>>, RunError> {
+        let reader = ControlReader::new(&self.k)?;
+        let shared = self.shared.clone();
+        Ok(thread::Builder::new()
+            .name("views".into())
+            .spawn(move || views::read(shared, reader))?)
+    }
+
     /// Logs each change of readiness, and why it is not ready.
     fn log_readiness(&self) -> tokio::task::JoinHandle<()> {
         let shared = self.shared.clone();
@@ -327,7 +339,7 @@ impl Node<'_> {
         &self,
         owned: Result<(), RunError>,
         intake: JoinHandle<Result<(), RunError>>,
-        notify: Option<JoinHandle<Result<(), RunError>>>,
+        others: Vec<(&str, JoinHandle<Result<(), RunError>>)>,
         http: tokio::task::JoinHandle<()>,
         ready_logger: tokio::task::JoinHandle<()>,
     ) -> Result<(), RunError> {
@@ -339,9 +351,10 @@ impl Node<'_> {
                 Ok(())
             })
         };
-        let intake = joined(intake, "intake");
-        let notified = notify.map_or(Ok(()), |t| joined(t, "notify"));
-        let result = owned.and(intake).and(notified);
+        let mut result = owned.and(joined(intake, "intake"));
+        for (name, t) in others {
+            result = result.and(joined(t, name));
+        }
         self.rt.block_on(async {
             let left = deadline.saturating_duration_since(Instant::now());
             let _ = tokio::time::timeout(left.min(Duration::from_secs(5)), http).await;

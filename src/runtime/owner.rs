@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use super::emit::{Batch, EmitError, Emitter, Offsets};
 use super::intake::Sender;
 use super::shared::Shared;
+use super::views::Publisher;
 use super::RunError;
 use crate::engine::Engine;
 use crate::ingest::evidence;
@@ -61,6 +62,8 @@ pub struct Owner {
     pub partitions: u32,
     /// Dead letters, and audit records outside the owner's batches.
     pub sender: Sender,
+    /// The views of the deploys it decides for, to every instance.
+    pub views: Publisher,
 }
 
 /// The owner loop's own state between passes.
@@ -137,6 +140,7 @@ impl Owner {
                 Err(EmitError::Stopped) => break,
                 Err(e) => warn!(error = %e, "publishing failed"),
             }
+            self.views.publish(&self.shared, &self.sender);
             self.housekeeping(&mut state)?;
         }
         Ok(())

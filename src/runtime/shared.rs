@@ -1,10 +1,10 @@
 //! What every part of a running agent shares: the engine behind one lock,
-//! metrics, the recent audit records, readiness and liveness per stage,
-//! and the token that stops everything.
+//! metrics, the recent audit records, the views the owners published,
+//! readiness and liveness per stage, and the token that stops everything.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,7 @@ use crate::config::{Config, Secrets};
 use crate::engine::{Engine, EngineConfig};
 use crate::http::RECENT_AUDIT;
 use crate::metrics::Metrics;
+use crate::model::fleet::Fleet;
 use crate::model::{AuditRecord, Input, Output};
 use crate::time::Timestamp;
 
@@ -176,6 +177,8 @@ pub struct Shared {
     pub cancel: CancellationToken,
     /// This instance, for logs and evidence records.
     pub instance: String,
+    /// The views the owners published (with Kafka; else empty).
+    fleet: Mutex<Fleet>,
 }
 
 impl Shared {
@@ -197,6 +200,7 @@ impl Shared {
             cancel: CancellationToken::new(),
             instance,
             config,
+            fleet: Mutex::new(Fleet::default()),
         })
     }
 
@@ -208,6 +212,12 @@ impl Shared {
     /// The engine, to change. A poisoned lock is fatal (see [`POISONED`]).
     pub fn write(&self) -> RwLockWriteGuard<'_, Engine> {
         self.engine.write().unwrap_or_else(|_| poisoned())
+    }
+
+    /// The views the owners published. Taken after the engine's lock when
+    /// both are.
+    pub fn fleet(&self) -> MutexGuard<'_, Fleet> {
+        self.fleet.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies `input` on the wall clock.

@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::procs::{free_port, noida, tansu, unique_dir};
 
-pub const TOPICS: [(&str, i32); 9] = [
+pub const TOPICS: [(&str, i32); 10] = [
     ("deploy-events", 1),
     ("rollback-commands", 1),
     ("rollback-results", 1),
@@ -24,6 +24,7 @@ pub const TOPICS: [(&str, i32); 9] = [
     ("otlp_spans", 3),
     ("otlp_metrics", 3),
     ("rollbackd-evidence", 6),
+    ("rollbackd-views", 1),
 ];
 
 /// A tansu broker process (in-memory storage: the prebuilt tansu has no

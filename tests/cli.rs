@@ -163,6 +163,21 @@ fn simulate_reports_a_grid_as_table_and_json() {
     let (code, table, err) = rollbackd(&args);
     assert_eq!(code, 0, "{err}");
     assert!(table.starts_with("row "), "{table}");
+    // Its columns are named in words, and a key under it says what they mean.
+    let header = table.lines().next().unwrap();
+    for words in [
+        "baseline bad",
+        "canary bad",
+        "P(rollback)",
+        "upper 95%",
+        "decided p50",
+    ] {
+        assert!(header.contains(words), "{header}");
+    }
+    assert!(
+        table.contains("\nP(rollback): the share of runs rolled back"),
+        "{table}"
+    );
     assert!(err.contains("2 grid points, 40 deploys"), "{err}");
     let (code, json, _) = rollbackd(&[&args[..], &["--json"]].concat());
     assert_eq!(code, 0);

@@ -80,6 +80,18 @@ fn the_live_page_shows_the_rollback_with_its_evidence_and_nothing_leaves_loopbac
     );
     assert!(bad.contains("<svg"), "charts: {bad}");
     assert!(bad.contains("class=\"threshold\""), "threshold line: {bad}");
+    // Each chart's caption is above it and its colour key below: no words
+    // drawn on the lines.
+    assert!(!bad.contains("<text"), "words on a chart: {bad}");
+    for key in [
+        "candidate",
+        "baseline",
+        "errors 5s/20s",
+        "latency 5s/20s",
+        "threshold 14.4×",
+    ] {
+        assert!(bad.contains(&format!("{key}</span>")), "key {key}: {bad}");
+    }
     let good = card(dom, "d-good");
     assert!(
         !good.contains(">rollback<") && !good.contains("evidence:"),
@@ -114,9 +126,6 @@ fn the_live_page_shows_the_rollback_with_its_evidence_and_nothing_leaves_loopbac
     }
 }
 
-/// Loads the page with the admin token in its URL fragment (never sent to
-/// the server), which the page keeps in the tab's sessionStorage and
-/// removes from the address.
 /// The `y` attribute's values of every `<text` in `svg`.
 fn text_ys(svg: &str) -> Vec<f64> {
     svg.split("<text")
@@ -201,6 +210,9 @@ fn steady_rates(section: &str) {
     }
 }
 
+/// Loads the page with the admin token in its URL fragment (never sent to
+/// the server), which the page keeps in the tab's sessionStorage and
+/// removes from the address.
 fn load_with_token(addr: &str, token: &str, shot: Option<&std::path::Path>) -> Page {
     load(&format!("http://{addr}/#token={token}"), shot)
 }

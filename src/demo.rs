@@ -12,7 +12,7 @@ use std::sync::Arc;
 use prost::Message;
 
 use crate::config::{Config, OtlpEncoding};
-use crate::engine::evaluate::{PairState, Verdict};
+use crate::engine::evaluate::{PairEval, PairState, Verdict};
 use crate::engine::window::Sli;
 use crate::engine::{DeployView, Engine, EngineConfig};
 use crate::ingest::{self, Source};
@@ -141,17 +141,7 @@ impl<W: Write> Demo<'_, W> {
         });
         let verdict = match ev.verdict {
             Verdict::WarmingUp => "warming up".to_string(),
-            Verdict::Healthy => {
-                if ev
-                    .pairs
-                    .iter()
-                    .all(|p| p.state == PairState::InsufficientData)
-                {
-                    "healthy (gathering evidence)".to_string()
-                } else {
-                    "healthy".to_string()
-                }
-            }
+            Verdict::Healthy => healthy_words(&ev.pairs).to_string(),
             v => v.as_str().to_string(),
         };
         let fmt_pair = |p: Option<(f64, f64, PairState)>| {
@@ -168,6 +158,24 @@ impl<W: Write> Demo<'_, W> {
             fmt_pair(slow),
             verdict
         )
+    }
+}
+
+/// What a healthy verdict means, in words that claim no more than the
+/// evidence: a pair burning over its threshold in both windows, not yet
+/// shown to (or not yet shown worse than the baseline), is being watched,
+/// not healthy.
+fn healthy_words(pairs: &[PairEval]) -> &'static str {
+    let over = |p: &PairEval| {
+        p.state == PairState::NotSignificant
+            || (p.burn_short >= p.burn_rate && p.burn_long >= p.burn_rate)
+    };
+    if pairs.iter().any(over) {
+        "watching: not yet confident"
+    } else if pairs.iter().all(|p| p.state == PairState::InsufficientData) {
+        "healthy (gathering evidence)"
+    } else {
+        "healthy"
     }
 }
 

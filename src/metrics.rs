@@ -14,7 +14,7 @@ use prometheus::{
 use catalog::Spec;
 use prometheus::core::Collector;
 
-use crate::model::audit::DeployAudit;
+use crate::model::audit::{DeployAudit, VerificationAudit};
 use crate::model::{AuditEvent, AuditRecord, Command};
 
 /// Every metric handle, registered in one registry.
@@ -50,6 +50,8 @@ pub struct Metrics {
     pub time_to_rollback_seconds: Histogram,
     pub verifications: IntCounterVec,
     pub recovery_seconds: Histogram,
+    /// The rollback guide's measures the audit records carry (M1, M4, M6).
+    pub measures: MeasureMetrics,
     pub gate_answers: IntCounterVec,
     pub notify: NotifyMetrics,
 }
@@ -65,6 +67,53 @@ pub struct NotifyMetrics {
     pub queued: IntGaugeVec,
     /// From the audit record being offered to the receiver's 2xx.
     pub delivery_seconds: HistogramVec,
+}
+
+/// The measures of a rollback that only its verification knows: time to
+/// detect (M1), time to recover (M4), and how much better off users were
+/// (M6). The others are [`Metrics::detection_seconds`] (time to decide,
+/// M2), [`Metrics::time_to_rollback_seconds`] (M3), and the counters
+/// behind the success rate (M5: `results`, `verifications`) and
+/// rollbacks per deploy (M7: `commands` over `deploys_started`).
+pub struct MeasureMetrics {
+    pub time_to_detect_seconds: Histogram,
+    pub time_to_recover_seconds: Histogram,
+    /// By SLI (`errors`, `latency`).
+    pub sli_delta: HistogramVec,
+}
+
+impl MeasureMetrics {
+    fn new(r: &Registry) -> MeasureMetrics {
+        use catalog::*;
+        MeasureMetrics {
+            time_to_detect_seconds: histogram(r, &TIME_TO_DETECT_SECONDS),
+            time_to_recover_seconds: histogram(r, &TIME_TO_RECOVER_SECONDS),
+            sli_delta: histogram_vec(r, &ROLLBACK_SLI_DELTA),
+        }
+    }
+
+    /// Observes the measures of one verification.
+    fn observe(&self, v: &VerificationAudit) {
+        if let Some(took) = v.time_to_detect {
+            self.time_to_detect_seconds
+                .observe(took.as_secs_f64().max(0.0));
+        }
+        if let Some(took) = v.time_to_recover {
+            self.time_to_recover_seconds
+                .observe(took.as_secs_f64().max(0.0));
+        }
+        // Without traffic since the rollback there is nothing to compare.
+        if let (Some(during), true) = (v.during, v.after.requests > 0) {
+            let sli = if v.sli == "latency" {
+                "latency"
+            } else {
+                "errors"
+            };
+            self.sli_delta
+                .with_label_values(&[sli])
+                .observe(during.ratio - v.after.ratio);
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -184,6 +233,7 @@ impl Metrics {
             time_to_rollback_seconds: histogram(&r, &TIME_TO_ROLLBACK_SECONDS),
             verifications: counter_vec(&r, &ROLLBACK_VERIFICATIONS),
             recovery_seconds: histogram(&r, &ROLLBACK_RECOVERY_SECONDS),
+            measures: MeasureMetrics::new(&r),
             gate_answers: counter_vec(&r, &GATE_ANSWERS),
             notify: NotifyMetrics::new(&r),
             registry: r,
@@ -220,6 +270,7 @@ impl Metrics {
                     if let Some(took) = v.time_to_recover_from_result {
                         self.recovery_seconds.observe(took.as_secs_f64().max(0.0));
                     }
+                    self.measures.observe(v);
                 }
                 AuditEvent::Deploy(DeployAudit::Expired { .. }) => self.deploys_expired.inc(),
                 AuditEvent::Deploy(DeployAudit::Started {
@@ -298,8 +349,11 @@ impl Metrics {
             .iter()
             .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
             .collect();
-        let histograms: [&dyn Collector; 5] = [
+        let histograms: [&dyn Collector; 8] = [
             &self.detection_seconds,
+            &self.measures.time_to_detect_seconds,
+            &self.measures.time_to_recover_seconds,
+            &self.measures.sli_delta,
             &self.decision_latency_seconds,
             &self.time_to_rollback_seconds,
             &self.recovery_seconds,
@@ -320,5 +374,58 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::audit::{Ratio, VerificationOutcome};
+    use crate::time::{Duration, Timestamp};
+
+    fn verification(outcome: VerificationOutcome, after: Ratio) -> AuditRecord {
+        let recovered = outcome == VerificationOutcome::Recovered;
+        AuditRecord::new(
+            Timestamp(0),
+            VerificationAudit {
+                after,
+                before: Some(Ratio::new(0, 990)),
+                command_id: "c".into(),
+                during: Some(Ratio::new(6, 110)),
+                evidence: serde_json::Value::Null,
+                outcome,
+                restored_version: Some("v1".into()),
+                sli: "errors".into(),
+                time_to_decide: Some(Duration::from_secs(11)),
+                time_to_detect: Some(Duration::from_secs(10)),
+                time_to_recover_from_result: recovered.then(|| Duration::from_secs(12)),
+                time_to_recover: recovered.then(|| Duration::from_secs(24)),
+                time_to_rollback: Some(Duration::from_secs(12)),
+            },
+        )
+    }
+
+    #[test]
+    fn a_verification_is_measured_once_per_measure() {
+        let m = Metrics::new();
+        let recovered = verification(VerificationOutcome::Recovered, Ratio::new(28, 60_000));
+        let quiet = verification(VerificationOutcome::Inconclusive, Ratio::new(0, 0));
+        m.count_audits([&recovered, &quiet].into_iter());
+        let text = m.render();
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {series} in {text}"))
+        };
+        assert_eq!(value("rollbackd_time_to_detect_seconds_count"), 2.0);
+        assert_eq!(value("rollbackd_time_to_detect_seconds_sum"), 20.0);
+        assert_eq!(value("rollbackd_time_to_recover_seconds_count"), 1.0);
+        // The inconclusive one had no traffic after the rollback: no delta.
+        assert_eq!(
+            value("rollbackd_rollback_sli_delta_count{sli=\"errors\"}"),
+            1.0
+        );
+        let delta = value("rollbackd_rollback_sli_delta_sum{sli=\"errors\"}");
+        assert!((delta - (0.054545 - 0.000467)).abs() < 1e-9, "{delta}");
     }
 }

@@ -503,8 +503,8 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<22} {:<7} {:>6} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}",
-        "row", "sli", "slo", "conf", "canary", "base", "b.bad", "c.bad", "runs", "rollback", "P", "P≤95%", "p50 s", "p90 s", "p99 s"
+        "{:<22} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>6} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7}",
+        "row", "SLI", "SLO", "confidence", "canary rps", "baseline rps", "baseline bad", "canary bad", "runs", "rollbacks", "P(rollback)", "upper 95%", "decided p50", "p90", "p99"
     );
     for o in outcomes {
         let p = &o.point;
@@ -520,7 +520,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<22} {:<7} {:>6} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}",
+            "{:<22} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>6} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7}",
             p.name,
             p.sli.as_str(),
             format!("{}%", (p.objective * 1e5).round() / 1e3),
@@ -538,8 +538,15 @@ pub fn table(outcomes: &[Outcome]) -> String {
             q(|t| t.p99),
         );
     }
+    s.push_str(TABLE_KEY);
     s
 }
+
+/// What the table's columns mean, printed under it.
+const TABLE_KEY: &str = "\n\
+bad: the share of requests that fail the SLI (canary bad \"same\": identical to the baseline).\n\
+P(rollback): the share of runs rolled back; upper 95%: its one-sided 95% upper bound.\n\
+decided p50, p90, p99: seconds from the canary's first request to the decision, over the runs rolled back.\n";
 
 fn pct(v: f64) -> String {
     let p = v * 100.0;

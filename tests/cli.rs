@@ -118,6 +118,28 @@ fn demo_catches_the_bad_deploy_and_leaves_the_good_one() {
 }
 
 #[test]
+fn demo_calls_nothing_healthy_that_burns_over_its_threshold() {
+    let (_, out, _) = rollbackd(&["demo"]);
+    // The bad canary's lines before the decision: burning, not decided yet.
+    let bad = out.split("deploy d-demo-2").nth(1).unwrap();
+    let before: Vec<&str> = bad
+        .lines()
+        .take_while(|l| !l.contains("DECISION"))
+        .filter(|l| l.contains(" rps "))
+        .collect();
+    assert!(before.len() >= 2, "{bad}");
+    for line in &before[..before.len() - 1] {
+        assert!(line.ends_with("→ watching: not yet confident"), "{line}");
+    }
+    assert!(before[before.len() - 1].ends_with("→ rollback"), "{bad}");
+    // The healthy canary stays healthy.
+    let good = out.split("deploy d-demo-1").nth(1).unwrap();
+    let good = good.split("deploy d-demo-2").next().unwrap();
+    assert!(!good.contains("watching"), "{good}");
+    assert!(good.contains("→ healthy"), "{good}");
+}
+
+#[test]
 fn demo_says_how_soon_it_caught_the_bad_canary() {
     let (_, out, _) = rollbackd(&["demo"]);
     let summary = out.lines().last().unwrap();
@@ -141,6 +163,21 @@ fn simulate_reports_a_grid_as_table_and_json() {
     let (code, table, err) = rollbackd(&args);
     assert_eq!(code, 0, "{err}");
     assert!(table.starts_with("row "), "{table}");
+    // Its columns are named in words, and a key under it says what they mean.
+    let header = table.lines().next().unwrap();
+    for words in [
+        "baseline bad",
+        "canary bad",
+        "P(rollback)",
+        "upper 95%",
+        "decided p50",
+    ] {
+        assert!(header.contains(words), "{header}");
+    }
+    assert!(
+        table.contains("\nP(rollback): the share of runs rolled back"),
+        "{table}"
+    );
     assert!(err.contains("2 grid points, 40 deploys"), "{err}");
     let (code, json, _) = rollbackd(&[&args[..], &["--json"]].concat());
     assert_eq!(code, 0);

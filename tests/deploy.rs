@@ -71,6 +71,50 @@ fn dashboard_is_json_and_config_is_valid() {
     rollbackd::config::Config::load(&deploy_dir().join("kubernetes/base/rollbackd.toml")).unwrap();
 }
 
+#[test]
+fn dashboard_shows_the_rollback_measures_in_its_executive_and_on_call_rows() {
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy_dir().join("grafana/rollbackd-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    let rows: Vec<&str> = panels
+        .iter()
+        .filter(|p| p["type"] == "row")
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert!(
+        rows.len() == 2 && rows[0].starts_with("Executive") && rows[1].starts_with("On call"),
+        "{rows:?}"
+    );
+    // The executive row: one panel per measure, M1 to M7, above the on-call row.
+    let on_call_y = panels.iter().find(|p| p["title"] == rows[1]).unwrap()["gridPos"]["y"]
+        .as_i64()
+        .unwrap();
+    let executive: Vec<&serde_json::Value> = panels
+        .iter()
+        .filter(|p| p["type"] != "row" && p["gridPos"]["y"].as_i64().unwrap() < on_call_y)
+        .collect();
+    for (m, series) in [
+        ("M1", "rollbackd_time_to_detect_seconds_bucket"),
+        ("M2", "rollbackd_detection_seconds_bucket"),
+        ("M3", "rollbackd_time_to_rollback_seconds_bucket"),
+        ("M4", "rollbackd_time_to_recover_seconds_bucket"),
+        ("M5", "rollbackd_results_total"),
+        ("M5", "rollbackd_rollback_verifications_total"),
+        ("M6", "rollbackd_rollback_sli_delta_bucket"),
+        ("M7", "rollbackd_deploys_started_total"),
+    ] {
+        assert!(
+            executive
+                .iter()
+                .any(|p| p["title"].as_str().unwrap().starts_with(m)
+                    && p["targets"].to_string().contains(series)),
+            "no executive panel {m} on {series}"
+        );
+    }
+}
+
 /// scripts/check-manifests.py, with the test virtualenv's PyYAML.
 fn check_manifests(args: &[&str]) -> (bool, String) {
     let python = Path::new(

@@ -8,6 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use rollbackd::model::{command_id, Action};
 use serde_json::{json, Value};
 use support::replay::{Encoding, Fixture, Stream};
 use support::*;
@@ -79,6 +80,18 @@ fn the_live_page_shows_the_rollback_with_its_evidence_and_nothing_leaves_loopbac
     );
     assert!(bad.contains("<svg"), "charts: {bad}");
     assert!(bad.contains("class=\"threshold\""), "threshold line: {bad}");
+    // Each chart's caption is above it and its colour key below: no words
+    // drawn on the lines.
+    assert!(!bad.contains("<text"), "words on a chart: {bad}");
+    for key in [
+        "candidate",
+        "baseline",
+        "errors 5s/20s",
+        "latency 5s/20s",
+        "threshold 14.4×",
+    ] {
+        assert!(bad.contains(&format!("{key}</span>")), "key {key}: {bad}");
+    }
     let good = card(dom, "d-good");
     assert!(
         !good.contains(">rollback<") && !good.contains("evidence:"),
@@ -110,6 +123,90 @@ fn the_live_page_shows_the_rollback_with_its_evidence_and_nothing_leaves_loopbac
     );
     for u in page.requests.iter().chain(&status.requests) {
         assert!(is_local(u), "the page requested {u}");
+    }
+}
+
+/// The `y` attribute's values of every `<text` in `svg`.
+fn text_ys(svg: &str) -> Vec<f64> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let y = t.split(" y=\"").nth(1)?;
+            y[..y.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+/// Every chart has a key naming its lines, under the plot (whose bottom
+/// is the `0` label's y): no word of it lies on a line.
+fn charts_have_keys_under_their_lines(section: &str) {
+    let svgs: Vec<&str> = section
+        .split("<svg")
+        .skip(1)
+        .map(|s| &s[..s.find("</svg>").unwrap()])
+        .collect();
+    assert_eq!(svgs.len(), 3, "{section}");
+    for svg in &svgs {
+        let zero = svg.find(">0</text>").map(|i| &svg[..i]).unwrap();
+        let bottom = text_ys(&zero[zero.rfind("<text").unwrap()..])[0];
+        let keys: Vec<&str> = svg.split("<g class=\"key\">").skip(1).collect();
+        assert!(keys.len() >= 3, "{svg}");
+        for k in &keys {
+            for y in text_ys(k) {
+                assert!(
+                    y > bottom + 10.0,
+                    "a key's words at {y}, on the plot (bottom {bottom}): {svg}"
+                );
+            }
+        }
+        assert!(
+            svg.contains("hover for what"),
+            "the event markers are in the key: {svg}"
+        );
+    }
+    // The burn chart's key names every pair and every threshold, dashed.
+    let burn = svgs[2];
+    for words in [
+        "errors 1m/5m",
+        "latency 5m/30m",
+        "threshold 14.4× (1m/5m)",
+        "threshold 6× (5m/30m)",
+    ] {
+        assert!(
+            burn.contains(&format!(">{words}</text>")),
+            "{words}: {burn}"
+        );
+    }
+    assert_eq!(burn.matches("class=\"threshold\"").count(), 2, "{burn}");
+}
+
+/// A steady 10 rps candidate and 40 rps baseline draw level lines: no
+/// climb while the long window fills, no sawtooth from exports arriving
+/// in batches. Heights are measured from the plot's bottom, `y` = 138.
+fn steady_rates(section: &str) {
+    let svg = &section[section.find("<svg").unwrap()..];
+    let svg = &svg[..svg.find("</svg>").unwrap()];
+    assert!(svg.contains("averaged over 15 s"), "{svg}");
+    let heights = |side: &str| -> Vec<f64> {
+        let end = svg.find(&format!("<title>{side}</title>")).unwrap();
+        let d = &svg[..end];
+        let d = &d[d.rfind(" d=\"").unwrap() + 4..];
+        let d = &d[..d.find('"').unwrap()];
+        d.split(['M', 'L'])
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| 138.0 - p.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap())
+            .collect()
+    };
+    // Once the averaging has left the first exports' delay behind (a
+    // fifth of the chart for the baseline, a third for the candidate's
+    // short window), each line is level.
+    for (side, skip, spread) in [("candidate", 3, 1.1), ("baseline", 5, 1.1)] {
+        let h = heights(side);
+        let level = &h[h.len() / skip..];
+        let (lo, hi) = level
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), y| (lo.min(*y), hi.max(*y)));
+        assert!(lo > 0.0 && hi / lo < spread, "{side}: {lo}..{hi} {h:?}");
     }
 }
 
@@ -263,6 +360,15 @@ fn the_replay_report_charts_every_deploy_and_marks_the_decision() {
     );
     f.spans(Stream::new(HOSTILE, "v1", 40.0));
     f.spans(Stream::new(HOSTILE, "v2", 10.0).between(60.0, 1e9));
+    // The bad deploy's rollback succeeds, and v1 is verified for 2 minutes.
+    f.config_extra = "[verify]\nwindow = \"2m\"\n".into();
+    f.record(
+        90.0,
+        "rollback-results",
+        json!({"command_id": command_id("d-bad", Action::Rollback), "deploy_id": "d-bad",
+               "status": "succeeded", "at": support::replay::ts(90.0), "executor": "test",
+               "message": "done"}),
+    );
     let (input, config) = f.write(400.0, Encoding::Json);
     let report = input.with_file_name("report.html");
     let commands = rollbackd_ok(&[
@@ -300,6 +406,45 @@ fn the_replay_report_charts_every_deploy_and_marks_the_decision() {
         row("d-bad")
     );
     assert!(!row("d-good").contains(">rollback<"), "{}", row("d-good"));
+    // The rollback measures: over the replay, per service, per deploy.
+    let measure = |id: &str| {
+        let start = dom
+            .find(&format!("<tr data-measure=\"{id}\""))
+            .unwrap_or_else(|| panic!("no measure {id}: {dom}"));
+        &dom[start..start + dom[start..].find("</tr>").unwrap()]
+    };
+    for id in ["m1", "m2", "m3", "m4", "m6"] {
+        assert!(
+            measure(id).contains(" s (median of 1;") || id == "m6",
+            "{}",
+            measure(id)
+        );
+    }
+    assert!(
+        measure("m6").contains("points lower (median of 1)"),
+        "{}",
+        measure("m6")
+    );
+    assert!(
+        measure("m5").contains(
+            "1 of 1 executor results succeeded (100%); 1 of 1 verified rollbacks recovered"
+        ),
+        "{}",
+        measure("m5")
+    );
+    assert!(
+        measure("m7").contains("1 of 3 deploys rolled back (33%)"),
+        "{}",
+        measure("m7")
+    );
+    let by_deploy = &dom[dom.find("id=\"measures-by-deploy\"").unwrap()..];
+    let by_deploy = &by_deploy[..by_deploy.find("</table>").unwrap()];
+    assert!(
+        by_deploy.contains("data-deploy-id=\"d-bad\"")
+            && by_deploy.contains("succeeded, recovered"),
+        "{by_deploy}"
+    );
+    assert!(!by_deploy.contains("d-good"), "{by_deploy}");
     // Each deploy's section: three charts, threshold lines, the decision
     // marked and its evidence in words.
     let section = |id: &str| card(&dom[dom.find("<section").unwrap()..], id).to_string();
@@ -309,7 +454,10 @@ fn the_replay_report_charts_every_deploy_and_marks_the_decision() {
     assert!(bad.contains("class=\"marker\""), "{bad}");
     assert!(bad.contains("evidence at the decision: errors "), "{bad}");
     assert!(bad.contains("Rolling back checkout v2 → v1"), "{bad}");
+    charts_have_keys_under_their_lines(&bad);
     let good = section("d-good");
+    charts_have_keys_under_their_lines(&good);
+    steady_rates(&good);
     assert!(
         !good.contains("evidence at the decision") && !good.contains("data-kind=\"command\""),
         "{good}"

@@ -108,6 +108,26 @@ pub(super) const TIME_TO_ROLLBACK_SECONDS: Spec = Spec::new(
 )
 .buckets(&[5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]);
 pub(super) const ROLLBACK_VERIFICATIONS: Spec = Spec::new("rollback_verifications_total", "How successful rollbacks turned out: recovered, not_recovered (the restored version still burns), inconclusive.").labels(&["outcome"]);
+pub(super) const TIME_TO_DETECT_SECONDS: Spec = Spec::new(
+    "time_to_detect_seconds",
+    "From the candidate's first bad request to the decision, per verified rollback.",
+)
+.buckets(&[
+    5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1800.0,
+]);
+pub(super) const TIME_TO_RECOVER_SECONDS: Spec = Spec::new(
+    "time_to_recover_seconds",
+    "From the decision to the restored version confidently below every threshold, per recovered rollback.",
+)
+.buckets(&[10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0]);
+pub(super) const ROLLBACK_SLI_DELTA: Spec = Spec::new(
+    "rollback_sli_delta",
+    "The decided SLI's bad ratio on the candidate at the decision minus the restored version's since the rollback (positive: users better off), per verification with traffic after it, by SLI.",
+)
+.labels(&["sli"])
+.buckets(&[
+    -0.01, 0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+]);
 pub(super) const ROLLBACK_RECOVERY_SECONDS: Spec = Spec::new("rollback_recovery_seconds", "From the executor's succeeded result to the restored version confidently below every threshold.").buckets(&[5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0]);
 
 // The gate progressive-delivery controllers ask.

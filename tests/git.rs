@@ -399,3 +399,76 @@ fn the_readme_git_strategy_is_a_valid_config() {
     let c = change(&config, &command("c", "checkout", "v2", "v1"));
     assert_eq!(c.file, "apps/checkout/prod/kustomization.yaml");
 }
+
+/// End to end through `rollbackd execute` and the test broker: the dry
+/// run prints the diff and pushes nothing; the executor commits, pushes
+/// and publishes a `succeeded` result naming the commit.
+#[test]
+fn execute_commits_a_gitops_rollback_and_reports_the_commit() {
+    let _serial = support::serial();
+    let broker = support::Broker::start();
+    let o = seeded("git-e2e");
+    let cfg = support::agent_config(
+        &broker,
+        "g-git",
+        &format!(
+            "[executor]\ntimeout = \"30s\"\nwork_dir = \"{}\"\n[executor.git.gitops]\nrepository = \"{}\"\nfile = \"apps/{{service}}/{{environment}}/kustomization.yaml\"\npattern = \"newTag: {{version}}\"\n",
+            o.root.join("work").display(),
+            o.bare.display()
+        ),
+    );
+    let p = support::producer(&broker);
+    let cmd = command("c-e2e", "checkout", "v2", "v1");
+    support::produce(
+        &p,
+        "rollback-commands",
+        Some("checkout"),
+        &serde_json::to_vec(&cmd).unwrap(),
+    );
+    support::flush(&p);
+    let head = o.main();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["execute", "--dry-run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let would = &line["would_commit"];
+    assert_eq!(line["command_id"], "c-e2e", "{line}");
+    assert_eq!(would["parent"], head.as_str());
+    assert_eq!(would["file"], "apps/checkout/prod/kustomization.yaml");
+    assert!(would["diff"]
+        .as_str()
+        .unwrap()
+        .contains("\n-  newTag: v2\n+  newTag: v1\n"));
+    assert_eq!(o.main(), head, "a dry run pushes nothing");
+
+    let mut executor = support::spawn_rollbackd(
+        &["execute"],
+        &cfg,
+        std::process::Stdio::null(),
+        std::process::Stdio::null(),
+    );
+    let results = support::wait_topic(&broker, "rollback-results", Duration::from_secs(60), |g| {
+        !g.is_empty()
+    });
+    let _ = executor.kill();
+    let _ = executor.wait();
+    assert_eq!(results.len(), 1);
+    let r = &results[0].payload;
+    assert_eq!(r["command_id"], "c-e2e");
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let commit = o.main();
+    assert_ne!(commit, head);
+    assert_eq!(
+        r["message"],
+        format!("commit {commit} pushed to main: apps/checkout/prod/kustomization.yaml v2 -> v1")
+    );
+    assert!(o
+        .show("apps/checkout/prod/kustomization.yaml")
+        .contains("newTag: v1"));
+}

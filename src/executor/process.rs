@@ -16,7 +16,7 @@ pub struct Finished {
     pub status: ExitStatus,
     /// Everything it wrote, when asked for ([`capture`]); else empty.
     pub stdout: Vec<u8>,
-    /// The last [`STDERR_KEPT`] bytes it wrote to stderr.
+    /// The last 2000 bytes it wrote to stderr (`STDERR_KEPT`).
     pub stderr: String,
 }
 

@@ -472,3 +472,49 @@ fn execute_commits_a_gitops_rollback_and_reports_the_commit() {
         .show("apps/checkout/prod/kustomization.yaml")
         .contains("newTag: v1"));
 }
+
+/// Over HTTP with basic authentication: the token in `credentials_file`,
+/// read for each command (so a rotated one is used at once), is what git
+/// sends; a wrong one fails with git's reason, and no token, from the
+/// file or from a URL, shows in any message.
+#[test]
+fn the_token_from_a_credentials_file_authenticates_and_never_shows() {
+    let o = seeded("git-http");
+    let server = support::git_http::GitHttp::start(&o.root, "x-access-token", "t0ken-right");
+    let token = o.root.join("token");
+    std::fs::write(&token, "t0ken-wrong\n").unwrap();
+    let with_file = |repository: &str, file: &str| {
+        Config::from_toml(&format!(
+            "[executor]\ntimeout = \"30s\"\nwork_dir = \"{}\"\n[executor.git.gitops]\nrepository = \"{repository}\"\nfile = \"apps/{{service}}/prod/kustomization.yaml\"\npattern = \"newTag: {{version}}\"\n{file}",
+            o.root.join("work").display()
+        ))
+        .unwrap()
+    };
+    let url = format!("{}/origin.git", server.url);
+    let config = with_file(
+        &url,
+        &format!("credentials_file = \"{}\"\n", token.display()),
+    );
+    let cmd = command("c-http", "checkout", "v2", "v1");
+    let err = apply(&config, &cmd, false).unwrap_err();
+    assert!(err.starts_with("git fetch exited"), "{err}");
+    assert!(err.contains("Authentication failed"), "{err}");
+    assert!(!err.contains("t0ken"), "{err}");
+    let in_url = url.replace("http://", "http://x-access-token:t0ken-in-url@");
+    let err = apply(&with_file(&in_url, ""), &cmd, false).unwrap_err();
+    assert!(!err.contains("t0ken"), "{err}");
+
+    std::fs::write(&token, "t0ken-right\n").unwrap();
+    let head = o.main();
+    let Outcome::Pushed { commit, .. } = apply(&config, &cmd, false).unwrap() else {
+        panic!()
+    };
+    assert_eq!(commit, o.main());
+    assert_ne!(commit, head);
+    let seen = server.authorizations.lock().unwrap().clone();
+    // "x-access-token:t0ken-right", the default user name and the token.
+    assert!(
+        seen.contains(&"Basic eC1hY2Nlc3MtdG9rZW46dDBrZW4tcmlnaHQ=".to_string()),
+        "{seen:?}"
+    );
+}

@@ -212,7 +212,10 @@ fn a_rollback_is_one_commit_carrying_the_command_id_and_is_never_made_twice() {
             commit: commit.clone()
         }
     );
-    // Another command to the version already there: nothing to do.
+    // Another command to the version already there: nothing to do (and a
+    // lock a git killed at the deadline left is no obstacle).
+    let work = git::clone_dir(&config.executor, "gitops", false);
+    std::fs::write(work.join(".git/index.lock"), "").unwrap();
     let head = o.main();
     let other = command("c-2", "checkout", "v2", "v1");
     let nothing = apply(&config, &other, false).unwrap();

@@ -100,9 +100,17 @@ impl Repo<'_> {
         }
     }
 
-    /// A clone to work in: created empty the first time.
+    /// A clone to work in: created empty the first time. A lock left by a
+    /// git killed at the deadline is removed: the clone is this
+    /// executor's alone (one per `executor.work_dir`).
     pub(super) fn open(&self) -> Result<(), String> {
-        if self.dir.join(".git").is_dir() {
+        let git_dir = self.dir.join(".git");
+        if git_dir.is_dir() {
+            let lock = git_dir.join("index.lock");
+            if lock.exists() {
+                std::fs::remove_file(&lock)
+                    .map_err(|e| format!("cannot remove {}: {e}", lock.display()))?;
+            }
             return Ok(());
         }
         std::fs::create_dir_all(&self.dir)

@@ -21,7 +21,8 @@ const UPSTREAM: &str = "refs/rollbackd/upstream";
 const MOVED: [&str; 3] = ["! [rejected]", "cannot lock ref", "(failed to update ref)"];
 
 /// A credential helper that answers `get` with the user and password in
-/// its environment. The text is fixed: no config value is ever part of it.
+/// its environment (git runs a `!` helper with `sh`). The text is fixed:
+/// no config value or secret is ever part of it.
 const HELPER: &str = "!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$ROLLBACKD_GIT_USERNAME\" \"$ROLLBACKD_GIT_PASSWORD\"; }; f";
 
 /// Who commits.

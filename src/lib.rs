@@ -74,7 +74,8 @@
 //!   consumers, the one producer every stage sends with — rebuilt after a
 //!   fatal error —, announce and tail); [`sinks`]: the audit file and the
 //!   `[[notify]]` notifications;
-//!   [`executor`]: the reference executor; [`shutdown`]: the signals that
+//!   [`executor`]: the reference executor (a program per strategy, or a
+//!   Git commit); [`shutdown`]: the signals that
 //!   stop them.
 //!
 //! The command line (`src/main.rs` and `src/cli/`, one module per

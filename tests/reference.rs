@@ -173,6 +173,23 @@ fn toml_for(key: &str, value: &str) -> (String, String) {
         with.insert(leaf, value);
         return (table(&base), table(&with));
     }
+    if let Some(leaf) = key.strip_prefix("executor.git.<strategy>.") {
+        // A Git strategy needs a repository, a file and a pattern.
+        let mut base: BTreeMap<&str, &str> = BTreeMap::new();
+        base.insert("repository", "\"/srv/git/deploy.git\"");
+        base.insert("file", "\"kustomization.yaml\"");
+        base.insert("pattern", "\"newTag: {version}\"");
+        let table = |m: &BTreeMap<&str, &str>| {
+            let mut s = String::from("[executor.git.canary]\n");
+            for (k, v) in m {
+                s.push_str(&format!("{k} = {v}\n"));
+            }
+            s
+        };
+        let mut with = base.clone();
+        with.insert(leaf, value);
+        return (table(&base), table(&with));
+    }
     let key = key
         .replace("<service>", "checkout")
         .replace("<strategy>", "canary")
@@ -333,6 +350,10 @@ fn every_field_the_config_parser_knows_is_documented() {
         (
             "slo.services.<service>".into(),
             "[slo.services.checkout]\nzz_not_a_key = 1\n".into(),
+        ),
+        (
+            "executor.git.<strategy>".into(),
+            "[executor.git.canary]\nzz_not_a_key = 1\n".into(),
         ),
         (
             "notify[N]".into(),

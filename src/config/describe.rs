@@ -89,7 +89,7 @@ impl Config {
         );
     }
 
-    /// The reference executor and its templates.
+    /// The reference executor, its templates and Git strategies.
     fn describe_executor(&self, out: &mut String) {
         let e = &self.executor;
         let _ = writeln!(
@@ -97,7 +97,7 @@ impl Config {
             "executor: group {} name {} timeout {}",
             e.group_id, e.name, e.timeout
         );
-        if e.templates.is_empty() {
+        if e.templates.is_empty() && e.git.is_empty() {
             let _ = writeln!(
                 out,
                 "  templates: none (every rollback command would be rejected)"
@@ -105,6 +105,17 @@ impl Config {
         }
         for (strategy, argv) in &e.templates {
             let _ = writeln!(out, "  template {strategy}: {argv:?}");
+        }
+        for (strategy, g) in &e.git {
+            let _ = writeln!(
+                out,
+                "  git {strategy}: {} branch {}, {:?} in {}, as {}",
+                super::redact_userinfo(&g.repository),
+                g.branch,
+                g.pattern,
+                g.file,
+                g.author
+            );
         }
     }
 }

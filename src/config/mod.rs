@@ -9,10 +9,12 @@
 //! - `validate`: the checks, one function per table;
 //! - `policy`: the effective [`Policy`] of each service;
 //! - `values`: addresses, sizes and Kafka properties read from strings;
-//! - `describe`: what `check-config` prints; [`notify`]: the `[[notify]]`
+//! - `describe`: what `check-config` prints; `git`: the checks of the
+//!   executor's Git strategies; [`notify`]: the `[[notify]]`
 //!   sinks; `secrets`: the env vars the config names.
 
 mod describe;
+mod git;
 pub mod notify;
 mod policy;
 mod schema;
@@ -28,12 +30,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::time::Duration;
+pub use git::{redact_userinfo, VERSION};
 pub use policy::{Policy, GATE_MARGIN};
 use schema::RawConfig;
 pub use schema::{
-    AlertsConfig, AuditConfig, DeploysConfig, ExecutorConfig, GuardsConfig, HttpConfig,
-    KafkaConfig, LimitsConfig, LogConfig, LogFormat, OtlpEncoding, TelemetryConfig, Topics,
-    Transactions, VerifyConfig, WindowPair, PLACEHOLDERS,
+    AlertsConfig, AuditConfig, DeploysConfig, ExecutorConfig, GitStrategy, GuardsConfig,
+    HttpConfig, KafkaConfig, LimitsConfig, LogConfig, LogFormat, OtlpEncoding, TelemetryConfig,
+    Topics, Transactions, VerifyConfig, WindowPair, PLACEHOLDERS,
 };
 pub use secrets::{Secrets, WEBHOOK_ROUTES};
 pub use values::{kafka_property_string, parse_size};

@@ -352,6 +352,12 @@ pub struct ExecutorConfig {
     /// Placeholders `{service}`, `{environment}`, `{to_version}`,
     /// `{deploy_id}` must be whole arguments.
     pub templates: BTreeMap<String, Vec<String>>,
+    /// Strategies executed as a commit to a Git repository instead of a
+    /// program (`[executor.git.<strategy>]`; `default` as for templates).
+    pub git: BTreeMap<String, GitStrategy>,
+    /// Where the Git strategies keep their clones, one directory per
+    /// strategy; empty: `rollbackd-executor` in the system's temp dir.
+    pub work_dir: String,
 }
 
 impl Default for ExecutorConfig {
@@ -362,8 +368,56 @@ impl Default for ExecutorConfig {
             // Long enough for a Helm or Argo rollback on a big service.
             timeout: Duration::from_secs(300),
             templates: BTreeMap::new(),
+            git: BTreeMap::new(),
+            work_dir: String::new(),
         }
     }
+}
+
+/// `[executor.git.<strategy>]`: a rollback is a commit that sets the
+/// version in one file of a repository back to `to_version`
+/// (`rollbackd::executor::git`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitStrategy {
+    /// A URL or a path, as `git fetch` takes it.
+    pub repository: String,
+    #[serde(default = "default_git_branch")]
+    pub branch: String,
+    /// The file that holds the version, relative to the repository's root;
+    /// placeholders as in templates.
+    pub file: String,
+    /// The text around the version, `{version}` marking it; placeholders
+    /// as in templates.
+    pub pattern: String,
+    /// `Name <email>`, the commit's author and committer.
+    #[serde(default = "default_git_author")]
+    pub author: String,
+    /// The env var holding the HTTPS password or token; empty: none.
+    #[serde(default)]
+    pub token_env: String,
+    /// A file holding the HTTPS password or token (a mounted secret), read
+    /// for every command so that a rotated one is used; empty: none.
+    #[serde(default)]
+    pub credentials_file: String,
+    /// The HTTPS user name sent with the token.
+    #[serde(default = "default_git_username")]
+    pub username: String,
+}
+
+/// Where GitOps controllers watch by default.
+fn default_git_branch() -> String {
+    "main".into()
+}
+
+fn default_git_author() -> String {
+    "rollbackd <rollbackd@localhost>".into()
+}
+
+/// What GitHub expects with an app's or a fine-grained token; GitLab and
+/// most servers accept any user name with a token.
+fn default_git_username() -> String {
+    "x-access-token".into()
 }
 
 /// The placeholders an executor template may use.

@@ -226,8 +226,9 @@ fn check_limits(l: &LimitsConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `[executor]`: a timeout, and templates that start with a program and
-/// use placeholders only as whole arguments.
+/// `[executor]`: a timeout, templates that start with a program and use
+/// placeholders only as whole arguments, and Git strategies
+/// ([`super::git`]) that name no strategy a template has.
 fn check_executor(e: &ExecutorConfig) -> Result<(), ConfigError> {
     if e.timeout.nanos() <= 0 {
         return Err(invalid("executor.timeout", "must be greater than zero"));
@@ -247,6 +248,15 @@ fn check_executor(e: &ExecutorConfig) -> Result<(), ConfigError> {
                     format!("{a:?}: placeholders are whole arguments, one of {PLACEHOLDERS:?}"),
                 ));
             }
+        }
+    }
+    for (strategy, g) in &e.git {
+        super::git::check(strategy, g)?;
+        if e.templates.contains_key(strategy) {
+            return Err(invalid(
+                format!("executor.git.{strategy}"),
+                "also in executor.templates: a strategy runs a program or commits, not both",
+            ));
         }
     }
     Ok(())

@@ -2,8 +2,9 @@
 //!
 //! Consumes `rollback-commands` in its own consumer group and, for
 //! `action = "rollback"` only, runs the argv template configured for the
-//! command's strategy (or `default`; see [`template`]). Each run has a
-//! timeout ([`process`]); its outcome goes to `rollback-results`
+//! command's strategy (or `default`; see [`template`]), or commits the
+//! rollback to a Git repository when the strategy is a Git one ([`git`]).
+//! Each run has a timeout ([`process`]); its outcome goes to `rollback-results`
 //! (`docs/formats.md#executor-results`). The results topic is the record of what ran: it is
 //! read whole at start and read to its end again before every run (so a
 //! result another executor wrote counts too), and a command id found there
@@ -16,6 +17,7 @@
 //! committing), prints what would happen to each, and exits at the end of
 //! the topic.
 
+pub mod git;
 pub mod process;
 pub mod template;
 
@@ -30,7 +32,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde_json::json;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, KafkaConfig};
+use crate::config::{redact_userinfo, Config, KafkaConfig};
 use crate::kafka::consumer::ControlReader;
 use crate::kafka::producer::{OutRecord, Producer, Until, TOOL_ACK_WITHIN};
 use crate::kafka::{client_config, Error, InRecord};
@@ -42,6 +44,8 @@ use crate::time::Timestamp;
 pub enum Plan {
     /// Runs this argv.
     Run(Vec<String>),
+    /// Commits this change.
+    Git(Box<git::Change>),
     /// Publishes a `rejected` result, with this reason.
     Reject(String),
     /// Leaves it alone, for this reason.
@@ -55,10 +59,20 @@ pub fn plan(config: &Config, done: &HashSet<String>, cmd: &Command) -> Plan {
     } else if cmd.action == Action::ApprovalRequired {
         Plan::Skip("approval_required: left for a person")
     } else {
-        match template::argv(config, cmd) {
-            Ok(argv) => Plan::Run(argv),
-            Err(why) => Plan::Reject(why),
-        }
+        let e = &config.executor;
+        let strategy = cmd.strategy.as_deref().unwrap_or("default");
+        // The strategy's own entry first, a template's or a Git one's (the
+        // config allows one of them), then `default` the same way.
+        let git = match e.git.get_key_value(strategy) {
+            Some(found) => Some(found),
+            None if e.templates.contains_key(strategy) => None,
+            None => e.git.get_key_value("default"),
+        };
+        let planned = match git {
+            Some((name, g)) => git::change(name, g, cmd).map(|c| Plan::Git(Box::new(c))),
+            None => template::argv(config, cmd).map(Plan::Run),
+        };
+        planned.unwrap_or_else(Plan::Reject)
     }
 }
 
@@ -81,6 +95,40 @@ fn kafka(config: &Config) -> Result<&KafkaConfig, Error> {
     Ok(k)
 }
 
+/// How long one command may take.
+fn timeout(config: &Config) -> Duration {
+    Duration::from_nanos(config.executor.timeout.nanos().max(0) as u64)
+}
+
+/// What the executor would do with `cmd`, as one JSON line: a Git
+/// strategy's change is made in a clone of its own up to the commit, to
+/// show its diff.
+fn dry_run_line(config: &Config, done: &HashSet<String>, cmd: &Command) -> serde_json::Value {
+    let mut line = json!({"command_id": cmd.command_id, "deploy_id": cmd.deploy_id});
+    let (k, v) = match plan(config, done, cmd) {
+        Plan::Run(argv) => ("would_run", json!(argv)),
+        Plan::Reject(why) => ("would_reject", json!(why)),
+        Plan::Skip(why) => ("would_skip", json!(why)),
+        Plan::Git(c) => {
+            let dir = git::clone_dir(&config.executor, &c.strategy, true);
+            match git::apply(&c, cmd, &dir, timeout(config), true) {
+                Ok(o) => match &o {
+                    git::Outcome::WouldCommit { head, diff } => (
+                        "would_commit",
+                        json!({"repository": redact_userinfo(&c.config.repository),
+                            "branch": c.config.branch, "parent": head, "file": c.file,
+                            "message": o.message(&c), "diff": diff}),
+                    ),
+                    _ => ("would_succeed", json!(o.message(&c))),
+                },
+                Err(why) => ("would_fail", json!(why)),
+            }
+        }
+    };
+    line[k] = v;
+    line
+}
+
 /// Prints, as JSON lines, what the executor would do with every command
 /// from its group's committed position (the beginning if it has none) to
 /// the end of the commands topic, then returns. Joins no group, commits
@@ -98,17 +146,7 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> Result<(), Error> {
                 Err(e) => {
                     json!({"partition": rec.partition, "offset": rec.offset, "would_skip": format!("not a command: {e}")})
                 }
-                Ok(cmd) => {
-                    let mut line =
-                        json!({"command_id": cmd.command_id, "deploy_id": cmd.deploy_id});
-                    let (k, v) = match plan(config, &done, &cmd) {
-                        Plan::Run(argv) => ("would_run", json!(argv)),
-                        Plan::Reject(why) => ("would_reject", json!(why)),
-                        Plan::Skip(why) => ("would_skip", json!(why)),
-                    };
-                    line[k] = v;
-                    line
-                }
+                Ok(cmd) => dry_run_line(config, &done, &cmd),
             };
             writeln!(out, "{line}")?;
             out.flush()
@@ -156,10 +194,15 @@ fn run_command(config: &Config, done: &HashSet<String>, cmd: &Command) -> Option
         Plan::Reject(why) => (crate::model::ResultStatus::Rejected, why),
         Plan::Run(argv) => {
             info!(command_id = %cmd.command_id, argv = ?argv, "executing");
-            process::run(
-                &argv,
-                Duration::from_nanos(config.executor.timeout.nanos().max(0) as u64),
-            )
+            process::run(&argv, timeout(config))
+        }
+        Plan::Git(c) => {
+            info!(command_id = %cmd.command_id, strategy = %c.strategy, file = %c.file, "executing as a commit");
+            let dir = git::clone_dir(&config.executor, &c.strategy, false);
+            match git::apply(&c, cmd, &dir, timeout(config), false) {
+                Ok(o) => (crate::model::ResultStatus::Succeeded, o.message(&c)),
+                Err(why) => (crate::model::ResultStatus::Failed, why),
+            }
         }
     };
     Some(ExecutorResult {

@@ -4,7 +4,7 @@
 //! so nothing in a command can inject options or shell syntax; values that
 //! are empty, start with `-` or hold control characters are refused.
 
-use crate::config::Config;
+use crate::config::{Config, PLACEHOLDERS};
 use crate::model::Command;
 
 /// The argv for `cmd`, or why it cannot run.
@@ -17,25 +17,49 @@ pub fn argv(config: &Config, cmd: &Command) -> Result<Vec<String>, String> {
         .ok_or_else(|| format!("no executor template for strategy {strategy:?} and no default"))?;
     template
         .iter()
-        .map(|a| {
-            let value = match a.as_str() {
-                "{service}" => Some(cmd.service.as_str()),
-                "{environment}" => Some(cmd.environment.as_str()),
-                "{to_version}" => Some(cmd.to_version.as_deref().unwrap_or("")),
-                "{deploy_id}" => Some(cmd.deploy_id.as_str()),
-                _ => None,
-            };
-            match value {
-                None => Ok(a.clone()),
-                Some("") => Err(format!("{a} is empty in this command")),
-                Some(v) if v.starts_with('-') => Err(format!("{a} = {v:?} starts with '-'")),
-                Some(v) if v.chars().any(char::is_control) => {
-                    Err(format!("{a} holds control characters"))
-                }
-                Some(v) => Ok(v.to_string()),
-            }
+        .map(|a| match value(a, cmd) {
+            None => Ok(a.clone()),
+            Some(v) => checked(a, v).map(str::to_string),
         })
         .collect()
+}
+
+/// The value of `placeholder` in `cmd`, if it is one.
+fn value<'c>(placeholder: &str, cmd: &'c Command) -> Option<&'c str> {
+    match placeholder {
+        "{service}" => Some(cmd.service.as_str()),
+        "{environment}" => Some(cmd.environment.as_str()),
+        "{to_version}" => Some(cmd.to_version.as_deref().unwrap_or("")),
+        "{deploy_id}" => Some(cmd.deploy_id.as_str()),
+        _ => None,
+    }
+}
+
+/// `v`, unless it is empty, starts with `-` or holds control characters.
+fn checked<'v>(placeholder: &str, v: &'v str) -> Result<&'v str, String> {
+    if v.is_empty() {
+        Err(format!("{placeholder} is empty in this command"))
+    } else if v.starts_with('-') {
+        Err(format!("{placeholder} = {v:?} starts with '-'"))
+    } else if v.chars().any(char::is_control) {
+        Err(format!("{placeholder} holds control characters"))
+    } else {
+        Ok(v)
+    }
+}
+
+/// `text` with every placeholder in it replaced by its value in `cmd`
+/// (the same values, refused the same way, as in argv templates); other
+/// text, braces included, is kept.
+pub fn fill(text: &str, cmd: &Command) -> Result<String, String> {
+    let mut out = text.to_string();
+    for p in PLACEHOLDERS {
+        if out.contains(p) {
+            let v = value(p, cmd).unwrap_or_default();
+            out = out.replace(p, checked(p, v)?);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -87,5 +111,21 @@ mod tests {
         assert!(argv(&c, &cmd("a\nb", None, None)).is_err());
         let none = Config::from_toml("").unwrap();
         assert!(argv(&none, &cmd("x", None, None)).is_err());
+    }
+
+    #[test]
+    fn fill_replaces_placeholders_inside_text() {
+        let c = cmd("checkout", Some("v1"), None);
+        assert_eq!(
+            fill("apps/{service}/{environment}/kustomization.yaml", &c).unwrap(),
+            "apps/checkout/prod/kustomization.yaml"
+        );
+        assert_eq!(
+            fill("image: shop/{service}:{version}", &c).unwrap(),
+            "image: shop/checkout:{version}",
+            "{{version}} is not a template placeholder"
+        );
+        assert!(fill("{to_version}", &cmd("x", None, None)).is_err());
+        assert!(fill("{service}", &cmd("-x", None, None)).is_err());
     }
 }

@@ -11,6 +11,7 @@
 //!   they show of a deploy;
 //! - [`browser`]: headless Chromium: a page's DOM, its requests, a
 //!   screenshot;
+//! - [`git_http`]: a Git server over HTTP with basic authentication;
 //! - [`http`]: a minimal HTTP client and Prometheus text parsing;
 //! - [`otlp`]: OTLP exports, built from `rollbackd::loadgen`'s builders
 //!   (one per wire format: protobuf bytes, or the same message as JSON);
@@ -23,6 +24,7 @@ pub mod agent;
 pub mod broker;
 pub mod browser;
 pub mod fleet;
+pub mod git_http;
 pub mod http;
 pub mod otlp;
 pub mod procs;

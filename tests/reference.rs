@@ -173,6 +173,22 @@ fn toml_for(key: &str, value: &str) -> (String, String) {
         with.insert(leaf, value);
         return (table(&base), table(&with));
     }
+    if let Some(leaf) = key.strip_prefix("guards.maintenance[N].") {
+        // A window needs a start and an end, or a weekly schedule.
+        let mut base: BTreeMap<&str, &str> = BTreeMap::new();
+        base.insert("start", "\"2026-12-05T00:00:00Z\"");
+        base.insert("end", "\"2026-12-06T00:00:00Z\"");
+        let table = |m: &BTreeMap<&str, &str>| {
+            let mut s = String::from("[[guards.maintenance]]\n");
+            for (k, v) in m {
+                s.push_str(&format!("{k} = {v}\n"));
+            }
+            s
+        };
+        let mut with = base.clone();
+        with.insert(leaf, value);
+        return (table(&base), table(&with));
+    }
     let key = key
         .replace("<service>", "checkout")
         .replace("<strategy>", "canary")
@@ -337,6 +353,15 @@ fn every_field_the_config_parser_knows_is_documented() {
         (
             "notify[N]".into(),
             "[[notify]]\nkind = \"slack\"\nurl = \"https://x.example\"\nzz_not_a_key = 1\n".into(),
+        ),
+        (
+            "guards.maintenance[N]".into(),
+            "[[guards.maintenance]]\nzz_not_a_key = 1\n".into(),
+        ),
+        (
+            "guards.maintenance[N].weekly[M]".into(),
+            "[[guards.maintenance]]\nweekly = [{ day = \"sat\", start = \"02:00\", end = \"04:00\", zz_not_a_key = 1 }]\n"
+                .into(),
         ),
         (
             "slo.windows[N]".into(),

@@ -10,9 +10,11 @@
 //! - `policy`: the effective [`Policy`] of each service;
 //! - `values`: addresses, sizes and Kafka properties read from strings;
 //! - `describe`: what `check-config` prints; [`notify`]: the `[[notify]]`
-//!   sinks; `secrets`: the env vars the config names.
+//!   sinks; [`maintenance`]: the `[[guards.maintenance]]` windows;
+//!   `secrets`: the env vars the config names.
 
 mod describe;
+pub mod maintenance;
 pub mod notify;
 mod policy;
 mod schema;

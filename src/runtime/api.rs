@@ -135,6 +135,7 @@ impl<B: Backend> Api for Handle<B> {
             actor,
             at: Timestamp::now_wall(),
             instance: self.shared.instance.clone(),
+            maintenance: None,
         };
         self.backend.record_admin(&record).await?;
         self.backend

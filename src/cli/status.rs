@@ -112,6 +112,21 @@ pub fn table(s: &Value) -> String {
         text(&s["role"]["description"]),
         text(&s["at"]),
     );
+    for w in a["maintenance"].as_array().into_iter().flatten() {
+        let services = match w["services"].as_array() {
+            Some(s) if !s.is_empty() => s.iter().map(text).collect::<Vec<_>>().join(", "),
+            _ => "every service".into(),
+        };
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                "MAINTENANCE {} until {} ({services}): {}\n",
+                text(&w["name"]),
+                text(&w["until"]),
+                text(&w["reason"])
+            ),
+        );
+    }
     let mut rows = vec![[
         "DEPLOY", "SERVICE", "ENV", "VERSIONS", "AGE", "STATE", "EVIDENCE",
     ]

@@ -392,6 +392,16 @@ pub struct MaintenanceCall {
     pub reason: String,
 }
 
+impl MaintenanceCall {
+    /// The id of a window opened at `at` on `instance` by `actor`: short,
+    /// and the same wherever the record is read.
+    pub fn id_for(at: Timestamp, instance: &str, actor: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\n{instance}\n{actor}", at.0).as_bytes());
+        format!("m-{}", hex(&digest[..6]))
+    }
+}
+
 impl AdminRecord {
     /// Decodes an admin-topic record; anything else is malformed.
     pub fn decode(payload: &[u8]) -> Result<AdminRecord, String> {

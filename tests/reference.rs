@@ -157,6 +157,11 @@ fn toml_for(key: &str, value: &str) -> (String, String) {
         // A sink needs a kind and one of url and url_env.
         let mut base: BTreeMap<&str, &str> = BTreeMap::new();
         base.insert("kind", "\"webhook\"");
+        if matches!(leaf, "token_env" | "dashboard_uid") {
+            // Keys of Grafana sinks, which need a token.
+            base.insert("kind", "\"grafana\"");
+            base.insert("token_env", "\"ROLLBACKD_REFERENCE_TEST_TOKEN\"");
+        }
         if leaf == "url_env" {
             base.insert("url", "\"https://hooks.example/x\"");
         } else {

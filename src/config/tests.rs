@@ -316,3 +316,55 @@ fn maintenance_windows_are_checked_and_named() {
     let twice = "[[guards.maintenance]]\nname = \"a\"\nweekly = [{ day = \"sun\", start = \"01:00\", end = \"02:00\" }]\n".repeat(2);
     assert!(err(&twice).contains("guards.maintenance[1].name: \"a\" is already used"));
 }
+
+#[test]
+fn grafana_sinks_need_a_token_and_default_to_the_timeline_events() {
+    let c = Config::from_toml(
+        "[[notify]]\nkind = \"grafana\"\nurl = \"https://grafana.example/\"\ntoken_env = \"ROLLBACKD_TEST_GRAFANA_TOKEN_UNSET\"\ndashboard_uid = \"rollouts\"\n",
+    )
+    .unwrap();
+    let events: Vec<&str> = c.notify[0].events.iter().map(|e| e.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "deploy",
+            "decision",
+            "command",
+            "approval_required",
+            "recovered",
+            "not_recovered",
+            "inconclusive"
+        ]
+    );
+    assert_eq!(c.notify[0].name, "grafana-0");
+    let e = c.notify[0].resolve(0).unwrap_err().to_string();
+    assert!(
+        e.contains("notify[0].token_env: environment variable ROLLBACKD_TEST_GRAFANA_TOKEN_UNSET is not set"),
+        "{e}"
+    );
+    for (toml, want) in [
+        (
+            "[[notify]]\nkind = \"grafana\"\nurl = \"https://g.example\"\n",
+            "notify[0].token_env: a Grafana sink needs",
+        ),
+        (
+            "[[notify]]\nkind = \"slack\"\nurl = \"https://x.example\"\ntoken_env = \"T\"\n",
+            "notify[0].token_env: only Grafana sinks take a token",
+        ),
+        (
+            "[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example\"\ndashboard_uid = \"d\"\n",
+            "notify[0].dashboard_uid: only Grafana sinks",
+        ),
+        (
+            "[[notify]]\nkind = \"grafana\"\nurl = \"https://g.example\"\ntoken_env = \"T\"\nsecret_env = \"S\"\n",
+            "notify[0].secret_env",
+        ),
+        (
+            "[[notify]]\nkind = \"grafana\"\nurl = \"https://g.example\"\ntoken_env = \"T\"\nevents = []\n",
+            "notify[0].events: must name at least one event",
+        ),
+    ] {
+        let e = err(toml);
+        assert!(e.contains(want), "{toml}: {e}");
+    }
+}

@@ -48,7 +48,8 @@ pub enum NotifyEvent {
     /// An `approval_required` command was published (irreversible data
     /// migration): a person must approve.
     ApprovalRequired,
-    /// A guard held a decision back (paused, dry run, cooldown, breaker).
+    /// A guard held a decision back (paused, maintenance, dry run, cooldown,
+    /// breaker).
     Suppressed,
     /// The circuit breaker opened.
     BreakerOpened,

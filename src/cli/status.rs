@@ -169,3 +169,30 @@ pub fn table(s: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_windows_are_listed_under_the_header() {
+        let s = serde_json::json!({"instance": "r-0", "ready": true, "at": "2026-12-05T02:30:00Z",
+            "role": {"description": "decides for every service"},
+            "automation": {"paused": false, "breaker_open": false, "maintenance": [
+                {"name": "saturday-patching", "services": [], "until": "2026-12-05T04:00:00Z", "reason": "patching"},
+                {"name": "m-1", "services": ["checkout", "billing"], "until": "2026-12-05T03:00:00Z", "reason": "failover"}]},
+            "deploys": [], "audit": []});
+        let t = table(&s);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("rollbackd r-0 · ready"), "{t}");
+        assert_eq!(
+            lines[1],
+            "MAINTENANCE saturday-patching until 2026-12-05T04:00:00Z (every service): patching"
+        );
+        assert_eq!(
+            lines[2],
+            "MAINTENANCE m-1 until 2026-12-05T03:00:00Z (checkout, billing): failover"
+        );
+        assert_eq!(lines[3], "");
+    }
+}

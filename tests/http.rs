@@ -381,6 +381,11 @@ fn admin_routes_are_forbidden_without_an_admin_token() {
         403
     );
     assert_eq!(http(&addr, "POST", "/v1/automation/pause", &[], b"").0, 403);
+    assert_eq!(http(&addr, "POST", "/v1/maintenance", &[], b"").0, 403);
+    assert_eq!(
+        http(&addr, "DELETE", "/v1/maintenance/m-1", &[], b"").0,
+        403
+    );
     // Webhooks are open without a webhook token when the config says so
     // (`http.allow_unauthenticated`, as in every test agent's config).
     let (code, _) = post(&addr, "/v1/deploy-events", "", &deploy_event("d-open", "x"));

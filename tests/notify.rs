@@ -326,3 +326,89 @@ fn each_event_is_notified_once_across_instances_and_restarts() {
     assert_eq!(records[0]["kind"], "command");
     assert_eq!(records[0]["deploy_id"], "d-1");
 }
+
+/// Grafana's annotation API as its documentation gives it: `POST
+/// /api/annotations`, a service account's bearer token, JSON with `time`
+/// in epoch milliseconds, `tags` and `text` (and `dashboardUID`).
+#[test]
+fn grafana_annotations_mark_the_deploy_and_the_rollback_through_failures() {
+    let _serial = serial();
+    let grafana = Receiver::start(1);
+    let base = grafana.url.trim_end_matches("/hook").to_string();
+    // Deploy events' times may be whole seconds.
+    let before = now_ns() / 1_000_000 - 1_000;
+    let l = start_local(
+        &format!(
+            "[[notify]]\nkind = \"grafana\"\nurl = \"{base}/\"\ntoken_env = \"TEST_GRAFANA_TOKEN\"\ndashboard_uid = \"rollouts\"\nbackoff = \"50ms\"\n"
+        ),
+        &[("TEST_GRAFANA_TOKEN", "glsa_test")],
+    );
+    started(&l.addr, "d-bad", "checkout", "none");
+    alert(&l.addr, "checkout");
+    assert_eq!(command(&l)["action"], "rollback");
+
+    // The deploy (refused once with a 503, then sent again as it was) and
+    // the rollback, in order.
+    let got = grafana.wait(Duration::from_secs(20), |r| {
+        r.iter().filter(|r| r.ok()).count() == 2
+    });
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(got[0].status, 503);
+    assert_eq!(got[0].body, got[1].body, "the retry is the same annotation");
+    let after = now_ns() / 1_000_000;
+    for r in &got {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/api/annotations");
+        assert_eq!(r.header("Authorization"), Some("Bearer glsa_test"));
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+        let a = r.json();
+        let time = a["time"].as_u64().expect("time in epoch milliseconds");
+        assert!((before..=after).contains(&time), "{a}");
+        assert!(a.get("timeEnd").is_none(), "{a}");
+        assert_eq!(a["dashboardUID"], "rollouts");
+        let tags = a["tags"].as_array().unwrap();
+        for t in [
+            "rollbackd",
+            "service:checkout",
+            "environment:production",
+            "deploy_id:d-bad",
+        ] {
+            assert!(tags.contains(&json!(t)), "{t}: {a}");
+        }
+    }
+    let deploy = got[1].json();
+    assert!(deploy["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("event:deploy")));
+    assert!(
+        deploy["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("checkout: deploy d-bad started (v1 → v2 in production)"),
+        "{deploy}"
+    );
+    let rollback = got[2].json();
+    assert!(rollback["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("event:command")));
+    assert_eq!(
+        rollback["text"],
+        "Rolling back checkout v2 → v1 in production"
+    );
+    assert_ne!(
+        got[1].header("X-Rollbackd-Event-Id"),
+        got[2].header("X-Rollbackd-Event-Id")
+    );
+    let m = metrics(&l.addr);
+    let delivered = r#"rollbackd_notifications_total{outcome="delivered",sink="grafana-0"}"#;
+    assert_eq!(metric(&m, delivered), 2.0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"rollbackd_notification_retries_total{sink="grafana-0"}"#
+        ),
+        1.0
+    );
+}

@@ -124,6 +124,23 @@ fn the_live_page_shows_the_rollback_with_its_evidence_and_nothing_leaves_loopbac
     for u in page.requests.iter().chain(&status.requests) {
         assert!(is_local(u), "the page requested {u}");
     }
+
+    // A maintenance window shows, its reason as text.
+    post_ok(
+        &addr,
+        "/v1/maintenance",
+        &[
+            ("Authorization", "Bearer admin-secret"),
+            ("Content-Type", "application/json"),
+        ],
+        json!({"services": ["checkout"], "duration": "1h", "reason": HOSTILE})
+            .to_string()
+            .as_bytes(),
+    );
+    let dom = load_with_token(&addr, "admin-secret", None).dom;
+    assert!(dom.contains("data-maintenance=\"m-"), "{dom}");
+    assert!(dom.contains("(checkout): &lt;script&gt;"), "{dom}");
+    assert!(!dom.contains("<img"), "{dom}");
 }
 
 /// The `y` attribute's values of every `<text` in `svg`.
@@ -258,6 +275,7 @@ fn the_status_json_follows_its_schema() {
     assert_eq!(s["role"]["owns"], "all");
     assert_eq!(s["automation"]["paused"], false);
     assert_eq!(s["automation"]["breaker_open"], false);
+    assert_eq!(s["automation"]["maintenance"], json!([]));
     let deploys = s["deploys"].as_array().unwrap();
     assert_eq!(s["deploys_total"], 2);
     let bad = deploys.iter().find(|d| d["deploy_id"] == "d-bad").unwrap();

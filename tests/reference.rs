@@ -157,38 +157,34 @@ fn toml_for(key: &str, value: &str) -> (String, String) {
         // A sink needs a kind and one of url and url_env.
         let mut base: BTreeMap<&str, &str> = BTreeMap::new();
         base.insert("kind", "\"webhook\"");
+        if matches!(leaf, "token_env" | "dashboard_uid") {
+            // Keys of Grafana sinks, which need a token.
+            base.insert("kind", "\"grafana\"");
+            base.insert("token_env", "\"ROLLBACKD_REFERENCE_TEST_TOKEN\"");
+        }
         if leaf == "url_env" {
             base.insert("url", "\"https://hooks.example/x\"");
         } else {
             base.insert("url_env", "\"ROLLBACKD_REFERENCE_TEST_URL\"");
         }
-        let table = |m: &BTreeMap<&str, &str>| {
-            let mut s = String::from("[[notify]]\n");
-            for (k, v) in m {
-                s.push_str(&format!("{k} = {v}\n"));
-            }
-            s
-        };
-        let mut with = base.clone();
-        with.insert(leaf, value);
-        return (table(&base), table(&with));
+        return with_leaf("[[notify]]", base, leaf, value);
+    }
+    if let Some(leaf) = key.strip_prefix("guards.maintenance[N].") {
+        // A window needs a start and an end, or a weekly schedule.
+        let base = BTreeMap::from([
+            ("start", "\"2026-12-05T00:00:00Z\""),
+            ("end", "\"2026-12-06T00:00:00Z\""),
+        ]);
+        return with_leaf("[[guards.maintenance]]", base, leaf, value);
     }
     if let Some(leaf) = key.strip_prefix("executor.git.<strategy>.") {
         // A Git strategy needs a repository, a file and a pattern.
-        let mut base: BTreeMap<&str, &str> = BTreeMap::new();
-        base.insert("repository", "\"/srv/git/deploy.git\"");
-        base.insert("file", "\"kustomization.yaml\"");
-        base.insert("pattern", "\"newTag: {version}\"");
-        let table = |m: &BTreeMap<&str, &str>| {
-            let mut s = String::from("[executor.git.canary]\n");
-            for (k, v) in m {
-                s.push_str(&format!("{k} = {v}\n"));
-            }
-            s
-        };
-        let mut with = base.clone();
-        with.insert(leaf, value);
-        return (table(&base), table(&with));
+        let base = BTreeMap::from([
+            ("repository", "\"/srv/git/deploy.git\""),
+            ("file", "\"kustomization.yaml\""),
+            ("pattern", "\"newTag: {version}\""),
+        ]);
+        return with_leaf("[executor.git.canary]", base, leaf, value);
     }
     let key = key
         .replace("<service>", "checkout")
@@ -205,6 +201,26 @@ fn toml_for(key: &str, value: &str) -> (String, String) {
     let base = format!("[{table}]\n");
     let with = format!("[{table}]\n\"{leaf}\" = {value}\n");
     (base, with)
+}
+
+/// The table `header` with the keys `base` it needs, without and with
+/// `leaf = value`.
+fn with_leaf<'a>(
+    header: &str,
+    base: BTreeMap<&'a str, &'a str>,
+    leaf: &'a str,
+    value: &'a str,
+) -> (String, String) {
+    let table = |m: &BTreeMap<&str, &str>| {
+        let mut s = format!("{header}\n");
+        for (k, v) in m {
+            s.push_str(&format!("{k} = {v}\n"));
+        }
+        s
+    };
+    let mut with = base.clone();
+    with.insert(leaf, value);
+    (table(&base), table(&with))
 }
 
 /// Whether `text` is one TOML value.
@@ -358,6 +374,15 @@ fn every_field_the_config_parser_knows_is_documented() {
         (
             "notify[N]".into(),
             "[[notify]]\nkind = \"slack\"\nurl = \"https://x.example\"\nzz_not_a_key = 1\n".into(),
+        ),
+        (
+            "guards.maintenance[N]".into(),
+            "[[guards.maintenance]]\nzz_not_a_key = 1\n".into(),
+        ),
+        (
+            "guards.maintenance[N].weekly[M]".into(),
+            "[[guards.maintenance]]\nweekly = [{ day = \"sat\", start = \"02:00\", end = \"04:00\", zz_not_a_key = 1 }]\n"
+                .into(),
         ),
         (
             "slo.windows[N]".into(),

@@ -124,6 +124,21 @@ pub fn table(s: &Value) -> String {
         text(&s["role"]["description"]),
         text(&s["at"]),
     );
+    for w in a["maintenance"].as_array().into_iter().flatten() {
+        let services = match w["services"].as_array() {
+            Some(s) if !s.is_empty() => s.iter().map(text).collect::<Vec<_>>().join(", "),
+            _ => "every service".into(),
+        };
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                "MAINTENANCE {} until {} ({services}): {}\n",
+                text(&w["name"]),
+                text(&w["until"]),
+                text(&w["reason"])
+            ),
+        );
+    }
     let mut rows = vec![[
         "DEPLOY", "SERVICE", "ENV", "VERSIONS", "AGE", "STATE", "VIEW", "EVIDENCE",
     ]
@@ -166,4 +181,31 @@ pub fn table(s: &Value) -> String {
         out.push_str(&columns(&rows));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_windows_are_listed_under_the_header() {
+        let s = serde_json::json!({"instance": "r-0", "ready": true, "at": "2026-12-05T02:30:00Z",
+            "role": {"description": "decides for every service"},
+            "automation": {"paused": false, "breaker_open": false, "maintenance": [
+                {"name": "saturday-patching", "services": [], "until": "2026-12-05T04:00:00Z", "reason": "patching"},
+                {"name": "m-1", "services": ["checkout", "billing"], "until": "2026-12-05T03:00:00Z", "reason": "failover"}]},
+            "deploys": [], "audit": []});
+        let t = table(&s);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("rollbackd r-0 · ready"), "{t}");
+        assert_eq!(
+            lines[1],
+            "MAINTENANCE saturday-patching until 2026-12-05T04:00:00Z (every service): patching"
+        );
+        assert_eq!(
+            lines[2],
+            "MAINTENANCE m-1 until 2026-12-05T03:00:00Z (checkout, billing): failover"
+        );
+        assert_eq!(lines[3], "");
+    }
 }

@@ -75,6 +75,9 @@ impl Config {
             "guards: dry_run={} cooldown={} breaker={} rollbacks per {}",
             g.dry_run, g.cooldown, g.breaker_max_rollbacks, g.breaker_window
         );
+        for w in &g.maintenance {
+            let _ = writeln!(out, "  maintenance {w}");
+        }
         let _ = writeln!(
             out,
             "alerts: severities {:?} service_label={} deploy_id_label={}",

@@ -10,11 +10,13 @@
 //! - `policy`: the effective [`Policy`] of each service;
 //! - `values`: addresses, sizes and Kafka properties read from strings;
 //! - `describe`: what `check-config` prints; `git`: the checks of the
-//!   executor's Git strategies; [`notify`]: the `[[notify]]`
-//!   sinks; `secrets`: the env vars the config names.
+//!   executor's Git strategies; [`notify`]: the `[[notify]]` sinks;
+//!   [`maintenance`]: the `[[guards.maintenance]]` windows; `secrets`: the
+//!   env vars the config names.
 
 mod describe;
 mod git;
+pub mod maintenance;
 pub mod notify;
 mod policy;
 mod schema;

@@ -1,8 +1,9 @@
 //! `[[notify]]`: where people hear of what rollbackd does (`docs/config.md`).
 //!
-//! Each sink is a Slack incoming webhook or a generic webhook, with the
-//! events it wants, a URL (in the config or, better, in an env var: a Slack
-//! webhook URL is a secret), and how hard to try. Env vars are read when
+//! Each sink is a Slack incoming webhook, a generic webhook or Grafana's
+//! annotation API, with the events it wants, a URL (in the config or,
+//! better, in an env var: a Slack webhook URL is a secret), and how hard to
+//! try. Env vars are read when
 //! `run` starts ([`NotifyConfig::resolve`]), not here, so that
 //! `check-config` works where the secrets are not.
 
@@ -19,6 +20,9 @@ pub enum NotifyKind {
     Slack,
     /// Any HTTP endpoint: the audit record as JSON, optionally signed.
     Webhook,
+    /// Grafana's annotation API: each event an annotation on the
+    /// dashboards' time axis.
+    Grafana,
 }
 
 impl NotifyKind {
@@ -26,6 +30,7 @@ impl NotifyKind {
         match self {
             NotifyKind::Slack => "slack",
             NotifyKind::Webhook => "webhook",
+            NotifyKind::Grafana => "grafana",
         }
     }
 }
@@ -34,6 +39,8 @@ impl NotifyKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyEvent {
+    /// A deploy started (for Grafana: where each deploy begins).
+    Deploy,
     /// A verdict changed to or from `rollback` / `not_attributable`.
     Decision,
     /// A `rollback` command was published.
@@ -41,7 +48,8 @@ pub enum NotifyEvent {
     /// An `approval_required` command was published (irreversible data
     /// migration): a person must approve.
     ApprovalRequired,
-    /// A guard held a decision back (paused, dry run, cooldown, breaker).
+    /// A guard held a decision back (paused, maintenance, dry run, cooldown,
+    /// breaker).
     Suppressed,
     /// The circuit breaker opened.
     BreakerOpened,
@@ -54,7 +62,8 @@ pub enum NotifyEvent {
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 8] = [
+    pub const ALL: [NotifyEvent; 9] = [
+        NotifyEvent::Deploy,
         NotifyEvent::Decision,
         NotifyEvent::Command,
         NotifyEvent::ApprovalRequired,
@@ -67,6 +76,7 @@ impl NotifyEvent {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            NotifyEvent::Deploy => "deploy",
             NotifyEvent::Decision => "decision",
             NotifyEvent::Command => "command",
             NotifyEvent::ApprovalRequired => "approval_required",
@@ -93,12 +103,26 @@ pub struct NotifyConfig {
     /// …or the env var that holds it (one of the two).
     #[serde(default)]
     pub url_env: String,
-    #[serde(default = "default_events")]
+    /// As written: absent, the kind's default ([`NotifyConfig::events`]
+    /// once validated).
+    #[serde(default, rename = "events")]
+    events_given: Option<Vec<NotifyEvent>>,
+    /// The events sent.
+    #[serde(skip)]
     pub events: Vec<NotifyEvent>,
     /// Webhook only: the env var holding the HMAC-SHA256 key; the body's
     /// signature then goes in `X-Rollbackd-Signature: sha256=<hex>`.
     #[serde(default)]
     pub secret_env: String,
+    /// Grafana only: the env var holding a service account token, sent as
+    /// `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token_env: String,
+    /// Grafana only: the dashboard the annotations belong to; empty:
+    /// organization annotations, shown on any dashboard that asks for
+    /// their tags.
+    #[serde(default)]
+    pub dashboard_uid: String,
     /// One attempt's limit.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
@@ -118,14 +142,27 @@ pub struct NotifyConfig {
     pub api_url: String,
 }
 
-// The contract's example: what needs a person.
-fn default_events() -> Vec<NotifyEvent> {
-    vec![
-        NotifyEvent::Decision,
-        NotifyEvent::ApprovalRequired,
-        NotifyEvent::BreakerOpened,
-        NotifyEvent::NotRecovered,
-    ]
+// Slack and webhooks: the contract's example, what needs a person.
+// Grafana: what marks a dashboard's time axis — where a deploy began,
+// what was decided and done about it, and how it turned out.
+fn default_events(kind: NotifyKind) -> Vec<NotifyEvent> {
+    match kind {
+        NotifyKind::Slack | NotifyKind::Webhook => vec![
+            NotifyEvent::Decision,
+            NotifyEvent::ApprovalRequired,
+            NotifyEvent::BreakerOpened,
+            NotifyEvent::NotRecovered,
+        ],
+        NotifyKind::Grafana => vec![
+            NotifyEvent::Deploy,
+            NotifyEvent::Decision,
+            NotifyEvent::Command,
+            NotifyEvent::ApprovalRequired,
+            NotifyEvent::Recovered,
+            NotifyEvent::NotRecovered,
+            NotifyEvent::Inconclusive,
+        ],
+    }
 }
 // Slack answers in well under a second; a receiver slower than this is down.
 fn default_timeout() -> Duration {
@@ -146,8 +183,12 @@ fn default_queue() -> usize {
 #[derive(Debug, Clone)]
 pub struct ResolvedSink {
     pub config: NotifyConfig,
+    /// Where to post: the configured URL; for Grafana, its
+    /// `/api/annotations`.
     pub url: String,
     pub secret: Option<Vec<u8>>,
+    /// Grafana's token.
+    pub token: Option<String>,
 }
 
 /// Checks the `[[notify]]` tables and names the unnamed ones.
@@ -183,6 +224,10 @@ pub(super) fn validate(
             (false, true) => check_url(&n.url).map_err(|why| invalid(key("url"), why))?,
             (true, false) => {}
         }
+        n.events = n
+            .events_given
+            .take()
+            .unwrap_or_else(|| default_events(n.kind));
         if n.events.is_empty() {
             return Err(invalid(key("events"), "must name at least one event"));
         }
@@ -192,6 +237,7 @@ pub(super) fn validate(
                 "only webhook sinks are signed (Slack authenticates by the URL)",
             ));
         }
+        check_grafana(&n).map_err(|(k, why)| invalid(key(k), why))?;
         let ms = |d: Duration| d.nanos() / 1_000_000;
         if !(100..=60_000).contains(&ms(n.timeout)) {
             return Err(invalid(key("timeout"), "must be 100ms to 60s"));
@@ -214,6 +260,30 @@ pub(super) fn validate(
         out.push(n);
     }
     Ok(out)
+}
+
+/// The keys only Grafana sinks take, and the token they need.
+fn check_grafana(n: &NotifyConfig) -> Result<(), (&'static str, &'static str)> {
+    let grafana = n.kind == NotifyKind::Grafana;
+    if grafana && n.token_env.is_empty() {
+        return Err((
+            "token_env",
+            "a Grafana sink needs the env var of a service account token",
+        ));
+    }
+    if !grafana && !n.token_env.is_empty() {
+        return Err(("token_env", "only Grafana sinks take a token"));
+    }
+    if !grafana && !n.dashboard_uid.is_empty() {
+        return Err(("dashboard_uid", "only Grafana sinks have a dashboard"));
+    }
+    if n.dashboard_uid
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(("dashboard_uid", "has whitespace"));
+    }
+    Ok(())
 }
 
 /// Why `url` is not one to post to (without repeating it: it may be a
@@ -257,10 +327,18 @@ impl NotifyConfig {
         } else {
             Some(env("secret_env", &self.secret_env)?.into_bytes())
         };
+        let (url, token) = match self.kind {
+            NotifyKind::Grafana => (
+                format!("{}/api/annotations", url.trim_end_matches('/')),
+                Some(env("token_env", &self.token_env)?),
+            ),
+            NotifyKind::Slack | NotifyKind::Webhook => (url, None),
+        };
         Ok(ResolvedSink {
             config: self.clone(),
             url,
             secret,
+            token,
         })
     }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::maintenance::MaintenanceWindow;
 use super::notify;
 use crate::model::RequestKind;
 use crate::time::Duration;
@@ -197,6 +198,8 @@ pub struct GuardsConfig {
     pub cooldown: Duration,
     pub breaker_max_rollbacks: u32,
     pub breaker_window: Duration,
+    /// `[[guards.maintenance]]`: when automatic commands are held back.
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 impl Default for GuardsConfig {
@@ -207,6 +210,7 @@ impl Default for GuardsConfig {
             cooldown: Duration::from_secs(600),
             breaker_max_rollbacks: 3,
             breaker_window: Duration::from_secs(900),
+            maintenance: Vec::new(),
         }
     }
 }

@@ -99,10 +99,10 @@ impl Config {
                 c.name,
                 c.kind.as_str(),
                 c.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
-                if sink.secret.is_some() {
-                    ", signed"
-                } else {
-                    ""
+                match (&sink.secret, &sink.token) {
+                    (Some(_), _) => ", signed",
+                    (None, Some(_)) => ", with a token",
+                    (None, None) => "",
                 }
             );
         }

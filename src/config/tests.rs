@@ -256,3 +256,115 @@ fn requests_default_inherit_and_are_checked() {
     let e = err("[slo]\nrequests = [\"grpc\"]\n");
     assert!(e.contains("grpc") && e.contains("`rpc`"), "{e}");
 }
+
+#[test]
+fn maintenance_windows_are_checked_and_named() {
+    let c = Config::from_toml(
+        r#"
+        [[guards.maintenance]]
+        services = ["checkout"]
+        start = "2026-12-05T02:00:00Z"
+        end = "2026-12-05T04:00:00+01:00"
+        [[guards.maintenance]]
+        name = "patching"
+        weekly = [{ day = "sat", start = "22:00", end = "02:00" }]
+        "#,
+    )
+    .unwrap();
+    let w = &c.guards.maintenance;
+    assert_eq!(w[0].name, "maintenance-0");
+    assert_eq!(w[1].name, "patching");
+    assert_eq!(w[1].weekly[0].timezone.0, 0, "UTC by default");
+    let table = |body: &str| format!("[[guards.maintenance]]\n{body}\n");
+    for (body, want) in [
+        (
+            "start = \"2026-12-05T04:00:00Z\"\nend = \"2026-12-05T02:00:00Z\"",
+            "guards.maintenance[0].end: must be after start",
+        ),
+        (
+            "start = \"2026-12-05T04:00:00Z\"",
+            "guards.maintenance[0].end: set with start",
+        ),
+        (
+            "services = [\"web\"]",
+            "guards.maintenance[0].start: set start and end, or weekly",
+        ),
+        (
+            "services = [\"\"]\nweekly = [{ day = \"sun\", start = \"01:00\", end = \"02:00\" }]",
+            "guards.maintenance[0].services: a service name is empty",
+        ),
+        (
+            "weekly = [{ day = \"sun\", start = \"01:00\", end = \"01:00\" }]",
+            "guards.maintenance[0].weekly[0].end: must differ from start",
+        ),
+        (
+            "weekly = [{ day = \"sun\", start = \"24:00\", end = \"01:00\" }]",
+            "guards.maintenance[0].weekly[0].start: must be before \"24:00\"",
+        ),
+        ("weekly = [{ day = \"sunday\", start = \"01:00\", end = \"02:00\" }]", "unknown variant `sunday`"),
+        ("weekly = [{ day = \"sun\", start = \"1:00\", end = \"02:00\" }]", "invalid time of day \"1:00\""),
+        (
+            "weekly = [{ day = \"sun\", start = \"01:00\", end = \"02:00\", timezone = \"Europe/Paris\" }]",
+            "zone names are not supported",
+        ),
+        ("start = \"tomorrow\"\nend = \"2026-12-05T02:00:00Z\"", "invalid timestamp \"tomorrow\""),
+        ("weekly = []\nzz = 1", "unknown field `zz`"),
+    ] {
+        let e = err(&table(body));
+        assert!(e.contains(want), "{body}: {e}");
+    }
+    let twice = "[[guards.maintenance]]\nname = \"a\"\nweekly = [{ day = \"sun\", start = \"01:00\", end = \"02:00\" }]\n".repeat(2);
+    assert!(err(&twice).contains("guards.maintenance[1].name: \"a\" is already used"));
+}
+
+#[test]
+fn grafana_sinks_need_a_token_and_default_to_the_timeline_events() {
+    let c = Config::from_toml(
+        "[[notify]]\nkind = \"grafana\"\nurl = \"https://grafana.example/\"\ntoken_env = \"ROLLBACKD_TEST_GRAFANA_TOKEN_UNSET\"\ndashboard_uid = \"rollouts\"\n",
+    )
+    .unwrap();
+    let events: Vec<&str> = c.notify[0].events.iter().map(|e| e.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "deploy",
+            "decision",
+            "command",
+            "approval_required",
+            "recovered",
+            "not_recovered",
+            "inconclusive"
+        ]
+    );
+    assert_eq!(c.notify[0].name, "grafana-0");
+    let e = c.notify[0].resolve(0).unwrap_err().to_string();
+    assert!(
+        e.contains("notify[0].token_env: environment variable ROLLBACKD_TEST_GRAFANA_TOKEN_UNSET is not set"),
+        "{e}"
+    );
+    for (toml, want) in [
+        (
+            "[[notify]]\nkind = \"grafana\"\nurl = \"https://g.example\"\n",
+            "notify[0].token_env: a Grafana sink needs",
+        ),
+        (
+            "[[notify]]\nkind = \"slack\"\nurl = \"https://x.example\"\ntoken_env = \"T\"\n",
+            "notify[0].token_env: only Grafana sinks take a token",
+        ),
+        (
+            "[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example\"\ndashboard_uid = \"d\"\n",
+            "notify[0].dashboard_uid: only Grafana sinks",
+        ),
+        (
+            "[[notify]]\nkind = \"grafana\"\nurl = \"https://g.example\"\ntoken_env = \"T\"\nsecret_env = \"S\"\n",
+            "notify[0].secret_env",
+        ),
+        (
+            "[[notify]]\nkind = \"grafana\"\nurl = \"https://g.example\"\ntoken_env = \"T\"\nevents = []\n",
+            "notify[0].events: must name at least one event",
+        ),
+    ] {
+        let e = err(toml);
+        assert!(e.contains(want), "{toml}: {e}");
+    }
+}

@@ -7,7 +7,7 @@ use super::schema::{
     LimitsConfig, RawConfig, Topics, VerifyConfig, PLACEHOLDERS,
 };
 use super::values::{kafka_property_string, parse_size, resolve_listen};
-use super::{invalid, notify, policy, Config, ConfigError};
+use super::{invalid, maintenance, notify, policy, Config, ConfigError};
 use crate::time::Duration;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 impl Config {
     /// `raw` checked, with the values it writes as strings read and the
     /// policy of every service resolved.
-    pub(super) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    pub(super) fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         if let Some(k) = &raw.kafka {
             check_kafka(k)?;
         }
@@ -24,6 +24,8 @@ impl Config {
         check_verify(&raw.verify)?;
         check_deploys(&raw.deploys)?;
         check_guards(&raw.guards)?;
+        raw.guards.maintenance =
+            maintenance::validate(std::mem::take(&mut raw.guards.maintenance))?;
         check_alerts(&raw.alerts)?;
         check_limits(&raw.limits)?;
         check_executor(&raw.executor)?;

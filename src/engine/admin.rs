@@ -1,11 +1,13 @@
 //! What people and the record of the past change (`docs/guarantees.md#guards`, `docs/guarantees.md#start-up-and-recovery`): pause,
-//! resume and breaker resets — taken here (applied and audited) or read
+//! resume, breaker resets and maintenance windows — taken here (applied and audited) or read
 //! from the admin topic (applied only) —, manual rollbacks, and guard state
 //! rebuilt from commands read back from the commands topic.
 
 use serde_json::json;
 
-use crate::model::audit::{AdminAudit, BreakerAudit, PauseAudit};
+use crate::model::audit::{
+    AdminAudit, BreakerAudit, MaintenanceAudit, MaintenanceState, PauseAudit,
+};
 use crate::model::{
     command_id, Action, AdminAction, AdminCall, AdminRecord, AuditRecord, Command, Output, Refusal,
     Trigger,
@@ -23,38 +25,71 @@ impl Engine {
             AdminAction::Pause => self.guards.set_paused(true, r.at, &r.actor),
             AdminAction::Resume => self.guards.set_paused(false, r.at, &r.actor),
             AdminAction::BreakerReset => self.guards.reset_breaker_at(r.at),
+            AdminAction::MaintenanceOpen | AdminAction::MaintenanceClose => self
+                .maintenance_record(r)
+                .is_some_and(|audit| audit.changed),
         }
     }
 
-    pub(super) fn admin_call(&mut self, call: AdminCall, out: &mut Vec<Output>) {
-        match call {
-            AdminCall::Guard(r) => {
-                let changed = self.admin_record(&r);
-                let event: crate::model::AuditEvent = match r.action {
-                    AdminAction::Pause | AdminAction::Resume => PauseAudit {
-                        paused: r.action == AdminAction::Pause,
-                        actor: r.actor,
-                        changed,
-                    }
-                    .into(),
-                    AdminAction::BreakerReset => BreakerAudit::Reset {
-                        actor: r.actor,
-                        was_open: changed,
-                    }
-                    .into(),
-                };
-                out.push(Output::Audit(AuditRecord::new(self.clock, event)));
+    /// Opens or closes the window of a maintenance record; its audit
+    /// detail, or `None` when the record names no window, or closes one
+    /// not known here.
+    fn maintenance_record(&mut self, r: &AdminRecord) -> Option<MaintenanceAudit> {
+        let m = r.maintenance.as_ref()?;
+        let windows = self.guards.maintenance_mut();
+        let (change, state) = match r.action {
+            AdminAction::MaintenanceOpen => {
+                (windows.open(m, r.at, &r.actor), MaintenanceState::Open)
             }
+            AdminAction::MaintenanceClose => {
+                (windows.close(&m.id, r.at)?, MaintenanceState::Closed)
+            }
+            _ => return None,
+        };
+        Some(MaintenanceAudit {
+            actor: r.actor.clone(),
+            changed: change.changed,
+            id: m.id.clone(),
+            reason: change.reason,
+            services: change.services,
+            state,
+            until: change.until,
+        })
+    }
+
+    pub(super) fn admin_call(&mut self, call: AdminCall, out: &mut Vec<Output>) {
+        let r = match call {
+            AdminCall::Guard(r) => r,
             AdminCall::Rollback {
                 deploy_id,
                 reason,
                 actor,
-            } => self.manual_rollback(&deploy_id, &reason, &actor, out),
-        }
+            } => return self.manual_rollback(&deploy_id, &reason, &actor, out),
+        };
+        let event: crate::model::AuditEvent = match r.action {
+            AdminAction::Pause | AdminAction::Resume => PauseAudit {
+                changed: self.admin_record(&r),
+                paused: r.action == AdminAction::Pause,
+                actor: r.actor,
+            }
+            .into(),
+            AdminAction::BreakerReset => BreakerAudit::Reset {
+                was_open: self.admin_record(&r),
+                actor: r.actor,
+            }
+            .into(),
+            AdminAction::MaintenanceOpen | AdminAction::MaintenanceClose => {
+                match self.maintenance_record(&r) {
+                    Some(audit) => audit.into(),
+                    None => return,
+                }
+            }
+        };
+        out.push(Output::Audit(AuditRecord::new(self.clock, event)));
     }
 
-    /// A person's rollback: bypasses pause, dry run, cooldown, breaker and
-    /// approval, never once-per-deploy (`docs/guarantees.md#guards`).
+    /// A person's rollback: bypasses pause, maintenance, dry run, cooldown,
+    /// breaker and approval, never once-per-deploy (`docs/guarantees.md#guards`).
     pub(super) fn manual_rollback(
         &mut self,
         deploy_id: &str,

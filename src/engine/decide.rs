@@ -178,7 +178,7 @@ impl Engine {
             return false;
         };
         let manual = trigger.is_manual();
-        // 6. decides the action up front: the command id depends on it.
+        // 7. decides the action up front: the command id depends on it.
         let action = if !manual && d.info.data_migration == DataMigration::Irreversible {
             Action::ApprovalRequired
         } else {

@@ -1,24 +1,26 @@
 //! The guards (`docs/guarantees.md#guards`): their state — commands already emitted,
-//! automation pause, cooldowns per service and environment, the circuit
-//! breaker — and the one chain that applies them, in order
+//! automation pause, maintenance windows ([`super::maintenance`]),
+//! cooldowns per service and environment, the circuit breaker — and the one chain that applies them, in order
 //! ([`Guards::check`]). Everything here can be rebuilt from the commands
 //! and admin topics ([`Guards::restore`]).
 
 use std::collections::{HashMap, VecDeque};
 
 use super::bounded::Bounded;
+use super::maintenance::Maintenance;
 use crate::config::GuardsConfig;
 use crate::model::audit::Suppression;
 use crate::model::{Command, Trigger};
 use crate::time::{Duration, Timestamp};
 
 /// Which guards of the chain apply to a decision. The order is fixed:
-/// once per deploy, paused, dry run, cooldown, breaker; approval (6) is
-/// decided with the command's action, before the chain.
+/// once per deploy, paused, maintenance, dry run, cooldown, breaker;
+/// approval (7) is decided with the command's action, before the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chain {
     pub once: bool,
     pub paused: bool,
+    pub maintenance: bool,
     pub dry_run: bool,
     pub cooldown: bool,
     pub breaker: bool,
@@ -29,6 +31,7 @@ impl Chain {
     pub const AUTOMATIC: Chain = Chain {
         once: true,
         paused: true,
+        maintenance: true,
         dry_run: true,
         cooldown: true,
         breaker: true,
@@ -37,25 +40,29 @@ impl Chain {
     pub const MANUAL: Chain = Chain {
         once: true,
         paused: false,
+        maintenance: false,
         dry_run: false,
         cooldown: false,
         breaker: false,
     };
     /// One more deploy of a release that is being rolled back
-    /// automatically: the release as a whole passed the chain already.
+    /// automatically: the release as a whole passed the chain already; a
+    /// window covering this deploy's service still holds it back.
     pub const RELEASE_MEMBER: Chain = Chain {
         once: true,
         paused: false,
+        maintenance: true,
         dry_run: true,
         cooldown: false,
         breaker: false,
     };
     /// A release cascade as a whole, when a `deploy.rolled_back` event (not
     /// one of our commands) started it: the guards that apply to a whole
-    /// decision.
+    /// decision (maintenance is per service: each member's own check).
     pub const RELEASE: Chain = Chain {
         once: false,
         paused: true,
+        maintenance: false,
         dry_run: false,
         cooldown: false,
         breaker: true,
@@ -78,6 +85,8 @@ pub struct Guards {
     /// When the latest pause or resume was taken: an older one read later
     /// (from the admin topic) does not undo it.
     pause_changed_at: Option<Timestamp>,
+    /// Configured windows, and those opened by the admin API.
+    maintenance: Maintenance,
     /// (service, environment) → decided_at of the last automatic command.
     last_automatic: HashMap<(String, String), Timestamp>,
     /// decided_at of the automatic decisions the breaker counts.
@@ -94,6 +103,7 @@ impl Guards {
             emitted: Bounded::new(MAX_REMEMBERED_COMMANDS),
             paused: None,
             pause_changed_at: None,
+            maintenance: Maintenance::new(&cfg.maintenance),
             last_automatic: HashMap::new(),
             breaker_events: VecDeque::new(),
             breaker_open_since: None,
@@ -134,6 +144,11 @@ impl Guards {
                 });
             }
         }
+        if let (true, Some(c)) = (chain.maintenance, cmd) {
+            if let Some(s) = self.maintenance.check(&c.service, now) {
+                return Some(s);
+            }
+        }
         if let (true, true, Some(c)) = (chain.dry_run, dry_run, cmd) {
             return Some(Suppression::DryRun {
                 command: Box::new(c.clone()),
@@ -150,6 +165,14 @@ impl Guards {
             }
         }
         None
+    }
+
+    pub fn maintenance(&self) -> &Maintenance {
+        &self.maintenance
+    }
+
+    pub fn maintenance_mut(&mut self) -> &mut Maintenance {
+        &mut self.maintenance
     }
 
     pub fn paused(&self) -> Option<&(Timestamp, String)> {

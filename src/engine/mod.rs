@@ -23,13 +23,15 @@
 //!   [`gate`]: the verdict progressive-delivery controllers ask for
 //!   (pass, fail, wait), and the passes every instance keeps.
 //! - [`alerts`]: Alertmanager alerts as rollback triggers.
-//! - [`admin`]: pause, resume, breaker reset, manual rollback, and guard
-//!   state read back from the commands topic.
+//! - [`admin`]: pause, resume, breaker reset, maintenance windows opened
+//!   and closed, manual rollback, and guard state read back from the
+//!   commands topic.
 //! - [`views`]: what the admin API, the status page, the metrics and the
 //!   demo show, with each deploy's [`history`] and the recently finished
 //!   deploys.
 //! - state: [`registry`] (deploys, indexes, schedule), [`window`] (rolling
-//!   windows), [`guards`] (the guards' state and chain), [`bounded`].
+//!   windows), [`guards`] (the guards' state and chain, with
+//!   [`maintenance`] windows), [`bounded`].
 //! - math: [`evaluate`] (burn-rate pairs and attribution) on [`judge`]
 //!   (each deploy's sequential tests, on [`crate::stats`]).
 //! - [`EngineConfig`]: the sections of the configuration it reads (SLO
@@ -60,6 +62,7 @@ pub mod infer;
 pub mod judge;
 pub mod known;
 pub mod lifecycle;
+pub mod maintenance;
 pub mod registry;
 pub mod verify;
 pub mod views;

@@ -301,6 +301,17 @@ impl Engine {
         self.guards.paused()
     }
 
+    /// The maintenance windows running at the engine's clock.
+    pub fn maintenance(&self) -> Vec<super::maintenance::MaintenanceView> {
+        self.guards.maintenance().views(self.clock)
+    }
+
+    /// Whether maintenance window `id`, opened through the admin API, is
+    /// running.
+    pub fn maintenance_open(&self, id: &str) -> bool {
+        self.guards.maintenance().is_open(id, self.clock)
+    }
+
     /// Since when the circuit breaker is open.
     pub fn breaker_open_since(&self) -> Option<Timestamp> {
         self.guards.breaker_open_since()

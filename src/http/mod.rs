@@ -24,7 +24,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tracing::info;
@@ -32,9 +32,10 @@ use tracing::info;
 use crate::config::Config;
 use crate::engine::DeployView;
 use crate::ingest::Source;
-use crate::model::{AdminAction, AuditRecord, Refusal};
+use crate::model::{AdminAction, AuditRecord, MaintenanceCall, Refusal};
 
 pub mod gate;
+pub mod maintenance;
 pub mod status;
 
 /// Why an input taken over HTTP was not taken.
@@ -45,6 +46,8 @@ pub enum InputError {
     /// It could not be recorded (the broker is down, the runtime is
     /// stopping): 503; nothing changed.
     Unavailable(String),
+    /// What it names does not exist (404); nothing changed.
+    NotFound(String),
 }
 
 /// What the runtime offers the HTTP routes.
@@ -69,11 +72,13 @@ pub trait Api: Send + Sync + 'static {
         body: Vec<u8>,
         json: bool,
     ) -> impl std::future::Future<Output = Result<usize, InputError>> + Send;
-    /// Pause, resume or breaker reset by `actor`: the state after it.
+    /// Pause, resume, breaker reset, or a maintenance window (`window`)
+    /// opened or closed, by `actor`: the state after it.
     fn admin(
         &self,
         action: AdminAction,
         actor: String,
+        window: Option<MaintenanceCall>,
     ) -> impl std::future::Future<Output = Result<serde_json::Value, InputError>> + Send;
     /// A person's rollback: the command id, or why not.
     fn rollback(
@@ -119,6 +124,8 @@ pub fn router<A: Api>(api: Arc<A>) -> Router {
         .route("/v1/automation/pause", post(pause::<A>))
         .route("/v1/automation/resume", post(resume::<A>))
         .route("/v1/breaker/reset", post(breaker_reset::<A>))
+        .route("/v1/maintenance", post(maintenance::open::<A>))
+        .route("/v1/maintenance/{id}", delete(maintenance::close::<A>))
         .route("/v1/audit", get(audit::<A>))
         .route("/v1/gate", get(gate::argo::<A>))
         .route("/v1/gate/flagger", post(gate::flagger::<A>))
@@ -273,6 +280,7 @@ fn input_error(e: InputError) -> HttpError {
     match e {
         InputError::Malformed(why) => error(StatusCode::BAD_REQUEST, why),
         InputError::Unavailable(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        InputError::NotFound(why) => error(StatusCode::NOT_FOUND, why),
     }
 }
 
@@ -468,7 +476,7 @@ async fn guard_call<A: Api>(
     authorize(&headers, api.admin_token(), true)?;
     let who = actor(&admin_body(&headers, &bytes, false)?);
     info!(call = action.as_str(), actor = %who, "admin call");
-    let state = api.admin(action, who).await.map_err(input_error)?;
+    let state = api.admin(action, who, None).await.map_err(input_error)?;
     Ok(Json(state).into_response())
 }
 

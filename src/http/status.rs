@@ -18,6 +18,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::{authorize, Api, Reply};
+use crate::engine::maintenance::MaintenanceView;
 use crate::engine::{DeployView, Engine};
 use crate::model::evidence::Ownership;
 use crate::model::fleet::{Finished, Fleet, STALE};
@@ -129,6 +130,9 @@ pub struct Automation {
     pub paused_at: Option<Timestamp>,
     pub breaker_open: bool,
     pub breaker_open_since: Option<Timestamp>,
+    /// The maintenance windows running now: automatic commands of the
+    /// services they cover are held back.
+    pub maintenance: Vec<MaintenanceView>,
 }
 
 /// An audit record with its meaning in words.
@@ -222,6 +226,7 @@ impl Status {
                 paused_at: paused.map(|(at, _)| *at),
                 breaker_open: engine.breaker_open(),
                 breaker_open_since: engine.breaker_open_since(),
+                maintenance: engine.maintenance(),
             },
             deploys: deploys.into_iter().map(|d| merge.deploy(d, None)).collect(),
             deploys_total,

@@ -342,8 +342,9 @@ pub struct ExecutorResult {
 }
 
 /// An admin action that every instance applies (topic `topics.admin`):
-/// pausing and resuming automation and resetting the circuit breaker are
-/// fleet-wide, and survive restarts.
+/// pausing and resuming automation, resetting the circuit breaker and
+/// maintenance windows opened and closed now are fleet-wide, and survive
+/// restarts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdminRecord {
     pub schema: String,
@@ -353,6 +354,9 @@ pub struct AdminRecord {
     /// The instance that took the call (its host name), for the logs.
     #[serde(default)]
     pub instance: String,
+    /// The window of `maintenance_open` and `maintenance_close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceCall>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -361,6 +365,8 @@ pub enum AdminAction {
     Pause,
     Resume,
     BreakerReset,
+    MaintenanceOpen,
+    MaintenanceClose,
 }
 
 impl AdminAction {
@@ -369,7 +375,33 @@ impl AdminAction {
             AdminAction::Pause => "pause",
             AdminAction::Resume => "resume",
             AdminAction::BreakerReset => "breaker_reset",
+            AdminAction::MaintenanceOpen => "maintenance_open",
+            AdminAction::MaintenanceClose => "maintenance_close",
         }
+    }
+}
+
+/// A maintenance window opened (from the record's `at` to `until`) or
+/// closed (by `id` alone) through the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceCall {
+    pub id: String,
+    /// The services it covers; empty: every service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl MaintenanceCall {
+    /// The id of a window opened at `at` on `instance` by `actor`: short,
+    /// and the same wherever the record is read.
+    pub fn id_for(at: Timestamp, instance: &str, actor: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\n{instance}\n{actor}", at.0).as_bytes());
+        format!("m-{}", hex(&digest[..6]))
     }
 }
 
@@ -384,7 +416,20 @@ impl AdminRecord {
                 r.schema
             ));
         }
-        Ok(r)
+        let needs_window = matches!(
+            r.action,
+            AdminAction::MaintenanceOpen | AdminAction::MaintenanceClose
+        );
+        match &r.maintenance {
+            None if needs_window => Err(format!(
+                "admin record {} without maintenance",
+                r.action.as_str()
+            )),
+            Some(m) if r.action == AdminAction::MaintenanceOpen && m.until.is_none() => {
+                Err("admin record maintenance_open without maintenance.until".into())
+            }
+            _ => Ok(r),
+        }
     }
 }
 

@@ -10,14 +10,14 @@
 use serde_json::Value;
 
 use super::audit::{
-    AlertAudit, BreakerAudit, CommandAudit, DeployAudit, LateDataAudit, OwnerAudit, ResultAudit,
-    VerificationAudit, VerificationOutcome,
+    AlertAudit, BreakerAudit, CommandAudit, DeployAudit, LateDataAudit, MaintenanceAudit,
+    MaintenanceState, OwnerAudit, ResultAudit, VerificationAudit, VerificationOutcome,
 };
 use super::{Action, AuditEvent, AuditRecord};
 
 /// Whether people act on audit records of this kind: decisions,
 /// suppressions, commands, results, verifications, the breaker, pauses,
-/// admin calls and failed notifications (not deploy events, alerts,
+/// maintenance windows, admin calls and failed notifications (not deploy events, alerts,
 /// malformed inputs or ownership changes).
 pub fn notable(kind: &str) -> bool {
     matches!(
@@ -29,6 +29,7 @@ pub fn notable(kind: &str) -> bool {
             | "verification"
             | "breaker"
             | "pause"
+            | "maintenance"
             | "admin"
             | "notification"
     )
@@ -74,6 +75,7 @@ pub fn line(record: &AuditRecord) -> String {
         AuditEvent::Alert(a) => alert(a),
         AuditEvent::Pause(p) if p.paused => format!("automation paused by {}", p.actor),
         AuditEvent::Pause(p) => format!("automation resumed by {}", p.actor),
+        AuditEvent::Maintenance(m) => maintenance(m),
         AuditEvent::Admin(a) => format!(
             "{} asked to roll back {}: {}",
             a.actor, a.deploy_id, a.reason
@@ -105,6 +107,29 @@ fn command(about: &About<'_>, c: &CommandAudit) -> String {
         Action::Rollback => format!(
             "Rolling back {} {versions} in {}",
             about.service, c.environment
+        ),
+    }
+}
+
+fn maintenance(m: &MaintenanceAudit) -> String {
+    let services = if m.services.is_empty() {
+        "every service".to_string()
+    } else {
+        m.services.join(", ")
+    };
+    let reason = if m.reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", m.reason)
+    };
+    match m.state {
+        MaintenanceState::Open => format!(
+            "maintenance window {} opened by {} until {} for {services}{reason}; automatic rollbacks are held",
+            m.id, m.actor, m.until
+        ),
+        MaintenanceState::Closed => format!(
+            "maintenance window {} closed by {} ({services})",
+            m.id, m.actor
         ),
     }
 }

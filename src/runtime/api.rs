@@ -18,7 +18,7 @@ use crate::http::{Api, InputError, RECENT_AUDIT};
 use crate::ingest::{self, DecodeError, Source};
 use crate::model::evidence::RequestId;
 use crate::model::{
-    AdminAction, AdminCall, AdminRecord, AuditRecord, Input, Refusal, ADMIN_SCHEMA,
+    AdminAction, AdminCall, AdminRecord, AuditRecord, Input, MaintenanceCall, Refusal, ADMIN_SCHEMA,
 };
 use crate::time::Timestamp;
 
@@ -128,20 +128,50 @@ impl<B: Backend> Api for Handle<B> {
         &self,
         action: AdminAction,
         actor: String,
+        mut window: Option<MaintenanceCall>,
     ) -> Result<serde_json::Value, InputError> {
+        let at = Timestamp::now_wall();
+        let instance = self.shared.instance.clone();
+        match (action, window.as_mut()) {
+            (AdminAction::MaintenanceOpen, Some(w)) => {
+                w.id = MaintenanceCall::id_for(at, &instance, &actor)
+            }
+            (AdminAction::MaintenanceClose, Some(w))
+                if !self.shared.read().maintenance_open(&w.id) =>
+            {
+                return Err(InputError::NotFound(format!(
+                    "no open maintenance window {}",
+                    w.id
+                )));
+            }
+            _ => {}
+        }
+        let opened = window
+            .as_ref()
+            .filter(|_| action == AdminAction::MaintenanceOpen)
+            .map(|w| w.id.clone());
         let record = AdminRecord {
             schema: ADMIN_SCHEMA.into(),
             action,
             actor,
-            at: Timestamp::now_wall(),
-            instance: self.shared.instance.clone(),
+            at,
+            instance,
+            maintenance: window,
         };
         self.backend.record_admin(&record).await?;
         self.backend
             .apply(Input::AdminCall(AdminCall::Guard(record)))
             .await?;
         let e = self.shared.read();
-        Ok(json!({"paused": e.paused(), "breaker_open": e.breaker_open()}))
+        let mut state = json!({
+            "paused": e.paused(),
+            "breaker_open": e.breaker_open(),
+            "maintenance": e.maintenance(),
+        });
+        if let Some(id) = opened {
+            state["id"] = json!(id);
+        }
+        Ok(state)
     }
 
     async fn rollback(

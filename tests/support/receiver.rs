@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// One request received, and the status it was answered with.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub path: String,
     /// Header names in lower case.
     pub headers: BTreeMap<String, String>,
@@ -122,6 +123,7 @@ fn serve(conn: TcpStream, s: &State) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        let method = line.split_whitespace().next().unwrap_or("").to_string();
         let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
         let mut headers = BTreeMap::new();
         loop {
@@ -155,6 +157,7 @@ fn serve(conn: TcpStream, s: &State) {
             .is_ok();
         let status = if fail { 503 } else { 200 };
         s.log.lock().unwrap().push(Received {
+            method,
             path,
             headers,
             body,

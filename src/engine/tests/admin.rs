@@ -12,6 +12,7 @@ fn admin_records_apply_once_and_in_time_order() {
         actor: "alice".into(),
         at: Timestamp(at * SEC),
         instance: String::new(),
+        maintenance: None,
     };
     assert!(e.admin_record(&rec(AdminAction::Pause, 900)));
     assert!(e.paused());

@@ -1,7 +1,8 @@
 //! The guard chain, on its own: each guard in the contract's order (once
-//! per deploy, pause, dry run, cooldown, breaker), which chain checks
-//! which, and the state behind them. Approval, decided before the chain
-//! with the command's action, is in `decide`.
+//! per deploy, pause, maintenance, dry run, cooldown, breaker), which
+//! chain checks which, and the state behind them. Approval, decided before
+//! the chain with the command's action, is in `decide`; maintenance
+//! windows through the engine, in `maintenance`.
 
 use super::*;
 use crate::engine::guards::{Chain, Guards};

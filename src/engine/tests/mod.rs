@@ -35,6 +35,7 @@ fn guard_call(e: &mut Engine, action: AdminAction, actor: &str) -> Vec<Output> {
         actor: actor.into(),
         at: now,
         instance: String::new(),
+        maintenance: None,
     };
     e.apply(Input::AdminCall(AdminCall::Guard(record)), now)
 }
@@ -190,5 +191,6 @@ mod guards;
 mod infer;
 mod judge;
 mod lifecycle;
+mod maintenance;
 mod registry;
 mod watch;

@@ -47,15 +47,17 @@ impl Verdict {
 pub enum SuppressionReason {
     AlreadyEmitted,
     Paused,
+    Maintenance,
     DryRun,
     Cooldown,
     BreakerOpen,
 }
 
 impl SuppressionReason {
-    pub const ALL: [SuppressionReason; 5] = [
+    pub const ALL: [SuppressionReason; 6] = [
         SuppressionReason::AlreadyEmitted,
         SuppressionReason::Paused,
+        SuppressionReason::Maintenance,
         SuppressionReason::DryRun,
         SuppressionReason::Cooldown,
         SuppressionReason::BreakerOpen,
@@ -65,6 +67,7 @@ impl SuppressionReason {
         match self {
             SuppressionReason::AlreadyEmitted => "already_emitted",
             SuppressionReason::Paused => "paused",
+            SuppressionReason::Maintenance => "maintenance",
             SuppressionReason::DryRun => "dry_run",
             SuppressionReason::Cooldown => "cooldown",
             SuppressionReason::BreakerOpen => "breaker_open",
@@ -86,13 +89,17 @@ pub enum Suppression {
     AlreadyEmitted { command_id: String },
     /// Guard 2: automation is paused.
     Paused { since: Timestamp, by: String },
-    /// Guard 3: dry run (global or for the service); the command that
+    /// Guard 3: a maintenance window covers the service: its name (of
+    /// `[[guards.maintenance]]`, or the id of one opened through the admin
+    /// API) and when it ends.
+    Maintenance { window: String, until: Timestamp },
+    /// Guard 4: dry run (global or for the service); the command that
     /// would have been emitted.
     DryRun { command: Box<Command> },
-    /// Guard 4: the service and environment had an automatic command within
+    /// Guard 5: the service and environment had an automatic command within
     /// `cooldown`.
     Cooldown { until: Timestamp },
-    /// Guard 5: the circuit breaker is open.
+    /// Guard 6: the circuit breaker is open.
     BreakerOpen { since: Timestamp },
 }
 
@@ -101,6 +108,7 @@ impl Suppression {
         match self {
             Suppression::AlreadyEmitted { .. } => SuppressionReason::AlreadyEmitted,
             Suppression::Paused { .. } => SuppressionReason::Paused,
+            Suppression::Maintenance { .. } => SuppressionReason::Maintenance,
             Suppression::DryRun { .. } => SuppressionReason::DryRun,
             Suppression::Cooldown { .. } => SuppressionReason::Cooldown,
             Suppression::BreakerOpen { .. } => SuppressionReason::BreakerOpen,
@@ -117,6 +125,11 @@ impl Suppression {
             Suppression::Paused { since, by } => SuppressedWire {
                 paused_at: Some(*since),
                 paused_by: Some(by.into()),
+                ..SuppressedWire::default()
+            },
+            Suppression::Maintenance { window, until } => SuppressedWire {
+                until: Some(*until),
+                window: Some(window.into()),
                 ..SuppressedWire::default()
             },
             Suppression::DryRun { command } => SuppressedWire {
@@ -146,6 +159,10 @@ impl Suppression {
             SuppressionReason::Paused => Suppression::Paused {
                 since: need(w.paused_at, "paused_at")?,
                 by: need(w.paused_by, "paused_by")?.into_owned(),
+            },
+            SuppressionReason::Maintenance => Suppression::Maintenance {
+                window: need(w.window, "window")?.into_owned(),
+                until: need(w.until, "until")?,
             },
             SuppressionReason::DryRun => Suppression::DryRun {
                 command: Box::new(need(w.command, "command")?.into_owned()),
@@ -231,6 +248,8 @@ struct SuppressedWire<'a> {
     trigger: Option<Trigger>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<Cow<'a, str>>,
 }
 
 impl Serialize for SuppressedAudit {

@@ -28,7 +28,8 @@
 //! - [`deploy`]: what became of deploy events and deploys (`deploy`);
 //! - [`decision`]: decisions, suppressions and commands (`decision`,
 //!   `suppressed`, `command`);
-//! - [`operations`]: alerts, results, the breaker, pauses, admin calls,
+//! - [`operations`]: alerts, results, the breaker, pauses, maintenance
+//!   windows, admin calls,
 //!   malformed inputs, ownership, notifications, late data;
 //! - [`verification`]: how a rollback turned out (`verification`);
 //! - `wire`: the serde helpers these layouts share.
@@ -51,8 +52,9 @@ pub use decision::{
 };
 pub use deploy::{DeployAudit, FastTrack};
 pub use operations::{
-    AdminAudit, AlertAudit, AlertOutcome, BreakerAudit, LateDataAudit, MalformedAudit,
-    NotificationAudit, NotificationOutcome, OwnerAudit, OwnerChange, PauseAudit, ResultAudit,
+    AdminAudit, AlertAudit, AlertOutcome, BreakerAudit, LateDataAudit, MaintenanceAudit,
+    MaintenanceState, MalformedAudit, NotificationAudit, NotificationOutcome, OwnerAudit,
+    OwnerChange, PauseAudit, ResultAudit,
 };
 pub use verification::{Ratio, VerificationAudit, VerificationOutcome};
 
@@ -221,6 +223,7 @@ audit_kinds! {
     Verification(VerificationAudit) = "verification",
     Notification(NotificationAudit) = "notification",
     LateData(LateDataAudit) = "late_data",
+    Maintenance(MaintenanceAudit) = "maintenance",
 }
 
 /// On its own an event is `{"kind","detail"}`, the two fields of a record

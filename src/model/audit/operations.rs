@@ -1,5 +1,5 @@
 //! The records around decisions: alerts, executor results, the circuit
-//! breaker, pauses, admin calls, malformed inputs, ownership of evidence
+//! breaker, pauses, maintenance windows, admin calls, malformed inputs, ownership of evidence
 //! partitions, notifications that did not arrive, and late data.
 
 use std::collections::BTreeMap;
@@ -173,6 +173,29 @@ pub struct PauseAudit {
     /// Whether the call changed anything (pausing twice does not).
     pub changed: bool,
     pub paused: bool,
+}
+
+/// A maintenance window opened or closed through the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceAudit {
+    pub actor: String,
+    /// Whether the call changed anything (closing twice does not).
+    pub changed: bool,
+    pub id: String,
+    pub reason: String,
+    /// Empty: every service.
+    pub services: Vec<String>,
+    pub state: MaintenanceState,
+    /// When the window ends; for a close, when it closed.
+    pub until: Timestamp,
+}
+
+/// What a maintenance call did to its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaintenanceState {
+    Open,
+    Closed,
 }
 
 /// A person's rollback, taken through the admin API (`"call": "rollback"`).

@@ -387,6 +387,35 @@ fn samples() -> Vec<AuditRecord> {
         }
         .into()),
     ]);
+    let maintenance = || Suppression::Maintenance {
+        window: "saturday-patching".into(),
+        until: ts("2026-11-26T14:00:00Z"),
+    };
+    v.extend([
+        d(SuppressedAudit::Decision {
+            suppression: maintenance(),
+            trigger: Trigger::BurnRate,
+            action: Action::Rollback,
+            alert_fingerprint: None,
+        }
+        .into()),
+        d(SuppressedAudit::ReleaseMember {
+            suppression: maintenance(),
+        }
+        .into()),
+        AuditRecord::new(
+            at,
+            MaintenanceAudit {
+                actor: "alice".into(),
+                changed: true,
+                id: "m-1f2e".into(),
+                reason: "database failover".into(),
+                services: vec!["checkout".into()],
+                state: MaintenanceState::Open,
+                until: ts("2026-11-26T14:00:00Z"),
+            },
+        ),
+    ]);
     v
 }
 
@@ -447,7 +476,8 @@ fn kind_index(e: &AuditEvent) -> usize {
         AuditEvent::Verification(_) => 11,
         AuditEvent::Notification(_) => 12,
         AuditEvent::LateData(_) => 13,
-        AuditEvent::Other(_) => 14,
+        AuditEvent::Maintenance(_) => 14,
+        AuditEvent::Other(_) => 15,
     }
 }
 
@@ -455,7 +485,7 @@ fn kind_index(e: &AuditEvent) -> usize {
 fn the_samples_cover_every_known_kind() {
     let covered: std::collections::BTreeSet<usize> =
         samples().iter().map(|r| kind_index(&r.event)).collect();
-    assert_eq!(covered, (0..14).collect());
+    assert_eq!(covered, (0..15).collect());
 }
 
 #[test]

@@ -173,7 +173,9 @@ impl Backend for Kafka {
         let payload = serde_json::to_vec(record).map_err(unavailable)?;
         let key = match record.action {
             AdminAction::BreakerReset => "breaker",
-            _ => "automation",
+            // Opens and closes of windows in one partition: in order.
+            AdminAction::MaintenanceOpen | AdminAction::MaintenanceClose => "maintenance",
+            AdminAction::Pause | AdminAction::Resume => "automation",
         };
         let what = format!("the {}", record.action.as_str());
         let topic = &self.shared.config.topics.admin;

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::hmac::hmac_sha256;
 use crate::config::notify::NotifyEvent;
-use crate::model::audit::{BreakerAudit, SuppressedAudit, Suppression, VerificationOutcome};
+use crate::model::audit::{
+    BreakerAudit, DeployAudit, SuppressedAudit, Suppression, VerificationOutcome,
+};
 use crate::model::{hex, summary, Action, AuditEvent, AuditRecord};
 
 /// An audit record some sink may want, parsed once.
@@ -25,6 +27,9 @@ pub struct Event {
     /// The record's JSON, as on the audit topic.
     pub payload: Vec<u8>,
     pub record: AuditRecord,
+    /// The deploy's environment: from the record when it names it (deploy
+    /// started, command), else as the notifier remembers it.
+    pub environment: Option<String>,
 }
 
 impl Event {
@@ -34,11 +39,18 @@ impl Event {
         let record: AuditRecord = serde_json::from_slice(payload).ok()?;
         let kind = classify(&record)?;
         let digest = Sha256::digest(payload);
+        let environment = match &record.event {
+            AuditEvent::Deploy(DeployAudit::Started { environment, .. }) => Some(environment),
+            AuditEvent::Command(c) => Some(&c.environment),
+            _ => None,
+        }
+        .cloned();
         Some(Event {
             kind,
             id: hex(&digest[..16]),
             payload: payload.to_vec(),
             record,
+            environment,
         })
     }
 
@@ -94,6 +106,7 @@ impl Event {
 
 fn classify(record: &AuditRecord) -> Option<NotifyEvent> {
     Some(match &record.event {
+        AuditEvent::Deploy(DeployAudit::Started { .. }) => NotifyEvent::Deploy,
         AuditEvent::Decision(_) => NotifyEvent::Decision,
         AuditEvent::Command(c) => match c.action {
             Action::Rollback => NotifyEvent::Command,
@@ -327,6 +340,15 @@ mod tests {
             Some(NotifyEvent::NotRecovered)
         );
         assert_eq!(kinds(record("deploy", json!({"retired": "done"}))), None);
+        assert_eq!(
+            kinds(record(
+                "deploy",
+                json!({"event": "deploy.started", "version": "v2", "previous_version": "v1",
+                    "environment": "prod", "strategy": null, "release_id": null,
+                    "data_migration": "none", "at": "2026-11-26T12:00:00Z"})
+            )),
+            Some(NotifyEvent::Deploy)
+        );
         assert_eq!(kinds(record("forecast", json!({}))), None);
         assert!(Event::parse(b"not json").is_none());
     }

@@ -1,5 +1,5 @@
-//! `[[notify]]`: audit records people should hear of, posted to Slack or
-//! a webhook.
+//! `[[notify]]`: audit records people should hear of, posted to Slack, a
+//! webhook, or Grafana's annotation API ([`grafana`]).
 //!
 //! ```text
 //!  audit record (JSON) ─► Notifier::offer ─► per sink: filter by event ─► bounded queue ─► worker thread
@@ -25,9 +25,11 @@
 //! same `X-Rollbackd-Event-Id` (a hash of the record), for the receiver to
 //! drop.
 
+pub mod grafana;
 pub mod hmac;
 pub mod message;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -102,11 +104,18 @@ impl State {
     }
 }
 
+/// How many deploys' environments the notifier remembers; past it, it
+/// starts again (an annotation then lacks the environment tag).
+const MAX_ENVIRONMENTS: usize = 10_000;
+
 /// The sinks' queues and workers.
 pub struct Notifier {
     queues: Vec<Queue>,
     state: Arc<State>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// deploy id → environment, from the deploy and command records
+    /// offered: most records about a deploy do not name it.
+    environments: Mutex<HashMap<String, String>>,
 }
 
 impl Notifier {
@@ -163,6 +172,7 @@ impl Notifier {
             queues,
             state,
             workers: Mutex::new(workers),
+            environments: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -170,9 +180,10 @@ impl Notifier {
     /// never waits.
     pub fn offer(&self, payload: &[u8]) -> Pending {
         let pending = Pending::default();
-        let Some(event) = Event::parse(payload) else {
+        let Some(mut event) = Event::parse(payload) else {
             return pending;
         };
+        self.environment(&mut event);
         let event = Arc::new(event);
         let wanted: Vec<&Queue> = self
             .queues
@@ -207,6 +218,24 @@ impl Notifier {
             }
         }
         pending
+    }
+
+    /// Remembers the environment of `e`'s deploy when it names it, or
+    /// gives it the one remembered.
+    fn environment(&self, e: &mut Event) {
+        let Some(deploy) = e.record.deploy_id.as_ref() else {
+            return;
+        };
+        let mut known = self.environments.lock().unwrap_or_else(|p| p.into_inner());
+        match &e.environment {
+            Some(env) => {
+                if known.len() >= MAX_ENVIRONMENTS {
+                    known.clear();
+                }
+                known.insert(deploy.clone(), env.clone());
+            }
+            None => e.environment = known.get(deploy).cloned(),
+        }
     }
 
     /// The audit records of dropped and failed notifications since the
@@ -345,6 +374,11 @@ impl Worker {
         let req = match self.sink.config.kind {
             NotifyKind::Slack => message::slack_request(e, &api),
             NotifyKind::Webhook => message::webhook(e, &api, self.sink.secret.as_deref()),
+            NotifyKind::Grafana => grafana::request(
+                e,
+                self.sink.token.as_deref().unwrap_or_default(),
+                &self.sink.config.dashboard_uid,
+            ),
         };
         let name = self.sink.config.name.clone();
         let mut backoff = Duration::from_nanos(self.sink.config.backoff.nanos().max(0) as u64);

@@ -22,10 +22,10 @@ fn extra(ran: &Path) -> String {
     )
 }
 
-/// Deploy `id` of `service` announced, then a bad canary over OTLP/HTTP
-/// until its command is printed.
-fn bad_canary(l: &LocalAgent, id: &str, service: &str) -> Value {
-    support::post_started(&l.addr, id, service, json!({}));
+/// Deploy `id` of `service` announced (with the fields of `more`), then
+/// a bad canary over OTLP/HTTP until its command is printed.
+fn bad_canary_with(l: &LocalAgent, id: &str, service: &str, more: Value) -> Value {
+    support::post_started(&l.addr, id, service, more);
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until {
         for (v, n, e) in [("v1", 40, 0), ("v2", 20, 3)] {
@@ -38,6 +38,10 @@ fn bad_canary(l: &LocalAgent, id: &str, service: &str) -> Value {
         }
     }
     panic!("no command for {id}");
+}
+
+fn bad_canary(l: &LocalAgent, id: &str, service: &str) -> Value {
+    bad_canary_with(l, id, service, json!({}))
 }
 
 /// The audit records of kind `kind`.
@@ -146,5 +150,74 @@ fn executing_here_without_an_audit_file_is_a_config_error_naming_both_keys() {
     assert!(
         stderr.contains("audit.path") && stderr.contains("executor.templates"),
         "{stderr}"
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_rollbackd"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("audit.path"));
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_git_strategy_commits_the_rollback_from_run_without_kafka() {
+    let _serial = support::serial();
+    let dir = support::unique_dir("local-exec-git");
+    git(
+        &dir,
+        &["init", "--quiet", "--bare", "-b", "main", "origin.git"],
+    );
+    git(&dir, &["clone", "--quiet", "origin.git", "dev"]);
+    let dev = dir.join("dev");
+    let file = "apps/checkout/prod/kustomization.yaml";
+    std::fs::create_dir_all(dev.join("apps/checkout/prod")).unwrap();
+    std::fs::write(
+        dev.join(file),
+        "images:\n- name: shop/checkout\n  newTag: v2\n",
+    )
+    .unwrap();
+    for args in [
+        &["checkout", "--quiet", "-b", "main"][..],
+        &["add", file],
+        &[
+            "-c",
+            "user.name=ci",
+            "-c",
+            "user.email=ci@example.com",
+            "commit",
+            "--quiet",
+            "-m",
+            "v2",
+        ],
+        &["push", "--quiet", "origin", "main"],
+    ] {
+        git(&dev, args);
+    }
+    let extra = format!(
+        "{SLO}[executor]\nwork_dir = \"{}\"\n[executor.git.default]\nrepository = \"{}\"\nfile = \"apps/{{service}}/{{environment}}/kustomization.yaml\"\npattern = \"newTag: {{version}}\"\n",
+        dir.join("work").display(),
+        dir.join("origin.git").display()
+    );
+    let l = LocalAgent::start_in(&dir, "", &extra, &[]);
+    let cmd = bad_canary_with(&l, "d-git", "checkout", json!({"environment": "prod"}));
+    let r = result_of(&l, &cmd["command_id"]);
+    assert_eq!(r["detail"]["status"], "succeeded", "{r}");
+    let bare = dir.join("origin.git");
+    assert!(git(&bare, &["show", &format!("main:{file}")]).contains("newTag: v1"));
+    let message = git(&bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        message.contains(cmd["command_id"].as_str().unwrap()),
+        "{message}"
     );
 }

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 pub fn main(path: &Path) -> ExitCode {
     match super::load_config(path) {
-        // What `run` reads from the environment, checked the same way.
-        Ok(c) => match c.secrets() {
+        // What `run` reads from the environment and needs beyond a valid
+        // file, checked the same way.
+        Ok(c) => match c.check_run().and_then(|()| c.secrets()) {
             Ok(secrets) => {
                 let text = format!(
                     "config {} is valid\n{}{}",

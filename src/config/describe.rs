@@ -100,6 +100,13 @@ impl Config {
             "executor: group {} name {} timeout {}",
             e.group_id, e.name, e.timeout
         );
+        if self.executes_locally() {
+            let _ = writeln!(
+                out,
+                "  run executes its commands itself (no [kafka]); what ran is recorded in {}",
+                self.audit.path
+            );
+        }
         if e.templates.is_empty() && e.git.is_empty() {
             let _ = writeln!(
                 out,

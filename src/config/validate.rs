@@ -59,6 +59,28 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Whether `run` executes its commands itself: without `[kafka]`, with
+    /// at least one `executor.templates` or `executor.git` strategy.
+    pub fn executes_locally(&self) -> bool {
+        let e = &self.executor;
+        self.kafka.is_none() && !(e.templates.is_empty() && e.git.is_empty())
+    }
+
+    /// What `run` needs beyond a valid file: executing commands itself, the
+    /// audit file, which is the record of what ran.
+    pub fn check_run(&self) -> Result<(), ConfigError> {
+        if self.executes_locally() && self.audit.path.trim().is_empty() {
+            return Err(invalid(
+                "audit.path",
+                "must be set when executor.templates or executor.git is configured without [kafka]: \
+                 run executes commands itself and the audit file is the record of what ran",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[kafka]`: brokers and group named, flush and stuck intervals in range,
 /// properties librdkafka can take.
 fn check_kafka(k: &KafkaConfig) -> Result<(), ConfigError> {

@@ -55,7 +55,7 @@ pub enum Plan {
 /// The plan for `cmd`, given the command ids that already have a result.
 pub fn plan(config: &Config, done: &HashSet<String>, cmd: &Command) -> Plan {
     if done.contains(&cmd.command_id) {
-        Plan::Skip("already executed: a result is on the results topic")
+        Plan::Skip("already executed: a result is on record")
     } else if cmd.action == Action::ApprovalRequired {
         Plan::Skip("approval_required: left for a person")
     } else {
@@ -184,8 +184,14 @@ fn publish_result(
 }
 
 /// What `cmd` comes to: run (its outcome), rejected, or `None` when it is
-/// skipped (already executed, not a rollback, awaiting approval).
-fn run_command(config: &Config, done: &HashSet<String>, cmd: &Command) -> Option<ExecutorResult> {
+/// skipped (already executed, not a rollback, awaiting approval). `done`:
+/// the command ids with a result on record — the results topic here, the
+/// audit file for `run` without Kafka (`crate::runtime::local_exec`).
+pub fn run_command(
+    config: &Config,
+    done: &HashSet<String>,
+    cmd: &Command,
+) -> Option<ExecutorResult> {
     let (status, message) = match plan(config, done, cmd) {
         Plan::Skip(why) => {
             info!(command_id = %cmd.command_id, deploy_id = %cmd.deploy_id, why, "skipped");

@@ -12,7 +12,8 @@
 //! committed.
 //!
 //! Without Kafka: commands as JSON lines on stdout (flushed one by one:
-//! someone may be piping them to an executor).
+//! someone may be piping them to an executor), and offered to the
+//! executor in this process when there is one (`super::local_exec`).
 //!
 //! Either way audit records are also appended to `audit.path` when set,
 //! and a batch is counted in the metrics only once it is out. With
@@ -32,6 +33,7 @@ use rdkafka::TopicPartitionList;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::local_exec::Queue;
 use super::shared::Shared;
 use crate::config::{KafkaConfig, Topics, Transactions};
 use crate::kafka::producer::{Client, Failure, OutRecord, Producer};
@@ -105,8 +107,11 @@ pub trait Sink: Send {
 }
 
 /// Commands as JSON lines on stdout, each flushed: someone may be piping
-/// them to an executor.
-pub struct Stdout;
+/// them to an executor. Each printed is offered to `execute` as well, when
+/// this process executes them.
+pub struct Stdout {
+    pub execute: Option<Queue>,
+}
 
 impl Sink for Stdout {
     fn publish(
@@ -124,6 +129,9 @@ impl Sink for Stdout {
                 serde_json::to_writer(&mut out, &c).map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;
                 out.flush()?;
+                if let Some(q) = &self.execute {
+                    q.offer(&c);
+                }
             }
         }
         Ok(())
@@ -154,9 +162,10 @@ impl Emitter {
         shared: Arc<Shared>,
         audit_file: Option<AuditFile>,
         notifier: Option<Arc<Notifier>>,
+        execute: Option<Queue>,
     ) -> Emitter {
         Emitter {
-            sink: Box::new(Stdout),
+            sink: Box::new(Stdout { execute }),
             audit_file,
             notifier,
             shared,

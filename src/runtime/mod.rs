@@ -28,13 +28,16 @@
 //! - [`api`]: what the HTTP routes can do ([`crate::http::Api`]).
 //! - [`views`]: one view of the whole fleet — each owner publishes its
 //!   deploys' views, every instance reads them all.
+//! - [`local_exec`]: without Kafka, with executor templates or Git
+//!   strategies, the commands executed in this process.
 //! - [`failpoint`]: crash points for tests of recovery.
 //! - [`shared`]: the engine behind one lock (a poisoned lock is fatal),
 //!   metrics, readiness per stage, the cancellation token.
 //!
 //! Without Kafka both stages run in one process: HTTP inputs go to the
 //! engine, which folds telemetry into evidence and applies it as the owner
-//! of every key; commands go to stdout.
+//! of every key; commands go to stdout, and are executed here when the
+//! config has `[executor]` templates or Git strategies ([`local_exec`]).
 //!
 //! Shutdown: SIGTERM or SIGINT cancels the token; the loops finish their
 //! pass (intake sends what it gathered and commits), the HTTP server drains,
@@ -45,6 +48,7 @@ pub mod backend;
 pub mod emit;
 pub mod failpoint;
 pub mod intake;
+pub mod local_exec;
 mod node;
 pub mod notify;
 pub mod owner;
@@ -109,6 +113,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // Tokens, the sinks' URLs and secrets, from the environment, before
     // anything.
     let secrets = config.secrets()?;
+    config.check_run()?;
     if secrets.webhook_token.is_none() {
         warn!(
             env = %config.http.webhook_token_env,
@@ -177,7 +182,8 @@ fn serve<B: Backend>(
     })
 }
 
-/// Without Kafka: HTTP in, both stages in this process, commands on stdout.
+/// Without Kafka: HTTP in, both stages in this process, commands on stdout
+/// (and executed here with executor templates or Git strategies).
 fn run_local(
     rt: &tokio::runtime::Runtime,
     config: Arc<Config>,
@@ -185,10 +191,17 @@ fn run_local(
     audit_file: Option<AuditFile>,
     secrets: Secrets,
 ) -> Result<(), RunError> {
+    let executes = config.executes_locally();
     let shared = Shared::new(config, instance_name(), &secrets);
     let notifier = notifier(&shared, secrets.sinks)?;
     watch_signals(rt, &shared);
-    let emitter = Emitter::stdout(shared.clone(), audit_file, notifier.clone());
+    let (queue, commands) = local_exec::queue();
+    let emitter = Emitter::stdout(
+        shared.clone(),
+        audit_file,
+        notifier.clone(),
+        executes.then_some(queue),
+    );
     let handle = Arc::new(Handle {
         shared: shared.clone(),
         backend: backend::Local {
@@ -196,14 +209,34 @@ fn run_local(
             emitter: std::sync::Mutex::new(emitter),
         },
     });
+    let executor = match executes {
+        false => None,
+        true => {
+            let h = handle.clone();
+            let feed = move |r| {
+                h.backend.apply_now(Input::Result(r));
+            };
+            let (config, cancel) = (shared.config.clone(), shared.cancel.clone());
+            let path = config.audit.path.clone();
+            let started = local_exec::start(config, commands, feed, cancel);
+            Some(started.map_err(|source| RunError::AuditFile { path, source })?)
+        }
+    };
     let http = serve(rt, listener, handle.clone());
     shared.readiness.all();
-    info!("rollbackd ready (no Kafka: HTTP in, commands on stdout)");
+    match executes {
+        true => info!("rollbackd ready (no Kafka: HTTP in, commands on stdout and executed here)"),
+        false => info!("rollbackd ready (no Kafka: HTTP in, commands on stdout)"),
+    }
     while !shared.cancel.is_cancelled() {
         handle.backend.apply_now(Input::Tick);
         thread::sleep(Duration::from_millis(200));
     }
     let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), http).await });
+    // The command in hand finishes and its result is recorded.
+    if let Some(t) = executor {
+        let _ = t.join();
+    }
     if let Some(n) = notifier {
         n.stop(notify::STOP_GRACE);
         // The audit records of notifications that failed meanwhile.

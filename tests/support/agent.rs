@@ -415,7 +415,12 @@ impl LocalAgent {
     /// `ROLLBACKD_WEBHOOK_TOKEN` in `env` its webhook routes are open
     /// (`http.allow_unauthenticated`).
     pub fn start(http: &str, extra: &str, env: &[(&str, &str)]) -> LocalAgent {
-        let dir = unique_dir("local");
+        LocalAgent::start_in(&unique_dir("local"), http, extra, env)
+    }
+
+    /// As [`LocalAgent::start`], with its config and audit file in `dir`:
+    /// started again there, it finds the audit file it left.
+    pub fn start_in(dir: &Path, http: &str, extra: &str, env: &[(&str, &str)]) -> LocalAgent {
         let audit = dir.join("audit.jsonl");
         let cfg = dir.join("config.toml");
         let open = !env.iter().any(|(k, _)| *k == "ROLLBACKD_WEBHOOK_TOKEN");

@@ -220,22 +220,7 @@ pub(super) fn validate(
         if w.name.is_empty() {
             w.name = format!("maintenance-{i}");
         }
-        if !w
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(invalid(
-                key("name"),
-                "letters, digits, '-', '_' and '.' only",
-            ));
-        }
-        if out.iter().any(|o| o.name == w.name) {
-            return Err(invalid(
-                key("name"),
-                format!("{:?} is already used", w.name),
-            ));
-        }
+        super::check_name(key("name"), &w.name, out.iter().map(|o| o.name.as_str()))?;
         if w.services.iter().any(|s| s.trim().is_empty()) {
             return Err(invalid(key("services"), "a service name is empty"));
         }

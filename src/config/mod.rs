@@ -63,6 +63,25 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Checks the name of an entry of an array of tables (`key`): letters,
+/// digits, `-`, `_` and `.` only, and not one of `taken`.
+fn check_name<'a>(
+    key: String,
+    name: &str,
+    mut taken: impl Iterator<Item = &'a str>,
+) -> Result<(), ConfigError> {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(key, "letters, digits, '-', '_' and '.' only"));
+    }
+    if taken.any(|t| t == name) {
+        return Err(invalid(key, format!("{name:?} is already used")));
+    }
+    Ok(())
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -202,22 +202,7 @@ pub(super) fn validate(
         if n.name.is_empty() {
             n.name = format!("{}-{i}", n.kind.as_str());
         }
-        if !n
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(invalid(
-                key("name"),
-                "letters, digits, '-', '_' and '.' only",
-            ));
-        }
-        if out.iter().any(|o| o.name == n.name) {
-            return Err(invalid(
-                key("name"),
-                format!("{:?} is already used", n.name),
-            ));
-        }
+        super::check_name(key("name"), &n.name, out.iter().map(|o| o.name.as_str()))?;
         match (n.url.is_empty(), n.url_env.is_empty()) {
             (true, true) => return Err(invalid(key("url"), "set url or url_env")),
             (false, false) => return Err(invalid(key("url"), "set url or url_env, not both")),

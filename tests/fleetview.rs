@@ -60,6 +60,16 @@ fn every_instance_shows_the_whole_fleet_and_a_dead_owners_deploys_stay() {
     let _serial = serial();
     let broker = Broker::start();
     let cfg = agent_config_with_slo(&broker, "g-view", FLEET_SLO, "");
+    // A dead member keeps its partitions for 30 s, its session timeout:
+    // longer than a view stays fresh (15 s), so the others show its keys
+    // as "owner changing" before a new owner's view comes.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let longer = text.replace(
+        "\"session.timeout.ms\" = \"6000\"",
+        "\"session.timeout.ms\" = \"30000\"",
+    );
+    assert_ne!(text, longer, "the test agents' session timeout");
+    std::fs::write(&cfg, longer).unwrap();
     // Dynamic members, named by their host name: the group gives a dead
     // member's partitions to the others once its session times out (a
     // static member keeps them until it comes back).
@@ -141,8 +151,8 @@ fn every_instance_shows_the_whole_fleet_and_a_dead_owners_deploys_stay() {
     assert!(card(&page.dom, "d-shop").contains(">rollback<"));
 
     // The owner of a healthy canary is killed: on the others its deploys
-    // stay listed — its last view, then "owner changing" or at once the
-    // new owner's — and end with a new owner's view.
+    // stay listed — its last view, then "owner changing" — and end with a
+    // new owner's view.
     let victim_id = owners["d-cart"].clone();
     let victim = agents
         .iter()
@@ -198,12 +208,14 @@ fn every_instance_shows_the_whole_fleet_and_a_dead_owners_deploys_stay() {
     println!("after the owner {victim_id} was killed: {seen:?}");
     let old = format!("published by {victim_id}");
     for (key, steps) in &seen {
-        // The dead owner's view, possibly marked "owner changing", then the
+        // The dead owner's view, then marked "owner changing", then the
         // new owner's: never back to the dead owner's as if fresh.
         let new = steps
             .iter()
             .position(|s| !s.ends_with(&format!("by {victim_id}")));
         let new = new.expect("a new owner");
+        let changing = format!("owner changing by {victim_id}");
+        assert!(new > 0 && steps[new - 1] == changing, "{key:?}: {steps:?}");
         assert!(
             steps[..new]
                 .iter()

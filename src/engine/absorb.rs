@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::model::audit::LateDataAudit;
 use crate::model::evidence::{Counts, Evidence, Item, Key, Origin};
-use crate::model::{AuditRecord, Output, ResourceIdent, TelemetryBatch, TelemetryOutcome};
+use crate::model::{AuditRecord, Output, TelemetryBatch, TelemetryOutcome};
 use crate::time::{Duration, Timestamp};
 
 use super::fold::Fold;
@@ -131,17 +131,8 @@ impl Engine {
                 counts,
                 ..
             } => {
-                if self.config.deploys.infers(&key.service) {
-                    if let Some(version) = self
-                        .registry
-                        .get(&deploy_id)
-                        .and_then(|d| d.version_of(role))
-                    {
-                        let version = version.to_string();
-                        self.note_serving(key, &version, at);
-                    }
-                }
-                let kind = if metrics { Kind::Metric } else { Kind::Span };
+                self.note_side(key, &deploy_id, role, at);
+                let kind = Kind::of(metrics);
                 self.add(&deploy_id, role, at, kind, counts, batch);
             }
             Item::Seen {
@@ -151,7 +142,7 @@ impl Engine {
                 counts,
                 ..
             } => {
-                let kind = if metrics { Kind::Metric } else { Kind::Span };
+                let kind = Kind::of(metrics);
                 self.seen(key, &version, (at, kind, counts), owner, batch, out);
             }
             Item::Cumulative {
@@ -216,15 +207,8 @@ impl Engine {
 
     /// The active deploys (id, side, start) that claim `version` of `key`.
     fn claims(&self, key: &Key, version: &str) -> Vec<(String, Role, Timestamp)> {
-        let ident = ResourceIdent {
-            service: Some(key.service.clone()),
-            version: Some(version.to_string()),
-            environment: Some(key.environment.clone()),
-            deployment_id: None,
-            attrs_hash: 0,
-        };
         self.registry
-            .correlate(&ident)
+            .of_version(&key.service, version, Some(&key.environment))
             .into_iter()
             .map(|t| (t.deploy.info.deploy_id.clone(), t.role, t.deploy.info.at))
             .collect()

@@ -27,10 +27,13 @@
 //! reads back is taken as known), telemetry without `service.version`, and
 //! a version an active deploy already claims (announced deploys win).
 
+use std::collections::HashMap;
+
 use crate::model::evidence::Key;
 use crate::model::{DataMigration, DeployEvent, DeployEventKind, Output};
 use crate::time::{Duration, Timestamp};
 
+use super::registry::Role;
 use super::Engine;
 
 /// The versions remembered per (service, environment): the least recently
@@ -173,17 +176,38 @@ fn inferred_id(key: &Key, version: &str, at: Timestamp, used: impl Fn(&str) -> b
     ))
 }
 
+/// Notes in `books` that `version` of `key` served at `at` (a new key only
+/// while fewer than [`MAX_KEYS`] are remembered).
+fn note(books: &mut HashMap<Key, VersionBook>, key: &Key, version: &str, at: Timestamp) {
+    if let Some(book) = books.get_mut(key) {
+        book.note(version, at);
+    } else if books.len() < MAX_KEYS {
+        books.entry(key.clone()).or_default().note(version, at);
+    }
+}
+
 impl Engine {
     /// Notes that `version` of `key` served at `at`, if `key`'s deploys
     /// are inferred.
     pub(super) fn note_serving(&mut self, key: &Key, version: &str, at: Timestamp) {
+        if self.config.deploys.infers(&key.service) {
+            note(&mut self.books, key, version, at);
+        }
+    }
+
+    /// Notes the version on `role`'s side of `deploy_id` as serving at
+    /// `at`, if `key`'s deploys are inferred (every request the owner
+    /// counts for a deploy).
+    pub(super) fn note_side(&mut self, key: &Key, deploy_id: &str, role: Role, at: Timestamp) {
         if !self.config.deploys.infers(&key.service) {
             return;
         }
-        if let Some(book) = self.books.get_mut(key) {
-            book.note(version, at);
-        } else if self.books.len() < MAX_KEYS {
-            self.books.entry(key.clone()).or_default().note(version, at);
+        if let Some(version) = self
+            .registry
+            .get(deploy_id)
+            .and_then(|d| d.version_of(role))
+        {
+            note(&mut self.books, key, version, at);
         }
     }
 

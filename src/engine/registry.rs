@@ -345,13 +345,25 @@ impl Registry {
         else {
             return Vec::new();
         };
+        self.of_version(service, version, ident.environment.as_deref())
+    }
+
+    /// The deploy sides of `service` on `version`: candidates and
+    /// baselines, the environment checked when both it and the deploy
+    /// name one.
+    pub fn of_version(
+        &self,
+        service: &str,
+        version: &str,
+        environment: Option<&str>,
+    ) -> Vec<Target<'_>> {
         let Some(list) = self.by_version.get(service).and_then(|v| v.get(version)) else {
             return Vec::new();
         };
         list.iter()
             .filter_map(|&(seq, role)| {
                 let d = self.deploys.get(&seq)?;
-                let env_ok = match (&ident.environment, &d.info.environment) {
+                let env_ok = match (environment, d.info.environment.as_deref()) {
                     (Some(t), Some(e)) => t == e,
                     _ => true,
                 };

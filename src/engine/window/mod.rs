@@ -403,7 +403,7 @@ mod tests {
             let now_s = sorted.last().map_or(0, |o| o.0) + extra;
             let now = Timestamp(now_s * SEC);
             for &(t, req, err, metric) in &sorted {
-                let kind = if metric { Kind::Metric } else { Kind::Span };
+                let kind = Kind::of(metric);
                 w.add(Timestamp(t * SEC), kind, req, err.min(req), 0);
             }
             let width = (length.nanos() + BUCKETS as i64 - 1) / BUCKETS as i64;

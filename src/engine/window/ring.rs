@@ -10,6 +10,17 @@ pub enum Kind {
     Metric,
 }
 
+impl Kind {
+    /// The kind of evidence that says whether it is histogram data.
+    pub fn of(metrics: bool) -> Kind {
+        if metrics {
+            Kind::Metric
+        } else {
+            Kind::Span
+        }
+    }
+}
+
 /// Request counters of one bucket from one kind of source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cell {

@@ -229,13 +229,3 @@ fn every_instance_shows_the_whole_fleet_and_a_dead_owners_deploys_stay() {
     }
     drop(traffic);
 }
-
-/// The HTML of one deploy's card.
-fn card<'a>(dom: &'a str, deploy_id: &str) -> &'a str {
-    let start = dom
-        .find(&format!("data-deploy-id=\"{deploy_id}\""))
-        .unwrap_or_else(|| panic!("no card for {deploy_id}: {dom}"));
-    let rest = &dom[start..];
-    let end = rest.find("</section>").unwrap_or(rest.len());
-    &rest[..end]
-}

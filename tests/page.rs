@@ -234,16 +234,6 @@ fn load_with_token(addr: &str, token: &str, shot: Option<&std::path::Path>) -> P
     load(&format!("http://{addr}/#token={token}"), shot)
 }
 
-/// The HTML of one deploy's card.
-fn card<'a>(dom: &'a str, deploy_id: &str) -> &'a str {
-    let start = dom
-        .find(&format!("data-deploy-id=\"{deploy_id}\""))
-        .unwrap_or_else(|| panic!("no card for {deploy_id}: {dom}"));
-    let rest = &dom[start..];
-    let end = rest.find("</section>").unwrap_or(rest.len());
-    &rest[..end]
-}
-
 #[test]
 fn the_status_json_follows_its_schema() {
     let _serial = serial();

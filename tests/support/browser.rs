@@ -111,3 +111,13 @@ pub fn screenshot_path(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
+
+/// The HTML of one deploy's card.
+pub fn card<'a>(dom: &'a str, deploy_id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("data-deploy-id=\"{deploy_id}\""))
+        .unwrap_or_else(|| panic!("no card for {deploy_id}: {dom}"));
+    let rest = &dom[start..];
+    let end = rest.find("</section>").unwrap_or(rest.len());
+    &rest[..end]
+}

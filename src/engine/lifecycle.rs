@@ -17,6 +17,7 @@ use super::fold::key_of;
 use super::infer::INFERRED;
 use super::registry::Role;
 use super::Engine;
+use crate::model::evidence::Key;
 
 impl Engine {
     /// Every instance applies every deploy event (the registry is whole
@@ -60,42 +61,13 @@ impl Engine {
             return;
         }
         let key = key_of(&ev);
-        if let Some(r) = self.known.restored(&key, &ev.version) {
-            if self.registry.get(&r.deploy_id).is_some() {
-                let why = format!(
-                    "the redeploy of {} by the rollback rollbackd commanded ({})",
-                    ev.version, r.command_id
-                );
-                out.push(ignored_because(now, &ev, why));
-                return;
-            }
-        }
         let env = ev.environment_or_default().to_string();
-        let same_version = self
-            .registry
-            .of_service(&ev.service, Some(&env))
-            .find(|d| d.info.version == ev.version)
-            .map(|d| {
-                (
-                    d.info.deploy_id.clone(),
-                    d.info.strategy.as_deref() == Some(INFERRED),
-                    d.decided.is_some(),
-                )
-            });
-        // (id, inferred?, decided?) of an active deploy of this version.
-        let taken_over = match same_version {
-            Some((id, true, false)) if !inferred => Some(id),
-            Some((id, true, true)) if !inferred => {
-                let why = format!("rollbackd inferred this deploy as {id} and decided it");
+        let taken_over = match self.same_version(&ev, &key, inferred) {
+            Ok(taken_over) => taken_over,
+            Err(why) => {
                 out.push(ignored_because(now, &ev, why));
                 return;
             }
-            Some((id, false, _)) if inferred => {
-                let why = format!("deploy {id} of this version is active");
-                out.push(ignored_because(now, &ev, why));
-                return;
-            }
-            _ => None,
         };
         let older: Vec<(String, Timestamp)> = self
             .registry
@@ -139,6 +111,43 @@ impl Engine {
         self.restore_decision(&deploy_id);
         if let Some(f) = fast_track {
             self.start_fast_track(&deploy_id, at, f);
+        }
+    }
+
+    /// What an active deploy of the same version, or the last rollback of
+    /// `key`, makes of `ev`: the inferred deploy it takes over (if any), or
+    /// why it is ignored — the executor's redeploy of the version a
+    /// rollback restored, an inferred deploy decided already, an inferred
+    /// event for a version an announced deploy holds.
+    fn same_version(
+        &self,
+        ev: &DeployEvent,
+        key: &Key,
+        inferred: bool,
+    ) -> Result<Option<String>, String> {
+        if let Some(r) = self.known.restored(key, &ev.version) {
+            if self.registry.get(&r.deploy_id).is_some() {
+                return Err(format!(
+                    "the redeploy of {} by the rollback rollbackd commanded ({})",
+                    ev.version, r.command_id
+                ));
+            }
+        }
+        let Some(d) = self
+            .registry
+            .of_service(&ev.service, Some(&key.environment))
+            .find(|d| d.info.version == ev.version)
+        else {
+            return Ok(None);
+        };
+        let id = d.info.deploy_id.clone();
+        match (d.info.strategy.as_deref() == Some(INFERRED), inferred) {
+            (true, false) if d.decided.is_some() => Err(format!(
+                "rollbackd inferred this deploy as {id} and decided it"
+            )),
+            (true, false) => Ok(Some(id)),
+            (false, true) => Err(format!("deploy {id} of this version is active")),
+            _ => Ok(None),
         }
     }
 

@@ -284,6 +284,19 @@ impl Engine {
             }
             return Some(answer);
         }
+        if let Some(f) = &d.fast_track {
+            // A version shown healthy before: watched as a recovery, never
+            // held back as a canary (every instance knows it from the deploy
+            // event).
+            answer.verdict = GateVerdict::Pass;
+            answer.since = Some(d.info.at);
+            answer.evidence = json!({"fast_track": f});
+            answer.reason = format!(
+                "fast-tracked: {} was seen healthy at {} ({}); watched as a recovery, not judged as a canary",
+                d.info.version, f.healthy_at, f.how
+            );
+            return Some(answer);
+        }
         if let Some(p) = self.gate_passes.get_str(d.id()) {
             answer.verdict = GateVerdict::Pass;
             answer.since = Some(p.at);

@@ -2,6 +2,7 @@
 //! recovery), the executor's own redeploy, and what is never fast-tracked.
 
 use super::*;
+use crate::model::gate::GateVerdict;
 
 const CONFIG: &str = "[guards]\ncooldown = \"0s\"\n[slo]\nwarmup = \"5s\"\nmin_requests = 20\nwatch_after_complete = \"30s\"\n\
                       [verify]\nwindow = \"1m\"\n";
@@ -135,4 +136,25 @@ fn a_revert_seen_only_in_the_telemetry_is_fast_tracked() {
     let started = audits(&out, "deploy");
     assert_eq!(started[0]["deploy_id"], "inferred:web:default:v2@1230");
     assert!(commands(&out).is_empty());
+}
+
+#[test]
+fn the_gate_passes_a_fast_tracked_deploy_at_once_and_a_person_can_still_fail_it() {
+    let mut e = engine(CONFIG);
+    healthy(&mut e, "d-1", "v2", "v1", 1_000);
+    healthy(&mut e, "d-2", "v3", "v2", 1_100);
+    deploy(&mut e, of("d-3", "v2", "v3", 1_200));
+    // Before any request: a controller promoting a revert is not held.
+    let answer = e.gate("web", "default", Some("v2")).unwrap();
+    assert_eq!(answer.verdict, GateVerdict::Pass, "{answer:?}");
+    assert_eq!(answer.evidence["fast_track"]["how"], "watched");
+    assert!(
+        answer.reason.starts_with("fast-tracked: v2"),
+        "{}",
+        answer.reason
+    );
+    // A command still overrides it.
+    manual(&mut e, "d-3", "still broken", "alice").unwrap();
+    let answer = e.gate("web", "default", Some("v2")).unwrap();
+    assert_eq!(answer.verdict, GateVerdict::Fail, "{answer:?}");
 }

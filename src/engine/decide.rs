@@ -179,10 +179,10 @@ impl Engine {
         };
         let manual = trigger.is_manual();
         // 7. decides the action up front: the command id depends on it.
-        let action = if !manual && d.info.data_migration == DataMigration::Irreversible {
-            Action::ApprovalRequired
-        } else {
+        let action = if manual {
             Action::Rollback
+        } else {
+            self.automatic_action(d)
         };
         let cmd = build_command(d, action, trigger, evidence, now);
         let chain = if manual {
@@ -226,6 +226,24 @@ impl Engine {
             self.cascade_release(&release, deploy_id, Some(trigger), out);
         }
         true
+    }
+
+    /// The action of a command rollbackd decides on its own for `d`: a
+    /// person approves it when it cannot be undone (an irreversible data
+    /// migration) or when it would restore a version rolled back before
+    /// (a fast-tracked revert whose `previous_version` is the one that
+    /// failed).
+    fn automatic_action(&self, d: &Deploy) -> Action {
+        let to_bad = d
+            .info
+            .previous_version
+            .as_deref()
+            .is_some_and(|v| self.known.is_bad(&super::fold::key_of(&d.info), v));
+        if d.info.data_migration == DataMigration::Irreversible || to_bad {
+            Action::ApprovalRequired
+        } else {
+            Action::Rollback
+        }
     }
 
     /// Records and outputs a command, with its audit record (and the
@@ -330,11 +348,7 @@ impl Engine {
             let Some(d) = self.registry.get(&member) else {
                 continue;
             };
-            let action = if d.info.data_migration == DataMigration::Irreversible {
-                Action::ApprovalRequired
-            } else {
-                Action::Rollback
-            };
+            let action = self.automatic_action(d);
             let evidence = json!({
                 "release_id": release,
                 "caused_by": origin,

@@ -69,7 +69,8 @@ impl Known {
         }
     }
 
-    fn is_bad(&self, key: &Key, version: &str) -> bool {
+    /// Whether `version` of `key` was rolled back, or did not recover.
+    pub fn is_bad(&self, key: &Key, version: &str) -> bool {
         self.bad
             .get(key)
             .is_some_and(|l| l.iter().any(|v| v == version))

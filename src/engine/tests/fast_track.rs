@@ -158,3 +158,35 @@ fn the_gate_passes_a_fast_tracked_deploy_at_once_and_a_person_can_still_fail_it(
     let answer = e.gate("web", "default", Some("v2")).unwrap();
     assert_eq!(answer.verdict, GateVerdict::Fail, "{answer:?}");
 }
+
+#[test]
+fn an_alert_on_a_revert_asks_a_person_before_restoring_the_version_that_failed() {
+    let mut e = engine(CONFIG);
+    deploy(&mut e, of("d-1", "v2", "v1", 1_000));
+    serve(&mut e, (1_000, 1_030), &[("v1", 0), ("v2", 3)]);
+    deploy(&mut e, of("d-9", "v3", "v2", 1_100));
+    // A person reverts to v1 from v3, fast-tracked; its previous version
+    // is v3, and an alert fires on it.
+    let out = deploy(&mut e, of("d-10", "v1", "v3", 1_101));
+    assert_eq!(fast_track_of(&out)["how"], "restored");
+    let out = alerts(&mut e, &[alert("web", "fp-1", 1_110)]);
+    let c = commands(&out);
+    assert_eq!(c.len(), 1, "{out:?}");
+    assert_eq!(c[0].action, Action::Rollback, "v3 was never rolled back");
+    // A revert whose previous version is the one rolled back: a person
+    // approves restoring it.
+    let mut e = engine(CONFIG);
+    deploy(&mut e, of("d-1", "v2", "v1", 1_000));
+    serve(&mut e, (1_000, 1_030), &[("v1", 0), ("v2", 3)]);
+    let mut back = of("d-1", "v2", "v1", 1_031);
+    back.kind = DeployEventKind::RolledBack;
+    deploy(&mut e, back);
+    serve(&mut e, (1_031, 1_200), &[("v1", 0)]);
+    assert!(e.deploy_view("d-1").is_none(), "d-1's rollback verified");
+    deploy(&mut e, of("d-11", "v1", "v2", 1_200));
+    let out = alerts(&mut e, &[alert("web", "fp-2", 1_210)]);
+    let c = commands(&out);
+    assert_eq!(c.len(), 1, "{out:?}");
+    assert_eq!(c[0].action, Action::ApprovalRequired);
+    assert_eq!(c[0].to_version.as_deref(), Some("v2"));
+}

@@ -92,15 +92,22 @@ impl Kafka {
     /// `partition`), or `within` passed; whether it did.
     async fn read_back(&self, topic: &str, partition: i32, offset: i64, within: Duration) -> bool {
         let key = (topic.to_string(), partition);
-        let until = Instant::now() + within;
-        while self.control_next.get(&key).is_none_or(|n| *n <= offset) {
-            if Instant::now() > until {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        true
+        let applied = || self.control_next.get(&key).is_some_and(|n| *n > offset);
+        wait_until(applied, within, Duration::from_millis(5)).await
     }
+}
+
+/// Polls `done` every `every` until it holds or `within` passed; whether
+/// it held.
+async fn wait_until(done: impl Fn() -> bool, within: Duration, every: Duration) -> bool {
+    let until = Instant::now() + within;
+    while !done() {
+        if Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(every).await;
+    }
+    true
 }
 
 impl Backend for Kafka {
@@ -205,14 +212,11 @@ impl Backend for Kafka {
             }
         }
         self.send_to_owners(fold, None).await?;
-        let until = Instant::now() + Duration::from_secs(10);
-        while !self.shared.read().was_emitted(&id) {
-            if Instant::now() > until {
-                return Err(unavailable(format!(
-                    "the rollback of {deploy_id} was handed to its owner, which has not emitted command {id} within 10 s"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let emitted = || self.shared.read().was_emitted(&id);
+        if !wait_until(emitted, Duration::from_secs(10), Duration::from_millis(20)).await {
+            return Err(unavailable(format!(
+                "the rollback of {deploy_id} was handed to its owner, which has not emitted command {id} within 10 s"
+            )));
         }
         Ok(Ok(id))
     }

@@ -69,6 +69,21 @@ impl RequestId {
     }
 }
 
+/// An HTTP request as it came (its route and body), whose [`RequestId`]
+/// is taken only where one is needed: hashing the body costs, and only
+/// evidence sent through Kafka carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub route: &'a str,
+    pub body: &'a [u8],
+}
+
+impl Request<'_> {
+    pub fn id(&self) -> RequestId {
+        RequestId::of(self.route, self.body)
+    }
+}
+
 /// Which keys this instance decides for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Ownership {

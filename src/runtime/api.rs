@@ -16,7 +16,7 @@ use crate::http::gate::{GateKey, GateRoute};
 use crate::http::status::{AuditLine, Status};
 use crate::http::{Api, InputError, RECENT_AUDIT};
 use crate::ingest::{self, DecodeError, Source};
-use crate::model::evidence::RequestId;
+use crate::model::evidence::Request;
 use crate::model::{
     AdminAction, AdminCall, AdminRecord, AuditRecord, Input, MaintenanceCall, Refusal, ADMIN_SCHEMA,
 };
@@ -95,7 +95,10 @@ impl<B: Backend> Api for Handle<B> {
         } else {
             OtlpEncoding::Proto
         };
-        let request = RequestId::of(source.label(), &body);
+        let request = Request {
+            route: source.label(),
+            body: &body,
+        };
         let input = match ingest::decode(source, &body, encoding) {
             Ok(input) => input,
             Err(e) => return Err(self.malformed(source, &e).await),

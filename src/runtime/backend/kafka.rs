@@ -15,7 +15,7 @@ use super::{unavailable, Backend};
 use crate::engine::fold::Fold;
 use crate::http::InputError;
 use crate::kafka::producer::{OutRecord, Until};
-use crate::model::evidence::{Origin, RequestId};
+use crate::model::evidence::{Origin, Request, RequestId};
 use crate::model::{
     command_id, Action, AdminAction, AdminRecord, Alert, DeployEvent, Input, Output, Refusal,
     TelemetryBatch, TelemetryOutcome,
@@ -137,21 +137,21 @@ impl Backend for Kafka {
     async fn telemetry(
         &self,
         batch: TelemetryBatch,
-        request: RequestId,
+        request: Request<'_>,
     ) -> Result<TelemetryOutcome, InputError> {
         let mut fold = Fold::default();
         let outcome =
             self.shared
                 .read()
                 .fold_telemetry(&mut fold, &batch, None, Timestamp::now_wall());
-        self.send_to_owners(fold, Some(request)).await?;
+        self.send_to_owners(fold, Some(request.id())).await?;
         Ok(outcome)
     }
 
-    async fn alerts(&self, alerts: Vec<Alert>, request: RequestId) -> Result<(), InputError> {
+    async fn alerts(&self, alerts: Vec<Alert>, request: Request<'_>) -> Result<(), InputError> {
         let mut fold = Fold::default();
         let unmatched = self.shared.read().fold_alerts(&mut fold, alerts);
-        self.send_to_owners(fold, Some(request)).await?;
+        self.send_to_owners(fold, Some(request.id())).await?;
         if !unmatched.is_empty() {
             // Audited by this instance: no owner would see them.
             self.apply(Input::Alerts(unmatched)).await?;

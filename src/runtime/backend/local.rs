@@ -10,7 +10,7 @@ use tracing::warn;
 use super::{telemetry_outcome, Backend};
 use crate::http::InputError;
 use crate::ingest::Source;
-use crate::model::evidence::RequestId;
+use crate::model::evidence::Request;
 use crate::model::{
     command_id, Action, AdminCall, AdminRecord, Alert, DeployEvent, Input, Output, Refusal,
     TelemetryBatch, TelemetryOutcome,
@@ -50,14 +50,14 @@ impl Backend for Local {
     async fn telemetry(
         &self,
         batch: TelemetryBatch,
-        _request: RequestId,
+        _request: Request<'_>,
     ) -> Result<TelemetryOutcome, InputError> {
         // Applied whole or not at all: nothing to count twice.
         let outputs = self.apply(Input::Telemetry(batch)).await?;
         Ok(telemetry_outcome(&outputs))
     }
 
-    async fn alerts(&self, alerts: Vec<Alert>, _request: RequestId) -> Result<(), InputError> {
+    async fn alerts(&self, alerts: Vec<Alert>, _request: Request<'_>) -> Result<(), InputError> {
         self.apply(Input::Alerts(alerts)).await.map(|_| ())
     }
 

@@ -16,7 +16,7 @@ pub use local::Local;
 use std::future::Future;
 
 use crate::http::InputError;
-use crate::model::evidence::RequestId;
+use crate::model::evidence::Request;
 use crate::model::{
     AdminRecord, Alert, DeployEvent, Input, Output, Refusal, TelemetryBatch, TelemetryOutcome,
 };
@@ -31,14 +31,14 @@ pub trait Backend: Send + Sync + 'static {
     fn telemetry(
         &self,
         batch: TelemetryBatch,
-        request: RequestId,
+        request: Request<'_>,
     ) -> impl Future<Output = Result<TelemetryOutcome, InputError>> + Send;
 
     /// Alertmanager alerts of HTTP request `request`.
     fn alerts(
         &self,
         alerts: Vec<Alert>,
-        request: RequestId,
+        request: Request<'_>,
     ) -> impl Future<Output = Result<(), InputError>> + Send;
 
     /// A deploy event, checked; `bytes` as it came; counted where it is

@@ -12,6 +12,12 @@
 //! Every run has its own seed, derived from `--seed`, the grid point and
 //! the run's number, so the report is the same whatever the number of
 //! threads.
+//!
+//! Beside every detection point stands the [`oracle`]: the expected time of
+//! the sequential probability ratio test that knows the fault's size, the
+//! information limit the engine's time is measured against.
+
+mod oracle;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -25,6 +31,7 @@ use crate::engine::window::{Kind, SeriesWindows, Sli};
 use crate::rng::{splitmix, Rng};
 use crate::stats::{wilson_lower_bound, z_for_confidence};
 use crate::time::{Duration, Timestamp};
+pub use oracle::Oracle;
 
 /// The grid used when none is given (also shipped as `config/simulate.toml`).
 pub const DEFAULT_GRID: &str = include_str!("../config/simulate.toml");
@@ -131,6 +138,9 @@ pub struct Outcome {
     pub p_rollback_upper95: f64,
     /// Over the runs that were rolled back; null when none was.
     pub time_to_decision: Option<Quantiles>,
+    /// The oracle SPRT of a detection point whose candidate is over the
+    /// lowest threshold; null otherwise.
+    pub oracle: Option<Oracle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -434,11 +444,18 @@ pub fn simulate(
     Ok(points
         .into_iter()
         .zip(times)
-        .map(|(point, t)| outcome(point, t.into_inner().unwrap_or_else(|e| e.into_inner())))
+        .zip(&policies)
+        .map(|((point, t), policy)| {
+            outcome(
+                point,
+                t.into_inner().unwrap_or_else(|e| e.into_inner()),
+                policy,
+            )
+        })
         .collect())
 }
 
-fn outcome(point: Point, runs: Vec<Option<f64>>) -> Outcome {
+fn outcome(point: Point, runs: Vec<Option<f64>>, policy: &Policy) -> Outcome {
     let n = runs.len() as u64;
     let mut decided: Vec<f64> = runs.into_iter().flatten().collect();
     decided.sort_by(f64::total_cmp);
@@ -446,7 +463,20 @@ fn outcome(point: Point, runs: Vec<Option<f64>>) -> Outcome {
     let z95 = z_for_confidence(0.95);
     let rank =
         |q: f64| decided[((q * decided.len() as f64).ceil() as usize).clamp(1, decided.len()) - 1];
+    let p50 = (!decided.is_empty()).then(|| rank(0.5));
+    let oracle = (!point.healthy)
+        .then(|| {
+            oracle::oracle(
+                policy,
+                point.sli,
+                point.candidate_bad,
+                point.canary_rps,
+                p50,
+            )
+        })
+        .flatten();
     Outcome {
+        oracle,
         rollbacks: decided.len(),
         p_rollback: k as f64 / n.max(1) as f64,
         p_rollback_upper95: 1.0 - wilson_lower_bound(n - k, n, z95),
@@ -503,8 +533,8 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<22} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>6} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7}",
-        "row", "SLI", "SLO", "confidence", "canary rps", "baseline rps", "baseline bad", "canary bad", "runs", "rollbacks", "P(rollback)", "upper 95%", "decided p50", "p90", "p99"
+        "{:<22} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>6} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7} {:>8} {:>10}",
+        "row", "SLI", "SLO", "confidence", "canary rps", "baseline rps", "baseline bad", "canary bad", "runs", "rollbacks", "P(rollback)", "upper 95%", "decided p50", "p90", "p99", "oracle", "p50/oracle"
     );
     for o in outcomes {
         let p = &o.point;
@@ -520,7 +550,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<22} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>6} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7}",
+            "{:<22} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>6} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7} {:>8} {:>10}",
             p.name,
             p.sli.as_str(),
             format!("{}%", (p.objective * 1e5).round() / 1e3),
@@ -536,6 +566,10 @@ pub fn table(outcomes: &[Outcome]) -> String {
             q(|t| t.p50),
             q(|t| t.p90),
             q(|t| t.p99),
+            o.oracle
+                .as_ref()
+                .map_or("-".to_string(), |o| format!("{:.1}", o.seconds)),
+            o.oracle.as_ref().map_or("-".to_string(), oracle_ratio),
         );
     }
     s.push_str(TABLE_KEY);
@@ -546,7 +580,20 @@ pub fn table(outcomes: &[Outcome]) -> String {
 const TABLE_KEY: &str = "\n\
 bad: the share of requests that fail the SLI (canary bad \"same\": identical to the baseline).\n\
 P(rollback): the share of runs rolled back; upper 95%: its one-sided 95% upper bound.\n\
-decided p50, p90, p99: seconds from the canary's first request to the decision, over the runs rolled back.\n";
+decided p50, p90, p99: seconds from the canary's first request to the decision, over the runs rolled back.\n\
+oracle: seconds the sequential probability ratio test that knows the canary's bad ratio expects to need\n\
+(Wald: ln(1/(1 - confidence)) / KL(canary bad || lowest threshold) requests, at the canary's rate);\n\
+p50/oracle: the median decision over it, \"w\" when that median came at the end of the warm-up, which bounds it.\n";
+
+/// The engine's median over the oracle's time, marked when the warm-up
+/// bounds it.
+fn oracle_ratio(o: &Oracle) -> String {
+    match o.ratio {
+        None => "-".into(),
+        Some(r) if o.warmup_bound => format!("{r:.2} w"),
+        Some(r) => format!("{r:.2}"),
+    }
+}
 
 fn pct(v: f64) -> String {
     let p = v * 100.0;

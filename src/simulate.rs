@@ -12,6 +12,13 @@
 //! Every run has its own seed, derived from `--seed`, the grid point and
 //! the run's number, so the report is the same whatever the number of
 //! threads.
+//!
+//! Beside every detection point stands the [`oracle`]: the expected time of
+//! the sequential probability ratio test that knows the fault's size, the
+//! information limit the engine's time is measured against.
+
+mod oracle;
+mod table;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -25,6 +32,8 @@ use crate::engine::window::{Kind, SeriesWindows, Sli};
 use crate::rng::{splitmix, Rng};
 use crate::stats::{wilson_lower_bound, z_for_confidence};
 use crate::time::{Duration, Timestamp};
+pub use oracle::Oracle;
+pub use table::table;
 
 /// The grid used when none is given (also shipped as `config/simulate.toml`).
 pub const DEFAULT_GRID: &str = include_str!("../config/simulate.toml");
@@ -131,6 +140,9 @@ pub struct Outcome {
     pub p_rollback_upper95: f64,
     /// Over the runs that were rolled back; null when none was.
     pub time_to_decision: Option<Quantiles>,
+    /// The oracle SPRT of a detection point whose candidate is over the
+    /// lowest threshold; null otherwise.
+    pub oracle: Option<Oracle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -434,11 +446,18 @@ pub fn simulate(
     Ok(points
         .into_iter()
         .zip(times)
-        .map(|(point, t)| outcome(point, t.into_inner().unwrap_or_else(|e| e.into_inner())))
+        .zip(&policies)
+        .map(|((point, t), policy)| {
+            outcome(
+                point,
+                t.into_inner().unwrap_or_else(|e| e.into_inner()),
+                policy,
+            )
+        })
         .collect())
 }
 
-fn outcome(point: Point, runs: Vec<Option<f64>>) -> Outcome {
+fn outcome(point: Point, runs: Vec<Option<f64>>, policy: &Policy) -> Outcome {
     let n = runs.len() as u64;
     let mut decided: Vec<f64> = runs.into_iter().flatten().collect();
     decided.sort_by(f64::total_cmp);
@@ -446,7 +465,20 @@ fn outcome(point: Point, runs: Vec<Option<f64>>) -> Outcome {
     let z95 = z_for_confidence(0.95);
     let rank =
         |q: f64| decided[((q * decided.len() as f64).ceil() as usize).clamp(1, decided.len()) - 1];
+    let p50 = (!decided.is_empty()).then(|| rank(0.5));
+    let oracle = (!point.healthy)
+        .then(|| {
+            oracle::oracle(
+                policy,
+                point.sli,
+                point.candidate_bad,
+                point.canary_rps,
+                p50,
+            )
+        })
+        .flatten();
     Outcome {
+        oracle,
         rollbacks: decided.len(),
         p_rollback: k as f64 / n.max(1) as f64,
         p_rollback_upper95: 1.0 - wilson_lower_bound(n - k, n, z95),
@@ -495,70 +527,6 @@ fn one_deploy(policy: &Policy, p: &Point, seed: u64) -> Option<f64> {
         }
     }
     None
-}
-
-/// The report as a fixed-width table.
-pub fn table(outcomes: &[Outcome]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<22} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>6} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7}",
-        "row", "SLI", "SLO", "confidence", "canary rps", "baseline rps", "baseline bad", "canary bad", "runs", "rollbacks", "P(rollback)", "upper 95%", "decided p50", "p90", "p99"
-    );
-    for o in outcomes {
-        let p = &o.point;
-        let q = |f: fn(&Quantiles) -> f64| {
-            o.time_to_decision
-                .as_ref()
-                .map_or("-".to_string(), |t| format!("{:.0}", f(t)))
-        };
-        let c_bad = if p.healthy {
-            "same".to_string()
-        } else {
-            pct(p.candidate_bad)
-        };
-        let _ = writeln!(
-            s,
-            "{:<22} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>10} {:>6} {:>9} {:>11} {:>9} {:>11} {:>7} {:>7}",
-            p.name,
-            p.sli.as_str(),
-            format!("{}%", (p.objective * 1e5).round() / 1e3),
-            p.confidence,
-            p.canary_rps,
-            (p.baseline_rps * 100.0).round() / 100.0,
-            pct(p.baseline_bad),
-            c_bad,
-            p.runs,
-            o.rollbacks,
-            pct(o.p_rollback),
-            pct(o.p_rollback_upper95),
-            q(|t| t.p50),
-            q(|t| t.p90),
-            q(|t| t.p99),
-        );
-    }
-    s.push_str(TABLE_KEY);
-    s
-}
-
-/// What the table's columns mean, printed under it.
-const TABLE_KEY: &str = "\n\
-bad: the share of requests that fail the SLI (canary bad \"same\": identical to the baseline).\n\
-P(rollback): the share of runs rolled back; upper 95%: its one-sided 95% upper bound.\n\
-decided p50, p90, p99: seconds from the canary's first request to the decision, over the runs rolled back.\n";
-
-fn pct(v: f64) -> String {
-    let p = v * 100.0;
-    if p == 0.0 {
-        "0%".into()
-    } else if p >= 10.0 {
-        format!("{p:.0}%")
-    } else if p >= 1.0 {
-        format!("{p:.1}%")
-    } else {
-        format!("{p:.2}%")
-    }
 }
 
 #[cfg(test)]

@@ -171,6 +171,8 @@ fn simulate_reports_a_grid_as_table_and_json() {
         "P(rollback)",
         "upper 95%",
         "decided p50",
+        "oracle",
+        "p50/oracle",
     ] {
         assert!(header.contains(words), "{header}");
     }
@@ -185,8 +187,16 @@ fn simulate_reports_a_grid_as_table_and_json() {
     let points = v["points"].as_array().unwrap();
     assert_eq!(points[0]["rollbacks"], 20);
     assert_eq!(points[0]["time_to_decision"]["p50"], 5.0);
+    // Beside the bad point, the oracle test that knows its fault's size:
+    // 100 % errors against 0.6 % take it under one request; the median
+    // waited for the 5 s warm-up.
+    let oracle = &points[0]["oracle"];
+    assert!(oracle["requests"].as_f64().unwrap() < 1.0, "{oracle}");
+    assert!((oracle["threshold"].as_f64().unwrap() - 0.006).abs() < 1e-12);
+    assert_eq!(oracle["warmup_bound"], true);
     assert_eq!(points[1]["healthy"], true);
     assert_eq!(points[1]["rollbacks"], 0);
+    assert!(points[1]["oracle"].is_null());
     // Deterministic by seed.
     let (_, again, _) = rollbackd(&[&args[..], &["--json"]].concat());
     assert_eq!(json, again);

@@ -147,7 +147,7 @@ fn the_readme_walkthroughs_run_as_printed() {
     };
     // Replay: the bad canary of the recording, not the healthy one.
     assert_eq!(of("d-checkout").len(), 1, "{context}");
-    assert_eq!(of("d-checkout")[0]["decided_at"], "2026-11-26T12:00:08Z");
+    assert_eq!(of("d-checkout")[0]["decided_at"], "2026-11-26T12:00:10Z");
     assert!(of("d-search").is_empty(), "{context}");
     let report = std::fs::read_to_string("/tmp/rollbackd-replay-report.html").unwrap();
     assert!(
@@ -159,7 +159,7 @@ fn the_readme_walkthroughs_run_as_printed() {
     // revert fast-tracked.
     assert_eq!(of("inferred:shop:prod:v4").len(), 1, "{context}");
     let c = of("inferred:shop:prod:v4")[0];
-    assert_eq!(c["decided_at"], "2026-11-26T12:15:28Z");
+    assert_eq!(c["decided_at"], "2026-11-26T12:15:30Z");
     assert_eq!(
         (&c["to_version"], &c["strategy"]),
         (&"v2".into(), &"inferred".into())

@@ -11,8 +11,9 @@
 //! "The baseline burns as much" is the baseline's own threshold test
 //! rejecting while its long window is over the threshold — evidence, like
 //! every other verdict, not one unlucky error in its first requests.
-//! Every test's level is `epoch_alpha`, so P(a healthy deploy is ever
-//! rolled back) ≤ 1 − `confidence` over its whole watch.
+//! Every test's level is its share of α (`stats::sequential`), so P(a
+//! healthy deploy is ever rolled back) ≤ 1 − `confidence` over its whole
+//! watch.
 //!
 //! It never decides what to *do*: that is the guards' job; it says what
 //! the evidence shows.

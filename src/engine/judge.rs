@@ -8,15 +8,15 @@
 //! attribution tests every longest window); each lives two lengths, so at
 //! any time one has seen between one and two lengths of traffic and a late
 //! regression is not diluted by hours of good traffic before it. Every
-//! test's level is `epoch_alpha` of its sequence, so together they hold at
-//! `confidence` over the deploy's whole watch.
+//! test's level is its share of α (`threshold_share`, `attribution_share`),
+//! so together they hold at `confidence` over the deploy's whole watch.
 //!
 //! The baseline has threshold tests of its own, like the candidate's
 //! (same thresholds, same epochs): "the baseline burns as much itself"
 //! (`not_attributable`) is a test's verdict, not a point estimate. Those
 //! tests can only hold a rollback back, never cause one, so they spend
 //! nothing of the false-rollback bound; their own family (`2 × pairs`
-//! sequences at `epoch_alpha`) keeps P(a baseline within its thresholds is
+//! sequences at `threshold_share`) keeps P(a baseline within its thresholds is
 //! ever called burning) ≤ 1 − `confidence`.
 //!
 //! # Event time: watermarks and lateness
@@ -72,7 +72,9 @@ use serde::Serialize;
 
 use super::window::{self, Mark, SeriesWindows, Sli, SliSource, WindowCounts};
 use crate::config::Policy;
-use crate::stats::sequential::{epoch_alpha, ShareState, ShareTest, SHARE_ALTERNATIVES};
+use crate::stats::sequential::{
+    attribution_share, threshold_share, ShareState, ShareTest, SHARE_ALTERNATIVES,
+};
 use crate::time::{Duration, Timestamp};
 
 /// One sequential test's standing: it rejects its null hypothesis when
@@ -430,15 +432,16 @@ impl Judge {
     /// test sequences (one per SLI).
     pub fn attribution_test(&self, policy: &Policy, sli: Sli) -> Option<TestResult> {
         let test = ShareTest::get();
+        let alpha = 1.0 - policy.confidence;
         best(self.share.iter().flatten().map(|e| {
             let log_e = test.log_e(&e.state[sli.index()]);
-            (log_e, epoch_alpha(policy.confidence, 2, e.index))
+            (log_e, alpha * attribution_share(e.index))
         }))
     }
 }
 
 /// One side's threshold test of pair `i` for `sli`: the epoch of `epochs`
-/// closest to rejecting, each at its level in a family of `2 × pairs`.
+/// closest to rejecting, each at its level (`threshold_share` of α).
 fn rate_test(
     policy: &Policy,
     epochs: &[Option<Epoch>; 2],
@@ -447,12 +450,13 @@ fn rate_test(
     totals: WindowCounts,
 ) -> Option<TestResult> {
     let test = &policy.rate_tests[i][sli.index()];
-    let family = policy.windows.len() * 2;
+    let burn_rates = policy.windows.iter().map(|w| w.burn_rate);
     best(epochs.iter().flatten().map(|e| {
         let log_e = totals
             .since(e.start)
             .map_or(f64::NEG_INFINITY, |d| test.log_e(d.bad(sli), d.requests));
-        (log_e, epoch_alpha(policy.confidence, family, e.index))
+        let share = threshold_share(burn_rates.clone(), i, e.index);
+        (log_e, (1.0 - policy.confidence) * share)
     }))
 }
 

@@ -15,10 +15,24 @@
 //! One request multiplies it by q/θ (bad) or (1−q)/(1−θ) (good), whose
 //! expectation is 1 + (p − θ)·(q/θ − (1−q)/(1−θ)) ≤ 1 when p ≤ θ < q: a
 //! nonnegative supermartingale under every p in H0. The test uses the
-//! mixture E(n, k) = Σ_j w_j·L_{q_j}(n, k) over a geometric grid of
-//! alternatives q_j = θ·1.25·1.5^j (and 0.99), w_j = 1/J — a mixture of
-//! supermartingales is one — and rejects H0 when E ≥ 1/α. Ville's
+//! mixture E(n, k) = Σ_j w_j·L_{q_j}(n, k) (Σ_j w_j = 1; a mixture of
+//! supermartingales is one) and rejects H0 when E ≥ 1/α. Ville's
 //! inequality gives P_H0(E ever ≥ 1/α) ≤ α.
+//!
+//! The mixture is the price of not knowing the fault's size: at the
+//! rejection, E is about w_j·L_{q_j} for the alternative q_j nearest the
+//! true ratio, so the test needs ln(1/w_j) more evidence than the
+//! likelihood-ratio test that knows it (the oracle of `simulate`). The
+//! weights are where the time is: a fault many times the threshold is
+//! caught within seconds whatever its weight, one a few times over it
+//! takes minutes, and every nat of evidence is minutes more. So the core
+//! of the grid — q_j = θ·1.5^j from 1.5·θ while below 16·θ, six
+//! alternatives whatever θ — holds 0.9 of the weight, evenly, and the tail
+//! above it (a step of 2.25 up to 0.99) holds 0.1: a core alternative
+//! costs ln(6/0.9) ≈ 1.9 nats, a tail one ln(40) ≈ 3.7 where the grid of
+//! 14 equal weights before cost ln 14 ≈ 2.6 everywhere. A ratio below
+//! 1.5·θ is still detected (the nearest alternative's likelihood ratio
+//! grows too), only more slowly.
 //!
 //! # The attribution test ([`ShareTest`])
 //!
@@ -77,17 +91,45 @@
 //! A verdict may come from any window pair and either SLI, and a deploy's
 //! tests restart (threshold tests every long window of their pair,
 //! attribution tests every longest window) so that a regression an hour
-//! into a deploy is not diluted by the hour before: [`epoch_alpha`] spends
-//! α over each family by a union bound — the `2 × pairs` threshold-test
-//! sequences, and the 2 attribution-test sequences — so P(any test of a
-//! family ever rejects wrongly) ≤ α. A rollback needs a threshold test to
-//! reject (and, with a baseline, an attribution test too), so a deploy
-//! within its thresholds, or identical to its baseline, is rolled back with
-//! probability ≤ α. The baseline's own threshold tests (is the baseline
-//! burning too: `not_attributable`) can only hold a rollback back, so they
-//! spend nothing of that α; as their own family of `2 × pairs` sequences
-//! they call a baseline within its thresholds burning with probability
-//! ≤ α.
+//! into a deploy is not diluted by the hour before. α is spent over each
+//! family by a union bound, so P(any test of a family ever rejects
+//! wrongly) ≤ α:
+//!
+//! - threshold tests ([`threshold_share`]): half of α per SLI. Every
+//!   pair's first test counts the same requests, those since the deploy
+//!   started, and there the pair with the lowest threshold sees the most
+//!   evidence of any fault over the others' thresholds (a pair fires only
+//!   when its windows' ratio is at least its threshold, and for such data
+//!   the likelihood ratio against the lowest threshold is the larger). So
+//!   that first test gets [`FIRST_TEST`] = 0.9 of the SLI's half; every
+//!   pair's sequence of the other tests (restarts, and the other pairs'
+//!   first tests) an even part of the rest, of which its j-th test gets
+//!   1/((j+1)(j+2)). With the default pairs the test that catches a
+//!   fault present from the start holds 0.45·α, where an even split of
+//!   pairs and restarts gave it α/8 — 1.3 nats less evidence needed;
+//!   the slow pair's test k ≥ 1 holds 0.025·α/(k(k+1)), the fast pair's
+//!   test k 0.025·α/((k+1)(k+2)).
+//! - attribution tests ([`attribution_share`]): [`ATTRIBUTION_SPEND`] =
+//!   0.12 of α, half per SLI, test k getting 1/((k+1)(k+2)) of it: a
+//!   deploy identical to its baseline is rolled back with probability
+//!   ≤ 0.12·α. A candidate identical to its baseline and near its
+//!   threshold is rolled back only when both its tests err at once, which
+//!   `simulate` measures to happen about as often as the product of their
+//!   levels: 0.45 × 0.03 of α² is less than the 1/8 × 1/4 of the even
+//!   split, so the threshold test's larger share does not roll back more
+//!   healthy deploys. The attribution test sees both versions' traffic
+//!   and is seldom the one a detection waits for — except when the
+//!   candidate takes a large share of the traffic, where each bad request
+//!   tells less about which version is worse (a 50/50 split: at most ln 2
+//!   nats each), and there it costs a few bad requests more.
+//!
+//! A rollback needs a threshold test to reject (and, with a baseline, an
+//! attribution test too), so a deploy within its thresholds, or identical
+//! to its baseline, is rolled back with probability ≤ α. The baseline's own
+//! threshold tests (is the baseline burning too: `not_attributable`) can
+//! only hold a rollback back, so they spend nothing of that α; as their own
+//! family, split like the candidate's, they call a baseline within its
+//! thresholds burning with probability ≤ α.
 
 /// ln Σ exp(x_i), stable; −∞ for an empty slice.
 pub fn log_sum_exp(xs: impl Iterator<Item = f64> + Clone) -> f64 {
@@ -98,12 +140,58 @@ pub fn log_sum_exp(xs: impl Iterator<Item = f64> + Clone) -> f64 {
     max + xs.map(|x| (x - max).exp()).sum::<f64>().ln()
 }
 
-/// The level of test `epoch` (0, 1, 2, …) of one of `family` test
-/// sequences that together hold at `1 − confidence`: α / family ×
-/// 1 / ((epoch + 1)(epoch + 2)), which sums to α over all epochs.
-pub fn epoch_alpha(confidence: f64, family: usize, epoch: u64) -> f64 {
+/// The threshold test's alternatives (module docs): a step of 1.5 from
+/// 1.5·θ while below 16·θ (the core)…
+const CORE_STEP: f64 = 1.5;
+const CORE_REACH: f64 = 16.0;
+/// …which weighs 0.9 in all; above it a step of 2.25 up to 0.99 (the
+/// tail), weighing the rest.
+const CORE_WEIGHT: f64 = 0.9;
+const TAIL_STEP: f64 = 2.25;
+
+/// Of one SLI's share of α, what the first threshold test of the pair
+/// with the lowest burn rate gets (module docs).
+pub const FIRST_TEST: f64 = 0.9;
+
+/// The share of α = 1 − confidence of threshold test `epoch` (0, 1, 2, …)
+/// of pair `i`, among pairs of `burn_rates`, for one of the two SLIs: of
+/// the SLI's half, [`FIRST_TEST`] for the first test of the first pair
+/// with the lowest burn rate; every pair's sequence of the others (that
+/// pair's from its second test on) gets (1 − [`FIRST_TEST`]) / pairs, of
+/// which its j-th test (j = 0, 1, …) gets 1 / ((j + 1)(j + 2)). The
+/// shares sum to 1 over both SLIs, every pair and every epoch.
+pub fn threshold_share(burn_rates: impl Iterator<Item = f64> + Clone, i: usize, epoch: u64) -> f64 {
+    let pairs = burn_rates.clone().count().max(1);
+    let lowest = burn_rates
+        .enumerate()
+        .fold(
+            (0, f64::INFINITY),
+            |(at, low), (j, r)| {
+                if r < low {
+                    (j, r)
+                } else {
+                    (at, low)
+                }
+            },
+        )
+        .0;
+    let j = match (i == lowest, epoch) {
+        (true, 0) => return FIRST_TEST / 2.0,
+        (true, k) => k - 1,
+        (false, k) => k,
+    } as f64;
+    (1.0 - FIRST_TEST) / pairs as f64 / ((j + 1.0) * (j + 2.0)) / 2.0
+}
+
+/// The share of α the attribution tests spend in all (module docs).
+pub const ATTRIBUTION_SPEND: f64 = 0.12;
+
+/// The share of α = 1 − confidence of attribution test `epoch` (0, 1, 2, …)
+/// for one of the two SLIs: half of [`ATTRIBUTION_SPEND`], of which test
+/// k gets 1 / ((k + 1)(k + 2)).
+pub fn attribution_share(epoch: u64) -> f64 {
     let k = epoch as f64;
-    (1.0 - confidence) / family.max(1) as f64 / ((k + 1.0) * (k + 2.0))
+    ATTRIBUTION_SPEND / 2.0 / ((k + 1.0) * (k + 2.0))
 }
 
 /// The mixture likelihood-ratio test of H0: p ≤ θ (module docs), or, built
@@ -111,57 +199,67 @@ pub fn epoch_alpha(confidence: f64, family: usize, epoch: u64) -> f64 {
 /// expectation 1 + (p − θ)·(q/θ − (1−q)/(1−θ)) is ≤ 1 when p ≥ θ > q).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateTest {
-    /// Per alternative: ln(q/θ) and ln((1−q)/(1−θ)).
-    terms: Vec<(f64, f64)>,
-    log_weight: f64,
+    /// Per alternative: ln of its weight, ln(q/θ) and ln((1−q)/(1−θ)).
+    terms: Vec<(f64, f64, f64)>,
 }
 
 impl RateTest {
     pub fn new(theta: f64) -> RateTest {
-        let mut qs = Vec::new();
-        if theta > 0.0 && theta < 0.99 {
-            let mut q = theta * 1.25;
-            while q < 0.99 {
-                qs.push(q);
-                q *= 1.5;
-            }
-            qs.push(0.99);
-        } else if theta > 0.0 && theta < 1.0 {
-            qs.push((theta + 1.0) / 2.0);
+        if !(theta > 0.0 && theta < 1.0) {
+            return RateTest::mixture(theta, &[]);
         }
-        RateTest::mixture(theta, &qs)
+        if theta * CORE_STEP >= 0.99 {
+            return RateTest::mixture(theta, &[((theta + 1.0) / 2.0, 1.0)]);
+        }
+        let (mut core, mut tail) = (Vec::new(), Vec::new());
+        let mut q = theta * CORE_STEP;
+        while q < 0.99 && q < theta * CORE_REACH {
+            core.push(q);
+            q *= CORE_STEP;
+        }
+        while q < 0.99 {
+            tail.push(q);
+            q *= TAIL_STEP;
+        }
+        tail.push(0.99);
+        let core_weight = if tail.is_empty() { 1.0 } else { CORE_WEIGHT };
+        let weighted: Vec<(f64, f64)> = core
+            .iter()
+            .map(|&q| (q, core_weight / core.len() as f64))
+            .chain(
+                tail.iter()
+                    .map(|&q| (q, (1.0 - core_weight) / tail.len() as f64)),
+            )
+            .collect();
+        RateTest::mixture(theta, &weighted)
     }
 
     /// The test of H0: p ≥ θ — rejecting it says the ratio is below θ.
     pub fn below(theta: f64) -> RateTest {
-        let qs: Vec<f64> = if theta > 0.0 && theta < 1.0 {
-            [0.8, 0.5, 0.25, 0.1, 0.03, 0.01, 0.001]
-                .iter()
-                .map(|m| theta * m)
-                .collect()
+        let qs: Vec<(f64, f64)> = if theta > 0.0 && theta < 1.0 {
+            let m = [0.8, 0.5, 0.25, 0.1, 0.03, 0.01, 0.001];
+            m.iter().map(|m| (theta * m, 1.0 / 7.0)).collect()
         } else {
             Vec::new()
         };
         RateTest::mixture(theta, &qs)
     }
 
-    /// Equal weights over the alternatives `qs` against θ.
-    fn mixture(theta: f64, qs: &[f64]) -> RateTest {
-        let terms: Vec<(f64, f64)> = qs
+    /// The mixture over the alternatives `qs` (q, weight; the weights sum
+    /// to 1) against θ.
+    fn mixture(theta: f64, qs: &[(f64, f64)]) -> RateTest {
+        let terms: Vec<(f64, f64, f64)> = qs
             .iter()
-            .map(|&q| ((q / theta).ln(), ((1.0 - q) / (1.0 - theta)).ln()))
+            .map(|&(q, w)| (w.ln(), (q / theta).ln(), ((1.0 - q) / (1.0 - theta)).ln()))
             .collect();
-        RateTest {
-            log_weight: -(terms.len().max(1) as f64).ln(),
-            terms,
-        }
+        RateTest { terms }
     }
 
     /// ln of the e-value after `bad` of `n` requests (−∞ when θ ≥ 1: such a
     /// threshold can never be exceeded).
     pub fn log_e(&self, bad: u64, n: u64) -> f64 {
         let (k, rest) = (bad.min(n) as f64, n.saturating_sub(bad) as f64);
-        self.log_weight + log_sum_exp(self.terms.iter().map(|&(a, b)| k * a + rest * b))
+        log_sum_exp(self.terms.iter().map(|&(w, a, b)| w + k * a + rest * b))
     }
 }
 
@@ -287,16 +385,52 @@ mod tests {
     }
 
     #[test]
-    fn epoch_levels_sum_to_alpha() {
-        let total: f64 = (0..100_000).map(|k| epoch_alpha(0.95, 4, k)).sum();
-        assert!(total <= 0.05 / 4.0 + 1e-12 && total > 0.05 / 4.0 * 0.9999);
+    fn levels_sum_to_alpha() {
+        for rates in [vec![14.4, 6.0], vec![6.0], vec![2.0, 10.0, 1.0, 1.0]] {
+            let total: f64 = (0..rates.len())
+                .flat_map(|i| {
+                    let rates = rates.clone();
+                    (0..100_000).map(move |k| threshold_share(rates.iter().copied(), i, k))
+                })
+                .sum();
+            // Both SLIs: twice one SLI's.
+            assert!(
+                total * 2.0 <= 1.0 + 1e-12 && total * 2.0 > 0.9999,
+                "{rates:?}: {total}"
+            );
+        }
+        let total: f64 = (0..100_000).map(attribution_share).sum();
+        let spend = ATTRIBUTION_SPEND;
+        assert!(total * 2.0 <= spend + 1e-12 && total * 2.0 > spend * 0.9999);
+        // The first test of the lowest burn rate holds the most.
+        assert_eq!(
+            threshold_share([14.4, 6.0].into_iter(), 1, 0),
+            FIRST_TEST / 2.0
+        );
+        assert_eq!(
+            threshold_share([2.0, 1.0, 1.0].into_iter(), 1, 0),
+            FIRST_TEST / 2.0
+        );
+        let rest = (1.0 - FIRST_TEST) / 2.0 / 2.0;
+        assert_eq!(threshold_share([14.4, 6.0].into_iter(), 1, 1), rest / 2.0);
+        assert_eq!(threshold_share([14.4, 6.0].into_iter(), 0, 0), rest / 2.0);
+    }
+
+    /// Before any request the e-value is 1: the mixture's weights sum to 1.
+    #[test]
+    fn mixtures_start_at_one() {
+        for theta in [1e-5, 0.0006, 0.006, 0.06, 0.3, 0.6, 0.7, 0.95] {
+            for t in [RateTest::new(theta), RateTest::below(theta)] {
+                assert!(t.log_e(0, 0).abs() < 1e-12, "{theta}: {}", t.log_e(0, 0));
+            }
+        }
     }
 
     #[test]
     fn strong_evidence_rejects_quickly() {
         // 100 % bad against θ = 1.44 %: a handful of requests suffices.
         let t = RateTest::new(0.0144);
-        let needed = (1.0 / epoch_alpha(0.95, 4, 0)).ln();
+        let needed = (1.0 / (0.05 * threshold_share([14.4, 6.0].into_iter(), 0, 0))).ln();
         assert!(t.log_e(4, 4) > needed);
         assert!(t.log_e(0, 1000) < 0.0);
         // θ ≥ 1 can never be exceeded.

@@ -526,7 +526,7 @@ fn malformed_wire_is_rejected_as_prost_rejects_it() {
         ("a span's truncated status", in_span(&[0x7a, 0x02, 0x18])),
         (
             "a request's attribute key not UTF-8",
-            in_span(&[&[0x30, 0x02][..], &ld(9, &ld(1, &[0xff]))].concat()),
+            in_span(&[&[0x30, 0x02][..], &ld(9, &ld(1, b"messaging.\xff"))].concat()),
         ),
         (
             "a resource's attribute value not UTF-8",
@@ -579,10 +579,16 @@ fn what_is_never_read_is_never_checked() {
     .concat();
     let [lazy, reference, ..] = verdicts(&ld(1, &b));
     assert_eq!((lazy, reference), (true, false));
-    // ... a span's name that is not UTF-8, the attributes of a CLIENT span.
+    // ... a span's name that is not UTF-8, the attributes of a CLIENT
+    // span, an attribute `semconv` does not read.
+    let unread = ld(
+        9,
+        &[&ld(1, b"url.path")[..], &ld(2, &ld(1, &[0xff]))].concat(),
+    );
     for span in [
         [&[0x30, 0x02][..], &ld(5, &[0xff])].concat(),
         [&[0x30, 0x03][..], &ld(9, &[0x0f])].concat(),
+        [&[0x30, 0x02][..], &unread].concat(),
     ] {
         let [lazy, reference, ..] = verdicts(&in_span(&span));
         assert_eq!((lazy, reference), (true, false), "{span:?}");

@@ -80,6 +80,20 @@ fn attribute<'a>(mut r: Reader<'a>) -> Result<(&'a str, Attr<'a>), DecodeError> 
     Ok((key, value))
 }
 
+/// A `KeyValue`'s key, not yet checked to be UTF-8, its value not read.
+fn key_of<'a>(mut r: Reader<'a>) -> Result<&'a [u8], DecodeError> {
+    let mut key: &[u8] = &[];
+    while let Some((field, v)) = r.next()? {
+        match field {
+            1 => key = v.bytes("KeyValue.key")?,
+            2 => drop(v.bytes("KeyValue.value")?),
+            3 => drop(v.varint("KeyValue.key_strindex")?),
+            _ => {}
+        }
+    }
+    Ok(key)
+}
+
 /// An `AnyValue`, merged into `value`: its last member wins; arrays,
 /// key-value lists and bytes are [`Attr::Other`] and are not looked into.
 fn any_value<'a>(value: &mut Attr<'a>, mut r: Reader<'a>) -> Result<(), DecodeError> {
@@ -143,7 +157,8 @@ fn scope_spans(out: &mut Vec<SpanObs>, mut r: Reader<'_>) -> Result<(), DecodeEr
 
 /// A `Span`, if it is a request. Its kind, times and status come first;
 /// its attributes are read only if the kind can be a request's, over the
-/// range of the span where they are.
+/// range of the span where they are, and of those only the ones `semconv`
+/// reads are decoded (most are not: `url.*`, `server.*`, ...).
 fn span(mut r: Reader<'_>) -> Result<Option<SpanObs>, DecodeError> {
     let (mut kind, mut start, mut end, mut code) = (0i32, 0u64, 0u64, 0i32);
     let mut attrs: Option<(usize, usize)> = None;
@@ -175,8 +190,11 @@ fn span(mut r: Reader<'_>) -> Result<Option<SpanObs>, DecodeError> {
         let mut a = r.range(from, to);
         while let Some((field, v)) = a.next()? {
             if field == 9 {
-                let (key, value) = attribute(a.nested(v.bytes("Span.attributes")?))?;
-                facts.push(key, value);
+                let kv = a.nested(v.bytes("Span.attributes")?);
+                if semconv::reads(key_of(kv)?) {
+                    let (key, value) = attribute(kv)?;
+                    facts.push(key, value);
+                }
             }
         }
     }

@@ -30,6 +30,7 @@ pub(super) enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
+    #[inline]
     pub(super) fn varint(self, what: &'static str) -> Result<u64, DecodeError> {
         match self {
             Value::Varint(v) => Ok(v),
@@ -37,6 +38,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn fixed64(self, what: &'static str) -> Result<u64, DecodeError> {
         match self {
             Value::Fixed64(v) => Ok(v),
@@ -44,6 +46,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn fixed32(self, what: &'static str) -> Result<u32, DecodeError> {
         match self {
             Value::Fixed32(v) => Ok(v),
@@ -51,6 +54,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn bytes(self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         match self {
             Value::Bytes(b) => Ok(b),
@@ -59,6 +63,7 @@ impl<'a> Value<'a> {
     }
 
     /// A string field, which must be UTF-8.
+    #[inline]
     pub(super) fn str(self, what: &'static str) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(self.bytes(what)?).map_err(|_| invalid(format!("{what} is not UTF-8")))
     }
@@ -93,6 +98,7 @@ impl<'a> Value<'a> {
         Ok(())
     }
 
+    #[cold]
     fn unexpected(self, what: &'static str, expected: &str) -> DecodeError {
         let actual = match self {
             Value::Varint(_) => "varint",
@@ -105,6 +111,14 @@ impl<'a> Value<'a> {
     }
 }
 
+#[cold]
+fn past_the_end(len: u64, rest: usize) -> DecodeError {
+    invalid(format!(
+        "a field of {len} bytes where its message has {rest} left"
+    ))
+}
+
+#[cold]
 fn invalid(msg: String) -> DecodeError {
     DecodeError::new(format!("invalid protobuf: {msg}"))
 }
@@ -156,12 +170,35 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field: its number and value; `None` at the message's end.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::should_implement_trait)]
     pub(super) fn next(&mut self) -> Result<Option<(u32, Value<'a>)>, DecodeError> {
-        if self.pos >= self.buf.len() {
+        let Some(&key) = self.buf.get(self.pos) else {
             return Ok(None);
+        };
+        // Fields 1 to 15 have a one-byte key: every field OTLP's messages
+        // are made of but a span's flags.
+        if !(8..0x80).contains(&key) {
+            return self.next_slow();
         }
+        self.pos += 1;
+        let field = u32::from(key >> 3);
+        let value = match key & 7 {
+            0 => Value::Varint(self.varint()?),
+            1 => Value::Fixed64(u64::from_le_bytes(self.take()?)),
+            2 => {
+                let len = self.varint()?;
+                Value::Bytes(self.slice(len)?)
+            }
+            5 => Value::Fixed32(u32::from_le_bytes(self.take()?)),
+            wire_type => return self.group_or_error(field, u64::from(wire_type)),
+        };
+        Ok(Some((field, value)))
+    }
+
+    /// [`Reader::next`] for a key of more than one byte (or field 0).
+    #[inline(never)]
+    fn next_slow(&mut self) -> Result<Option<(u32, Value<'a>)>, DecodeError> {
         let (field, wire_type) = self.key()?;
         let value = match wire_type {
             0 => Value::Varint(self.varint()?),
@@ -170,14 +207,28 @@ impl<'a> Reader<'a> {
                 let len = self.varint()?;
                 Value::Bytes(self.slice(len)?)
             }
-            3 => {
-                self.skip_group(field, 1)?;
-                Value::Group
-            }
-            4 => return Err(invalid("an end group without its start".into())),
-            _ => Value::Fixed32(u32::from_le_bytes(self.take()?)),
+            5 => Value::Fixed32(u32::from_le_bytes(self.take()?)),
+            _ => return self.group_or_error(field, wire_type),
         };
         Ok(Some((field, value)))
+    }
+
+    /// A field of wire type 3 (a group, passed over), 4 (an end group
+    /// without its start), 6 or 7 (none).
+    #[inline(never)]
+    fn group_or_error(
+        &mut self,
+        field: u32,
+        wire_type: u64,
+    ) -> Result<Option<(u32, Value<'a>)>, DecodeError> {
+        match wire_type {
+            3 => {
+                self.skip_group(field, 1)?;
+                Ok(Some((field, Value::Group)))
+            }
+            4 => Err(invalid("an end group without its start".into())),
+            _ => Err(invalid(format!("wire type {wire_type} does not exist"))),
+        }
     }
 
     /// A field's key: its number and wire type.
@@ -197,8 +248,19 @@ impl<'a> Reader<'a> {
         Ok((field, wire_type))
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_slow(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, DecodeError> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos + i) else {
@@ -216,6 +278,7 @@ impl<'a> Reader<'a> {
         Err(invalid("a truncated or overlong varint".into()))
     }
 
+    #[inline(always)]
     fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let bytes = self.slice(N as u64)?;
         let mut out = [0u8; N];
@@ -223,6 +286,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline(always)]
     fn slice(&mut self, len: u64) -> Result<&'a [u8], DecodeError> {
         let rest = self.buf.len() - self.pos;
         match usize::try_from(len) {
@@ -231,9 +295,7 @@ impl<'a> Reader<'a> {
                 self.pos += len;
                 Ok(out)
             }
-            _ => Err(invalid(format!(
-                "a field of {len} bytes where its message has {rest} left"
-            ))),
+            _ => Err(past_the_end(len, rest)),
         }
     }
 

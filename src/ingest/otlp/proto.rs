@@ -13,6 +13,21 @@
 //! wire (a span's kind after its attributes, a resource after its spans,
 //! a scope's name after its metrics) is read first, in a pass over the
 //! message's fields that decodes nothing else.
+//!
+//! An export is rejected for the structural faults prost rejects
+//! ([`wire`](super::wire)) in every message read, for a field of a known
+//! number with the wrong wire type, and for a string read that is not
+//! UTF-8 — the same verdict as prost's whole decode (`reference`) but for
+//! one deliberate difference: what is never read is never checked. A
+//! length-delimited field passed over is taken as its length says, so
+//! prost's faults inside it go unseen: a span's name, trace state, events
+//! and links, a status message, schema URLs, scopes (but for the name of
+//! a metrics scope), entity refs, arrays and key-value lists in attribute
+//! values (and their nesting depth), the attributes of spans that cannot
+//! be requests and those of request spans that `semconv` does not read,
+//! metric descriptions and metadata, exemplars, and every metric but the
+//! request-duration histograms' points. None of them changes an
+//! observation.
 
 use super::semconv::{self, Facts};
 use super::wire::Reader;

@@ -1,10 +1,10 @@
 //! OTLP protobuf, read in place ([`wire`](super::wire)): of an export only
 //! what the SLIs need is decoded — resource attributes (every one is
 //! hashed into the resource's identity), span kinds, times and status
-//! codes, the attributes of the spans that may be requests, and the
-//! request-duration histograms' points — and everything else (ids, names,
-//! events, links, scopes' attributes, other metrics) is passed over
-//! without being copied.
+//! codes, of the spans that may be requests the attributes `semconv`
+//! reads, and the request-duration histograms' points — and everything
+//! else (ids, names, events, links, other attributes, scopes' attributes,
+//! other metrics) is passed over without being copied.
 //!
 //! Protobuf lets a field come in any order and a message field come more
 //! than once (its occurrences merge: repeated fields append, the last

@@ -594,3 +594,53 @@ fn what_is_never_read_is_never_checked() {
         assert_eq!((lazy, reference), (true, false), "{span:?}");
     }
 }
+
+#[test]
+fn merged_occurrences_decode_as_the_reference_does() {
+    let status_code = |key: &[u8], values: &[Vec<u8>]| {
+        let value: Vec<u8> = values.iter().flat_map(|v| ld(2, v)).collect();
+        ld(9, &[&ld(1, key)[..], &value].concat())
+    };
+    // An int value below 128 (a one-byte varint).
+    let int = |i: u8| vec![0x18, i];
+    let string = |s: &[u8]| ld(1, s);
+    let end = [0x41, 0, 0, 0, 0, 0, 0, 0, 0x20];
+    let start = [0x39, 0, 0, 0, 0, 0, 0, 0, 0x10];
+    let key = b"http.response.status_code";
+    let spans = [
+        // A value in two occurrences (the last member wins), one of them
+        // a member in two.
+        status_code(key, &[string(b"200"), int(100)]),
+        status_code(key, &[[string(b"503"), ld(7, b"x")].concat()]),
+        status_code(key, &[int(100), vec![]]),
+        // The kind after the attributes, a status in two occurrences.
+        [
+            &status_code(key, &[int(99)])[..],
+            &ld(15, &[0x18, 0x02]),
+            &ld(15, &ld(2, b"m")),
+        ]
+        .concat(),
+    ];
+    let mut scope = Vec::new();
+    for attrs in &spans {
+        let span = [&attrs[..], &start, &end, &[0x30, 0x02]].concat();
+        scope.extend(ld(2, &span));
+    }
+    // The resource after its spans, in two occurrences.
+    let resource = |k: &[u8], v: &[u8]| ld(1, &ld(1, &[&ld(1, k)[..], &ld(2, &ld(1, v))].concat()));
+    let b = ld(
+        1,
+        &[
+            &ld(2, &scope)[..],
+            &resource(b"service.name", b"web"),
+            &resource(b"service.version", b"v2"),
+        ]
+        .concat(),
+    );
+    let got = decode_traces_proto(&b).unwrap();
+    assert_eq!(got, reference::decode_traces(&b).unwrap());
+    let r = &got.resources[0];
+    assert_eq!(r.ident.version.as_deref(), Some("v2"));
+    let errors: Vec<bool> = r.spans.iter().map(|s| s.error).collect();
+    assert_eq!(errors, [false, false, false, true]);
+}

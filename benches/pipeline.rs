@@ -1,4 +1,5 @@
-//! Hot paths: OTLP decoding alone, decoding plus the engine, stage 1 alone
+//! Hot paths: OTLP decoding alone (in place, and prost's whole decode it
+//! replaced), decoding plus the engine, stage 1 alone
 //! (decoding and folding into evidence, as intake does in `run`), window
 //! updates, a whole `replay` of a large OTLP/JSON file, the cost of one
 //! input as the number of active deploys grows, and how small evidence is
@@ -273,6 +274,10 @@ fn spans(c: &mut Criterion) {
         spans_per,
         exports[0].len() as u64 / spans_per
     );
+    assert_eq!(
+        otlp::decode_traces_proto(&exports[0]),
+        otlp::reference::decode_traces(&exports[0])
+    );
     let mut g = c.benchmark_group("otlp_proto_spans");
     g.throughput(Throughput::Elements(spans_per));
     g.bench_function("decode", |b| {
@@ -280,6 +285,15 @@ fn spans(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % exports.len();
             black_box(otlp::decode_traces_proto(&exports[i]).unwrap())
+        })
+    });
+    // The whole decode with prost's types, which the in-place decoder
+    // replaced (same exports, same batch).
+    g.bench_function("decode_prost", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % exports.len();
+            black_box(otlp::reference::decode_traces(&exports[i]).unwrap())
         })
     });
     g.bench_function("decode_and_engine", |b| {
@@ -319,6 +333,10 @@ fn histograms(c: &mut Criterion) {
         "otlp_proto_histograms: {SERIES_PER_EXPORT} data points per export, {} bytes per point on the wire",
         exports[0].len() / SERIES_PER_EXPORT
     );
+    assert_eq!(
+        otlp::decode_metrics_proto(&exports[0]),
+        otlp::reference::decode_metrics(&exports[0])
+    );
     let mut g = c.benchmark_group("otlp_proto_histograms");
     g.throughput(Throughput::Elements(SERIES_PER_EXPORT as u64));
     g.bench_function("decode", |b| {
@@ -326,6 +344,13 @@ fn histograms(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % exports.len();
             black_box(otlp::decode_metrics_proto(&exports[i]).unwrap())
+        })
+    });
+    g.bench_function("decode_prost", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % exports.len();
+            black_box(otlp::reference::decode_metrics(&exports[i]).unwrap())
         })
     });
     g.bench_function("decode_and_engine", |b| {

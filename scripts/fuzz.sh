@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets in fuzz/ for a while each (not part of the
-# test command: it needs a nightly toolchain and minutes of CPU).
+# Runs the cargo-fuzz targets in fuzz/ for a while each — decoders,
+# replay_line, and otlp_proto (the protobuf decoder against its reference)
+# — (not part of the test command: it needs a nightly toolchain and
+# minutes of CPU).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     default 300
 #
@@ -30,7 +32,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 
 cd fuzz
-for target in decoders replay_line; do
+for target in decoders replay_line otlp_proto; do
   echo "== $target for ${SECS}s"
   mkdir -p "corpus/$target"
   cargo +nightly fuzz run -O --sanitizer none "$target" "corpus/$target" "seeds/$target" -- \

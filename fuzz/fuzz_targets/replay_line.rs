@@ -3,16 +3,16 @@
 #![no_main]
 
 use std::io::{self, BufReader};
-use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use rollbackd::config::Config;
-use rollbackd::engine::Engine;
+use rollbackd::engine::{Engine, EngineConfig};
 use rollbackd::replay::{replay, ReplaySinks};
 
 fuzz_target!(|data: &[u8]| {
-    let mut engine = Engine::new(Arc::new(Config::default()));
+    let config = Config::default();
+    let mut engine = Engine::new(EngineConfig::from(&config));
     let (mut c, mut e) = (io::sink(), io::sink());
     let mut sinks = ReplaySinks { commands: &mut c, audit: None, errors: &mut e, kept: None };
-    let _ = replay(&mut engine, BufReader::new(data), &mut sinks);
+    let _ = replay(&mut engine, &config, BufReader::new(data), &mut sinks);
 });

@@ -1,6 +1,12 @@
 //! OTLP traces and metrics (`docs/formats.md#otlp-telemetry`) → request observations.
 //!
-//! Protobuf is decoded with `opentelemetry-proto`'s prost types. OTLP/JSON is
+//! Protobuf is read in place from the wire format (`proto`, `wire`):
+//! only the fields the SLIs need are decoded, the rest of an export is
+//! passed over without being copied or allocated (see `proto` for what is
+//! read, and for what is not checked where prost would: the contents of
+//! fields never read). `reference`, the whole decode with
+//! `opentelemetry-proto`'s prost types, is what it is tested and measured
+//! against; it is not built into rollbackd. OTLP/JSON is
 //! decoded with borrowed serde structs that read only the fields the SLIs
 //! need (unknown fields, ids and names are skipped without being copied),
 //! following OTLP/JSON's rules: lowerCamelCase keys, 64-bit integers as
@@ -15,12 +21,6 @@
 //! applied by the fold). Everything else in an export is ignored, not an
 //! error.
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::metric;
-use prost::Message;
-
 use super::DecodeError;
 use crate::model::{
     HistPoint, RequestKind, ResourceIdent, ResourceTelemetry, SpanObs, TelemetryBatch, Temporality,
@@ -31,27 +31,6 @@ pub use semconv::{HTTP_DURATION, MESSAGING_DURATION, RPC_CALL_DURATION, RPC_DURA
 
 const TEMPORALITY_DELTA: i32 = 1;
 const TEMPORALITY_CUMULATIVE: i32 = 2;
-
-/// Decodes a protobuf `ExportTraceServiceRequest`.
-pub fn decode_traces_proto(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
-    let req = ExportTraceServiceRequest::decode(bytes)?;
-    let mut batch = TelemetryBatch::default();
-    for rs in &req.resource_spans {
-        let attrs = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
-        let spans = rs.scope_spans.iter().flat_map(|ss| &ss.spans).map(|s| {
-            let code = s.status.as_ref().map_or(0, |st| st.code);
-            (
-                s.kind,
-                s.start_time_unix_nano,
-                s.end_time_unix_nano,
-                code,
-                &s.attributes[..],
-            )
-        });
-        push_spans(&mut batch, resource_ident(attrs), spans)?;
-    }
-    Ok(batch)
-}
 
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
 pub fn decode_traces_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
@@ -71,60 +50,6 @@ pub fn decode_traces_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
             )
         });
         push_spans(&mut batch, resource_ident(attrs), spans)?;
-    }
-    Ok(batch)
-}
-
-/// Decodes a protobuf `ExportMetricsServiceRequest`.
-pub fn decode_metrics_proto(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> {
-    let req = ExportMetricsServiceRequest::decode(bytes)?;
-    let mut batch = TelemetryBatch::default();
-    for rm in req.resource_metrics {
-        let attrs = rm.resource.as_ref().map_or(&[][..], |r| &r.attributes);
-        let mut out = ResourceTelemetry {
-            ident: resource_ident(attrs),
-            ..Default::default()
-        };
-        let has_call_duration = rm
-            .scope_metrics
-            .iter()
-            .flat_map(|sm| &sm.metrics)
-            .any(|m| m.name == RPC_CALL_DURATION);
-        for sm in rm.scope_metrics {
-            let scope_hash = hash_str(sm.scope.as_ref().map_or("", |s| s.name.as_str()));
-            for m in sm.metrics {
-                let Some(metric::Data::Histogram(h)) = m.data else {
-                    continue;
-                };
-                let Some(hist) = duration_histogram(
-                    &m.name,
-                    &m.unit,
-                    h.aggregation_temporality,
-                    has_call_duration,
-                )?
-                else {
-                    continue;
-                };
-                for dp in h.data_points {
-                    let (attrs_hash, facts) = point_identity(&dp.attributes);
-                    let series =
-                        series_hash(out.ident.attrs_hash, scope_hash ^ hist.salt, attrs_hash);
-                    out.points.extend(hist_point(
-                        &hist,
-                        series,
-                        dp.start_time_unix_nano,
-                        dp.time_unix_nano,
-                        dp.count,
-                        dp.explicit_bounds,
-                        dp.bucket_counts,
-                        facts.error(hist.kind, 0),
-                    )?);
-                }
-            }
-        }
-        if !out.points.is_empty() {
-            batch.resources.push(out);
-        }
     }
     Ok(batch)
 }
@@ -186,15 +111,6 @@ pub fn decode_metrics_json(bytes: &[u8]) -> Result<TelemetryBatch, DecodeError> 
 trait Kv {
     fn key(&self) -> &str;
     fn attr(&self) -> Attr<'_>;
-}
-
-impl Kv for KeyValue {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn attr(&self) -> Attr<'_> {
-        proto_attr(self)
-    }
 }
 
 impl Kv for JKeyValue<'_> {
@@ -323,16 +239,6 @@ enum Attr<'a> {
     Bool(bool),
     Double(f64),
     Other,
-}
-
-fn proto_attr(kv: &KeyValue) -> Attr<'_> {
-    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => Attr::Str(s),
-        Some(any_value::Value::IntValue(i)) => Attr::Int(*i),
-        Some(any_value::Value::BoolValue(b)) => Attr::Bool(*b),
-        Some(any_value::Value::DoubleValue(d)) => Attr::Double(*d),
-        _ => Attr::Other,
-    }
 }
 
 fn json_attr<'a>(kv: &'a JKeyValue<'_>) -> Attr<'a> {
@@ -540,9 +446,16 @@ fn series_hash(resource: u64, scope: u64, point: u64) -> u64 {
     mix(resource ^ mix(scope.wrapping_add(0x9e37_79b9_7f4a_7c15)) ^ mix(point).rotate_left(17))
 }
 
+#[cfg(test)]
+mod differential;
 mod json;
+mod proto;
+#[cfg(any(test, feature = "otlp-reference"))]
+pub mod reference;
 mod semconv;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use json::*;
+pub use proto::{decode_metrics_proto, decode_traces_proto};

@@ -77,6 +77,24 @@ pub(super) struct Facts {
     not_processing: bool,
 }
 
+/// Whether [`Facts::push`] reads an attribute of this key (the others
+/// leave the facts as they are, so that their values need not be decoded).
+pub(super) fn reads(key: &[u8]) -> bool {
+    match key.first() {
+        Some(b'h') => key == b"http.response.status_code" || key == b"http.status_code",
+        Some(b'r') => matches!(
+            key,
+            b"rpc.system"
+                | b"rpc.system.name"
+                | b"rpc.grpc.status_code"
+                | b"rpc.response.status_code"
+        ),
+        Some(b'e') => key == b"error.type",
+        Some(b'm') => key.starts_with(b"messaging."),
+        _ => false,
+    }
+}
+
 impl Facts {
     /// Notes one attribute (when a key repeats, the later value wins).
     /// Dispatched on the first byte: most attributes (`url.*`, `server.*`,

@@ -234,12 +234,15 @@ impl Engine {
         self.ownership.owns(&d.service, d.environment_or_default())
     }
 
-    /// Forgets a deploy's windows and what its sequential tests saw.
+    /// Forgets a deploy's windows, what its sequential tests saw, and the
+    /// last points of its cumulative series (evidence read back later
+    /// counts them again from the start).
     fn forget_evidence(&mut self, seq: u64) {
         self.windows.remove(&(seq, Role::Candidate));
         self.windows.remove(&(seq, Role::Baseline));
         self.judges.remove(&seq);
         self.late_data.remove(&seq);
+        self.cumulative.retain(|&(_, s, _), _| s != seq);
     }
 
     /// Takes a new ownership: the windows, evidence offsets and held-back

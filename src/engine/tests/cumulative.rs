@@ -350,6 +350,35 @@ fn a_new_owner_reading_the_evidence_back_rebuilds_the_same_windows() {
 }
 
 #[test]
+fn an_owner_that_loses_a_key_and_takes_it_back_rebuilds_the_same_windows() {
+    use crate::model::evidence::Ownership;
+    for keyed in [true, false] {
+        let mut two = TwoStages::new(keyed);
+        for k in 0..EXPORTS {
+            two.export(k);
+            if k == 7 {
+                two.rebalance(k);
+            }
+        }
+        let want = totals(&two.owner);
+        let now = Timestamp(at(EXPORTS) * SEC);
+        let partitions = |owned: &[i32], reading: &[i32]| Ownership::Partitions {
+            count: 1,
+            owned: owned.iter().copied().collect(),
+            reading: reading.iter().copied().collect(),
+        };
+        two.owner.apply(Input::Own(partitions(&[], &[])), now);
+        assert_eq!(totals(&two.owner), [(0, 0, 0); 2], "forgotten");
+        two.owner.apply(Input::Own(partitions(&[], &[0])), now);
+        for r in &two.records {
+            two.owner.apply(Input::Evidence(decode(r).unwrap().0), now);
+        }
+        two.owner.apply(Input::Own(partitions(&[0], &[])), now);
+        assert_eq!(totals(&two.owner), want, "keyed: {keyed}");
+    }
+}
+
+#[test]
 fn a_handover_counts_only_for_the_reader_that_starts_where_it_ends() {
     let mut two = TwoStages::new(true);
     for k in 0..6 {

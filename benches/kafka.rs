@@ -441,5 +441,137 @@ fn sustained_on(kind: &str, rates: &[usize]) {
     }
 }
 
-criterion_group!(benches, consumption, decision_latency, sustained);
+/// Cumulative histograms: 32 series (15 buckets) per resource, one
+/// resource (a service's version) per record, as the Collector's Kafka
+/// exporter writes them with `partition_metrics_by_resource_attributes`.
+const CUMULATIVE_SERIES: usize = 32;
+const CUMULATIVE_EXPORTS: usize = 1600;
+
+/// Export `i` of a cumulative series set: the resource and its record key.
+fn cumulative_export(i: usize, start_ns: u64) -> (String, Vec<u8>) {
+    let resource_no = i % (2 * SERVICES);
+    let (service, version) = (
+        format!("svc-{}", resource_no / 2),
+        ["v1", "v2"][resource_no % 2],
+    );
+    let round = (i / (2 * SERVICES)) as u64 + 1;
+    let points = (0..CUMULATIVE_SERIES)
+        .map(|j| {
+            let counts: Vec<u64> = (0..15)
+                .map(|b| round * (j as u64 % 5 + 1) * (15 - b))
+                .collect();
+            pm::HistogramDataPoint {
+                attributes: vec![
+                    kv_s("http.request.method", "GET"),
+                    kv_s("http.route", &format!("/api/r{j}")),
+                    kv_i("http.response.status_code", 200),
+                ],
+                start_time_unix_nano: start_ns,
+                time_unix_nano: now_ns(),
+                count: counts.iter().sum(),
+                bucket_counts: counts,
+                explicit_bounds: BOUNDS.to_vec(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let export = ExportMetricsServiceRequest {
+        resource_metrics: vec![pm::ResourceMetrics {
+            resource: Some(resource(&service, version)),
+            scope_metrics: vec![pm::ScopeMetrics {
+                metrics: vec![pm::Metric {
+                    name: "http.server.request.duration".into(),
+                    unit: "s".into(),
+                    data: Some(pm::metric::Data::Histogram(pm::Histogram {
+                        data_points: points,
+                        aggregation_temporality: 2,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    (format!("{service}/{version}"), export.encode_to_vec())
+}
+
+/// Starts `instances` agents in a fresh group on the metrics topic
+/// `topic` and returns the evidence bytes they sent for its preloaded
+/// records ([`CUMULATIVE_EXPORTS`] of them), once every record is folded
+/// and the evidence sent stopped growing (the last flush is in).
+fn settled_evidence(broker: &Broker, group: &str, topic: &str, instances: usize) -> f64 {
+    let topics = format!("[topics]\notlp_spans = \"bench_empty\"\notlp_metrics = \"{topic}\"\n");
+    let cfg = agent_config_with_slo(broker, group, "", &topics);
+    let agents: Vec<Agent> = (0..instances)
+        .map(|i| Agent::start_with_env(&cfg, &[(INSTANCE_ENV, &format!("{group}-{i}"))]))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last = (-1.0, Instant::now());
+    loop {
+        let texts: Vec<String> = agents.iter().map(|a| a.get("/metrics").1).collect();
+        let done: f64 = texts.iter().map(|t| records(t, "otlp_metrics")).sum();
+        let sent: f64 = texts
+            .iter()
+            .map(|t| metric(t, "rollbackd_evidence_bytes_total"))
+            .sum();
+        if sent != last.0 {
+            last = (sent, Instant::now());
+        } else if done >= CUMULATIVE_EXPORTS as f64 && last.1.elapsed() > Duration::from_secs(2) {
+            return sent;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {CUMULATIVE_EXPORTS} records"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Evidence of cumulative histograms next to their raw bytes, for the
+/// Collector's two settings: records keyed by resource (stage 1 turns the
+/// series into deltas) and records without a key (every point travels to
+/// the owner).
+fn cumulative_evidence(c: &mut Criterion) {
+    let broker = Broker::start();
+    for t in ["bench_cum_keyed", "bench_cum_unkeyed", "bench_empty"] {
+        broker.create_topic(t, 3);
+    }
+    let cfg = agent_config(&broker, "bench-cum-setup", "");
+    for s in 0..SERVICES {
+        announce_started(&cfg, &format!("d-{s}"), &format!("svc-{s}"));
+    }
+    let p = producer(&broker);
+    let start = now_ns();
+    let mut raw = 0usize;
+    for i in 0..CUMULATIVE_EXPORTS {
+        let (key, bytes) = cumulative_export(i, start);
+        raw += bytes.len();
+        produce(&p, "bench_cum_keyed", Some(&key), &bytes);
+        produce(&p, "bench_cum_unkeyed", None, &bytes);
+    }
+    flush(&p);
+    for (records, topic) in [
+        ("keyed", "bench_cum_keyed"),
+        ("unkeyed", "bench_cum_unkeyed"),
+    ] {
+        for instances in [1, 3] {
+            let group = format!("bench-cum-{records}-{instances}");
+            let evidence = settled_evidence(&broker, &group, topic, instances);
+            println!(
+                "kafka: cumulative histograms ({CUMULATIVE_SERIES} series of 15 buckets a record), {records} records, {instances} instance(s): evidence {:.2} % of the raw bytes",
+                100.0 * evidence / raw as f64
+            );
+        }
+    }
+    c.bench_function("kafka_cumulative_evidence/noop", |b| b.iter(|| 0));
+}
+
+criterion_group!(
+    benches,
+    consumption,
+    cumulative_evidence,
+    decision_latency,
+    sustained
+);
 criterion_main!(benches);

@@ -20,7 +20,7 @@ mod common;
 use common::{kv_i, kv_s, resource, BOUNDS};
 use prost::Message;
 use rollbackd::config::{Config, OtlpEncoding};
-use rollbackd::engine::fold::Fold;
+use rollbackd::engine::fold::{Fold, Raw};
 use rollbackd::engine::window::{Kind, SeriesWindows};
 use rollbackd::engine::{Engine, EngineConfig};
 use rollbackd::ingest::evidence::{self, Envelope};
@@ -184,16 +184,16 @@ fn decode_and_apply(engine: &mut Engine, source: Source, bytes: &[u8], now: Time
     black_box(engine.apply(Input::Tick, now));
 }
 
-/// Stage 1 as intake runs it: decodes `bytes` (the raw record at `offset`)
-/// and folds it into evidence; every `flush_every` records the evidence is
-/// flushed and encoded, as intake does every flush interval. Returns the
-/// evidence bytes encoded.
+/// Stage 1 as intake runs it: decodes `bytes` (the raw record at `offset`,
+/// with a key or not) and folds it into evidence; every `flush_every`
+/// records the evidence is flushed and encoded, as intake does every flush
+/// interval. Returns the evidence bytes encoded.
 fn decode_and_fold(
     engine: &Engine,
     fold: &mut Fold,
     source: Source,
     bytes: &[u8],
-    offset: i64,
+    (offset, keyed): (i64, bool),
     now: Timestamp,
     flush_every: i64,
 ) -> usize {
@@ -207,7 +207,11 @@ fn decode_and_fold(
         offset,
     };
     fold.read("otlp", 0, offset);
-    black_box(engine.fold_telemetry(fold, &batch, Some(&raw), now));
+    let raw = Raw {
+        offset: &raw,
+        keyed,
+    };
+    black_box(engine.fold_telemetry(fold, &batch, Some(raw), now));
     if offset % flush_every != 0 {
         return 0;
     }
@@ -261,7 +265,15 @@ fn stage1_of(
             offset += 1;
             let i = offset as usize % exports.len();
             let now = Timestamp((T0 + (i as u64 + 1) * SEC) as i64);
-            decode_and_fold(&engine, &mut fold, source, &exports[i], offset, now, 16)
+            decode_and_fold(
+                &engine,
+                &mut fold,
+                source,
+                &exports[i],
+                (offset, false),
+                now,
+                16,
+            )
         })
     });
 }
@@ -395,7 +407,7 @@ fn span_evidence(engine: &Engine) -> (usize, usize) {
             &mut fold,
             Source::Spans,
             &bytes,
-            k as i64,
+            (k as i64, false),
             Timestamp(end as i64),
             1,
         );
@@ -404,15 +416,18 @@ fn span_evidence(engine: &Engine) -> (usize, usize) {
 }
 
 /// Stage 1's evidence for 10 minutes of histograms, 32 cumulative series
-/// per version every 10 s: (raw bytes, evidence bytes).
-fn histogram_evidence(engine: &Engine) -> (usize, usize) {
+/// per version every 10 s, in raw records with a key (`keyed`: the
+/// Collector's `partition_metrics_by_resource_attributes`) or without:
+/// (raw bytes, evidence bytes).
+fn histogram_evidence(engine: &Engine, keyed: bool) -> (usize, usize) {
     let (mut raw, mut sent) = (0usize, 0usize);
     let mut fold = Fold::default();
     for k in 0..60u64 {
         let bytes = metric_export_of(31 + k * 10, 32);
         raw += bytes.len();
         let now = Timestamp((T0 + (31 + k * 10) * SEC) as i64);
-        sent += decode_and_fold(engine, &mut fold, Source::Metrics, &bytes, k as i64, now, 1);
+        let raw = (k as i64, keyed);
+        sent += decode_and_fold(engine, &mut fold, Source::Metrics, &bytes, raw, now, 1);
     }
     (raw, sent)
 }
@@ -430,13 +445,15 @@ fn evidence_size(c: &mut Criterion) {
             100.0 * sent as f64 / raw as f64,
             sent as f64 / 600.0
         );
-        let (raw, sent) = histogram_evidence(&engine);
-        println!(
-            "evidence ({what}): histograms (32 cumulative series per version every 10 s): {:.1} KiB of evidence for {:.1} KiB of raw exports = {:.1} %",
-            sent as f64 / 1024.0,
-            raw as f64 / 1024.0,
-            100.0 * sent as f64 / raw as f64
-        );
+        for (records, keyed) in [("keyed", true), ("unkeyed", false)] {
+            let (raw, sent) = histogram_evidence(&engine, keyed);
+            println!(
+                "evidence ({what}): histograms (32 cumulative series per version every 10 s, {records} records): {:.1} KiB of evidence for {:.1} KiB of raw exports = {:.1} %",
+                sent as f64 / 1024.0,
+                raw as f64 / 1024.0,
+                100.0 * sent as f64 / raw as f64
+            );
+        }
     }
     c.bench_function("evidence_size/noop", |b| b.iter(|| black_box(0)));
 }

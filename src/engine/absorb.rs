@@ -24,12 +24,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::audit::LateDataAudit;
-use crate::model::evidence::{Counts, Evidence, Item, Key, Origin};
+use crate::model::evidence::{Counts, Evidence, HandedPoint, Item, Key, Origin, RawOffset};
 use crate::model::{AuditRecord, Output, TelemetryBatch, TelemetryOutcome};
 use crate::time::{Duration, Timestamp};
 
+use super::applied::Applied;
 use super::fold::Fold;
 use super::registry::Role;
+use super::series::{since, CumState};
 use super::window::{self, Kind, SeriesWindows};
 use super::Engine;
 
@@ -47,13 +49,22 @@ struct Batch {
     late: LateInBatch,
 }
 
-/// The last point of a cumulative histogram series.
+/// The owner's last point of a cumulative histogram series, and whether
+/// stage 1 turns the series into deltas (resumed: it sends only the first
+/// point it reads of it).
 #[derive(Debug, Clone, Copy)]
-pub struct CumState {
-    start: i64,
-    time: i64,
-    count: u64,
-    slow: u64,
+pub struct Last {
+    point: CumState,
+    resumed: bool,
+}
+
+/// A handover of one raw partition for one key (`Item::Handover`): the
+/// offset its next reader starts at, and the last point of each series
+/// before it.
+#[derive(Debug, Default)]
+pub struct Handed {
+    next: i64,
+    points: HashMap<CumKey, CumState>,
 }
 
 /// How often cumulative series that stopped are forgotten.
@@ -91,7 +102,7 @@ impl Engine {
         let mut batch = Batch::default();
         for item in e.items {
             if applied.fresh(item.raw()) {
-                self.item(&e.key, item, owner, &mut batch, out);
+                self.item(&e.key, item, (owner, &applied), &mut batch, out);
             }
         }
         if let Origin::Kafka(ranges) = &e.origin {
@@ -112,13 +123,14 @@ impl Engine {
         batch.outcome
     }
 
-    /// Applies one item of evidence not applied before: counts into
-    /// windows; alerts and manual rollbacks decided, by the owner only.
+    /// Applies one item of evidence not applied before (`applied`: what
+    /// of the key was, before this batch): counts into windows; alerts and
+    /// manual rollbacks decided, by the owner only.
     fn item(
         &mut self,
         key: &Key,
         item: Item,
-        owner: bool,
+        (owner, applied): (bool, &Applied),
         batch: &mut Batch,
         out: &mut Vec<Output>,
     ) {
@@ -148,13 +160,14 @@ impl Engine {
             Item::Cumulative {
                 deploy_id,
                 role,
+                raw,
                 series,
                 start,
                 time,
                 count,
                 slow,
                 error,
-                ..
+                resume,
             } => {
                 let point = CumState {
                     start: start.0,
@@ -162,8 +175,22 @@ impl Engine {
                     count,
                     slow,
                 };
-                self.cumulative_point(&deploy_id, role, series, point, error, batch);
+                let resumed = match (resume, &raw) {
+                    (Some(from), Some(raw)) => {
+                        let side = (series, (deploy_id.as_str(), role));
+                        Some(self.handed(key, side, (raw, from), applied))
+                    }
+                    _ => None,
+                };
+                let p = (series, point, error);
+                self.cumulative_point(&deploy_id, role, p, resumed, batch);
             }
+            Item::Handover {
+                topic,
+                partition,
+                next,
+                points,
+            } => self.handover(key, (topic, partition), next, points),
             // Only the owner of the key decides (an instance reading a
             // partition back is not the owner yet).
             Item::Alerts(_) | Item::Rollback { .. } if !owner => {}
@@ -217,13 +244,14 @@ impl Engine {
     /// A cumulative histogram point of `series`: what it adds since the
     /// series' previous point goes into the deploy side's windows, unless
     /// it is from before the deploy or older than its longest window.
+    /// `resumed`: the first point stage 1 read of a series it turns into
+    /// deltas itself, with the point handed over before it, if any.
     fn cumulative_point(
         &mut self,
         deploy_id: &str,
         role: Role,
-        series: u64,
-        point: CumState,
-        error: bool,
+        (series, point, error): (u64, CumState, bool),
+        resumed: Option<Option<CumState>>,
         batch: &mut Batch,
     ) {
         let Some(d) = self.registry.get(deploy_id) else {
@@ -231,7 +259,16 @@ impl Engine {
         };
         let (seq, at, longest) = (d.seq, d.info.at, d.policy.longest());
         let max = self.config.limits.max_series;
-        let delta = point_delta(&mut self.cumulative, max, (series, seq, role), point, at);
+        let key = (series, seq, role);
+        let delta = match resumed {
+            None => point_delta(&mut self.cumulative, max, key, point, at),
+            Some(before) => {
+                let longest = self.config.longest_window;
+                let fresh_after = self.clock.saturating_sub(longest).saturating_sub(longest);
+                let first = (at, fresh_after);
+                resumed_delta(&mut self.cumulative, max, key, (point, before), first)
+            }
+        };
         let time = Timestamp(point.time);
         if time < at {
             // Before the deploy: outside every window of it.
@@ -359,15 +396,66 @@ impl Engine {
         }
         let longest = self.config.longest_window;
         let keep_after = now.saturating_sub(longest).saturating_sub(longest);
-        self.cumulative.retain(|_, st| st.time > keep_after.0);
+        self.cumulative.retain(|_, st| st.point.time > keep_after.0);
+        for h in self.handovers.values_mut() {
+            h.points.retain(|_, st| st.time > keep_after.0);
+        }
+        self.handovers.retain(|_, h| !h.points.is_empty());
         self.next_sweep = now.saturating_add(SWEEP_EVERY);
+    }
+
+    /// A handover of the raw partition `at` for `key`: it replaces the
+    /// one before (points of deploys no longer active are dropped).
+    fn handover(&mut self, key: &Key, at: (String, i32), next: i64, points: Vec<HandedPoint>) {
+        let points = points
+            .into_iter()
+            .filter_map(|p| {
+                let seq = self.registry.get(&p.deploy_id)?.seq;
+                let st = CumState {
+                    start: p.start.0,
+                    time: p.time.0,
+                    count: p.count,
+                    slow: p.slow,
+                };
+                Some(((p.series, seq, p.role), st))
+            })
+            .collect();
+        self.handovers
+            .insert((key.clone(), at.0, at.1), Handed { next, points });
+    }
+
+    /// The point handed over before the first point of `series` (of
+    /// deploy side `side`) stage 1 read from the raw record `raw`, having
+    /// started reading its partition at `from`: only from a handover of
+    /// that partition at that very offset, and only while nothing of the
+    /// partition from there on was applied for the key (a reader after a
+    /// crash, or an instance that read the partition again, finds no
+    /// reference). A series absent from the handover is new since.
+    fn handed(
+        &self,
+        key: &Key,
+        (series, side): (u64, (&str, Role)),
+        (raw, from): (&RawOffset, i64),
+        applied: &Applied,
+    ) -> Option<CumState> {
+        let seq = self.registry.get(side.0)?.seq;
+        let h = self
+            .handovers
+            .get(&(key.clone(), raw.topic.clone(), raw.partition))?;
+        let unread = applied
+            .last(&raw.topic, raw.partition)
+            .is_none_or(|last| last < from);
+        if h.next != from || !unread {
+            return None;
+        }
+        h.points.get(&(series, seq, side.1)).copied()
     }
 }
 
 /// A cumulative series, as one deploy side sees it (the series' id, the
 /// deploy's seq, the side): each side turns the points it is given into
 /// deltas of its own.
-pub type CumKey = (u64, u64, super::registry::Role);
+pub type CumKey = super::series::SideSeries;
 
 /// What a cumulative point adds.
 enum Delta {
@@ -380,35 +468,89 @@ enum Delta {
 /// difference from the series' previous point (a drop or a new start time
 /// is a reset). The first point of a series counts only when its start
 /// time is known and not before the deploy (`deploy_at`); otherwise it is
-/// the reference.
+/// the reference. So is the first whole point of a series stage 1 turned
+/// into deltas before (its last look is older than what stage 1 counted).
 fn point_delta(
-    cumulative: &mut HashMap<CumKey, CumState>,
+    cumulative: &mut HashMap<CumKey, Last>,
     max_series: usize,
     series: CumKey,
     p: CumState,
     deploy_at: Timestamp,
 ) -> Delta {
     if let Some(st) = cumulative.get_mut(&series) {
-        if p.time <= st.time {
+        let Some((count, slow)) = since(&st.point, &p) else {
             // A repeat or out-of-order point: its counts are already in.
             return Delta::Nothing;
-        }
-        let restarted = p.start != 0 && st.start != 0 && p.start != st.start;
-        let delta = if restarted || p.count < st.count || p.slow < st.slow {
-            (p.count, p.slow)
-        } else {
-            (p.count - st.count, p.slow - st.slow)
         };
-        *st = p;
-        return Delta::Counts(delta.0, delta.1);
+        let resumed = st.resumed;
+        *st = Last {
+            point: p,
+            resumed: false,
+        };
+        return if resumed {
+            Delta::Nothing
+        } else {
+            Delta::Counts(count, slow)
+        };
     }
     if cumulative.len() >= max_series {
         return Delta::OverLimit;
     }
-    cumulative.insert(series, p);
+    cumulative.insert(
+        series,
+        Last {
+            point: p,
+            resumed: false,
+        },
+    );
+    first_point(&p, deploy_at)
+}
+
+/// What the first point of a series adds: all of it when its start time is
+/// known and not before the deploy; otherwise it is the reference.
+fn first_point(p: &CumState, deploy_at: Timestamp) -> Delta {
     if p.start != 0 && Timestamp(p.start) >= deploy_at {
         Delta::Counts(p.count, p.slow)
     } else {
         Delta::Nothing
+    }
+}
+
+/// What the first point stage 1 read of a series it turns into deltas
+/// adds (`Item::Cumulative::resume`): the difference from the point handed
+/// over before it (`before`), if any. Otherwise a series the owner saw
+/// before is only a reference from here (what it added since stage 1's
+/// last look may be counted already), and a new one counts like any first
+/// point (`first`: the deploy's start, and how recent its start must be:
+/// a series started earlier might be one forgotten since).
+fn resumed_delta(
+    cumulative: &mut HashMap<CumKey, Last>,
+    max_series: usize,
+    series: CumKey,
+    (p, before): (CumState, Option<CumState>),
+    (deploy_at, fresh_after): (Timestamp, Timestamp),
+) -> Delta {
+    let last = Last {
+        point: p,
+        resumed: true,
+    };
+    let full = cumulative.len() >= max_series;
+    let known = match cumulative.get_mut(&series) {
+        Some(st) => {
+            if st.point.time < p.time {
+                *st = last;
+            }
+            true
+        }
+        None if full => return Delta::OverLimit,
+        None => {
+            cumulative.insert(series, last);
+            false
+        }
+    };
+    match before {
+        Some(before) => since(&before, &p).map_or(Delta::Nothing, |(c, s)| Delta::Counts(c, s)),
+        None if known || Timestamp(p.start) <= fresh_after => Delta::Nothing,
+        None => first_point(&p, deploy_at),
     }
 }

@@ -43,6 +43,11 @@ impl Applied {
         })
     }
 
+    /// The last raw offset of (`topic`, `partition`) applied, if any.
+    pub fn last(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.raw.get(topic)?.get(&partition).copied()
+    }
+
     /// Raw records up to `last` of (`topic`, `partition`) are applied.
     pub fn raw_applied(&mut self, topic: &str, partition: i32, last: i64) {
         let partitions = match self.raw.get_mut(topic) {

@@ -3,9 +3,11 @@
 //! (service, environment) — what the owner of each key needs to decide.
 //!
 //! Spans and delta histogram points become counters per deploy side, time
-//! slot and raw record; cumulative histogram points travel as they are (a
-//! series may reach intake on several raw partitions, so only the owner can
-//! turn it into deltas). A slot is the finest bucket of the deploy's
+//! slot and raw record. Cumulative histogram points of keyed raw records
+//! (a series stays on one raw partition) become counters too, but for the
+//! first point read of each series ([`super::series`]); those of other
+//! records travel as they are (a series may reach intake on several raw
+//! partitions, so only the owner can turn it into deltas). A slot is the finest bucket of the deploy's
 //! windows ([`window::slot`]: one second with the default windows), so the
 //! owner's windows see the counters exactly as they would have seen each
 //! request. Data from before a deploy started is outside its windows; data
@@ -26,6 +28,7 @@
 use std::collections::BTreeMap;
 
 use super::registry::{Registry, Target};
+use super::series::{CumState, Handovers, Series, Step};
 use super::{window, EngineConfig};
 use crate::config::Policy;
 use crate::model::evidence::{Counts, Evidence, Item, Key, Origin, RawOffset, Role};
@@ -53,6 +56,15 @@ enum Of {
 /// Items that sum: (what of, raw record, slot, metrics?).
 type CountsKey = (Of, Option<RawOffset>, Timestamp, bool);
 
+/// The raw Kafka record an export came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'a> {
+    pub offset: &'a RawOffset,
+    /// Whether it has a key: keyed records are taken as keyed by resource,
+    /// each series on one raw partition ([`super::series`]).
+    pub keyed: bool,
+}
+
 /// Evidence being gathered, per key.
 #[derive(Debug, Default)]
 pub struct Fold {
@@ -60,6 +72,8 @@ pub struct Fold {
     other: BTreeMap<Key, Vec<Item>>,
     /// The last raw offset folded, per (topic, partition).
     read: BTreeMap<(String, i32), i64>,
+    /// Cumulative series of keyed raw records: kept across flushes.
+    series: Series,
 }
 
 impl Fold {
@@ -70,11 +84,24 @@ impl Fold {
     /// Notes that the raw record at (`topic`, `partition`, `offset`) was
     /// folded (whether or not anything of it matched a deploy).
     pub fn read(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.series.record(topic, partition, offset);
         let last = self
             .read
             .entry((topic.to_string(), partition))
             .or_insert(offset);
         *last = (*last).max(offset);
+    }
+
+    /// Brings `kept` up to the series of keyed raw records as they are
+    /// now: the handover of each partition when stage 1 stops reading it.
+    pub fn keep_handovers(&mut self, kept: &mut Handovers) {
+        self.series.keep(kept);
+    }
+
+    /// The partitions read changed (a rebalance): every series of keyed
+    /// records starts afresh.
+    pub fn reassigned(&mut self) {
+        self.series.reset();
     }
 
     /// Matches one decoded export to deploys and folds it in. `raw` is the
@@ -84,37 +111,44 @@ impl Fold {
         registry: &Registry,
         config: &EngineConfig,
         batch: &TelemetryBatch,
-        raw: Option<&RawOffset>,
+        raw: Option<Raw<'_>>,
         now: Timestamp,
     ) -> TelemetryOutcome {
         let mut out = TelemetryOutcome::default();
+        let offset = raw.map(|r| r.offset);
+        if raw.is_some_and(|r| r.keyed) {
+            self.series.sweep(now, config.longest_window);
+        }
         for res in &batch.resources {
             let targets = registry.correlate(&res.ident);
             if targets.is_empty() {
                 out.unmatched += (res.spans.len() + res.points.len()) as u64;
-                self.unclaimed(config, res, raw, now);
+                self.unclaimed(config, res, offset, now);
                 continue;
             }
             for t in &targets {
-                self.side(t, res, raw, now, &mut out);
+                self.side(t, res, (raw, config.limits.max_series), now, &mut out);
             }
         }
         out
     }
 
     /// Folds one resource's spans and points into one deploy side: counts
-    /// per slot, cumulative points as they are.
+    /// per slot; cumulative points as what they add, or as they are (the
+    /// first read of a series of keyed records, or any of other records).
+    /// Keeps at most `max_series` series of keyed records.
     fn side(
         &mut self,
         t: &Target<'_>,
         res: &ResourceTelemetry,
-        raw: Option<&RawOffset>,
+        (raw, max_series): (Option<Raw<'_>>, usize),
         now: Timestamp,
         out: &mut TelemetryOutcome,
     ) {
         let d = t.deploy;
         let key = key_of(&d.info);
         let of = Of::Side(d.info.deploy_id.clone(), t.role);
+        let offset = raw.map(|r| r.offset);
         let mut slots = SideSlots::new(&d.policy, d.info.at, now);
         // The kinds of request this service counts; the others are ignored.
         let counted = d.policy.requests;
@@ -122,14 +156,40 @@ impl Fold {
             slots.span(s, out);
         }
         for p in res.points.iter().filter(|p| counted.contains(p.kind)) {
-            if p.temporality == Temporality::Cumulative {
-                let item = slots.cumulative(p, &d.info.deploy_id, t.role, raw, out);
-                self.other.entry(key.clone()).or_default().push(item);
-            } else {
+            if p.temporality != Temporality::Cumulative {
                 slots.delta(p, out);
+                continue;
             }
+            let step = match raw.filter(|r| r.keyed) {
+                Some(r) => {
+                    let point = CumState {
+                        start: p.start.0,
+                        time: p.time.0,
+                        count: p.count,
+                        slow: slots.slow(p),
+                    };
+                    let side = (p.series, d.seq, t.role);
+                    let of = (&key, d.info.deploy_id.as_str());
+                    self.series.point(r.offset, of, side, point, max_series)
+                }
+                None => Step::Whole,
+            };
+            let resume = match step {
+                Step::Resume(from) => Some(from),
+                Step::Whole => None,
+                Step::Adds(requests, slow) => {
+                    slots.cumulative_adds(p, (requests, slow), out);
+                    continue;
+                }
+                Step::Nothing => {
+                    out.observations += 1;
+                    continue;
+                }
+            };
+            let item = slots.cumulative(p, (&d.info.deploy_id, t.role), (offset, resume), out);
+            self.other.entry(key.clone()).or_default().push(item);
         }
-        self.sum(key, of, raw, slots.sums);
+        self.sum(key, of, offset, slots.sums);
     }
 
     /// Folds a resource no deploy claims per version, for the owner to
@@ -249,7 +309,9 @@ impl Fold {
     /// What was gathered, one [`Evidence`] per key, from `origin` (for
     /// Kafka, the raw ranges read are filled in), and a fresh fold.
     pub fn flush(&mut self, origin: Origin) -> Vec<Evidence> {
+        let series = std::mem::take(&mut self.series);
         let fold = std::mem::take(self);
+        self.series = series;
         let ranges: Vec<(String, i32, i64)> = fold
             .read
             .into_iter()
@@ -402,13 +464,13 @@ impl<'a> SideSlots<'a> {
 
     /// A cumulative histogram point, as it is: every point, even an old
     /// one, is the reference the owner measures the next point's delta
-    /// from.
+    /// from. `resume`: stage 1 turns the series into deltas, this is the
+    /// first point it read of it since it started reading at that offset.
     fn cumulative(
         &self,
         p: &HistPoint,
-        deploy_id: &str,
-        role: Role,
-        raw: Option<&RawOffset>,
+        (deploy_id, role): (&str, Role),
+        (raw, resume): (Option<&RawOffset>, Option<i64>),
         out: &mut TelemetryOutcome,
     ) -> Item {
         out.observations += 1;
@@ -423,6 +485,34 @@ impl<'a> SideSlots<'a> {
             count: p.count,
             slow: self.slow(p),
             error: p.error,
+            resume,
         }
+    }
+
+    /// What a cumulative point adds since the series' previous point
+    /// (`requests`, `slow`): its requests, unless it is from before the
+    /// deploy or late — as the owner counts it from whole points.
+    fn cumulative_adds(
+        &mut self,
+        p: &HistPoint,
+        (requests, slow): (u64, u64),
+        out: &mut TelemetryOutcome,
+    ) {
+        out.observations += 1;
+        if p.time < self.start {
+            return;
+        }
+        out.too_late += u64::from(self.too_late(p.time));
+        if p.time <= self.late_before {
+            out.late += 1;
+            return;
+        }
+        let c = Counts {
+            requests,
+            errors: if p.error { requests } else { 0 },
+            slow,
+            points: 1,
+        };
+        self.add(p.time, true, c);
     }
 }

@@ -16,7 +16,8 @@
 //!   [`known`]: versions known good (a deploy of one is fast-tracked);
 //!   [`absorb`]: stage 2 — evidence into rolling windows (each raw record
 //!   and each HTTP request once, by [`applied`]), cumulative histograms
-//!   into deltas.
+//!   into deltas — by stage 1 itself for series that stay on one raw
+//!   partition ([`series`]).
 //! - [`decide`]: evaluation of due deploys, the guard chain and the
 //!   commands it lets through, release cascades; [`verify`]: after a
 //!   successful rollback, whether the restored version recovered;
@@ -64,6 +65,7 @@ pub mod known;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod registry;
+pub mod series;
 pub mod verify;
 pub mod views;
 pub mod window;
@@ -72,7 +74,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::model::evidence::{Key, Ownership, RawOffset};
+use crate::model::evidence::{Key, Ownership};
 use crate::model::{
     Alert, AlertStatus, AuditRecord, Input, Output, TelemetryBatch, TelemetryOutcome,
 };
@@ -105,7 +107,10 @@ pub struct Engine {
     late_data: HashMap<u64, u64>,
     /// Last cumulative histogram state per series and deploy side, to turn
     /// it into deltas.
-    cumulative: HashMap<absorb::CumKey, absorb::CumState>,
+    cumulative: HashMap<absorb::CumKey, absorb::Last>,
+    /// Per (key, raw topic, raw partition), the last handover of stage 1's
+    /// series (`series`).
+    handovers: HashMap<(Key, String, i32), absorb::Handed>,
     /// Per key, the raw records and HTTP requests whose evidence is
     /// applied.
     applied: HashMap<Key, applied::Applied>,
@@ -144,6 +149,7 @@ impl Engine {
             judges: HashMap::new(),
             late_data: HashMap::new(),
             cumulative: HashMap::new(),
+            handovers: HashMap::new(),
             applied: HashMap::new(),
             books: HashMap::new(),
             known: known::Known::default(),
@@ -199,7 +205,7 @@ impl Engine {
         &self,
         fold: &mut fold::Fold,
         batch: &TelemetryBatch,
-        raw: Option<&RawOffset>,
+        raw: Option<fold::Raw<'_>>,
         now: Timestamp,
     ) -> TelemetryOutcome {
         fold.telemetry(&self.registry, &self.config, batch, raw, now)
@@ -228,12 +234,15 @@ impl Engine {
         self.ownership.owns(&d.service, d.environment_or_default())
     }
 
-    /// Forgets a deploy's windows and what its sequential tests saw.
+    /// Forgets a deploy's windows, what its sequential tests saw, and the
+    /// last points of its cumulative series (evidence read back later
+    /// counts them again from the start).
     fn forget_evidence(&mut self, seq: u64) {
         self.windows.remove(&(seq, Role::Candidate));
         self.windows.remove(&(seq, Role::Baseline));
         self.judges.remove(&seq);
         self.late_data.remove(&seq);
+        self.cumulative.retain(|&(_, s, _), _| s != seq);
     }
 
     /// Takes a new ownership: the windows, evidence offsets and held-back
@@ -263,6 +272,8 @@ impl Engine {
         }
         self.applied
             .retain(|k, _| ownership.keeps(&k.service, &k.environment));
+        self.handovers
+            .retain(|(k, _, _), _| ownership.keeps(&k.service, &k.environment));
         self.books
             .retain(|k, _| ownership.keeps(&k.service, &k.environment));
         self.ownership = ownership;

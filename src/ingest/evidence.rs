@@ -8,13 +8,17 @@
 //!                 counts=7 (repeated Counts), cumulative=8 (repeated Cumulative),
 //!                 alerts=9 (repeated Alert), rollback=10 (optional Rollback), http=11 (bool: from HTTP),
 //!                 consumed_at=12 (fixed64, ns; 0: unknown), request=13 (fixed64: the HTTP request's
-//!                 id, 0: none), seen=14 (repeated Seen)
+//!                 id, 0: none), seen=14 (repeated Seen), handovers=15 (repeated Handover)
 //! Source          topic=1, partition=2, last=3 (the last raw offset read when the batch was cut)
 //! Counts          deploy=1 (index into deploys), baseline=2, source=3 (index into sources, -1: none),
 //!                 offset=4 (raw offset), at=5 (slot start, ns), metrics=6, requests=7, errors=8,
 //!                 slow=9, points=10
 //! Cumulative      deploy=1, baseline=2, source=3, offset=4, series=5, start=6, time=7 (ns),
-//!                 count=8, slow=9, error=10
+//!                 count=8, slow=9, error=10, resume=11 (optional: the raw offset stage 1
+//!                 started reading the partition at; the series' later points come as counts)
+//! Handover        topic=1, partition=2, next=3 (the raw offset the next reader starts at),
+//!                 points=4 (repeated HandedPoint)
+//! HandedPoint     deploy=1, baseline=2, series=3, start=4, time=5 (ns), count=6, slow=7
 //! Seen            version=1, source=2, offset=3, at=4 (slot start, ns), metrics=5, requests=6,
 //!                 errors=7, slow=8, points=9
 //! Alert           firing=1, labels=2 (map), annotations=3 (map), starts_at=4 (ns),
@@ -30,7 +34,9 @@ use std::collections::BTreeMap;
 use prost::Message;
 
 use super::DecodeError;
-use crate::model::evidence::{Counts, Evidence, Item, Key, Origin, RawOffset, RequestId, Role};
+use crate::model::evidence::{
+    Counts, Evidence, HandedPoint, Item, Key, Origin, RawOffset, RequestId, Role,
+};
 use crate::model::{Alert, AlertStatus};
 use crate::time::Timestamp;
 
@@ -69,6 +75,8 @@ struct EvidenceMsg {
     request: u64,
     #[prost(message, repeated, tag = "14")]
     seen: Vec<SeenMsg>,
+    #[prost(message, repeated, tag = "15")]
+    handovers: Vec<HandoverMsg>,
 }
 
 /// Who sent an evidence record, and when intake consumed the oldest raw
@@ -157,6 +165,38 @@ struct CumulativeMsg {
     slow: u64,
     #[prost(bool, tag = "10")]
     error: bool,
+    #[prost(int64, optional, tag = "11")]
+    resume: Option<i64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct HandoverMsg {
+    #[prost(string, tag = "1")]
+    topic: String,
+    #[prost(int32, tag = "2")]
+    partition: i32,
+    #[prost(int64, tag = "3")]
+    next: i64,
+    #[prost(message, repeated, tag = "4")]
+    points: Vec<HandedPointMsg>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct HandedPointMsg {
+    #[prost(uint32, tag = "1")]
+    deploy: u32,
+    #[prost(bool, tag = "2")]
+    baseline: bool,
+    #[prost(fixed64, tag = "3")]
+    series: u64,
+    #[prost(int64, tag = "4")]
+    start: i64,
+    #[prost(int64, tag = "5")]
+    time: i64,
+    #[prost(uint64, tag = "6")]
+    count: u64,
+    #[prost(uint64, tag = "7")]
+    slow: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -308,6 +348,7 @@ impl Writer {
                 count,
                 slow,
                 error,
+                resume,
             } => {
                 let r = self.refs(deploy_id, *role, raw);
                 self.msg.cumulative.push(CumulativeMsg {
@@ -321,6 +362,7 @@ impl Writer {
                     count: *count,
                     slow: *slow,
                     error: *error,
+                    resume: *resume,
                 });
             }
             Item::Seen {
@@ -341,6 +383,31 @@ impl Writer {
                     errors: counts.errors,
                     slow: counts.slow,
                     points: counts.points,
+                });
+            }
+            Item::Handover {
+                topic,
+                partition,
+                next,
+                points,
+            } => {
+                let points = points
+                    .iter()
+                    .map(|p| HandedPointMsg {
+                        deploy: self.deploys.index(&p.deploy_id),
+                        baseline: p.role == Role::Baseline,
+                        series: p.series,
+                        start: p.start.0,
+                        time: p.time.0,
+                        count: p.count,
+                        slow: p.slow,
+                    })
+                    .collect();
+                self.msg.handovers.push(HandoverMsg {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    next: *next,
+                    points,
                 });
             }
             Item::Alerts(alerts) => self.msg.alerts.extend(alerts.iter().map(alert_msg)),
@@ -429,6 +496,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Evidence, Envelope), DecodeError> {
     for c in &msg.seen {
         items.push(seen_item(&msg, c)?);
     }
+    for h in &msg.handovers {
+        items.push(handover_item(&msg, h)?);
+    }
     if !msg.alerts.is_empty() {
         items.push(Item::Alerts(msg.alerts.iter().map(alert).collect()));
     }
@@ -497,6 +567,32 @@ fn cumulative_item(msg: &EvidenceMsg, c: &CumulativeMsg) -> Result<Item, DecodeE
         count: c.count,
         slow: c.slow,
         error: c.error,
+        resume: c.resume,
+    })
+}
+
+/// A handover item, its points' deploys looked up in `msg`'s table.
+fn handover_item(msg: &EvidenceMsg, h: &HandoverMsg) -> Result<Item, DecodeError> {
+    let points = h
+        .points
+        .iter()
+        .map(|p| {
+            Ok(HandedPoint {
+                deploy_id: deploy(msg, p.deploy)?,
+                role: role(p.baseline),
+                series: p.series,
+                start: Timestamp(p.start),
+                time: Timestamp(p.time),
+                count: p.count,
+                slow: p.slow,
+            })
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    Ok(Item::Handover {
+        topic: h.topic.clone(),
+        partition: h.partition,
+        next: h.next,
+        points,
     })
 }
 
@@ -568,138 +664,4 @@ fn origin(msg: &EvidenceMsg) -> Origin {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Evidence {
-        let raw = |o| {
-            Some(RawOffset {
-                topic: "otlp_spans".into(),
-                partition: 2,
-                offset: o,
-            })
-        };
-        Evidence {
-            key: Key {
-                service: "checkout".into(),
-                environment: "prod".into(),
-            },
-            origin: Origin::Kafka(vec![("otlp_spans".into(), 2, 41)]),
-            items: vec![
-                Item::Counts {
-                    deploy_id: "d-1".into(),
-                    role: Role::Candidate,
-                    raw: raw(40),
-                    at: Timestamp(1_000_000_000),
-                    metrics: false,
-                    counts: Counts {
-                        requests: 10,
-                        errors: 2,
-                        slow: 1,
-                        points: 0,
-                    },
-                },
-                Item::Counts {
-                    deploy_id: "d-1".into(),
-                    role: Role::Baseline,
-                    raw: raw(41),
-                    at: Timestamp(1_000_000_000),
-                    metrics: true,
-                    counts: Counts {
-                        requests: 90,
-                        errors: 0,
-                        slow: 0,
-                        points: 3,
-                    },
-                },
-                Item::Cumulative {
-                    deploy_id: "d-1".into(),
-                    role: Role::Candidate,
-                    raw: raw(41),
-                    series: u64::MAX,
-                    start: Timestamp(5),
-                    time: Timestamp(6),
-                    count: 7,
-                    slow: 1,
-                    error: true,
-                },
-                Item::Seen {
-                    version: "v3".into(),
-                    raw: raw(41),
-                    at: Timestamp(2_000_000_000),
-                    metrics: false,
-                    counts: Counts {
-                        requests: 4,
-                        errors: 1,
-                        slow: 0,
-                        points: 0,
-                    },
-                },
-            ],
-        }
-    }
-
-    #[test]
-    fn round_trips_and_refuses_other_versions() {
-        let e = sample();
-        let envelope = Envelope {
-            instance: "pod-1".into(),
-            consumed_at: Some(Timestamp(1_700_000_000_123_456_789)),
-        };
-        let bytes = encode(&e, &envelope);
-        let (back, env) = decode(&bytes).unwrap();
-        assert_eq!(back, e);
-        assert_eq!(env, envelope);
-        let mut msg = EvidenceMsg::decode(&bytes[..]).unwrap();
-        msg.version = 2;
-        assert!(decode(&msg.encode_to_vec()).is_err());
-        msg.version = VERSION;
-        msg.counts[0].deploy = 9;
-        assert!(decode(&msg.encode_to_vec()).is_err());
-        assert!(decode(b"\xff\xff\xff").is_err());
-    }
-
-    #[test]
-    fn an_http_request_keeps_its_id() {
-        let envelope = Envelope::default();
-        for origin in [
-            Origin::Http(Some(RequestId::of("/v1/traces", b"body"))),
-            Origin::Http(None),
-            Origin::Local,
-        ] {
-            let e = Evidence {
-                origin,
-                items: Vec::new(),
-                ..sample()
-            };
-            let (back, _) = decode(&encode(&e, &envelope)).unwrap();
-            assert_eq!(back.origin, e.origin);
-        }
-    }
-
-    #[test]
-    fn alerts_and_a_rollback_round_trip() {
-        let alert = |firing, n: &str| Alert {
-            status: if firing {
-                AlertStatus::Firing
-            } else {
-                AlertStatus::Resolved
-            },
-            labels: BTreeMap::from([("service".into(), "checkout".into())]),
-            annotations: BTreeMap::from([("summary".into(), n.into())]),
-            starts_at: Timestamp(7),
-            fingerprint: n.into(),
-            generator_url: (n == "a").then(|| "http://prom".into()),
-        };
-        let mut e = sample();
-        e.items
-            .push(Item::Alerts(vec![alert(true, "a"), alert(false, "b")]));
-        e.items.push(Item::Rollback {
-            deploy_id: "d-1".into(),
-            reason: "manual".into(),
-            actor: "ops".into(),
-        });
-        let (back, _) = decode(&encode(&e, &Envelope::default())).unwrap();
-        assert_eq!(back, e);
-    }
-}
+mod tests;

@@ -63,8 +63,13 @@ impl Held {
     }
 }
 
+/// Called with the partitions being revoked, before their offsets are
+/// committed (intake hands over what it keeps of them).
+pub type RevokeHook = Box<dyn FnMut(&[(String, i32)]) + Send>;
+
 /// What the rebalance callbacks keep.
 pub struct GroupContext {
+    on_revoke: Mutex<Option<RevokeHook>>,
     start: Start,
     lookback: Duration,
     /// (topic, partition) → held.
@@ -144,6 +149,19 @@ impl ConsumerContext for GroupContext {
                     partitions = tpl.count(),
                     "partitions revoked"
                 );
+                let revoked: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                if let Some(hook) = self
+                    .on_revoke
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    hook(&revoked);
+                }
                 if self.start == Start::Committed {
                     let _ = base.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
                 }
@@ -267,6 +285,7 @@ pub struct GroupSpec<'a> {
 impl Group {
     pub fn new(k: &KafkaConfig, spec: &GroupSpec<'_>) -> KafkaResult<Group> {
         let ctx = GroupContext {
+            on_revoke: Mutex::new(None),
             start: spec.start,
             lookback: spec.lookback,
             held: Mutex::new(BTreeMap::new()),
@@ -321,6 +340,15 @@ impl Group {
             }
         }
         rec
+    }
+
+    /// Sets what is called when partitions are revoked.
+    pub fn on_revoke(&self, hook: RevokeHook) {
+        *self
+            .ctx()
+            .on_revoke
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     fn ctx(&self) -> &GroupContext {

@@ -1,7 +1,10 @@
 //! Evidence: what stage 1 (intake, on every instance) hands to stage 2 (the
 //! owner of a (service, environment)). Telemetry matched to deploys and
 //! folded into counters per deploy side and time slot; cumulative histogram
-//! points as they came (only the owner can turn a series into deltas); and
+//! points as they came where only the owner can turn a series into deltas
+//! (a series spread over raw partitions), else the first point stage 1
+//! read of each series and what the rest add (see [`Item::Cumulative`]);
+//! and
 //! the alerts and manual rollbacks that must reach the owner.
 //!
 //! Every item that came from a raw Kafka record says which one (topic,
@@ -197,6 +200,19 @@ impl std::ops::AddAssign for Counts {
     }
 }
 
+/// The last point of one cumulative series on one deploy side, handed
+/// over ([`Item::Handover`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandedPoint {
+    pub deploy_id: String,
+    pub role: Role,
+    pub series: u64,
+    pub start: Timestamp,
+    pub time: Timestamp,
+    pub count: u64,
+    pub slow: u64,
+}
+
 /// One piece of evidence.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
@@ -225,6 +241,24 @@ pub enum Item {
         /// Requests in buckets at or above the deploy's latency threshold.
         slow: u64,
         error: bool,
+        /// Stage 1 turns a series of keyed raw records into deltas itself
+        /// (they stay on one raw partition) and sends only the first point
+        /// it reads of each, with the offset it started reading the raw
+        /// partition at: the owner counts what it adds only since a
+        /// [`Item::Handover`] of that partition at that offset (or as the
+        /// first point of a new series). `None`: the owner turns every
+        /// point into a delta.
+        resume: Option<i64>,
+    },
+    /// The last point of each cumulative series stage 1 turned into deltas
+    /// on one raw partition, up to (not including) offset `next`, sent when
+    /// it stops reading the partition (revoked, or shut down): the
+    /// reference of the next reader's first points.
+    Handover {
+        topic: String,
+        partition: i32,
+        next: i64,
+        points: Vec<HandedPoint>,
     },
     /// Requests of a version no active deploy claims, in one time slot
     /// (where deploys are inferred): the owner learns from them which

@@ -8,10 +8,16 @@
 //! went into is acknowledged: a crash re-reads it, and the owner, who
 //! applies each raw record once per key, counts it once. Malformed raw
 //! records go to the dead-letter topic with their headers.
+//!
+//! Cumulative series of keyed raw records are turned into deltas here
+//! ([`crate::engine::series`]): when partitions are revoked, and at
+//! shutdown, intake hands the last point of each series, as of the offsets
+//! it stored, to their owners before those offsets are committed; a new
+//! assignment starts every series afresh.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,6 +27,7 @@ use tracing::{error, info, warn};
 use super::shared::Shared;
 use super::RunError;
 use crate::engine::fold::Fold;
+use crate::engine::series::Handovers;
 use crate::engine::Engine;
 use crate::ingest::evidence::Envelope;
 use crate::ingest::{self, DecodeError, Source};
@@ -222,6 +229,8 @@ pub fn run(
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
     let lookback = shared.config.longest_window();
     let mut fold = Fold::default();
+    let handovers = hand_over_when_revoked(&group, &sender);
+    let mut generation = group.generation();
     // The last offset folded per raw partition: stored once sent.
     let mut read: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut batch: Vec<InRecord> = Vec::with_capacity(BATCH);
@@ -232,6 +241,10 @@ pub fn run(
     let mut oldest: Option<Timestamp> = None;
     while !shared.cancel.is_cancelled() {
         poll_batch(&group, &sender, &mut batch, flush_at)?;
+        if group.generation() != generation {
+            generation = group.generation();
+            fold.reassigned();
+        }
         if !assigned_once && group.generation() > 0 {
             assigned_once = true;
             shared.readiness.intake.store(true, Ordering::Release);
@@ -267,14 +280,52 @@ pub fn run(
             if !send(&sender, &mut fold, &group, &mut read, oldest) {
                 break;
             }
+            keep_handovers(&handovers, &mut fold);
             oldest = None;
         }
     }
-    send(&sender, &mut fold, &group, &mut read, oldest);
+    if send(&sender, &mut fold, &group, &mut read, oldest) {
+        keep_handovers(&handovers, &mut fold);
+    }
     if let Err(e) = group.commit() {
         warn!(error = %e, "final offset commit failed");
+        return Ok(());
+    }
+    // Whoever reads these partitions next starts where this instance
+    // stopped: its first points count from these.
+    let held = group.held();
+    let evidence = lock(&handovers).take(|t, p| held.contains_key(&(t.to_string(), p)));
+    if !evidence.is_empty() {
+        sender.send_blocking(evidence, None);
     }
     Ok(())
+}
+
+/// What intake hands over, as of the offsets it last stored: set after
+/// every send, taken by the revocation hook it returns.
+type Kept = Arc<Mutex<Handovers>>;
+
+fn lock(kept: &Kept) -> std::sync::MutexGuard<'_, Handovers> {
+    kept.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets `group` to hand over the series of the partitions it revokes,
+/// before their offsets are committed.
+fn hand_over_when_revoked(group: &Group, sender: &Sender) -> Kept {
+    let kept = Kept::default();
+    let (hook_kept, sender) = (kept.clone(), sender.clone());
+    group.on_revoke(Box::new(move |revoked| {
+        let evidence = lock(&hook_kept).take(|t, p| revoked.iter().any(|r| r.0 == t && r.1 == p));
+        if !evidence.is_empty() {
+            sender.send_blocking(evidence, None);
+        }
+    }));
+    kept
+}
+
+/// Keeps the fold's series as of the offsets just stored.
+fn keep_handovers(kept: &Kept, fold: &mut Fold) {
+    fold.keep_handovers(&mut lock(kept));
 }
 
 /// Takes up to a batch of raw records into `batch`: waits for the first
@@ -397,7 +448,11 @@ fn fold_batch(
                         partition: rec.partition,
                         offset: rec.offset,
                     };
-                    let outcome = engine.fold_telemetry(fold, &b, Some(&raw), now);
+                    let raw = crate::engine::fold::Raw {
+                        offset: &raw,
+                        keyed: rec.key.is_some(),
+                    };
+                    let outcome = engine.fold_telemetry(fold, &b, Some(raw), now);
                     shared.metrics.observations.inc_by(outcome.observations);
                     shared
                         .metrics

@@ -37,3 +37,51 @@ pub fn metrics_json(service: &str, version: &str, ok: u64, errors: u64) -> Vec<u
     .to_string()
     .into_bytes()
 }
+
+/// Cumulative histogram points of `http.server.request.duration` now, as
+/// OTLP protobuf: one series per count in `counts` (the series started at
+/// `start_ns`), the last one's requests failing.
+pub fn cumulative_proto(service: &str, version: &str, start_ns: u64, counts: &[u64]) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1 as pm;
+    use rollbackd::loadgen::{kv_int, kv_str};
+    let t = now_ns();
+    let points = counts
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let code = if i + 1 == counts.len() { 500 } else { 200 };
+            pm::HistogramDataPoint {
+                attributes: vec![
+                    kv_str("http.route", &format!("/r{i}")),
+                    kv_int("http.response.status_code", code),
+                ],
+                start_time_unix_nano: start_ns,
+                time_unix_nano: t,
+                count: n,
+                bucket_counts: vec![n, 0],
+                explicit_bounds: vec![0.1],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![pm::ResourceMetrics {
+            resource: Some(resource(service, version, None)),
+            scope_metrics: vec![pm::ScopeMetrics {
+                metrics: vec![pm::Metric {
+                    name: "http.server.request.duration".into(),
+                    unit: "s".into(),
+                    data: Some(pm::metric::Data::Histogram(pm::Histogram {
+                        data_points: points,
+                        aggregation_temporality: 2,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}

@@ -182,6 +182,7 @@ fn serve(e: &mut Engine, (from, to): (i64, i64), versions: &[(&str, usize)]) -> 
 }
 
 mod admin;
+mod cumulative;
 mod decide;
 mod evidence;
 mod fast_track;

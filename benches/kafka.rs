@@ -119,6 +119,22 @@ struct CatchUp {
     gap: f64,
 }
 
+impl CatchUp {
+    /// One line: rate, evidence, CPU per million records, settling, gap.
+    fn print(&self, instances: usize, unit: &str, elements: usize, raw: f64) {
+        let per_m = 1e6 / elements as f64;
+        println!(
+            "kafka: {instances} instance(s): {:.0} {unit}/s; evidence {:.3} % of the raw bytes; agents {:.3} CPU-s per million {unit}, broker {:.3}; assignment settled after {:.2}s, longest gap {:.2}s",
+            elements as f64 / self.took.as_secs_f64(),
+            100.0 * self.evidence / raw,
+            self.cpu * per_m,
+            self.broker_cpu * per_m,
+            self.settle,
+            self.gap,
+        );
+    }
+}
+
 fn wall_s() -> f64 {
     rollbackd::time::Timestamp::now_wall().nanos() as f64 / 1e9
 }
@@ -223,39 +239,12 @@ fn catch_up(
     let broker_cpu = broker_cpu() - broker_before;
     let finished = wall_s();
     let assignments = intake_assignments(&agents);
-    if assignments
-        .last()
-        .zip(assignments.first())
-        .is_some_and(|(l, f)| l - f > 1.0)
-    {
-        // How each instance went through the start, to see who was late.
-        for (i, a) in agents.iter().enumerate() {
-            for l in a.log_text().lines().filter(|l| {
-                [
-                    "http listening",
-                    "control topics read",
-                    "partitions assigned",
-                    "partitions revoked",
-                    "rollbackd ready",
-                ]
-                .iter()
-                .any(|n| l.contains(n))
-            }) {
-                println!("kafka:   instance {i}: {l}");
-            }
-        }
-    }
     let assigned = assignments.first().copied().unwrap_or(finished);
     let settle = assignments.last().map_or(0.0, |last| last - assigned);
-    // Gaps: between looks that saw the count grow, from the assignment on.
-    let mut last_growth = assigned;
-    let mut gap = 0.0f64;
-    for w in progress.windows(2) {
-        if w[1].1 > w[0].1 {
-            gap = gap.max(w[1].0 - last_growth);
-            last_growth = w[1].0;
-        }
+    if settle > 1.0 {
+        print_starts(&agents);
     }
+    let gap = longest_gap(&progress, assigned);
     CatchUp {
         took: Duration::from_secs_f64((finished - assigned).max(0.0)),
         evidence,
@@ -265,6 +254,38 @@ fn catch_up(
         settle,
         gap,
     }
+}
+
+/// How each instance went through its start, to see who was late.
+fn print_starts(agents: &[Agent]) {
+    let steps = [
+        "http listening",
+        "control topics read",
+        "partitions assigned",
+        "partitions revoked",
+        "rollbackd ready",
+    ];
+    for (i, a) in agents.iter().enumerate() {
+        for l in a.log_text().lines() {
+            if steps.iter().any(|n| l.contains(n)) {
+                println!("kafka:   instance {i}: {l}");
+            }
+        }
+    }
+}
+
+/// The longest time without a record folded: between looks (wall time,
+/// records folded) that saw the count grow, from `assigned` on.
+fn longest_gap(progress: &[(f64, f64)], assigned: f64) -> f64 {
+    let mut last_growth = assigned;
+    let mut gap = 0.0f64;
+    for w in progress.windows(2) {
+        if w[1].1 > w[0].1 {
+            gap = gap.max(w[1].0 - last_growth);
+            last_growth = w[1].0;
+        }
+    }
+    gap
 }
 
 /// The median of `xs` (sorted here).
@@ -306,16 +327,14 @@ fn summary(label: &str, unit: &str, elements: usize, runs: &[CatchUp]) -> f64 {
     cpu_median
 }
 
-fn consumption(c: &mut Criterion) {
-    let broker = Broker::start();
-    for t in ["bench_spans", "bench_metrics", "bench_empty"] {
-        broker.create_topic(t, 3);
-    }
-    let cfg = agent_config(&broker, "bench-setup", "");
+/// Announces the deploys and preloads the backlogs; their raw bytes
+/// (spans, points).
+fn preload(broker: &Broker) -> (f64, f64) {
+    let cfg = agent_config(broker, "bench-setup", "");
     for s in 0..SERVICES {
         announce_started(&cfg, &format!("d-{s}"), &format!("svc-{s}"));
     }
-    let p = producer(&broker);
+    let p = producer(broker);
     let t = Instant::now();
     for i in 0..SPAN_EXPORTS {
         produce(&p, "bench_spans", None, &span_export(i));
@@ -336,6 +355,15 @@ fn consumption(c: &mut Criterion) {
     let raw_points = (0..METRIC_EXPORTS)
         .map(|i| metric_export(i).len())
         .sum::<usize>() as f64;
+    (raw_spans, raw_points)
+}
+
+fn consumption(c: &mut Criterion) {
+    let broker = Broker::start();
+    for t in ["bench_spans", "bench_metrics", "bench_empty"] {
+        broker.create_topic(t, 3);
+    }
+    let (raw_spans, raw_points) = preload(&broker);
     let mut g = c.benchmark_group("kafka_consume");
     g.sample_size(10);
     let mut n = 0;
@@ -378,15 +406,7 @@ fn consumption(c: &mut Criterion) {
                                 (source, exports),
                                 instances,
                             );
-                            println!(
-                                "kafka: {instances} instance(s): {:.0} {unit}/s; evidence {:.3} % of the raw bytes; agents {:.3} CPU-s per million {unit}, broker {:.3}; assignment settled after {:.2}s, longest gap {:.2}s",
-                                elements as f64 / run.took.as_secs_f64(),
-                                100.0 * run.evidence / raw,
-                                run.cpu * 1e6 / elements as f64,
-                                run.broker_cpu * 1e6 / elements as f64,
-                                run.settle,
-                                run.gap,
-                            );
+                            run.print(instances, unit, elements, raw);
                             let took = run.took;
                             kept.push(run);
                             took
@@ -396,6 +416,7 @@ fn consumption(c: &mut Criterion) {
             });
         }
     }
+    g.finish();
     for &(name, unit, _, _, _, elements, _) in &backlogs {
         let one = summary(
             &format!("{name}, 1 instance"),
@@ -414,7 +435,6 @@ fn consumption(c: &mut Criterion) {
             three / one
         );
     }
-    g.finish();
 }
 
 /// Decision latency on noida-db with transactions: the decisive record

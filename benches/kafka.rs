@@ -98,17 +98,92 @@ fn records(text: &str, source: &str) -> f64 {
         .sum()
 }
 
+/// One catch-up of a preloaded backlog.
+struct CatchUp {
+    /// From the first partition assignment to every record folded.
+    took: Duration,
+    /// Evidence bytes sent.
+    evidence: f64,
+    /// CPU seconds of the agents, from their start to every record folded,
+    /// and of it before the first partition assignment (start, recovery,
+    /// joining).
+    cpu: f64,
+    cpu_start: f64,
+    /// CPU seconds of the broker over the same time.
+    broker_cpu: f64,
+    /// From the first intake assignment to the last one (0 when every
+    /// member got its partitions in one go).
+    settle: f64,
+    /// The longest time without a record folded, from the first assignment
+    /// to the last record.
+    gap: f64,
+}
+
+impl CatchUp {
+    /// One line: rate, evidence, CPU per million records, settling, gap.
+    fn print(&self, instances: usize, unit: &str, elements: usize, raw: f64) {
+        let per_m = 1e6 / elements as f64;
+        println!(
+            "kafka: {instances} instance(s): {:.0} {unit}/s; evidence {:.3} % of the raw bytes; agents {:.3} CPU-s per million {unit}, broker {:.3}; assignment settled after {:.2}s, longest gap {:.2}s",
+            elements as f64 / self.took.as_secs_f64(),
+            100.0 * self.evidence / raw,
+            self.cpu * per_m,
+            self.broker_cpu * per_m,
+            self.settle,
+            self.gap,
+        );
+    }
+}
+
+fn wall_s() -> f64 {
+    rollbackd::time::Timestamp::now_wall().nanos() as f64 / 1e9
+}
+
+/// Takes the tests' shorter group timeouts out of an agent's config: the
+/// product's defaults apply (a 10 s session). tansu holds a static
+/// member's join and its sync 3 s each and counts its session from the
+/// join: with the tests' 6 s session a member that has just joined is
+/// evicted at random, and the whole group joins again (6–8 s without
+/// consumption).
+fn product_group_timeouts(cfg: &std::path::Path) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with("\"session.timeout.ms\"") && !l.starts_with("\"heartbeat.interval.ms\"")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(cfg, text).unwrap();
+}
+
+/// When each member of the intake group got partitions, from the agents'
+/// logs.
+fn intake_assignments(agents: &[Agent]) -> Vec<f64> {
+    let mut at: Vec<f64> = agents
+        .iter()
+        .flat_map(|a| {
+            a.log_text()
+                .lines()
+                .filter(|l| l.contains("partitions assigned") && l.contains("intake"))
+                .filter_map(log_time)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    at.sort_by(f64::total_cmp);
+    at
+}
+
 /// Starts `instances` agents in a fresh group on `spans_topic`/`metrics_topic`
-/// and returns how long they took, from the first partition assignment to
-/// every preloaded record of `source` (`exports` of them) folded, and the
-/// evidence bytes they sent.
+/// and measures them until every preloaded record of `source` (`exports`
+/// of them) is folded.
 fn catch_up(
     broker: &Broker,
     group: &str,
     (spans_topic, metrics_topic): (&str, &str),
     (source, exports): (&str, usize),
     instances: usize,
-) -> (Duration, f64) {
+) -> CatchUp {
     // The default windows (the longest is 30 minutes): the preloaded
     // records stay inside them for the whole bench, so every run folds
     // them all rather than finding them late.
@@ -118,13 +193,36 @@ fn catch_up(
         "",
         &format!("[topics]\notlp_spans = \"{spans_topic}\"\notlp_metrics = \"{metrics_topic}\"\n"),
     );
+    product_group_timeouts(&cfg);
+    let broker_cpu = || broker.pid().and_then(cpu_seconds).unwrap_or(0.0);
+    let broker_before = broker_cpu();
     let agents: Vec<Agent> = (0..instances)
         .map(|i| Agent::start_with_env(&cfg, &[(INSTANCE_ENV, &format!("{group}-{i}"))]))
         .collect();
+    let agents_cpu = || -> f64 {
+        agents
+            .iter()
+            .filter_map(|a| a.pid().and_then(cpu_seconds))
+            .sum()
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
+    // Until the first assignment the agents are watched through their logs
+    // only: a look at /metrics costs the agent CPU, and three agents looked
+    // at through a start would pay three times what one pays.
+    while !agents
+        .iter()
+        .any(|a| a.log_text().contains("telemetry partitions assigned"))
+    {
+        assert!(Instant::now() < deadline, "no partitions assigned");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cpu_start = agents_cpu();
+    // (wall time, records folded) at each look.
+    let mut progress: Vec<(f64, f64)> = Vec::new();
     let evidence = loop {
         let texts: Vec<String> = agents.iter().map(|a| a.get("/metrics").1).collect();
         let done: f64 = texts.iter().map(|t| records(t, source)).sum();
+        progress.push((wall_s(), done));
         if done >= exports as f64 {
             let sum = |name: &str| texts.iter().map(|t| metric(t, name)).sum::<f64>();
             println!(
@@ -137,32 +235,106 @@ fn catch_up(
         assert!(Instant::now() < deadline, "{done} of {exports} records");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let finished = rollbackd::time::Timestamp::now_wall().nanos() as f64 / 1e9;
-    let assigned = agents
-        .iter()
-        .filter_map(|a| {
-            a.log_text()
-                .lines()
-                .find(|l| l.contains("telemetry partitions assigned"))
-                .and_then(log_time)
-        })
-        .fold(f64::MAX, f64::min);
-    (
-        Duration::from_secs_f64((finished - assigned).max(0.0)),
+    let cpu = agents_cpu();
+    let broker_cpu = broker_cpu() - broker_before;
+    let finished = wall_s();
+    let assignments = intake_assignments(&agents);
+    let assigned = assignments.first().copied().unwrap_or(finished);
+    let settle = assignments.last().map_or(0.0, |last| last - assigned);
+    if settle > 1.0 {
+        print_starts(&agents);
+    }
+    let gap = longest_gap(&progress, assigned);
+    CatchUp {
+        took: Duration::from_secs_f64((finished - assigned).max(0.0)),
         evidence,
-    )
+        cpu,
+        cpu_start,
+        broker_cpu,
+        settle,
+        gap,
+    }
 }
 
-fn consumption(c: &mut Criterion) {
-    let broker = Broker::start();
-    for t in ["bench_spans", "bench_metrics", "bench_empty"] {
-        broker.create_topic(t, 3);
+/// How each instance went through its start, to see who was late.
+fn print_starts(agents: &[Agent]) {
+    let steps = [
+        "http listening",
+        "control topics read",
+        "partitions assigned",
+        "partitions revoked",
+        "rollbackd ready",
+    ];
+    for (i, a) in agents.iter().enumerate() {
+        for l in a.log_text().lines() {
+            if steps.iter().any(|n| l.contains(n)) {
+                println!("kafka:   instance {i}: {l}");
+            }
+        }
     }
-    let cfg = agent_config(&broker, "bench-setup", "");
+}
+
+/// The longest time without a record folded: between looks (wall time,
+/// records folded) that saw the count grow, from `assigned` on.
+fn longest_gap(progress: &[(f64, f64)], assigned: f64) -> f64 {
+    let mut last_growth = assigned;
+    let mut gap = 0.0f64;
+    for w in progress.windows(2) {
+        if w[1].1 > w[0].1 {
+            gap = gap.max(w[1].0 - last_growth);
+            last_growth = w[1].0;
+        }
+    }
+    gap
+}
+
+/// The median of `xs` (sorted here).
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// Medians over the runs of one case: rate, CPU seconds per million
+/// records (agents; of it before the first assignment; broker), settle and
+/// longest gap (max over runs too).
+fn summary(label: &str, unit: &str, elements: usize, runs: &[CatchUp]) -> f64 {
+    let per_m = 1e6 / elements as f64;
+    let col = |f: &dyn Fn(&CatchUp) -> f64| -> Vec<f64> { runs.iter().map(f).collect() };
+    let mut rate = col(&|r| elements as f64 / r.took.as_secs_f64());
+    let mut cpu = col(&|r| r.cpu * per_m);
+    let mut start = col(&|r| r.cpu_start * per_m);
+    let mut broker = col(&|r| r.broker_cpu * per_m);
+    let mut settle = col(&|r| r.settle);
+    let mut gap = col(&|r| r.gap);
+    let gaps: Vec<String> = gap.iter().map(|g| format!("{g:.2}")).collect();
+    let cpu_median = median(&mut cpu);
+    println!(
+        "kafka: {label} over {} runs (medians): {:.0} {unit}/s; agents {:.3} CPU-s per million {unit} ({:.3} of it before the first assignment), broker {:.3}; intake assignment settled {:.2}s after the first (max {:.2}s); longest gap {:.2}s, per run [{}]",
+        runs.len(),
+        median(&mut rate),
+        cpu_median,
+        median(&mut start),
+        median(&mut broker),
+        median(&mut settle),
+        settle.last().copied().unwrap_or(0.0),
+        median(&mut gap),
+        gaps.join(" "),
+    );
+    cpu_median
+}
+
+/// Announces the deploys and preloads the backlogs; their raw bytes
+/// (spans, points).
+fn preload(broker: &Broker) -> (f64, f64) {
+    let cfg = agent_config(broker, "bench-setup", "");
     for s in 0..SERVICES {
         announce_started(&cfg, &format!("d-{s}"), &format!("svc-{s}"));
     }
-    let p = producer(&broker);
+    let p = producer(broker);
     let t = Instant::now();
     for i in 0..SPAN_EXPORTS {
         produce(&p, "bench_spans", None, &span_export(i));
@@ -183,6 +355,15 @@ fn consumption(c: &mut Criterion) {
     let raw_points = (0..METRIC_EXPORTS)
         .map(|i| metric_export(i).len())
         .sum::<usize>() as f64;
+    (raw_spans, raw_points)
+}
+
+fn consumption(c: &mut Criterion) {
+    let broker = Broker::start();
+    for t in ["bench_spans", "bench_metrics", "bench_empty"] {
+        broker.create_topic(t, 3);
+    }
+    let (raw_spans, raw_points) = preload(&broker);
     let mut g = c.benchmark_group("kafka_consume");
     g.sample_size(10);
     let mut n = 0;
@@ -207,26 +388,27 @@ fn consumption(c: &mut Criterion) {
             raw_points,
         ),
     ];
+    // (bench, instances) → its runs, for the medians after.
+    let mut runs: std::collections::BTreeMap<(&str, usize), Vec<CatchUp>> = Default::default();
     for instances in [1, 3] {
         for &(name, unit, topics, source, exports, elements, raw) in &backlogs {
             g.throughput(Throughput::Elements(elements as u64));
+            let kept = runs.entry((name, instances)).or_default();
             g.bench_function(format!("{name}/{instances}_instances"), |b| {
                 b.iter_custom(|iters| {
                     (0..iters)
                         .map(|_| {
                             n += 1;
-                            let (took, evidence) = catch_up(
+                            let run = catch_up(
                                 &broker,
                                 &format!("bench-{n}"),
                                 topics,
                                 (source, exports),
                                 instances,
                             );
-                            println!(
-                                "kafka: {instances} instance(s): {:.0} {unit}/s; evidence {:.3} % of the raw bytes",
-                                elements as f64 / took.as_secs_f64(),
-                                100.0 * evidence / raw
-                            );
+                            run.print(instances, unit, elements, raw);
+                            let took = run.took;
+                            kept.push(run);
                             took
                         })
                         .sum()
@@ -235,6 +417,24 @@ fn consumption(c: &mut Criterion) {
         }
     }
     g.finish();
+    for &(name, unit, _, _, _, elements, _) in &backlogs {
+        let one = summary(
+            &format!("{name}, 1 instance"),
+            unit,
+            elements,
+            &runs[&(name, 1)],
+        );
+        let three = summary(
+            &format!("{name}, 3 instances"),
+            unit,
+            elements,
+            &runs[&(name, 3)],
+        );
+        println!(
+            "kafka: {name}: CPU per million {unit}, 3 instances / 1 instance = {:.2}",
+            three / one
+        );
+    }
 }
 
 /// Decision latency on noida-db with transactions: the decisive record

@@ -151,7 +151,7 @@ impl ControlReader {
     pub fn poll(&mut self, timeout: Duration) -> Option<KafkaResult<InRecord>> {
         let rec = self
             .consumer
-            .poll(timeout)
+            .poll(super::poll_timeout(timeout))
             .map(|r| r.map(|m| InRecord::from_message(&m)));
         if let Some(Ok(r)) = &rec {
             self.positions

@@ -331,7 +331,7 @@ impl Group {
     pub fn poll(&self, timeout: Duration) -> Option<KafkaResult<InRecord>> {
         let rec = self
             .consumer
-            .poll(timeout)
+            .poll(super::poll_timeout(timeout))
             .map(|r| r.map(|m| InRecord::from_message(&m)));
         if let Some(Ok(r)) = &rec {
             let mut held = self.ctx().held.lock().unwrap_or_else(|p| p.into_inner());

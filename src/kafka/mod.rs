@@ -7,6 +7,7 @@
 
 pub mod consumer;
 pub mod group;
+pub mod polled;
 pub mod producer;
 pub mod tools;
 
@@ -45,6 +46,16 @@ pub fn client_config_with(
         c.set(*key, *v);
     }
     c
+}
+
+/// A consumer's poll timeout rounded up to whole milliseconds. librdkafka
+/// waits in whole milliseconds, and the client polls again without waiting
+/// for whatever is left under one: a timeout with a fraction of a
+/// millisecond (one measured to a deadline) would end every wait with up
+/// to a millisecond of busy polling — 5 % of a core for the owner's 20 ms
+/// polls with nothing to read.
+fn poll_timeout(timeout: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(timeout.as_nanos().div_ceil(1_000_000) as u64)
 }
 
 /// How many partitions of `topic` a reader has not yet read up to the
@@ -162,5 +173,27 @@ impl InRecord {
             payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             headers,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn poll_timeouts_are_whole_milliseconds_rounded_up() {
+        assert_eq!(super::poll_timeout(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            super::poll_timeout(Duration::from_millis(20)),
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            super::poll_timeout(Duration::from_micros(19_001)),
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            super::poll_timeout(Duration::from_nanos(1)),
+            Duration::from_millis(1)
+        );
     }
 }

@@ -38,9 +38,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::TopicPartitionList;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+use super::polled::{Polled, Record};
 use tracing::{error, warn};
 
 /// The exit status when a Kafka client cannot be rebuilt: a restart of the
@@ -108,7 +111,7 @@ pub enum Until {
 
 /// One librdkafka client, and the generation it belongs to.
 pub struct Client {
-    producer: FutureProducer,
+    producer: Polled,
     generation: u64,
     /// Set when this client was found dead (or declared so by a test's
     /// failpoint): every later send on it fails as fatal.
@@ -148,7 +151,7 @@ impl Producer {
     pub fn new(
         name: &'static str,
         config: ClientConfig,
-        first: FutureProducer,
+        first: Polled,
         transactional: bool,
         rebuilds: IntCounter,
         cancel: CancellationToken,
@@ -178,7 +181,7 @@ impl Producer {
         rebuilds: IntCounter,
         cancel: CancellationToken,
     ) -> Result<Producer, KafkaError> {
-        let first = config.create()?;
+        let first = Polled::create(&config)?;
         Ok(Producer::new(name, config, first, false, rebuilds, cancel))
     }
 
@@ -206,7 +209,7 @@ impl Producer {
         cancel: CancellationToken,
     ) -> Result<Producer, KafkaError> {
         loop {
-            let producer: FutureProducer = config.create()?;
+            let producer = Polled::create(&config)?;
             let probed = producer
                 .init_transactions(TXN_TIMEOUT)
                 .and_then(|()| producer.begin_transaction())
@@ -392,8 +395,8 @@ impl Producer {
         }
     }
 
-    fn build(&self) -> Result<FutureProducer, KafkaError> {
-        let producer: FutureProducer = self.inner.config.create()?;
+    fn build(&self) -> Result<Polled, KafkaError> {
+        let producer = Polled::create(&self.inner.config)?;
         if self.inner.transactional {
             producer.init_transactions(TXN_TIMEOUT)?;
         }
@@ -413,7 +416,8 @@ impl Producer {
         for r in records {
             // An empty payload goes out as null: a tombstone, which a
             // compacted topic forgets the key by.
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic);
+            let (ack, acked) = oneshot::channel();
+            let mut rec: Record<'_> = BaseRecord::with_opaque_to(&r.topic, Box::new(ack));
             if !r.payload.is_empty() {
                 rec = rec.payload(r.payload.as_slice());
             }
@@ -433,13 +437,14 @@ impl Producer {
                 }
                 rec = rec.headers(headers);
             }
-            deliveries.push(client.producer.send_result(rec).map_err(|(e, _)| e)?);
+            client.producer.send(rec)?;
+            deliveries.push(acked);
         }
         let mut positions = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             match d.await {
-                Ok(Ok(d)) => positions.push((d.partition, d.offset)),
-                Ok(Err((e, _))) => return Err(e),
+                Ok(Ok(at)) => positions.push(at),
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(KafkaError::Canceled),
             }
         }

@@ -1,5 +1,5 @@
 //! `run` with Kafka: one instance of a fleet, step by step — wait for the
-//! brokers, join the owner group, build the owner's producer (probing
+//! brokers, join the owner and intake groups, build the owner's producer (probing
 //! transactions) and the evidence sender, recover from the control topics,
 //! start stage 1 (intake), the views reader and the notifier, serve HTTP,
 //! run stage 2 (the owner) on this thread until stopped, then stop the
@@ -17,7 +17,7 @@ use super::api::Handle;
 use super::emit::{Batch, Emitter, KafkaSink};
 use super::shared::Shared;
 use super::{backend, intake, notify, owner, views, RunError, GRACE};
-use crate::config::{Config, KafkaConfig, Secrets, Topics};
+use crate::config::{Config, KafkaConfig, Secrets, Topics, Transactions};
 use crate::kafka::consumer::ControlReader;
 use crate::kafka::group::{Group, GroupSpec, Start};
 use crate::kafka::producer::Producer;
@@ -73,13 +73,18 @@ pub(super) fn run(
         name,
         started: Instant::now(),
     };
+    // Both groups are joined first, together: each instance of a fleet
+    // started at once asks to join at once, whatever its recovery takes,
+    // so the groups form in one rebalance rather than one per latecomer
+    // (a broker holds each join for a while to gather the members).
     let (group, partitions) = node.owner_group()?;
+    let raw = node.intake_group()?;
     let mut emitter = node.emitter(&group, audit_file, notifier.clone())?;
     let sender = node.sender(partitions, emitter.transactional())?;
     let Some((control, control_next)) = node.recover(&sender, &mut emitter)? else {
         return Ok(());
     };
-    let intake = node.start_intake(&sender, emitter.transactional())?;
+    let intake = node.start_intake(raw, &sender, emitter.transactional())?;
     let mut others = vec![("views", node.start_views()?)];
     if let Some(n) = notifier {
         others.push(("notify", node.start_notify(n)?));
@@ -152,8 +157,11 @@ impl Node<'_> {
             .clone()
             .unwrap_or_else(|| format!("{}-{}", self.name, std::process::id()));
         let transactional_id = format!("{}-owner-{unique}", self.k.group_id);
-        let probe = group
-            .group_metadata()
+        // The probe waits for the owner group's join: only when it is
+        // asked for.
+        let probe = (self.k.transactions != Transactions::Off)
+            .then(|| group.group_metadata())
+            .flatten()
             .map(|g| (g, group.committed_or_zero(&self.t.evidence, 0)));
         let sink = KafkaSink::new(
             &self.k,
@@ -251,26 +259,32 @@ impl Node<'_> {
         Ok(Some((control, control_next)))
     }
 
-    /// Stage 1 on its own thread: the raw telemetry topics in the intake
-    /// group.
-    fn start_intake(
-        &self,
-        sender: &intake::Sender,
-        transactional: bool,
-    ) -> Result<JoinHandle<Result<(), RunError>>, RunError> {
-        let k = &self.k;
-        let raw = Group::new(
-            k,
+    /// Stage 1's consumer group on the raw telemetry topics: joined at
+    /// start, polled (and its partitions taken) once intake runs.
+    fn intake_group(&self) -> Result<Group, RunError> {
+        Ok(Group::new(
+            &self.k,
             &GroupSpec {
                 name: "intake",
-                group_id: &k.group_id,
+                group_id: &self.k.group_id,
                 topics: &[&self.t.otlp_spans, &self.t.otlp_metrics],
                 start: Start::Committed,
                 lookback: self.lookback,
                 instance_id: self.id.as_deref(),
                 auto_commit: true,
             },
-        )?;
+        )?)
+    }
+
+    /// Stage 1 on its own thread: the raw telemetry topics in the intake
+    /// group.
+    fn start_intake(
+        &self,
+        raw: Group,
+        sender: &intake::Sender,
+        transactional: bool,
+    ) -> Result<JoinHandle<Result<(), RunError>>, RunError> {
+        let k = &self.k;
         info!(
             group = %k.group_id,
             owner_group = %format!("{}-owners", k.group_id),

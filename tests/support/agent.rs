@@ -112,6 +112,11 @@ impl Agent {
         self.child = Some(child);
     }
 
+    /// The process id of the current process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Waits for `needle` in the log of the current process (since the
     /// last restart).
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {

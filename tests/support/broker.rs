@@ -128,6 +128,12 @@ impl Broker {
         );
     }
 
+    /// The broker's process id (for tansu, the broker itself), while it
+    /// runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -95,3 +95,17 @@ pub fn now_ns() -> u64 {
 pub fn rfc3339_now() -> String {
     rollbackd::time::Timestamp::now_wall().to_string()
 }
+
+/// CPU time a process has used so far (user + system, every thread), from
+/// `/proc/<pid>/stat`; `None` once it is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (in parentheses, which may hold
+    // spaces): utime and stime are the 14th and 15th of the line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // Clock ticks: 100 a second on Linux (USER_HZ).
+    Some((utime + stime) / 100.0)
+}

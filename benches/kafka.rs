@@ -63,22 +63,7 @@ fn metric_export(i: usize) -> Vec<u8> {
         })
         .collect();
     ExportMetricsServiceRequest {
-        resource_metrics: vec![pm::ResourceMetrics {
-            resource: Some(resource(&service, version)),
-            scope_metrics: vec![pm::ScopeMetrics {
-                metrics: vec![pm::Metric {
-                    name: "http.server.request.duration".into(),
-                    unit: "s".into(),
-                    data: Some(pm::metric::Data::Histogram(pm::Histogram {
-                        data_points: points,
-                        aggregation_temporality: 1,
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
+        resource_metrics: vec![common::durations(resource(&service, version), points, 1)],
     }
     .encode_to_vec()
 }
@@ -676,22 +661,7 @@ fn cumulative_export(i: usize, start_ns: u64) -> (String, Vec<u8>) {
         })
         .collect();
     let export = ExportMetricsServiceRequest {
-        resource_metrics: vec![pm::ResourceMetrics {
-            resource: Some(resource(&service, version)),
-            scope_metrics: vec![pm::ScopeMetrics {
-                metrics: vec![pm::Metric {
-                    name: "http.server.request.duration".into(),
-                    unit: "s".into(),
-                    data: Some(pm::metric::Data::Histogram(pm::Histogram {
-                        data_points: points,
-                        aggregation_temporality: 2,
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
+        resource_metrics: vec![common::durations(resource(&service, version), points, 2)],
     };
     (format!("{service}/{version}"), export.encode_to_vec())
 }

@@ -133,22 +133,7 @@ fn metric_export_of(time_s: u64, series: usize) -> Vec<u8> {
                 }
             })
             .collect();
-        resource_metrics.push(pm::ResourceMetrics {
-            resource: Some(resource("checkout", version)),
-            scope_metrics: vec![pm::ScopeMetrics {
-                metrics: vec![pm::Metric {
-                    name: otlp::HTTP_DURATION.into(),
-                    unit: "s".into(),
-                    data: Some(pm::metric::Data::Histogram(pm::Histogram {
-                        data_points: points,
-                        aggregation_temporality: 2,
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
+        resource_metrics.push(common::durations(resource("checkout", version), points, 2));
     }
     ExportMetricsServiceRequest { resource_metrics }.encode_to_vec()
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1 as pm;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
@@ -24,6 +25,31 @@ pub fn resource(service: &str, version: &str) -> Resource {
             kv_s("k8s.node.name", "ip-10-0-12-34.ec2.internal"),
             kv_s("host.name", "checkout-7d9f8b6c5-x2x9q"),
         ],
+        ..Default::default()
+    }
+}
+
+/// `http.server.request.duration` points of `resource`, as an SDK exports
+/// them (`temporality`: 1 delta, 2 cumulative).
+pub fn durations(
+    resource: Resource,
+    points: Vec<pm::HistogramDataPoint>,
+    temporality: i32,
+) -> pm::ResourceMetrics {
+    pm::ResourceMetrics {
+        resource: Some(resource),
+        scope_metrics: vec![pm::ScopeMetrics {
+            metrics: vec![pm::Metric {
+                name: "http.server.request.duration".into(),
+                unit: "s".into(),
+                data: Some(pm::metric::Data::Histogram(pm::Histogram {
+                    data_points: points,
+                    aggregation_temporality: temporality,
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }

@@ -22,8 +22,9 @@ cargo build --release --locked
 
 echo "== tests"
 # The Kafka tests start their own tansu broker processes on free loopback
-# ports; they find tansu where scripts/kafka-broker.sh installed it.
-cargo test --locked
+# ports; they find tansu where scripts/kafka-broker.sh installed it. Every
+# test binary runs even after one failed, so a run shows every failure.
+cargo test --locked --no-fail-fast
 
 echo "== scenarios"
 scen_src="../shared/scenarios"

@@ -422,10 +422,17 @@ fn consumption(c: &mut Criterion) {
     }
 }
 
-/// Decision latency on noida-db with transactions: the decisive record
-/// produced → the command readable by a committed-only reader, for many
-/// deploys one after another; and inside the agents, the decisive record
+/// Decision latency on noida-db with transactions, for many deploys one
+/// after another: the decisive records produced → the command readable by
+/// a committed-only reader; and inside the agent, the decisive record
 /// consumed by intake → the command's transaction committed.
+///
+/// A verdict needs the attribution test (the candidate worse than its
+/// baseline over the same event-time slots), and a slot is compared once
+/// both versions' watermarks have passed its end. So each deploy gets a
+/// slot in which both versions serve and every candidate request fails,
+/// then, a few slots later, the next records of both versions: those
+/// carry the watermarks past the failing slot and are the decisive ones.
 fn decision_latency(c: &mut Criterion) {
     let broker = Broker::noida();
     // Forty rollbacks in a row would open the circuit breaker by design.
@@ -452,43 +459,10 @@ fn decision_latency(c: &mut Criterion) {
         flush(&p);
         std::thread::sleep(Duration::from_millis(300));
     }
-    let reader = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("group.id", "bench-latency-reader")
-        .set("fetch.wait.max.ms", "5")
-        .create::<rdkafka::consumer::BaseConsumer>()
-        .unwrap();
-    use rdkafka::consumer::Consumer;
-    use rdkafka::message::Message;
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset("rollback-commands", 0, rdkafka::Offset::End)
-        .unwrap();
-    reader.assign(&tpl).unwrap();
-    let _ = reader.poll(Duration::from_millis(500));
-    let mut latencies = Vec::new();
-    for d in 0..deploys {
-        let s = format!("lat-{d}");
-        // One export that makes the verdict: 60 of 60 requests failing.
-        let t0 = Instant::now();
-        produce(&p, "otlp_spans", None, &spans_proto(&s, "v2", 60, 60));
-        flush(&p);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(Ok(m)) = reader.poll(Duration::from_millis(1)) {
-                let v: serde_json::Value =
-                    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
-                if v["deploy_id"] == s.as_str() {
-                    latencies.push(t0.elapsed());
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no command for {s}:\n{}",
-                agent.log_text()
-            );
-        }
-    }
+    let reader = commands_reader(&broker);
+    let mut latencies: Vec<Duration> = (0..deploys)
+        .map(|d| one_decision(&p, &reader, &agent, &format!("lat-{d}")))
+        .collect();
     latencies.sort();
     let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     println!(
@@ -498,6 +472,106 @@ fn decision_latency(c: &mut Criterion) {
         pct(0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3
     );
+    print_inside(&agent);
+    let lat = latencies.clone();
+    c.bench_function("kafka_decision_latency/recorded", |b| {
+        b.iter_custom(|iters| (0..iters as usize).map(|i| lat[i % lat.len()]).sum())
+    });
+}
+
+/// The attribution test's event-time slot in the agent of
+/// [`decision_latency`]: a bucket of [`FAST_SLO`]'s finest window (5 s).
+fn pair_slot_ns() -> u64 {
+    rollbackd::engine::window::bucket_width(rollbackd::time::Duration::from_secs(5)) as u64
+}
+
+/// How long until 5 ms into the first pair slot that starts at least
+/// `after` from now (slots are counted from the Unix epoch, as event
+/// times are).
+fn until_slot(after: Duration) -> Duration {
+    let width = pair_slot_ns();
+    let from = now_ns() + after.as_nanos() as u64;
+    let at = from.div_ceil(width) * width + 5_000_000;
+    Duration::from_nanos(at.saturating_sub(now_ns()))
+}
+
+/// One deploy's decision: the time from producing its decisive records to
+/// reading its command.
+fn one_decision(
+    p: &rdkafka::producer::BaseProducer,
+    reader: &rdkafka::consumer::BaseConsumer,
+    agent: &Agent,
+    s: &str,
+) -> Duration {
+    // One slot in which both versions serve and all 60 candidate requests
+    // fail, its records produced at the slot's start so that both fall in
+    // it.
+    std::thread::sleep(until_slot(Duration::ZERO));
+    produce(p, "otlp_spans", None, &spans_proto(s, "v1", 60, 0));
+    produce(p, "otlp_spans", None, &spans_proto(s, "v2", 60, 60));
+    flush(p);
+    // The next records come a few slots later, after intake sent the
+    // failing slot's evidence (a pass's latency counts from the earliest
+    // raw record behind it); until then neither watermark has passed the
+    // failing slot, and no command may come.
+    let wait = until_slot(Duration::from_millis(300));
+    assert!(
+        !command_for(reader, s, wait),
+        "{s} decided before its failing slot was passed"
+    );
+    // The decisive records: both versions' next requests. The command is
+    // looked for at once: the producer's flush returns only at its next
+    // 100 ms poll after the acknowledgements, which would be measured too.
+    let t0 = Instant::now();
+    produce(p, "otlp_spans", None, &spans_proto(s, "v1", 20, 0));
+    produce(p, "otlp_spans", None, &spans_proto(s, "v2", 20, 20));
+    assert!(
+        command_for(reader, s, Duration::from_secs(30)),
+        "no command for {s}:\n{}",
+        agent.log_text()
+    );
+    let took = t0.elapsed();
+    flush(p);
+    took
+}
+
+/// A reader of the commands topic from its end, of committed records only
+/// (librdkafka's default isolation).
+fn commands_reader(broker: &Broker) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let reader = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "bench-latency-reader")
+        .set("fetch.wait.max.ms", "5")
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("rollback-commands", 0, rdkafka::Offset::End)
+        .unwrap();
+    reader.assign(&tpl).unwrap();
+    let _ = reader.poll(Duration::from_millis(500));
+    reader
+}
+
+/// Whether the command for `deploy` is read within `timeout`.
+fn command_for(reader: &rdkafka::consumer::BaseConsumer, deploy: &str, timeout: Duration) -> bool {
+    use rdkafka::message::Message;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(1)) {
+            let v: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+            if v["deploy_id"] == deploy {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The decision latency the agent logged with each command: decisive
+/// record consumed by intake → the command's transaction committed.
+fn print_inside(agent: &Agent) {
     let mut inside: Vec<f64> = agent
         .log_text()
         .lines()
@@ -521,10 +595,6 @@ fn decision_latency(c: &mut Criterion) {
             q(0.99)
         );
     }
-    let lat = latencies.clone();
-    c.bench_function("kafka_decision_latency/recorded", |b| {
-        b.iter_custom(|iters| (0..iters as usize).map(|i| lat[i % lat.len()]).sum())
-    });
 }
 
 /// Sustained load: a producer sends spans at a fixed rate while the agent

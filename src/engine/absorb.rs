@@ -21,7 +21,8 @@
 //! it takes the key over) is old by nature: it fills the windows and is
 //! neither counted per deploy nor audited.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::BTreeMap;
 
 use crate::model::audit::LateDataAudit;
 use crate::model::evidence::{Counts, Evidence, HandedPoint, Item, Key, Origin, RawOffset};
@@ -30,6 +31,7 @@ use crate::time::{Duration, Timestamp};
 
 use super::applied::Applied;
 use super::fold::Fold;
+use super::idmap::IdMap;
 use super::registry::Role;
 use super::series::{since, CumState};
 use super::window::{self, Kind, SeriesWindows};
@@ -64,7 +66,7 @@ pub struct Last {
 #[derive(Debug, Default)]
 pub struct Handed {
     next: i64,
-    points: HashMap<CumKey, CumState>,
+    points: IdMap<CumKey, CumState>,
 }
 
 /// How often cumulative series that stopped are forgotten.
@@ -286,7 +288,7 @@ impl Engine {
                     slow,
                     points: 1,
                 };
-                self.add(deploy_id, role, time, Kind::Metric, c, batch);
+                self.add_to((seq, role), time, Kind::Metric, c, batch);
             }
             Delta::Nothing => {}
             Delta::OverLimit => batch.outcome.over_limit += 1,
@@ -327,14 +329,28 @@ impl Engine {
         }
     }
 
-    /// Adds counts of event time `at` to a deploy side's windows (creating
-    /// them within `limits.max_series`); counts later than the policy's
-    /// `allowed_lateness` go to the windows only (module docs) and into
-    /// `late`.
+    /// [`Engine::add_to`] the deploy `deploy_id`, if active.
     fn add(
         &mut self,
         deploy_id: &str,
         role: Role,
+        at: Timestamp,
+        kind: Kind,
+        c: Counts,
+        batch: &mut Batch,
+    ) {
+        if let Some(seq) = self.registry.get(deploy_id).map(|d| d.seq) {
+            self.add_to((seq, role), at, kind, c, batch);
+        }
+    }
+
+    /// Adds counts of event time `at` to a deploy side's windows (the
+    /// deploy by seq; the windows created within `limits.max_series`);
+    /// counts later than the policy's `allowed_lateness` go to the windows
+    /// only (module docs) and into `late`.
+    fn add_to(
+        &mut self,
+        (seq, role): (u64, Role),
         at: Timestamp,
         kind: Kind,
         c: Counts,
@@ -345,18 +361,19 @@ impl Engine {
             touched,
             late,
         } = batch;
-        let Some(d) = self.registry.get(deploy_id) else {
+        let Some(d) = self.registry.by_seq(seq) else {
             return;
         };
-        let key = (d.seq, role);
-        if !self.windows.contains_key(&key) && self.windows.len() >= self.config.limits.max_series {
-            outcome.over_limit += 1;
-            return;
-        }
-        let w = self
-            .windows
-            .entry(key)
-            .or_insert_with(|| SeriesWindows::for_policy(&d.policy));
+        let key = (seq, role);
+        let full = self.windows.len() >= self.config.limits.max_series;
+        let w = match self.windows.entry(key) {
+            Entry::Occupied(w) => w.into_mut(),
+            Entry::Vacant(_) if full => {
+                outcome.over_limit += 1;
+                return;
+            }
+            Entry::Vacant(w) => w.insert(SeriesWindows::for_policy(&d.policy)),
+        };
         let at = at.min(self.clock);
         let slot = window::slot(&d.policy.lengths);
         match window::past_lateness(at, slot, d.policy.allowed_lateness, self.clock) {
@@ -376,11 +393,13 @@ impl Engine {
                 entry.2 = entry.2.saturating_add(observations);
             }
         }
-        touched.push(d.seq);
+        if touched.last() != Some(&seq) {
+            touched.push(seq);
+        }
         if d.verifying.as_ref().is_some_and(|v| v.side == role) {
             let verifying = self
                 .registry
-                .get_mut(deploy_id)
+                .by_seq_mut(seq)
                 .and_then(|d| d.verifying.as_mut());
             if let Some(v) = verifying.filter(|v| at >= v.rolled_back_at) {
                 v.after.add(kind, [c.requests, c.errors, c.slow], c.points);
@@ -471,7 +490,7 @@ enum Delta {
 /// the reference. So is the first whole point of a series stage 1 turned
 /// into deltas before (its last look is older than what stage 1 counted).
 fn point_delta(
-    cumulative: &mut HashMap<CumKey, Last>,
+    cumulative: &mut IdMap<CumKey, Last>,
     max_series: usize,
     series: CumKey,
     p: CumState,
@@ -524,7 +543,7 @@ fn first_point(p: &CumState, deploy_at: Timestamp) -> Delta {
 /// point (`first`: the deploy's start, and how recent its start must be:
 /// a series started earlier might be one forgotten since).
 fn resumed_delta(
-    cumulative: &mut HashMap<CumKey, Last>,
+    cumulative: &mut IdMap<CumKey, Last>,
     max_series: usize,
     series: CumKey,
     (p, before): (CumState, Option<CumState>),

@@ -6,8 +6,6 @@
 //! changes to or from `rollback` / `not_attributable`; a suppression when
 //! its reason changes — not at every evaluation.
 
-use std::collections::HashMap;
-
 use serde_json::{json, Value};
 
 use crate::model::audit::{BreakerAudit, CommandAudit, DecisionAudit, SuppressedAudit};
@@ -20,6 +18,7 @@ use crate::time::Timestamp;
 use super::evaluate::{evaluate, Evaluation};
 use super::fold::key_of;
 use super::guards::Chain;
+use super::idmap::IdMap;
 use super::judge::Judge;
 use super::known;
 use super::registry::{Deploy, Role};
@@ -402,7 +401,7 @@ fn build_command(
 fn evaluate_with(
     judge: &mut Judge,
     d: &Deploy,
-    windows: &HashMap<(u64, Role), SeriesWindows>,
+    windows: &IdMap<(u64, Role), SeriesWindows>,
     now: Timestamp,
 ) -> Evaluation {
     let cand = windows.get(&(d.seq, Role::Candidate));

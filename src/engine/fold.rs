@@ -155,6 +155,8 @@ impl Fold {
         for s in res.spans.iter().filter(|s| counted.contains(s.kind)) {
             slots.span(s, out);
         }
+        // Points that travel whole, added to the key's items at the end.
+        let mut whole = Vec::new();
         for p in res.points.iter().filter(|p| counted.contains(p.kind)) {
             if p.temporality != Temporality::Cumulative {
                 slots.delta(p, out);
@@ -186,8 +188,10 @@ impl Fold {
                     continue;
                 }
             };
-            let item = slots.cumulative(p, (&d.info.deploy_id, t.role), (offset, resume), out);
-            self.other.entry(key.clone()).or_default().push(item);
+            whole.push(slots.cumulative(p, (&d.info.deploy_id, t.role), (offset, resume), out));
+        }
+        if !whole.is_empty() {
+            self.other.entry(key.clone()).or_default().extend(whole);
         }
         self.sum(key, of, offset, slots.sums);
     }

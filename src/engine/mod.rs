@@ -32,7 +32,8 @@
 //!   deploys.
 //! - state: [`registry`] (deploys, indexes, schedule), [`window`] (rolling
 //!   windows), [`guards`] (the guards' state and chain, with
-//!   [`maintenance`] windows), [`bounded`].
+//!   [`maintenance`] windows), [`bounded`], [`idmap`] (maps keyed by ids:
+//!   windows and cumulative series, looked up per point).
 //! - math: [`evaluate`] (burn-rate pairs and attribution) on [`judge`]
 //!   (each deploy's sequential tests, on [`crate::stats`]).
 //! - [`EngineConfig`]: the sections of the configuration it reads (SLO
@@ -59,6 +60,7 @@ pub mod fold;
 pub mod gate;
 pub mod guards;
 pub mod history;
+pub mod idmap;
 pub mod infer;
 pub mod judge;
 pub mod known;
@@ -81,6 +83,7 @@ use crate::model::{
 use crate::time::Timestamp;
 use bounded::Bounded;
 use guards::Guards;
+use idmap::IdMap;
 use judge::Judge;
 use registry::{Registry, Role};
 use window::SeriesWindows;
@@ -99,7 +102,7 @@ pub struct Engine {
     /// record time in `replay`).
     clock: Timestamp,
     registry: Registry,
-    windows: HashMap<(u64, Role), SeriesWindows>,
+    windows: IdMap<(u64, Role), SeriesWindows>,
     /// Each deploy's sequential tests, by its `seq`.
     judges: HashMap<u64, Judge>,
     /// Per deploy (by `seq`), the observations that came later than its
@@ -107,7 +110,7 @@ pub struct Engine {
     late_data: HashMap<u64, u64>,
     /// Last cumulative histogram state per series and deploy side, to turn
     /// it into deltas.
-    cumulative: HashMap<absorb::CumKey, absorb::Last>,
+    cumulative: IdMap<absorb::CumKey, absorb::Last>,
     /// Per (key, raw topic, raw partition), the last handover of stage 1's
     /// series (`series`).
     handovers: HashMap<(Key, String, i32), absorb::Handed>,
@@ -145,10 +148,10 @@ impl Engine {
             config,
             clock: Timestamp::MIN,
             registry: Registry::default(),
-            windows: HashMap::new(),
+            windows: IdMap::default(),
             judges: HashMap::new(),
             late_data: HashMap::new(),
-            cumulative: HashMap::new(),
+            cumulative: IdMap::default(),
             handovers: HashMap::new(),
             applied: HashMap::new(),
             books: HashMap::new(),

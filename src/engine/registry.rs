@@ -182,6 +182,10 @@ impl Registry {
         self.deploys.get(&seq)
     }
 
+    pub fn by_seq_mut(&mut self, seq: u64) -> Option<&mut Deploy> {
+        self.deploys.get_mut(&seq)
+    }
+
     pub fn was_retired(&self, id: &str) -> bool {
         self.retired.contains_str(id)
     }

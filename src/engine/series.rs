@@ -23,10 +23,12 @@
 //! instances): their points go to the owner whole, who turns them into
 //! deltas.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::model::evidence::{Evidence, HandedPoint, Item, Key, Origin, RawOffset, Role};
 use crate::time::{Duration, Timestamp};
+
+use super::idmap::IdMap;
 
 /// The last point of a cumulative histogram series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +75,7 @@ struct Part {
     from: i64,
     /// The last offset read.
     last: i64,
-    series: HashMap<SideSeries, Held>,
+    series: IdMap<SideSeries, Held>,
     /// Series changed since [`Series::keep`] last looked (repeats are
     /// harmless), and whether the partition started afresh since.
     changed: Vec<SideSeries>,

@@ -291,6 +291,17 @@ fn faults_in_random_order_leave_one_command_per_bad_deploy() {
                 thread::sleep(Duration::from_millis(250));
             }
         };
+        if counted != want {
+            for (n, a) in all.iter().enumerate() {
+                let v: serde_json::Value =
+                    serde_json::from_str(&deploy_view(a, &d_good).1).unwrap_or_default();
+                let pair = &v["evaluation"]["pairs"][0];
+                println!(
+                    "{d_good} on i{n}: candidate_long {} baseline_long {}",
+                    pair["candidate_long"]["requests"], pair["baseline_long"]["requests"]
+                );
+            }
+        }
         // Long enough for a second command, or one for the healthy canary.
         thread::sleep(Duration::from_secs(3));
         let restarted = revive(&mut agents, &mut what);

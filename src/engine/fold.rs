@@ -81,15 +81,25 @@ impl Fold {
         self.counts.is_empty() && self.other.is_empty()
     }
 
-    /// Notes that the raw record at (`topic`, `partition`, `offset`) was
-    /// folded (whether or not anything of it matched a deploy).
-    pub fn read(&mut self, topic: &str, partition: i32, offset: i64) {
+    /// Notes that the raw record at (`topic`, `partition`, `offset`) is
+    /// read (whether or not anything of it matches a deploy); false when
+    /// this fold has it already — the partition was read again from an
+    /// earlier offset before the flush (revoked and assigned anew, or
+    /// started from its beginning): folded again, it would count twice in
+    /// one item, which no owner can tell apart.
+    pub fn read(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
         self.series.record(topic, partition, offset);
-        let last = self
-            .read
-            .entry((topic.to_string(), partition))
-            .or_insert(offset);
-        *last = (*last).max(offset);
+        match self.read.get_mut(&(topic.to_string(), partition)) {
+            Some(last) if offset <= *last => false,
+            Some(last) => {
+                *last = offset;
+                true
+            }
+            None => {
+                self.read.insert((topic.to_string(), partition), offset);
+                true
+            }
+        }
     }
 
     /// Brings `kept` up to the series of keyed raw records as they are

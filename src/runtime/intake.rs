@@ -6,8 +6,11 @@
 //!
 //! A raw record's offset is stored for commit only once the evidence it
 //! went into is acknowledged: a crash re-reads it, and the owner, who
-//! applies each raw record once per key, counts it once. Malformed raw
-//! records go to the dead-letter topic with their headers.
+//! applies each raw record once per key, counts it once. A partition read
+//! again from an earlier offset before the flush (revoked and assigned
+//! anew) is not folded twice: within one evidence item the owner could
+//! not tell the two apart. Malformed raw records go to the dead-letter
+//! topic with their headers.
 //!
 //! Cumulative series of keyed raw records are turned into deltas here
 //! ([`crate::engine::series`]): when partitions are revoked, and at
@@ -436,7 +439,10 @@ fn fold_batch(
     {
         let engine = shared.read();
         for (rec, d) in batch.iter().zip(decoded) {
-            fold.read(&rec.topic, rec.partition, rec.offset);
+            if !fold.read(&rec.topic, rec.partition, rec.offset) {
+                // Read again before the flush: in the fold already.
+                continue;
+            }
             let Some((source, d)) = d else {
                 continue;
             };

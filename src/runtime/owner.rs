@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::emit::{Batch, EmitError, Emitter, Offsets};
 use super::intake::Sender;
@@ -457,6 +457,19 @@ impl Owner {
             Ok((mut e, envelope)) => {
                 let at = envelope.consumed_at.unwrap_or_else(Timestamp::now_wall);
                 *consumed_at = Some(consumed_at.map_or(at, |c| c.min(at)));
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    debug!(
+                        partition = rec.partition,
+                        offset = rec.offset,
+                        from = %envelope.instance,
+                        service = %e.key.service,
+                        environment = %e.key.environment,
+                        owned = owned.contains(&rec.partition),
+                        origin = ?e.origin,
+                        items = %describe(&e.items),
+                        "evidence record"
+                    );
+                }
                 if !owned.contains(&rec.partition) {
                     let (decisions, rest): (Vec<Item>, Vec<Item>) = std::mem::take(&mut e.items)
                         .into_iter()
@@ -560,4 +573,40 @@ pub fn control_record(
             .collect(),
         _ => outputs,
     }
+}
+
+/// The raw records and request counts of evidence items, for the debug
+/// log: `deploy/role@topic:partition:offsetxrequests` each.
+fn describe(items: &[Item]) -> String {
+    let mut out = String::new();
+    for item in items {
+        let raw = item
+            .raw()
+            .map(|r| format!("{}:{}:{}", r.topic, r.partition, r.offset))
+            .unwrap_or_else(|| "-".to_string());
+        let what = match item {
+            Item::Counts {
+                deploy_id,
+                role,
+                counts,
+                ..
+            } => format!("{deploy_id}/{role:?}@{raw}x{}", counts.requests),
+            Item::Seen {
+                version, counts, ..
+            } => format!("seen {version}@{raw}x{}", counts.requests),
+            Item::Cumulative {
+                deploy_id, role, ..
+            } => format!("{deploy_id}/{role:?}@{raw} cumulative"),
+            Item::Handover {
+                partition, next, ..
+            } => format!("handover {partition}@{next}"),
+            Item::Alerts(_) => "alerts".to_string(),
+            Item::Rollback { deploy_id, .. } => format!("rollback {deploy_id}"),
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&what);
+    }
+    out
 }

@@ -216,3 +216,47 @@ fn only_the_kinds_of_request_the_service_counts_are_folded() {
         [(Role::Candidate, 950, false, requests(2, 2, 0))]
     );
 }
+
+/// Stage 1 reads a raw partition again from an earlier offset before its
+/// flush (revoked and assigned anew, or started from its beginning when
+/// the group's offsets could not be looked up): what the fold has
+/// already is not folded again, so each request counts once at its owner.
+#[test]
+fn a_raw_record_read_again_before_the_flush_counts_once() {
+    use crate::engine::fold::Raw;
+    use crate::model::evidence::RawOffset;
+    let mut e = watching();
+    let mut f = Fold::default();
+    let fold_record = |e: &Engine, f: &mut Fold, offset: i64| {
+        let raw = RawOffset {
+            topic: "otlp_spans".into(),
+            partition: 0,
+            offset,
+        };
+        // As intake does: a record the fold has already is skipped.
+        if !f.read(&raw.topic, raw.partition, raw.offset) {
+            return false;
+        }
+        let Input::Telemetry(batch) = spans("web", "v2", 950, 1, 0) else {
+            unreachable!()
+        };
+        let raw = Some(Raw {
+            offset: &raw,
+            keyed: false,
+        });
+        e.fold_telemetry(f, &batch, raw, Timestamp(960 * SEC));
+        true
+    };
+    for offset in 0..10 {
+        assert!(fold_record(&e, &mut f, offset));
+    }
+    // Assigned anew from the committed offset 5: 5..=9 are in the fold.
+    let again: Vec<bool> = (5..15).map(|o| fold_record(&e, &mut f, o)).collect();
+    assert_eq!(again, [[false; 5], [true; 5]].concat());
+    for evidence in f.flush(Origin::Kafka(Vec::new())) {
+        e.apply(Input::Evidence(evidence), Timestamp(960 * SEC));
+    }
+    tick(&mut e);
+    let view = e.deploy_view("d-1").unwrap();
+    assert_eq!(view.evaluation.pairs[0].candidate_long.requests, 15);
+}

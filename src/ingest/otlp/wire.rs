@@ -182,24 +182,24 @@ impl<'a> Reader<'a> {
             return self.next_slow();
         }
         self.pos += 1;
-        let field = u32::from(key >> 3);
-        let value = match key & 7 {
-            0 => Value::Varint(self.varint()?),
-            1 => Value::Fixed64(u64::from_le_bytes(self.take()?)),
-            2 => {
-                let len = self.varint()?;
-                Value::Bytes(self.slice(len)?)
-            }
-            5 => Value::Fixed32(u32::from_le_bytes(self.take()?)),
-            wire_type => return self.group_or_error(field, u64::from(wire_type)),
-        };
-        Ok(Some((field, value)))
+        self.field(u32::from(key >> 3), u64::from(key & 7))
     }
 
     /// [`Reader::next`] for a key of more than one byte (or field 0).
     #[inline(never)]
     fn next_slow(&mut self) -> Result<Option<(u32, Value<'a>)>, DecodeError> {
         let (field, wire_type) = self.key()?;
+        self.field(field, wire_type)
+    }
+
+    /// The value of field `field` of wire type `wire_type`, whose key was
+    /// just read.
+    #[inline(always)]
+    fn field(
+        &mut self,
+        field: u32,
+        wire_type: u64,
+    ) -> Result<Option<(u32, Value<'a>)>, DecodeError> {
         let value = match wire_type {
             0 => Value::Varint(self.varint()?),
             1 => Value::Fixed64(u64::from_le_bytes(self.take()?)),

@@ -38,6 +38,24 @@ fn span_export(i: usize) -> Vec<u8> {
     )
 }
 
+/// A healthy `GET /api/r{j}` request-duration point with `counts` in the
+/// advised buckets.
+fn route_point(j: usize, counts: Vec<u64>, start_ns: u64, time_ns: u64) -> pm::HistogramDataPoint {
+    pm::HistogramDataPoint {
+        attributes: vec![
+            kv_s("http.request.method", "GET"),
+            kv_s("http.route", &format!("/api/r{j}")),
+            kv_i("http.response.status_code", 200),
+        ],
+        start_time_unix_nano: start_ns,
+        time_unix_nano: time_ns,
+        count: counts.iter().sum(),
+        bucket_counts: counts,
+        explicit_bounds: BOUNDS.to_vec(),
+        ..Default::default()
+    }
+}
+
 fn metric_export(i: usize) -> Vec<u8> {
     let t = now_ns();
     let service = format!("svc-{}", i % SERVICES);
@@ -47,19 +65,7 @@ fn metric_export(i: usize) -> Vec<u8> {
             let counts: Vec<u64> = (0..15)
                 .map(|b| ((i + j) as u64 % 7 + 1) * (15 - b))
                 .collect();
-            pm::HistogramDataPoint {
-                attributes: vec![
-                    kv_s("http.request.method", "GET"),
-                    kv_s("http.route", &format!("/api/r{j}")),
-                    kv_i("http.response.status_code", 200),
-                ],
-                start_time_unix_nano: t - 1_000_000_000,
-                time_unix_nano: t,
-                count: counts.iter().sum(),
-                bucket_counts: counts,
-                explicit_bounds: BOUNDS.to_vec(),
-                ..Default::default()
-            }
+            route_point(j, counts, t - 1_000_000_000, t)
         })
         .collect();
     ExportMetricsServiceRequest {
@@ -715,19 +721,7 @@ fn cumulative_export(i: usize, start_ns: u64) -> (String, Vec<u8>) {
             let counts: Vec<u64> = (0..15)
                 .map(|b| round * (j as u64 % 5 + 1) * (15 - b))
                 .collect();
-            pm::HistogramDataPoint {
-                attributes: vec![
-                    kv_s("http.request.method", "GET"),
-                    kv_s("http.route", &format!("/api/r{j}")),
-                    kv_i("http.response.status_code", 200),
-                ],
-                start_time_unix_nano: start_ns,
-                time_unix_nano: now_ns(),
-                count: counts.iter().sum(),
-                bucket_counts: counts,
-                explicit_bounds: BOUNDS.to_vec(),
-                ..Default::default()
-            }
+            route_point(j, counts, start_ns, now_ns())
         })
         .collect();
     let export = ExportMetricsServiceRequest {
